@@ -1,0 +1,148 @@
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use jrun_mesh::DnsLabel;
+use serde::{Deserialize, Serialize};
+
+/// A jail's name: a DNS label, so that `<name>.local.jrun` is always a valid name.
+pub type JailName = DnsLabel;
+
+/// A whole, validated config file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    /// The file it was read from (absolute); relative paths in it resolve against its folder.
+    pub path: PathBuf,
+    pub base: Option<Base>,
+    /// Jails in the order the file declares them.
+    pub jails: Vec<Jail>,
+}
+
+/// The `base { }` block: what the VM itself gets.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Base {
+    pub setup: Vec<SetupStep>,
+    pub mounts: Vec<BaseMount>,
+    pub forwards: Vec<BaseForward>,
+}
+
+/// One `jail "<name>" { }` block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Jail {
+    pub name: JailName,
+    /// FreeBSD release for the vm runtime (e.g. "15.0-RELEASE"); `None` means the VM's own.
+    pub release: Option<String>,
+    /// A static address; `None` lets the planner assign one.
+    pub ip: Option<Ipv4Addr>,
+    /// `base { type = "jail"; name = "…" }`: clone this jail from another.
+    pub base: Option<JailName>,
+    pub depends: Vec<JailName>,
+    pub mounts: Vec<Mount>,
+    pub forwards: Vec<Forward>,
+    pub execs: Vec<Exec>,
+    pub setup: Vec<SetupStep>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+/// `forward { <name> { proto host jail } }`: host `127.0.0.1:<host>` reaches the jail's `<jail>` port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Forward {
+    pub name: String,
+    pub proto: Proto,
+    pub host: u16,
+    pub jail: u16,
+}
+
+/// `base { forward { <name> { proto host target } } }`: host port to a port of the VM itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BaseForward {
+    pub name: String,
+    pub proto: Proto,
+    pub host: u16,
+    pub target: u16,
+}
+
+/// `mount { <name> { host jail } }`: a host folder visible read-write inside the jail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mount {
+    pub name: String,
+    /// Absolute, resolved against the config file's folder.
+    pub host: PathBuf,
+    /// Absolute path inside the jail.
+    pub jail: PathBuf,
+}
+
+/// `base { mount { <name> { host target } } }`: a host folder shared into the VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BaseMount {
+    pub name: String,
+    pub host: PathBuf,
+    pub target: PathBuf,
+}
+
+/// `exec { <name> { cmd dir env healthcheck } }`: a long-running service of the jail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exec {
+    pub name: String,
+    /// Run through `/bin/sh -c`, as the original does.
+    pub cmd: String,
+    pub dir: Option<String>,
+    pub env: BTreeMap<String, String>,
+    pub healthcheck: Option<Healthcheck>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Healthcheck {
+    /// Run through `/bin/sh -c` inside the jail; exit 0 means healthy.
+    pub test: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub retries: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SetupKind {
+    Shell,
+    Ansible,
+}
+
+/// Where a setup step's script or playbook comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SetupSource {
+    /// Absolute, resolved against the config file's folder.
+    File(PathBuf),
+    Url(String),
+}
+
+/// `setup { <name> { type file|url vars {} } }`, run in declaration order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetupStep {
+    pub name: String,
+    pub kind: SetupKind,
+    pub source: SetupSource,
+    pub vars: BTreeMap<String, String>,
+}
+
+impl Config {
+    pub fn jail(&self, name: &str) -> Option<&Jail> {
+        self.jails.iter().find(|j| j.name.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for Proto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        })
+    }
+}

@@ -1,0 +1,7 @@
+//! The core of jrun, shared by both runtimes: the typed config, settings, state, the
+//! planner and the network model. Nothing in this crate knows which OS it serves.
+
+pub mod config;
+pub mod exec;
+pub mod net;
+pub mod settings;

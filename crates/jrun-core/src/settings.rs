@@ -1,0 +1,250 @@
+//! Settings from `JRUN_*` environment variables and an optional `.env` file.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+/// Which runtime jails live in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    /// FreeBSD in QEMU, driven over SSH.
+    Vm,
+    /// Linux network namespaces, as root.
+    Native,
+}
+
+/// Everything jrun takes from its environment, typed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Settings {
+    /// `JRUN_HOME` (default `~/.jrun`): state, keys, logs.
+    pub home: PathBuf,
+    /// `JRUN_RUNTIME` (default `vm`).
+    pub runtime: RuntimeKind,
+    /// `JRUN_SSH_PORT` (default 2222): the host port that reaches the VM; no forward may take it.
+    pub ssh_port: u16,
+    /// `JRUN_QEMU_MEMORY` (default `4096M`).
+    pub qemu_memory: String,
+    /// `JRUN_QEMU_CPUS` (default: the host's cores).
+    pub qemu_cpus: u32,
+    /// `JRUN_QEMU_DISK_SIZE` (default `20G`).
+    pub qemu_disk_size: String,
+    /// `JRUN_BSD_VERSION` (default `15.0`).
+    pub bsd_version: String,
+    /// `JRUN_MESH_NETWORK` (default true): whether jails get Yggdrasil nodes.
+    pub mesh_network: bool,
+    /// `JRUN_RELAY`: the pairing relay's URL.
+    pub relay: String,
+    /// `JRUN_RELAY_PEER`: the relay's Yggdrasil peer URI (`tls://host:port`), if any.
+    pub relay_peer: Option<String>,
+}
+
+pub const DEFAULT_RELAY: &str = "https://relay.jail.run";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("{var}={value:?} is not valid: {expected}")]
+    Invalid {
+        var: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("could not read {path}: {source}")]
+    DotEnv {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: expected KEY=VALUE")]
+    DotEnvSyntax { path: PathBuf, line: usize },
+    #[error("cannot find a home folder for JRUN_HOME; set JRUN_HOME")]
+    NoHome,
+}
+
+impl Settings {
+    /// Reads the process environment, with `./.env` (if present) filling in variables
+    /// the environment does not set.
+    pub fn load() -> Result<Self, SettingsError> {
+        let mut vars: HashMap<String, String> = std::env::vars().collect();
+        let dotenv = Path::new(".env");
+        if dotenv.is_file() {
+            for (k, v) in read_dotenv(dotenv)? {
+                vars.entry(k).or_insert(v);
+            }
+        }
+        Self::from_vars(&vars)
+    }
+
+    /// Builds settings from a variable map (the environment, in production).
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, SettingsError> {
+        let get = |k: &str| vars.get(k).filter(|v| !v.is_empty()).cloned();
+        let home = match get("JRUN_HOME") {
+            Some(h) => PathBuf::from(h),
+            None => PathBuf::from(get("HOME").ok_or(SettingsError::NoHome)?).join(".jrun"),
+        };
+        let runtime = match get("JRUN_RUNTIME").as_deref() {
+            None | Some("vm") => RuntimeKind::Vm,
+            Some("native") => RuntimeKind::Native,
+            Some(other) => {
+                return Err(SettingsError::Invalid {
+                    var: "JRUN_RUNTIME",
+                    value: other.into(),
+                    expected: "`vm` or `native`",
+                })
+            }
+        };
+        let ssh_port = parse_num(&get, "JRUN_SSH_PORT", 2222u16, "a port from 1 to 65535")?;
+        if ssh_port == 0 {
+            return Err(SettingsError::Invalid {
+                var: "JRUN_SSH_PORT",
+                value: "0".into(),
+                expected: "a port from 1 to 65535",
+            });
+        }
+        let cpus_default = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
+        let qemu_cpus = parse_num(
+            &get,
+            "JRUN_QEMU_CPUS",
+            cpus_default,
+            "a whole number of CPUs",
+        )?;
+        let mesh_network = match get("JRUN_MESH_NETWORK").as_deref() {
+            None => true,
+            Some(v) => match v.to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => true,
+                "0" | "false" | "no" | "off" => false,
+                _ => {
+                    return Err(SettingsError::Invalid {
+                        var: "JRUN_MESH_NETWORK",
+                        value: v.into(),
+                        expected: "true or false",
+                    })
+                }
+            },
+        };
+        Ok(Settings {
+            home,
+            runtime,
+            ssh_port,
+            qemu_memory: get("JRUN_QEMU_MEMORY").unwrap_or_else(|| "4096M".into()),
+            qemu_cpus,
+            qemu_disk_size: get("JRUN_QEMU_DISK_SIZE").unwrap_or_else(|| "20G".into()),
+            bsd_version: get("JRUN_BSD_VERSION").unwrap_or_else(|| "15.0".into()),
+            mesh_network,
+            relay: get("JRUN_RELAY").unwrap_or_else(|| DEFAULT_RELAY.into()),
+            relay_peer: get("JRUN_RELAY_PEER"),
+        })
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: T,
+    expected: &'static str,
+) -> Result<T, SettingsError> {
+    match get(var) {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|_| SettingsError::Invalid {
+            var,
+            value: v,
+            expected,
+        }),
+    }
+}
+
+/// `KEY=VALUE` lines; `#` comments, blank lines, optional `export ` and quotes.
+fn read_dotenv(path: &Path) -> Result<Vec<(String, String)>, SettingsError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SettingsError::DotEnv {
+        path: path.into(),
+        source,
+    })?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let (k, v) = line.split_once('=').ok_or(SettingsError::DotEnvSyntax {
+            path: path.into(),
+            line: i + 1,
+        })?;
+        let v = v.trim();
+        let v = v
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+            .unwrap_or(v);
+        out.push((k.trim().to_string(), v.to_string()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults() {
+        let s = Settings::from_vars(&vars(&[("HOME", "/home/u")])).unwrap();
+        assert_eq!(s.home, PathBuf::from("/home/u/.jrun"));
+        assert_eq!(s.runtime, RuntimeKind::Vm);
+        assert_eq!(s.ssh_port, 2222);
+        assert_eq!(s.qemu_memory, "4096M");
+        assert_eq!(s.bsd_version, "15.0");
+        assert!(s.mesh_network);
+        assert_eq!(s.relay, DEFAULT_RELAY);
+    }
+
+    #[test]
+    fn overrides_and_errors() {
+        let s = Settings::from_vars(&vars(&[
+            ("JRUN_HOME", "/tmp/j"),
+            ("JRUN_RUNTIME", "native"),
+            ("JRUN_SSH_PORT", "2300"),
+            ("JRUN_MESH_NETWORK", "off"),
+        ]))
+        .unwrap();
+        assert_eq!(s.runtime, RuntimeKind::Native);
+        assert_eq!(s.ssh_port, 2300);
+        assert!(!s.mesh_network);
+        let err =
+            Settings::from_vars(&vars(&[("HOME", "/h"), ("JRUN_RUNTIME", "docker")])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "JRUN_RUNTIME=\"docker\" is not valid: `vm` or `native`"
+        );
+        assert!(Settings::from_vars(&vars(&[("HOME", "/h"), ("JRUN_SSH_PORT", "70000")])).is_err());
+    }
+
+    #[test]
+    fn dotenv_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(".env");
+        std::fs::write(
+            &p,
+            "# c\nexport JRUN_HOME=\"/x\"\nJRUN_RELAY='http://r'\n\n",
+        )
+        .unwrap();
+        assert_eq!(
+            read_dotenv(&p).unwrap(),
+            [
+                ("JRUN_HOME".to_string(), "/x".to_string()),
+                ("JRUN_RELAY".to_string(), "http://r".to_string())
+            ]
+        );
+        std::fs::write(&p, "oops\n").unwrap();
+        assert!(matches!(
+            read_dotenv(&p),
+            Err(SettingsError::DotEnvSyntax { line: 1, .. })
+        ));
+    }
+}

@@ -1,0 +1,1 @@
+//! jrun's native runtime: jails as Linux network namespaces, nftables, unbound and Yggdrasil.

@@ -1,0 +1,1 @@
+//! jrun's pairing relay server (jrun relay).

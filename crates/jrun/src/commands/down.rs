@@ -1,0 +1,14 @@
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The jails to remove; all of them (after a confirmation) when none is named.
+    pub names: Vec<String>,
+    /// Do not ask for confirmation.
+    #[arg(short = 'y', long = "yes")]
+    pub yes: bool,
+}
+
+pub fn run(_args: Args) -> miette::Result<ExitCode> {
+    super::not_implemented("down")
+}

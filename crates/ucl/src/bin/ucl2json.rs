@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("ucl2json: not written yet");
+    std::process::exit(2);
+}
