@@ -6,7 +6,9 @@
 //! DNS record.
 
 mod label;
+mod pair_code;
 mod ygg_address;
 
 pub use label::{DnsLabel, LabelError};
+pub use pair_code::{PairCode, PairCodeError};
 pub use ygg_address::{YggAddress, YggAddressError};

@@ -3,6 +3,12 @@
 use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
 
+mod dns;
+mod firewall;
+
+pub use dns::{DnsName, DnsRecord, DnsRecords, RecordData};
+pub use firewall::{JailFirewall, Redirect, VmFirewall};
+
 /// The private subnet every jail lives on.
 pub const SUBNET: Ipv4Addr = Ipv4Addr::new(10, 17, 89, 0);
 pub const SUBNET_PREFIX: u8 = 24;
