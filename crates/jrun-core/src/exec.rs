@@ -105,11 +105,14 @@ impl Runner for SystemRunner {
     }
 }
 
+/// A canned answer: commands whose argv starts with the prefix get the result.
+type Answer = (Vec<String>, Result<Output, String>);
+
 /// Records every command and answers with canned output (empty success by default).
 #[derive(Debug, Default)]
 pub struct RecordingRunner {
     calls: Mutex<Vec<Cmd>>,
-    answers: Mutex<Vec<(Vec<String>, Result<Output, String>)>>,
+    answers: Mutex<Vec<Answer>>,
 }
 
 impl RecordingRunner {
