@@ -1,0 +1,166 @@
+//! The one boundary between jrun's commands and the machine that runs jails.
+//!
+//! The planner decides *what* must change; a [`Runtime`] knows *how* on its OS (network
+//! namespaces and nftables natively, FreeBSD jails and pf in the VM). The commands drive a
+//! runtime through these primitives, in the planner's order, and record a jail as deployed
+//! only after every primitive for it succeeded.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use jrun_mesh::YggAddress;
+use serde::{Deserialize, Serialize};
+
+use crate::config::JailName;
+use crate::net::{DnsRecords, JailFirewall, Redirect};
+use crate::settings::RuntimeKind;
+
+/// Everything a runtime needs to bring one jail's network to life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JailNetwork {
+    pub name: JailName,
+    pub ip: Ipv4Addr,
+    /// This jail's forwards (host port → jail port).
+    pub redirects: Vec<Redirect>,
+    pub firewall: JailFirewall,
+}
+
+/// The steps of deploying one jail, in order; progress reports name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    Namespace,
+    Link,
+    Address,
+    Resolver,
+    Firewall,
+    Mesh,
+    Records,
+    Forwards,
+    Remove,
+}
+
+impl Step {
+    /// Every step, in the order a deploy runs them.
+    pub const DEPLOY: [Step; 8] = [
+        Step::Namespace,
+        Step::Link,
+        Step::Address,
+        Step::Resolver,
+        Step::Firewall,
+        Step::Mesh,
+        Step::Records,
+        Step::Forwards,
+    ];
+
+    /// The name used in progress lines, errors and `JRUN_FAULT`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Namespace => "namespace",
+            Step::Link => "link",
+            Step::Address => "address",
+            Step::Resolver => "resolver",
+            Step::Firewall => "firewall",
+            Step::Mesh => "mesh",
+            Step::Records => "records",
+            Step::Forwards => "forwards",
+            Step::Remove => "remove",
+        }
+    }
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether the instance (the VM, or the native supervisor) runs, and since when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceStatus {
+    pub running: bool,
+    /// Seconds since the Unix epoch.
+    pub since: Option<u64>,
+    /// Where the instance lives on the host (namespace name, VM disk…), for humans.
+    pub detail: Option<String>,
+}
+
+/// What the runtime observes about one jail right now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JailObserved {
+    /// Its network namespace (or FreeBSD jail) exists.
+    pub exists: bool,
+    /// Its IPv4 address on the bridge, as seen on the machine.
+    pub ip: Option<Ipv4Addr>,
+    /// The jail's Yggdrasil node address, if its node answers.
+    pub mesh_address: Option<YggAddress>,
+}
+
+/// What `start` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartOutcome {
+    Started,
+    AlreadyRunning,
+}
+
+/// A runtime failure: which jail and step (when there is one), what failed, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("this needs root: {what}. Run it with sudo (the native runtime creates network namespaces and nftables rules)")]
+    NeedsRoot { what: String },
+    #[error("the instance is not running; run `jrun start` first")]
+    NotRunning,
+    #[error("jail `{jail}`, step {step}: {message}")]
+    Step {
+        jail: JailName,
+        step: Step,
+        message: String,
+    },
+    #[error("host port {proto}/{port} is already in use on 127.0.0.1; free it or change the forward's `host` port")]
+    PortBusy { proto: String, port: u16 },
+    #[error("jail `{0}` does not exist on this instance; `jrun status` lists the jails")]
+    NoSuchJail(String),
+    #[error("{what}: {message}")]
+    Other { what: String, message: String },
+    #[error("{what} ({path}): {source}")]
+    Io {
+        what: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The operations every runtime provides to jrun's commands.
+pub trait Runtime {
+    /// Which runtime this is.
+    fn kind(&self) -> RuntimeKind;
+    /// Creates the instance (VM or namespaces + supervisor); a running instance is left alone.
+    fn start(&self) -> Result<StartOutcome, RuntimeError>;
+    /// Tears the instance down, leaving the host as it was; jails are kept in state.
+    fn stop(&self) -> Result<(), RuntimeError>;
+    /// Whether the instance runs.
+    fn instance(&self) -> Result<InstanceStatus, RuntimeError>;
+    /// Addresses of the jail subnet that answer on the bridge right now (jails or not).
+    fn probe_in_use(&self) -> Result<BTreeSet<Ipv4Addr>, RuntimeError>;
+    /// Fails with [`RuntimeError::PortBusy`] when a host port that these redirects need is
+    /// held by something other than this instance. Changes nothing.
+    fn check_host_ports(&self, redirects: &[Redirect]) -> Result<(), RuntimeError>;
+    /// Creates or converges one jail's network (idempotent); `progress` hears each step.
+    /// On failure the jail's partial work is undone before the error returns.
+    fn deploy_jail(
+        &self,
+        jail: &JailNetwork,
+        progress: &mut dyn FnMut(&JailName, Step),
+    ) -> Result<(), RuntimeError>;
+    /// Removes one jail's network and everything it had; absent is fine. Keys are kept.
+    fn remove_jail(&self, jail: &JailName) -> Result<(), RuntimeError>;
+    /// Replaces the resolver's whole record set (reloaded, not restarted).
+    fn set_records(&self, records: &DnsRecords) -> Result<(), RuntimeError>;
+    /// Replaces the whole set of host forwards.
+    fn set_forwards(&self, redirects: &[Redirect]) -> Result<(), RuntimeError>;
+    /// What the machine says about one jail.
+    fn observe_jail(&self, jail: &JailName) -> Result<JailObserved, RuntimeError>;
+    /// Runs `argv` inside the jail, attached to this terminal; returns its exit code.
+    fn exec_in_jail(&self, jail: &JailName, argv: &[String]) -> Result<i32, RuntimeError>;
+}
