@@ -5,10 +5,16 @@
 //! of this crate ([`DnsLabel`], [`YggAddress`]) before it reaches a firewall rule or a
 //! DNS record.
 
+mod identity;
+mod key_store;
 mod label;
 mod pair_code;
+pub mod protocol;
 mod ygg_address;
+pub mod yggdrasil;
 
+pub use identity::{Identity, IdentityError};
+pub use key_store::{KeyStore, StoredKey};
 pub use label::{DnsLabel, LabelError};
 pub use pair_code::{PairCode, PairCodeError};
 pub use ygg_address::{YggAddress, YggAddressError};
