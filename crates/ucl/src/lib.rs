@@ -5,16 +5,22 @@
 //! for duplicate keys, merging of sections, number suffixes) this parser follows it.
 
 mod error;
+mod frame;
+mod json;
+mod number;
+mod parser;
+mod scan;
+mod strings;
 mod value;
 
 pub use error::{Error, Location};
+pub use parser::MAX_DEPTH;
 pub use value::{Key, Kind, Object, Span, Value};
 
-/// Parses a whole UCL document. The top level is always an object.
+/// Parses a whole UCL document.
+///
+/// The top level is an object, with or without braces; a document that starts with
+/// `[` is a top-level array, as in libucl and JSON.
 pub fn parse(src: &str) -> Result<Value, Error> {
-    let _ = src;
-    Err(Error::new(
-        "parser not written yet",
-        Span { start: 0, end: 0 },
-    ))
+    parser::Parser::new(src).document()
 }
