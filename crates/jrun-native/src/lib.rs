@@ -1,1 +1,22 @@
 //! jrun's native runtime: jails as Linux network namespaces, nftables, unbound and Yggdrasil.
+//!
+//! The "VM" is one network namespace per instance holding the bridge (10.17.89.1), the
+//! resolver, the VM's Yggdrasil node and its firewall; it reaches the host over a veth
+//! pair. Each jail is a namespace with a veth on the bridge. Long-lived processes belong to
+//! the [`supervisor`]. Every host command goes through [`jrun_core::exec::Runner`].
+
+mod deploy;
+mod instance;
+mod link;
+pub mod names;
+pub mod nft;
+mod plumbing;
+mod probe;
+mod runtime;
+pub mod supervisor;
+pub mod unbound;
+mod ygg;
+
+pub use deploy::fault_point;
+pub use instance::InstanceInfo;
+pub use runtime::{NativeOptions, NativeRuntime};

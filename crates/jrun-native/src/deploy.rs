@@ -1,0 +1,87 @@
+//! Deploying one jail's network: ordered steps, each named in progress and errors, with
+//! the jail's partial work undone when a step fails.
+
+use jrun_core::config::JailName;
+use jrun_core::runtime::{JailNetwork, RuntimeError, Step};
+
+use crate::instance::InstanceInfo;
+use crate::runtime::NativeRuntime;
+use crate::{nft, plumbing, ygg};
+
+/// Test-only fault injection: with `JRUN_FAULT=after:<step>` a debug build aborts the
+/// process right after that step, as a `kill -9` would. Release builds ignore it.
+pub fn fault_point(step: Step) {
+    if cfg!(debug_assertions) {
+        if let Ok(spec) = std::env::var("JRUN_FAULT") {
+            if spec.strip_prefix("after:") == Some(step.as_str()) {
+                eprintln!("JRUN_FAULT: aborting after step {step}");
+                std::process::abort();
+            }
+        }
+    }
+}
+
+pub fn deploy_jail(
+    rt: &NativeRuntime,
+    info: &InstanceInfo,
+    jail: &JailNetwork,
+    progress: &mut dyn FnMut(&JailName, Step),
+) -> Result<(), RuntimeError> {
+    let ns = rt.layout.jail_ns(&jail.name);
+    let runner = rt.runner.as_ref();
+    let fresh = !plumbing::jail_ready(runner, &ns, jail.ip);
+    let mut run = |step: Step, f: &mut dyn FnMut() -> Result<(), String>| {
+        progress(&jail.name, step);
+        f().map_err(|message| RuntimeError::Step {
+            jail: jail.name.clone(),
+            step,
+            message,
+        })?;
+        fault_point(step);
+        Ok::<(), RuntimeError>(())
+    };
+    let result = (|| {
+        if fresh {
+            // Half-made leftovers (an interrupted run) are cleared, then built again.
+            run(Step::Namespace, &mut || {
+                plumbing::delete_namespace(runner, &ns)?;
+                plumbing::create_jail_ns(runner, &ns).map_err(|e| e.to_string())
+            })?;
+            run(Step::Link, &mut || {
+                plumbing::create_jail_link(runner, &rt.layout, &ns, jail.ip)
+                    .map_err(|e| e.to_string())
+            })?;
+            run(Step::Address, &mut || {
+                plumbing::configure_jail_address(runner, &ns, jail.ip).map_err(|e| e.to_string())
+            })?;
+        }
+        run(Step::Resolver, &mut || {
+            plumbing::write_resolv_conf(&ns)
+                .map_err(|e| format!("cannot write /etc/netns/{ns}/resolv.conf: {e}"))
+        })?;
+        run(Step::Firewall, &mut || {
+            plumbing::nft_apply(runner, &ns, &nft::render_jail(&jail.firewall))
+                .map_err(|e| e.to_string())
+        })?;
+        if info.ygg_version.is_some() {
+            run(Step::Mesh, &mut || mesh_node(rt, &jail.name))?;
+        }
+        Ok(())
+    })();
+    if result.is_err() && fresh {
+        // Undo what this run created; the jail stays recorded as not deployed.
+        let _ = crate::runtime::remove_jail_quietly(rt, &jail.name);
+    }
+    result
+}
+
+fn mesh_node(rt: &NativeRuntime, jail: &JailName) -> Result<(), String> {
+    let version = ygg::detect_version()?;
+    let node = ygg::jail_node(&rt.layout, version, jail)?;
+    let mut s = rt.read_supervision().map_err(|e| e.to_string())?;
+    if s.children.contains(&node.child) {
+        return Ok(());
+    }
+    s.upsert_child(node.child);
+    rt.write_supervision(&s).map_err(|e| e.to_string())
+}

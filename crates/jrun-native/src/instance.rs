@@ -1,0 +1,355 @@
+//! Starting and stopping one native instance: the VM namespace, its resolver and VM node,
+//! and the supervisor daemon that owns them.
+
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use jrun_core::config::Proto;
+use jrun_core::runtime::RuntimeError;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use crate::link::Link;
+use crate::names::Layout;
+use crate::runtime::{other, NativeRuntime};
+use crate::supervisor::control::{self, Request};
+use crate::supervisor::spec::{ChildSpec, ForwardSpec, Supervision};
+use crate::unbound::{self, UnboundFiles};
+use crate::{link, nft, plumbing, ygg};
+
+/// What `start` decided, kept in `run/instance.json` while the instance runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceInfo {
+    pub id: String,
+    pub link: Link,
+    /// The host-side UDP relay unbound forwards to.
+    pub dns_relay: SocketAddrV4,
+    pub upstream: SocketAddrV4,
+    /// Seconds since the Unix epoch.
+    pub started_at: u64,
+    /// Whether Yggdrasil nodes run (`JRUN_MESH_NETWORK`), and for which version.
+    pub ygg_version: Option<String>,
+}
+
+impl InstanceInfo {
+    pub fn read(layout: &Layout) -> Result<Self, RuntimeError> {
+        let path = layout.instance_file();
+        let bytes = std::fs::read(&path).map_err(|source| RuntimeError::Io {
+            what: "cannot read the running instance's description".into(),
+            path: path.clone(),
+            source,
+        })?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| other(format!("{} is not valid", path.display()), e))
+    }
+}
+
+/// The name of the unbound child.
+pub const UNBOUND_CHILD: &str = "unbound";
+
+/// The supervisor's pid, if its pid file names a live supervisor.
+pub fn supervisor_pid(layout: &Layout) -> Option<(i32, u64)> {
+    let text = std::fs::read_to_string(layout.pid_file()).ok()?;
+    let mut parts = text.split_whitespace();
+    let pid: i32 = parts.next()?.parse().ok()?;
+    let since: u64 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let is_ours = cmdline.split(|b| *b == 0).any(|arg| arg == b"supervise");
+    is_ours.then_some((pid, since))
+}
+
+pub fn start(rt: &NativeRuntime) -> Result<(), RuntimeError> {
+    let layout = &rt.layout;
+    let runner = rt.runner.as_ref();
+    // Leftovers of an instance that died without `stop` would collide with the new one.
+    let _ = plumbing::teardown_instance(runner, layout);
+    let _ = std::fs::remove_dir_all(layout.run_dir());
+    for dir in [
+        layout.run_dir(),
+        layout.log_dir(),
+        layout.unbound_dir(),
+        layout.ygg_dir(),
+    ] {
+        std::fs::create_dir_all(&dir).map_err(|source| RuntimeError::Io {
+            what: "cannot create the instance's folders".into(),
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    let slot = u8::from_str_radix(&layout.id.as_str()[..2], 16).unwrap_or(0);
+    let link = link::choose(runner, slot).map_err(|e| other("cannot pick the host link", e))?;
+    let result = start_inner(rt, link);
+    if result.is_err() {
+        stop(rt);
+    }
+    result
+}
+
+fn start_inner(rt: &NativeRuntime, link: Link) -> Result<(), RuntimeError> {
+    let layout = &rt.layout;
+    let runner = rt.runner.as_ref();
+    plumbing::create_vm(runner, layout, link)
+        .map_err(|e| other("cannot create the VM namespace", e))?;
+    let ruleset = nft::render_vm(link.vm, &[]);
+    plumbing::nft_apply(runner, &layout.vm_ns(), &ruleset)
+        .map_err(|e| other("cannot load the VM firewall", e))?;
+
+    let upstream = match rt.options.dns_upstream {
+        Some(u) => u,
+        None => host_resolver(Path::new("/etc/resolv.conf"))?,
+    };
+    let dns_relay = dns_relay_address(link.host)?;
+    let files = UnboundFiles::new(layout.unbound_dir());
+    write(&files.conf(), &unbound::render_conf(&files, dns_relay))?;
+    write(
+        &files.records(),
+        &unbound::render_records(&Default::default()),
+    )?;
+    files
+        .check(runner)
+        .map_err(|e| other("the resolver's config does not pass unbound-checkconf", e))?;
+
+    let mut children = vec![ChildSpec {
+        name: UNBOUND_CHILD.into(),
+        argv: [
+            vec![
+                "ip".to_string(),
+                "netns".into(),
+                "exec".into(),
+                layout.vm_ns(),
+            ],
+            files.command(),
+        ]
+        .concat(),
+    }];
+    let mut ygg_version = None;
+    if rt.options.mesh {
+        let version = ygg::detect_version().map_err(|e| other("cannot run Yggdrasil", e))?;
+        let node = ygg::vm_node(layout, version, rt.options.relay_peer.as_deref())
+            .map_err(|e| other("cannot configure the VM's Yggdrasil node", e))?;
+        children.push(node.child);
+        ygg_version = Some(format!("{version:?}"));
+    }
+    let supervision = Supervision {
+        children,
+        forwards: vec![ForwardSpec {
+            proto: Proto::Udp,
+            listen: dns_relay,
+            target: upstream,
+        }],
+    };
+    supervision
+        .write(&layout.supervision_file())
+        .map_err(|source| RuntimeError::Io {
+            what: "cannot write the supervisor's spec".into(),
+            path: layout.supervision_file(),
+            source,
+        })?;
+    let info = InstanceInfo {
+        id: layout.id.as_str().into(),
+        link,
+        dns_relay,
+        upstream,
+        started_at: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        ygg_version,
+    };
+    write(
+        &layout.instance_file(),
+        &serde_json::to_string_pretty(&info).expect("plain data serialises"),
+    )?;
+    spawn_supervisor(rt)?;
+    wait_for_resolver(rt, &files)
+}
+
+/// Starts `jrun supervise` in its own session, detached from this terminal.
+fn spawn_supervisor(rt: &NativeRuntime) -> Result<(), RuntimeError> {
+    let layout = &rt.layout;
+    let log_path = layout.log_dir().join("supervisor.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|source| RuntimeError::Io {
+            what: "cannot open the supervisor's log".into(),
+            path: log_path.clone(),
+            source,
+        })?;
+    let err_log = log.try_clone().map_err(|source| RuntimeError::Io {
+        what: "cannot open the supervisor's log".into(),
+        path: log_path.clone(),
+        source,
+    })?;
+    let (program, args) = rt
+        .options
+        .supervisor_argv
+        .split_first()
+        .ok_or_else(|| other("cannot start the supervisor", "no command given"))?;
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .env("JRUN_HOME", &layout.home)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err_log);
+    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(|_| ())
+                .map_err(std::io::Error::from)
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| other(format!("cannot start the supervisor ({program})"), e))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if supervisor_pid(layout).is_some() {
+            // The daemon lives on in its own session; nothing waits for it here.
+            std::mem::drop(child);
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(other(
+                "the supervisor exited at start",
+                format!("{status}; see {}", log_path.display()),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    Err(other(
+        "the supervisor did not become ready within 10s",
+        format!("see {}", log_path.display()),
+    ))
+}
+
+/// Waits until unbound answers its control socket, so the first `up` can reload it.
+fn wait_for_resolver(rt: &NativeRuntime, files: &UnboundFiles) -> Result<(), RuntimeError> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = [
+        "unbound-control".to_string(),
+        "-c".into(),
+        files.conf().display().to_string(),
+        "status".into(),
+    ];
+    loop {
+        match rt.runner.run(&jrun_core::exec::Cmd::new(status.clone())) {
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() > deadline => {
+                return Err(other(
+                    "the resolver (unbound) did not come up within 10s",
+                    format!(
+                        "{e}; see {}",
+                        rt.layout.log_dir().join("unbound.log").display()
+                    ),
+                ))
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+/// Stops the supervisor (and with it every child), then removes everything the instance
+/// created on the host. Best effort; safe to repeat.
+pub fn stop(rt: &NativeRuntime) -> Vec<String> {
+    let layout = &rt.layout;
+    let mut errors = Vec::new();
+    if let Some((pid, _)) = supervisor_pid(layout) {
+        let _ = control::request(&layout.control_socket(), &Request::Shutdown);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && kill(Pid::from_raw(pid), None).is_ok() && is_alive(pid) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if is_alive(pid) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+    if let Err(e) = plumbing::teardown_instance(rt.runner.as_ref(), layout) {
+        errors.push(e);
+    }
+    if let Err(e) = std::fs::remove_dir_all(layout.run_dir()) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            errors.push(format!("cannot remove {}: {e}", layout.run_dir().display()));
+        }
+    }
+    errors
+}
+
+/// Alive and not a zombie.
+fn is_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z"),
+        Err(_) => false,
+    }
+}
+
+/// The first IPv4 nameserver of the host's resolv.conf.
+pub fn host_resolver(path: &Path) -> Result<SocketAddrV4, RuntimeError> {
+    let text = std::fs::read_to_string(path).map_err(|source| RuntimeError::Io {
+        what: "cannot read the host's resolver for the upstream (set JRUN_DNS_UPSTREAM)".into(),
+        path: path.into(),
+        source,
+    })?;
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|ns| ns.trim().parse::<Ipv4Addr>().ok())
+        .map(|ip| SocketAddrV4::new(ip, 53))
+        .next()
+        .ok_or_else(|| {
+            other(
+                "no IPv4 nameserver in /etc/resolv.conf to forward to",
+                "set JRUN_DNS_UPSTREAM=<ip>[:port]",
+            )
+        })
+}
+
+/// Port 53 on the host's side of the link when it is free, else any free port there.
+fn dns_relay_address(host: Ipv4Addr) -> Result<SocketAddrV4, RuntimeError> {
+    for port in [53, 0] {
+        if let Ok(s) = UdpSocket::bind(SocketAddrV4::new(host, port)) {
+            if let Ok(std::net::SocketAddr::V4(a)) = s.local_addr() {
+                return Ok(a);
+            }
+        }
+    }
+    Err(other(
+        "cannot bind the resolver's upstream relay",
+        format!("no free UDP port on {host}"),
+    ))
+}
+
+fn write(path: &Path, text: &str) -> Result<(), RuntimeError> {
+    unbound::write_atomic(path, text).map_err(|source| RuntimeError::Io {
+        what: "cannot write".into(),
+        path: path.into(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_is_the_first_ipv4_nameserver() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("resolv.conf");
+        std::fs::write(
+            &p,
+            "# x\nnameserver ::1\nnameserver 10.0.0.53\nnameserver 1.1.1.1\n",
+        )
+        .unwrap();
+        assert_eq!(host_resolver(&p).unwrap(), "10.0.0.53:53".parse().unwrap());
+        std::fs::write(&p, "search x\n").unwrap();
+        assert!(host_resolver(&p).is_err());
+    }
+}

@@ -1,0 +1,158 @@
+//! Names and paths of one native instance, derived from its `JRUN_HOME` so that several
+//! instances coexist on one machine. Every name here is built from validated parts only.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use jrun_core::config::JailName;
+
+/// A short id for the instance: 6 hex digits of a hash of the canonical `JRUN_HOME`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct InstanceId(String);
+
+impl InstanceId {
+    /// The id of the instance living in `home` (canonicalised when it exists).
+    pub fn for_home(home: &Path) -> Self {
+        let canonical = home.canonicalize().unwrap_or_else(|_| home.to_path_buf());
+        Self::from_bytes(canonical.as_os_str().as_encoded_bytes())
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Self {
+        // FNV-1a: stable across Rust versions (unlike DefaultHasher), and plenty for 24 bits.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        InstanceId(format!("{:06x}", h & 0xff_ffff))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Everything named after one instance: namespaces, interfaces and files.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub id: InstanceId,
+    pub home: PathBuf,
+}
+
+/// The bridge inside the VM namespace.
+pub const BRIDGE: &str = "br0";
+/// The VM namespace's side of its link to the host.
+pub const UPLINK: &str = "uplink";
+/// A jail's side of its link to the bridge.
+pub const JAIL_IFACE: &str = "eth0";
+
+impl Layout {
+    pub fn new(home: &Path) -> Self {
+        Layout {
+            id: InstanceId::for_home(home),
+            home: home.to_path_buf(),
+        }
+    }
+
+    /// The prefix every namespace of this instance starts with (`jrun-<id>-`).
+    pub fn ns_prefix(&self) -> String {
+        format!("jrun-{}-", self.id.as_str())
+    }
+
+    /// The "VM": the namespace holding the bridge, resolver, VM node and firewall.
+    pub fn vm_ns(&self) -> String {
+        format!("{}vm", self.ns_prefix())
+    }
+
+    /// A jail's namespace. `vm` cannot clash: a jail's is `jrun-<id>-j-<name>`.
+    pub fn jail_ns(&self, jail: &JailName) -> String {
+        format!("{}j-{jail}", self.ns_prefix())
+    }
+
+    /// The jail a namespace name belongs to, if it is one of this instance's jails.
+    pub fn jail_of_ns(&self, ns: &str) -> Option<JailName> {
+        let rest = ns.strip_prefix(&self.ns_prefix())?.strip_prefix("j-")?;
+        JailName::new(rest).ok()
+    }
+
+    /// The host's side of the link to the VM namespace (fits the 15-byte limit: 9 bytes).
+    pub fn host_veth(&self) -> String {
+        format!("jr{}h", self.id.as_str())
+    }
+
+    /// The bridge port of a jail inside the VM namespace, named by its address's last octet
+    /// (unique on the bridge, stable for the jail's life).
+    pub fn bridge_port(ip: Ipv4Addr) -> String {
+        format!("vj{}", ip.octets()[3])
+    }
+
+    pub fn run_dir(&self) -> PathBuf {
+        self.home.join("run")
+    }
+
+    pub fn log_dir(&self) -> PathBuf {
+        self.home.join("logs")
+    }
+
+    /// The supervisor's pid file: the instance's "running" signal.
+    pub fn pid_file(&self) -> PathBuf {
+        self.run_dir().join("supervisor.pid")
+    }
+
+    /// The supervisor's control socket.
+    pub fn control_socket(&self) -> PathBuf {
+        self.run_dir().join("supervisor.sock")
+    }
+
+    /// What `start` decided (link subnet, start time), read by every later command.
+    pub fn instance_file(&self) -> PathBuf {
+        self.run_dir().join("instance.json")
+    }
+
+    /// The supervisor's desired children and forwards.
+    pub fn supervision_file(&self) -> PathBuf {
+        self.run_dir().join("supervision.json")
+    }
+
+    pub fn unbound_dir(&self) -> PathBuf {
+        self.run_dir().join("unbound")
+    }
+
+    pub fn ygg_dir(&self) -> PathBuf {
+        self.run_dir().join("ygg")
+    }
+
+    /// `/etc/netns/<ns>`: files `ip netns exec` bind-mounts over `/etc` for that namespace.
+    pub fn etc_netns(ns: &str) -> PathBuf {
+        Path::new("/etc/netns").join(ns)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_stable_and_distinct() {
+        let a = InstanceId::from_bytes(b"/root/.jrun");
+        assert_eq!(a, InstanceId::from_bytes(b"/root/.jrun"));
+        assert_ne!(a, InstanceId::from_bytes(b"/tmp/other"));
+        assert_eq!(a.as_str().len(), 6);
+    }
+
+    #[test]
+    fn names_fit_and_round_trip() {
+        let l = Layout {
+            id: InstanceId("abc123".into()),
+            home: "/h".into(),
+        };
+        let web = JailName::new("web").unwrap();
+        assert_eq!(l.vm_ns(), "jrun-abc123-vm");
+        assert_eq!(l.jail_ns(&web), "jrun-abc123-j-web");
+        assert_eq!(l.jail_of_ns("jrun-abc123-j-web"), Some(web));
+        assert_eq!(l.jail_of_ns("jrun-abc123-vm"), None);
+        assert_eq!(l.jail_of_ns("jrun-ffffff-j-web"), None);
+        assert!(l.host_veth().len() <= 15);
+        assert_eq!(Layout::bridge_port(Ipv4Addr::new(10, 17, 89, 250)), "vj250");
+    }
+}

@@ -1,0 +1,132 @@
+//! nftables rulesets rendered from the network model's firewall types. Each ruleset is a
+//! whole `inet jrun` table, replaced in one `nft -f -` transaction (create, delete, define),
+//! so a half-applied firewall cannot exist.
+
+use std::fmt::Write;
+use std::net::Ipv4Addr;
+
+use jrun_core::config::Proto;
+use jrun_core::net::{JailFirewall, Redirect, BRIDGE_IP, MESH_IFACE, SUBNET, SUBNET_PREFIX};
+
+use crate::names::{BRIDGE, UPLINK};
+
+/// The table name jrun owns in every namespace it creates.
+pub const TABLE: &str = "jrun";
+
+/// The VM namespace's ruleset: NAT for jail traffic going out of the uplink, one DNAT per
+/// forward (the host's forward listeners connect to `uplink_ip:<host port>`), and
+/// unsolicited inbound traffic dropped.
+pub fn render_vm(uplink_ip: Ipv4Addr, redirects: &[Redirect]) -> String {
+    let mut dnat = String::new();
+    for r in redirects {
+        let proto = proto_kw(r.proto);
+        // Writing to a String cannot fail.
+        let _ = writeln!(
+            dnat,
+            "    iifname \"{UPLINK}\" ip daddr {uplink_ip} {proto} dport {} dnat ip to {}:{}",
+            r.host_port, r.jail_ip, r.jail_port
+        );
+    }
+    format!(
+        "table inet {TABLE}\n\
+         delete table inet {TABLE}\n\
+         table inet {TABLE} {{\n\
+         \x20 chain prerouting {{\n\
+         \x20   type nat hook prerouting priority dstnat; policy accept;\n\
+         {dnat}\
+         \x20 }}\n\
+         \x20 chain postrouting {{\n\
+         \x20   type nat hook postrouting priority srcnat; policy accept;\n\
+         \x20   oifname \"{UPLINK}\" ip saddr {SUBNET}/{SUBNET_PREFIX} masquerade\n\
+         \x20 }}\n\
+         \x20 chain input {{\n\
+         \x20   type filter hook input priority filter; policy drop;\n\
+         \x20   ct state established,related accept\n\
+         \x20   iif lo accept\n\
+         \x20   iifname \"{BRIDGE}\" ip daddr {{ {BRIDGE_IP}, 255.255.255.255 }} accept\n\
+         \x20   iifname \"{BRIDGE}\" ip6 daddr fe80::/10 accept\n\
+         \x20   meta l4proto {{ icmp, ipv6-icmp }} accept\n\
+         \x20 }}\n\
+         \x20 chain forward {{\n\
+         \x20   type filter hook forward priority filter; policy drop;\n\
+         \x20   ct state established,related accept\n\
+         \x20   iifname \"{BRIDGE}\" oifname \"{UPLINK}\" accept\n\
+         \x20   iifname \"{BRIDGE}\" oifname \"{BRIDGE}\" accept\n\
+         \x20   ct status dnat accept\n\
+         \x20 }}\n\
+         }}\n"
+    )
+}
+
+/// A jail's ruleset: anything arriving on the mesh interface is dropped unless its source
+/// is in `mesh_peers` (or it answers the jail's own traffic); the rest is accepted.
+pub fn render_jail(fw: &JailFirewall) -> String {
+    let elements = if fw.mesh_peers.is_empty() {
+        String::new()
+    } else {
+        let list: Vec<String> = fw.mesh_peers.iter().map(|a| a.to_string()).collect();
+        format!("    elements = {{ {} }}\n", list.join(", "))
+    };
+    format!(
+        "table inet {TABLE}\n\
+         delete table inet {TABLE}\n\
+         table inet {TABLE} {{\n\
+         \x20 set mesh_peers {{\n\
+         \x20   type ipv6_addr\n\
+         {elements}\
+         \x20 }}\n\
+         \x20 chain input {{\n\
+         \x20   type filter hook input priority filter; policy accept;\n\
+         \x20   iifname \"{MESH_IFACE}\" ct state established,related accept\n\
+         \x20   iifname \"{MESH_IFACE}\" ip6 saddr @mesh_peers accept\n\
+         \x20   iifname \"{MESH_IFACE}\" counter drop\n\
+         \x20 }}\n\
+         }}\n"
+    )
+}
+
+fn proto_kw(p: Proto) -> &'static str {
+    match p {
+        Proto::Tcp => "tcp",
+        Proto::Udp => "udp",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jrun_core::config::JailName;
+    use jrun_mesh::YggAddress;
+
+    #[test]
+    fn vm_ruleset_has_one_dnat_per_redirect() {
+        let r = Redirect {
+            proto: Proto::Udp,
+            host_port: 5353,
+            jail: JailName::new("dns").unwrap(),
+            jail_ip: Ipv4Addr::new(10, 17, 89, 12),
+            jail_port: 53,
+        };
+        let text = render_vm(Ipv4Addr::new(10, 17, 88, 2), &[r]);
+        assert!(text.starts_with("table inet jrun\ndelete table inet jrun\n"));
+        assert!(text.contains(
+            "iifname \"uplink\" ip daddr 10.17.88.2 udp dport 5353 dnat ip to 10.17.89.12:53\n"
+        ));
+        assert!(text.contains("oifname \"uplink\" ip saddr 10.17.89.0/24 masquerade"));
+        assert!(text.contains("hook input priority filter; policy drop;"));
+    }
+
+    #[test]
+    fn jail_ruleset_lists_exactly_the_peers() {
+        let mut fw = JailFirewall {
+            jail: JailName::new("web").unwrap(),
+            mesh_peers: Default::default(),
+        };
+        assert!(!render_jail(&fw).contains("elements"));
+        let a: YggAddress = "200:848a:604f:bb7e:4384:65db:8db6:6895".parse().unwrap();
+        fw.mesh_peers.insert(a);
+        let text = render_jail(&fw);
+        assert!(text.contains("elements = { 200:848a:604f:bb7e:4384:65db:8db6:6895 }"));
+        assert!(text.contains("iifname \"ygg0\" counter drop"));
+    }
+}

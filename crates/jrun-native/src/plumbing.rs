@@ -1,0 +1,326 @@
+//! Namespaces, veths, addresses and routes, as `ip` commands through the [`Runner`].
+//! Creation is split into ordered steps so a failure can be named and undone; removal is
+//! best effort and treats "already gone" as done.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use jrun_core::exec::{Cmd, ExecError, Runner};
+use jrun_core::net::{BRIDGE_IP, SUBNET_PREFIX};
+
+use crate::link::{Link, LINK_PREFIX};
+use crate::names::{Layout, BRIDGE, JAIL_IFACE, UPLINK};
+
+/// Runs `ip -n <ns> -batch -` with one command per line (one process for many changes).
+pub fn ip_batch(runner: &dyn Runner, ns: &str, lines: &[String]) -> Result<(), ExecError> {
+    let mut text = lines.join("\n");
+    text.push('\n');
+    runner
+        .run(&Cmd::new(["ip", "-n", ns, "-batch", "-"]).stdin(text))
+        .map(|_| ())
+}
+
+/// Applies a whole nftables ruleset inside `ns`, in one transaction.
+pub fn nft_apply(runner: &dyn Runner, ns: &str, ruleset: &str) -> Result<(), ExecError> {
+    runner
+        .run(&Cmd::new(["ip", "netns", "exec", ns, "nft", "-f", "-"]).stdin(ruleset))
+        .map(|_| ())
+}
+
+/// The network namespaces that exist, by name.
+pub fn list_namespaces(runner: &dyn Runner) -> Result<BTreeSet<String>, ExecError> {
+    let out = runner.run(&Cmd::new(["ip", "netns", "list"]))?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect())
+}
+
+/// The VM namespace, its link to the host and the bridge.
+pub fn create_vm(runner: &dyn Runner, layout: &Layout, link: Link) -> Result<(), ExecError> {
+    let vm = layout.vm_ns();
+    let host_veth = layout.host_veth();
+    runner.run(&Cmd::new(["ip", "netns", "add", vm.as_str()]))?;
+    runner.run(&Cmd::new([
+        "ip",
+        "link",
+        "add",
+        host_veth.as_str(),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        UPLINK,
+        "netns",
+        vm.as_str(),
+    ]))?;
+    runner.run(&Cmd::new([
+        "ip".to_string(),
+        "addr".into(),
+        "add".into(),
+        format!("{}/{LINK_PREFIX}", link.host),
+        "dev".into(),
+        host_veth.clone(),
+    ]))?;
+    runner.run(&Cmd::new(["ip", "link", "set", host_veth.as_str(), "up"]))?;
+    ip_batch(
+        runner,
+        &vm,
+        &[
+            "link set lo up".into(),
+            format!("addr add {}/{LINK_PREFIX} dev {UPLINK}", link.vm),
+            format!("link set {UPLINK} up"),
+            format!("link add {BRIDGE} type bridge"),
+            format!("addr add {BRIDGE_IP}/{SUBNET_PREFIX} dev {BRIDGE}"),
+            format!("link set {BRIDGE} up"),
+            format!("route add default via {}", link.host),
+        ],
+    )?;
+    // Per-namespace setting: the host's own forwarding is left alone.
+    runner.run(&Cmd::new([
+        "ip",
+        "netns",
+        "exec",
+        vm.as_str(),
+        "sysctl",
+        "-qw",
+        "net.ipv4.ip_forward=1",
+    ]))?;
+    Ok(())
+}
+
+/// A jail's namespace with its veth on the bridge, its address and default route.
+pub fn create_jail_ns(runner: &dyn Runner, ns: &str) -> Result<(), ExecError> {
+    runner
+        .run(&Cmd::new(["ip", "netns", "add", ns]))
+        .map(|_| ())
+}
+
+pub fn create_jail_link(
+    runner: &dyn Runner,
+    layout: &Layout,
+    ns: &str,
+    ip: Ipv4Addr,
+) -> Result<(), ExecError> {
+    let port = Layout::bridge_port(ip);
+    ip_batch(
+        runner,
+        &layout.vm_ns(),
+        &[
+            format!("link add {port} type veth peer name {JAIL_IFACE} netns {ns}"),
+            format!("link set {port} master {BRIDGE} up"),
+        ],
+    )
+}
+
+pub fn configure_jail_address(
+    runner: &dyn Runner,
+    ns: &str,
+    ip: Ipv4Addr,
+) -> Result<(), ExecError> {
+    ip_batch(
+        runner,
+        ns,
+        &[
+            "link set lo up".into(),
+            format!("addr add {ip}/{SUBNET_PREFIX} dev {JAIL_IFACE}"),
+            format!("link set {JAIL_IFACE} up"),
+            format!("route add default via {BRIDGE_IP}"),
+        ],
+    )
+}
+
+/// Whether the jail's namespace exists with its address and default route in place.
+pub fn jail_ready(runner: &dyn Runner, ns: &str, ip: Ipv4Addr) -> bool {
+    let addr = runner.run(&Cmd::new([
+        "ip", "-n", ns, "-4", "-o", "addr", "show", "dev", JAIL_IFACE,
+    ]));
+    let has_addr = addr.is_ok_and(|o| {
+        String::from_utf8_lossy(&o.stdout).contains(&format!(" {ip}/{SUBNET_PREFIX} "))
+    });
+    has_addr
+        && runner
+            .run(&Cmd::new(["ip", "-n", ns, "route", "show", "default"]))
+            .is_ok_and(|o| !o.stdout.is_empty())
+}
+
+/// The IPv4 address on the jail's bridge interface, if any.
+pub fn jail_address(runner: &dyn Runner, ns: &str) -> Option<Ipv4Addr> {
+    let out = runner
+        .run(&Cmd::new([
+            "ip", "-n", ns, "-4", "-o", "addr", "show", "dev", JAIL_IFACE,
+        ]))
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|a| a.split('/').next())
+        .and_then(|a| a.parse().ok())
+}
+
+/// Kills every process still running inside `ns` (best effort).
+pub fn kill_namespace_processes(runner: &dyn Runner, ns: &str) {
+    let Ok(out) = runner.run(&Cmd::new(["ip", "netns", "pids", ns])) else {
+        return;
+    };
+    for pid in String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse::<i32>().ok())
+    {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+/// Deletes a namespace (its veths go with it) and its `/etc/netns` folder. Absent is fine.
+pub fn delete_namespace(runner: &dyn Runner, ns: &str) -> Result<(), String> {
+    kill_namespace_processes(runner, ns);
+    let mut errors = Vec::new();
+    if list_namespaces(runner).map_or(true, |all| all.contains(ns)) {
+        if let Err(e) = runner.run(&Cmd::new(["ip", "netns", "del", ns])) {
+            errors.push(e.to_string());
+        }
+    }
+    let etc = Layout::etc_netns(ns);
+    if let Err(e) = std::fs::remove_dir_all(&etc) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            errors.push(format!("cannot remove {}: {e}", etc.display()));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
+/// Removes everything of the instance on the host: every namespace with its prefix, their
+/// `/etc/netns` folders and the host's veth. Collects errors and keeps going.
+pub fn teardown_instance(runner: &dyn Runner, layout: &Layout) -> Result<(), String> {
+    let mut errors = Vec::new();
+    let prefix = layout.ns_prefix();
+    let namespaces = list_namespaces(runner).map_err(|e| e.to_string())?;
+    // Jails first, the VM last: the VM's bridge outlives its ports.
+    let (vm, jails): (Vec<_>, Vec<_>) = namespaces
+        .iter()
+        .filter(|n| n.starts_with(&prefix))
+        .partition(|n| **n == layout.vm_ns());
+    for ns in jails.into_iter().chain(vm) {
+        if let Err(e) = delete_namespace(runner, ns) {
+            errors.push(e);
+        }
+    }
+    // Folders of namespaces that are already gone.
+    if let Ok(dir) = std::fs::read_dir("/etc/netns") {
+        for entry in dir.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    let host_veth = layout.host_veth();
+    if runner
+        .run(&Cmd::new(["ip", "link", "show", host_veth.as_str()]))
+        .is_ok()
+    {
+        if let Err(e) = runner.run(&Cmd::new(["ip", "link", "del", host_veth.as_str()])) {
+            errors.push(e.to_string());
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
+/// `/etc/netns/<ns>/resolv.conf`: `ip netns exec` shows it as the jail's `/etc/resolv.conf`.
+pub fn write_resolv_conf(ns: &str) -> std::io::Result<()> {
+    let dir = Layout::etc_netns(ns);
+    std::fs::create_dir_all(&dir)?;
+    crate::unbound::write_atomic(
+        &dir.join("resolv.conf"),
+        &format!(
+            "# Written by jrun.\nnameserver {BRIDGE_IP}\nsearch {}\n",
+            jrun_core::net::LOCAL_ZONE
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jrun_core::exec::RecordingRunner;
+
+    #[test]
+    fn vm_plumbing_is_the_expected_calls() {
+        let rec = RecordingRunner::new();
+        let layout = Layout::new(std::path::Path::new("/nonexistent/jrun-test-home"));
+        let id = layout.id.as_str().to_string();
+        let link = Link {
+            host: Ipv4Addr::new(10, 17, 88, 1),
+            vm: Ipv4Addr::new(10, 17, 88, 2),
+        };
+        create_vm(&rec, &layout, link).unwrap();
+        let vm = format!("jrun-{id}-vm");
+        let veth = format!("jr{id}h");
+        let calls = rec.calls();
+        assert_eq!(calls[0], ["ip", "netns", "add", vm.as_str()]);
+        assert_eq!(
+            calls[1],
+            [
+                "ip",
+                "link",
+                "add",
+                veth.as_str(),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "uplink",
+                "netns",
+                vm.as_str()
+            ]
+        );
+        assert_eq!(
+            calls[2],
+            ["ip", "addr", "add", "10.17.88.1/30", "dev", veth.as_str()]
+        );
+        let batch = &rec.commands()[4];
+        assert_eq!(batch.argv, ["ip", "-n", vm.as_str(), "-batch", "-"]);
+        let text = String::from_utf8(batch.stdin.clone().unwrap()).unwrap();
+        assert!(text.contains("addr add 10.17.89.1/24 dev br0\n"));
+        assert!(text.contains("route add default via 10.17.88.1\n"));
+        assert_eq!(
+            calls[5],
+            [
+                "ip",
+                "netns",
+                "exec",
+                vm.as_str(),
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_forward=1"
+            ]
+        );
+    }
+
+    #[test]
+    fn jail_address_parses_ip_output() {
+        let rec = RecordingRunner::new();
+        rec.answer(
+            &["ip", "-n", "ns"],
+            "2: eth0    inet 10.17.89.12/24 scope global eth0\\       valid_lft forever\n",
+        );
+        assert_eq!(
+            jail_address(&rec, "ns"),
+            Some(Ipv4Addr::new(10, 17, 89, 12))
+        );
+        assert!(jail_ready(&rec, "ns", Ipv4Addr::new(10, 17, 89, 12)));
+        assert!(!jail_ready(&rec, "ns", Ipv4Addr::new(10, 17, 89, 13)));
+    }
+}

@@ -1,0 +1,310 @@
+//! [`NativeRuntime`]: the native implementation of [`Runtime`].
+
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
+use std::sync::Arc;
+
+use jrun_core::config::{JailName, Proto};
+use jrun_core::exec::Runner;
+use jrun_core::net::{DnsRecords, Redirect};
+use jrun_core::runtime::{
+    InstanceStatus, JailNetwork, JailObserved, Runtime, RuntimeError, StartOutcome, Step,
+};
+use jrun_core::settings::RuntimeKind;
+
+use crate::instance::{self, InstanceInfo};
+use crate::names::Layout;
+use crate::supervisor::control::{self, Request};
+use crate::supervisor::spec::{ForwardSpec, Supervision};
+use crate::unbound::{self, UnboundFiles};
+use crate::{deploy, nft, plumbing, probe, ygg};
+
+/// How the native runtime is set up; the binary fills it from `Settings`.
+#[derive(Debug, Clone)]
+pub struct NativeOptions {
+    /// Run Yggdrasil nodes (`JRUN_MESH_NETWORK`).
+    pub mesh: bool,
+    /// The relay's Yggdrasil peer URI for the VM node (`JRUN_RELAY_PEER`).
+    pub relay_peer: Option<String>,
+    /// Where unbound forwards names outside `jrun.` (`JRUN_DNS_UPSTREAM`); default: the
+    /// host's first IPv4 nameserver.
+    pub dns_upstream: Option<SocketAddrV4>,
+    /// The command that runs the supervisor (`[<jrun>, "supervise"]`).
+    pub supervisor_argv: Vec<String>,
+}
+
+/// Jails as network namespaces on this machine. Needs root.
+pub struct NativeRuntime {
+    pub(crate) layout: Layout,
+    pub(crate) runner: Arc<dyn Runner>,
+    pub(crate) options: NativeOptions,
+}
+
+pub(crate) fn other(what: impl Into<String>, e: impl std::fmt::Display) -> RuntimeError {
+    RuntimeError::Other {
+        what: what.into(),
+        message: e.to_string(),
+    }
+}
+
+impl NativeRuntime {
+    pub fn new(home: &std::path::Path, runner: Arc<dyn Runner>, options: NativeOptions) -> Self {
+        NativeRuntime {
+            layout: Layout::new(home),
+            runner,
+            options,
+        }
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Everything but reading needs root: namespaces, nftables, `/etc/netns`.
+    pub fn require_root(&self, what: &str) -> Result<(), RuntimeError> {
+        if nix::unistd::geteuid().is_root() {
+            Ok(())
+        } else {
+            Err(RuntimeError::NeedsRoot { what: what.into() })
+        }
+    }
+
+    pub(crate) fn require_running(&self) -> Result<InstanceInfo, RuntimeError> {
+        if instance::supervisor_pid(&self.layout).is_none() {
+            return Err(RuntimeError::NotRunning);
+        }
+        InstanceInfo::read(&self.layout)
+    }
+
+    pub(crate) fn read_supervision(&self) -> Result<Supervision, RuntimeError> {
+        Supervision::read(&self.layout.supervision_file()).map_err(|e| other("supervisor spec", e))
+    }
+
+    /// Writes the spec and has the supervisor converge to it.
+    pub(crate) fn write_supervision(&self, s: &Supervision) -> Result<(), RuntimeError> {
+        s.write(&self.layout.supervision_file())
+            .map_err(|source| RuntimeError::Io {
+                what: "cannot write the supervisor's spec".into(),
+                path: self.layout.supervision_file(),
+                source,
+            })?;
+        let resp = control::request(&self.layout.control_socket(), &Request::Reload)
+            .map_err(|e| other("cannot reach the supervisor", e))?;
+        if resp.ok {
+            Ok(())
+        } else {
+            Err(other(
+                "the supervisor could not apply the change",
+                resp.error.unwrap_or_default(),
+            ))
+        }
+    }
+
+    /// The supervisor's children (name, pid, restarts), for status.
+    pub fn children(&self) -> Vec<crate::supervisor::ChildStatus> {
+        control::request(&self.layout.control_socket(), &Request::Status)
+            .map(|r| r.children)
+            .unwrap_or_default()
+    }
+}
+
+/// Removes a jail, ignoring the outcome (rollback of a failed deploy).
+pub(crate) fn remove_jail_quietly(rt: &NativeRuntime, jail: &JailName) -> Result<(), RuntimeError> {
+    rt.remove_jail(jail)
+}
+
+impl Runtime for NativeRuntime {
+    fn kind(&self) -> RuntimeKind {
+        RuntimeKind::Native
+    }
+
+    fn start(&self) -> Result<StartOutcome, RuntimeError> {
+        self.require_root("jrun start")?;
+        if instance::supervisor_pid(&self.layout).is_some() {
+            return Ok(StartOutcome::AlreadyRunning);
+        }
+        instance::start(self)?;
+        Ok(StartOutcome::Started)
+    }
+
+    fn stop(&self) -> Result<(), RuntimeError> {
+        self.require_root("jrun stop")?;
+        let errors = instance::stop(self);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(other("stop left something behind", errors.join("; ")))
+        }
+    }
+
+    fn instance(&self) -> Result<InstanceStatus, RuntimeError> {
+        Ok(match instance::supervisor_pid(&self.layout) {
+            Some((_, since)) => InstanceStatus {
+                running: true,
+                since: Some(since),
+                detail: Some(self.layout.vm_ns()),
+            },
+            None => InstanceStatus {
+                running: false,
+                since: None,
+                detail: None,
+            },
+        })
+    }
+
+    fn probe_in_use(&self) -> Result<BTreeSet<Ipv4Addr>, RuntimeError> {
+        self.require_running()?;
+        probe::addresses_in_use(self.runner.as_ref(), &self.layout.vm_ns())
+            .map_err(|e| other("cannot probe the bridge", e))
+    }
+
+    fn check_host_ports(&self, redirects: &[Redirect]) -> Result<(), RuntimeError> {
+        let held: BTreeSet<(Proto, u16)> = Supervision::read(&self.layout.supervision_file())
+            .unwrap_or_default()
+            .forwards
+            .iter()
+            .filter(|f| f.listen.ip().is_loopback())
+            .map(|f| (f.proto, f.listen.port()))
+            .collect();
+        for r in redirects {
+            if held.contains(&(r.proto, r.host_port)) {
+                continue;
+            }
+            let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, r.host_port);
+            let free = match r.proto {
+                Proto::Tcp => TcpListener::bind(addr).is_ok(),
+                Proto::Udp => UdpSocket::bind(addr).is_ok(),
+            };
+            if !free {
+                return Err(RuntimeError::PortBusy {
+                    proto: r.proto.to_string(),
+                    port: r.host_port,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn deploy_jail(
+        &self,
+        jail: &JailNetwork,
+        progress: &mut dyn FnMut(&JailName, Step),
+    ) -> Result<(), RuntimeError> {
+        self.require_root("jrun up")?;
+        let info = self.require_running()?;
+        deploy::deploy_jail(self, &info, jail, progress)
+    }
+
+    fn remove_jail(&self, jail: &JailName) -> Result<(), RuntimeError> {
+        self.require_root("jrun down")?;
+        let step_err = |e: String| RuntimeError::Step {
+            jail: jail.clone(),
+            step: Step::Remove,
+            message: e,
+        };
+        if instance::supervisor_pid(&self.layout).is_some() {
+            let mut s = self.read_supervision()?;
+            let name = ygg::jail_child_name(jail);
+            if s.children.iter().any(|c| c.name == name) {
+                s.remove_child(&name);
+                self.write_supervision(&s)?;
+            }
+        }
+        plumbing::delete_namespace(self.runner.as_ref(), &self.layout.jail_ns(jail))
+            .map_err(step_err)?;
+        let _ = std::fs::remove_file(self.layout.ygg_dir().join(format!("j-{jail}.conf")));
+        Ok(())
+    }
+
+    fn set_records(&self, records: &DnsRecords) -> Result<(), RuntimeError> {
+        self.require_running()?;
+        let files = UnboundFiles::new(self.layout.unbound_dir());
+        let text = unbound::render_records(records);
+        let old = std::fs::read_to_string(files.records()).unwrap_or_default();
+        if old == text {
+            return Ok(());
+        }
+        let io = |source| RuntimeError::Io {
+            what: "cannot write the resolver's records".into(),
+            path: files.records(),
+            source,
+        };
+        unbound::write_atomic(&files.records(), &text).map_err(io)?;
+        if let Err(e) = files.check(self.runner.as_ref()) {
+            unbound::write_atomic(&files.records(), &old).map_err(io)?;
+            return Err(other(
+                "the new DNS records do not pass unbound-checkconf",
+                e,
+            ));
+        }
+        files
+            .reload(self.runner.as_ref())
+            .map_err(|e| other("cannot reload the resolver", e))
+    }
+
+    fn set_forwards(&self, redirects: &[Redirect]) -> Result<(), RuntimeError> {
+        let info = self.require_running()?;
+        let ruleset = nft::render_vm(info.link.vm, redirects);
+        let saved = self.layout.run_dir().join("vm.nft");
+        if std::fs::read_to_string(&saved).ok().as_deref() != Some(ruleset.as_str()) {
+            plumbing::nft_apply(self.runner.as_ref(), &self.layout.vm_ns(), &ruleset)
+                .map_err(|e| other("cannot load the VM firewall", e))?;
+            let _ = unbound::write_atomic(&saved, &ruleset);
+        }
+        let mut s = self.read_supervision()?;
+        let mut wanted: Vec<ForwardSpec> = s
+            .forwards
+            .iter()
+            .filter(|f| !f.listen.ip().is_loopback())
+            .copied()
+            .collect();
+        wanted.extend(redirects.iter().map(|r| ForwardSpec {
+            proto: r.proto,
+            listen: SocketAddrV4::new(Ipv4Addr::LOCALHOST, r.host_port),
+            target: SocketAddrV4::new(info.link.vm, r.host_port),
+        }));
+        if wanted == s.forwards {
+            return Ok(());
+        }
+        s.forwards = wanted;
+        self.write_supervision(&s)
+    }
+
+    fn observe_jail(&self, jail: &JailName) -> Result<JailObserved, RuntimeError> {
+        let ns = self.layout.jail_ns(jail);
+        let exists = plumbing::list_namespaces(self.runner.as_ref())
+            .map(|all| all.contains(&ns))
+            .unwrap_or(false);
+        Ok(JailObserved {
+            exists,
+            ip: if exists {
+                plumbing::jail_address(self.runner.as_ref(), &ns)
+            } else {
+                None
+            },
+            mesh_address: if self.options.mesh {
+                ygg::jail_address(&self.layout, jail)
+            } else {
+                None
+            },
+        })
+    }
+
+    fn exec_in_jail(&self, jail: &JailName, argv: &[String]) -> Result<i32, RuntimeError> {
+        self.require_root("jrun cmd")?;
+        let ns = self.layout.jail_ns(jail);
+        let exists = plumbing::list_namespaces(self.runner.as_ref())
+            .map(|all| all.contains(&ns))
+            .unwrap_or(false);
+        if !exists {
+            return Err(RuntimeError::NoSuchJail(jail.to_string()));
+        }
+        // Interactive: stdio is inherited, so this bypasses the capturing Runner (still argv).
+        let status = std::process::Command::new("ip")
+            .args(["netns", "exec", ns.as_str()])
+            .args(argv)
+            .status()
+            .map_err(|e| other("cannot run ip netns exec", e))?;
+        Ok(status.code().unwrap_or(128 + 9))
+    }
+}

@@ -1,0 +1,182 @@
+//! The instance's supervisor: a daemon (`jrun supervise`, started by `jrun start`) that owns
+//! every long-lived child of the instance — unbound, Yggdrasil nodes, and later the jails'
+//! services — plus the host's forward listeners. Its pid file is the instance's "running"
+//! signal. Commands change `run/supervision.json` and ask it to `reload` over its socket;
+//! SIGHUP reloads too, SIGTERM shuts it down.
+
+mod children;
+pub mod control;
+mod forward;
+pub mod spec;
+
+use std::collections::BTreeMap;
+use std::os::unix::net::UnixListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+
+pub use children::ChildStatus;
+use children::Children;
+use control::{Request, Response};
+use forward::Forward;
+use spec::{ForwardSpec, Supervision};
+
+use crate::names::Layout;
+
+static TERMINATE: AtomicBool = AtomicBool::new(false);
+static HANGUP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(sig: i32) {
+    if sig == Signal::SIGHUP as i32 {
+        HANGUP.store(true, Ordering::SeqCst);
+    } else {
+        TERMINATE.store(true, Ordering::SeqCst);
+    }
+}
+
+struct Supervisor {
+    layout: Layout,
+    children: Children,
+    forwards: BTreeMap<ForwardSpec, Forward>,
+}
+
+impl Supervisor {
+    fn reload(&mut self) -> Result<(), String> {
+        let wanted = Supervision::read(&self.layout.supervision_file())?;
+        let mut errors = self.children.converge(&wanted.children);
+        self.forwards
+            .retain(|spec, _| wanted.forwards.contains(spec));
+        for spec in wanted.forwards {
+            if self.forwards.contains_key(&spec) {
+                continue;
+            }
+            match Forward::start(spec) {
+                Ok(f) => {
+                    self.forwards.insert(spec, f);
+                }
+                Err(e) => errors.push(format!("{}/{}: {e}", spec.proto, spec.listen)),
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+
+    fn shutdown(&mut self) {
+        self.forwards.clear();
+        self.children.stop_all();
+    }
+}
+
+/// Runs the supervisor until it is told to stop. Blocks; call it from the daemon process.
+pub fn run(layout: &Layout) -> Result<(), String> {
+    install_signal_handlers()?;
+    let socket_path = layout.control_socket();
+    let _ = std::fs::remove_file(&socket_path);
+    let listener = UnixListener::bind(&socket_path)
+        .map_err(|e| format!("cannot listen on {}: {e}", socket_path.display()))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("{}: {e}", socket_path.display()))?;
+    let mut sup = Supervisor {
+        layout: layout.clone(),
+        children: Children::new(&layout.log_dir()),
+        forwards: BTreeMap::new(),
+    };
+    if let Err(e) = sup.reload() {
+        tracing::error!(error = %e, "initial reload incomplete");
+    }
+    // The pid file goes last: its presence means "ready".
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let pid_text = format!("{} {started}\n", std::process::id());
+    crate::unbound::write_atomic(&layout.pid_file(), &pid_text)
+        .map_err(|e| format!("cannot write {}: {e}", layout.pid_file().display()))?;
+    tracing::info!(pid = std::process::id(), "supervisor ready");
+
+    let mut last_tick = Instant::now();
+    loop {
+        if TERMINATE.load(Ordering::SeqCst) {
+            break;
+        }
+        if HANGUP.swap(false, Ordering::SeqCst) {
+            if let Err(e) = sup.reload() {
+                tracing::error!(error = %e, "reload incomplete");
+            }
+        }
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let _ = stream.set_nonblocking(false);
+                let req = control::read_request(&stream);
+                let resp = match req {
+                    Ok(Request::Reload) => match sup.reload() {
+                        Ok(()) => Response {
+                            ok: true,
+                            ..Default::default()
+                        },
+                        Err(e) => Response {
+                            ok: false,
+                            error: Some(e),
+                            ..Default::default()
+                        },
+                    },
+                    Ok(Request::Status) => Response {
+                        ok: true,
+                        children: sup.children.status(),
+                        ..Default::default()
+                    },
+                    Ok(Request::Shutdown) => {
+                        sup.shutdown();
+                        control::write_response(
+                            &stream,
+                            &Response {
+                                ok: true,
+                                ..Default::default()
+                            },
+                        );
+                        break;
+                    }
+                    Err(e) => Response {
+                        ok: false,
+                        error: Some(e),
+                        ..Default::default()
+                    },
+                };
+                control::write_response(&stream, &resp);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "control accept failed");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        if last_tick.elapsed() >= Duration::from_millis(100) {
+            sup.children.tick();
+            last_tick = Instant::now();
+        }
+    }
+    sup.shutdown();
+    let _ = std::fs::remove_file(&socket_path);
+    let _ = std::fs::remove_file(layout.pid_file());
+    tracing::info!("supervisor stopped");
+    Ok(())
+}
+
+fn install_signal_handlers() -> Result<(), String> {
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        // SAFETY: the handler only stores to atomics, which is async-signal-safe.
+        unsafe { sigaction(sig, &action) }.map_err(|e| format!("cannot handle {sig}: {e}"))?;
+    }
+    Ok(())
+}

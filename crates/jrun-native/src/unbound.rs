@@ -1,0 +1,179 @@
+//! The instance's resolver: unbound inside the VM namespace on the bridge address.
+//!
+//! `unbound.conf` is written once at `start`; the record set lives in `records.conf`, which
+//! the main file includes, so a record change rewrites only that file, checks the whole
+//! config with `unbound-checkconf` and reloads unbound over its private control socket.
+
+use std::fmt::Write;
+use std::net::SocketAddrV4;
+use std::path::{Path, PathBuf};
+
+use jrun_core::exec::{Cmd, Runner};
+use jrun_core::net::{DnsRecords, RecordData, BRIDGE_IP, ROOT_ZONE, SUBNET, SUBNET_PREFIX};
+
+/// The files of one instance's resolver.
+#[derive(Debug, Clone)]
+pub struct UnboundFiles {
+    pub dir: PathBuf,
+}
+
+impl UnboundFiles {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        UnboundFiles { dir: dir.into() }
+    }
+    pub fn conf(&self) -> PathBuf {
+        self.dir.join("unbound.conf")
+    }
+    pub fn records(&self) -> PathBuf {
+        self.dir.join("records.conf")
+    }
+    pub fn control_socket(&self) -> PathBuf {
+        self.dir.join("control.sock")
+    }
+
+    /// The argv that runs unbound in the foreground with this config.
+    pub fn command(&self) -> Vec<String> {
+        vec![
+            "unbound".into(),
+            "-d".into(),
+            "-p".into(),
+            "-c".into(),
+            self.conf().display().to_string(),
+        ]
+    }
+
+    /// `unbound-checkconf` on the whole config (main file and records).
+    pub fn check(&self, runner: &dyn Runner) -> Result<(), String> {
+        runner
+            .run(&Cmd::new([
+                "unbound-checkconf".to_string(),
+                self.conf().display().to_string(),
+            ]))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Makes a running unbound re-read its config, keeping its process.
+    pub fn reload(&self, runner: &dyn Runner) -> Result<(), String> {
+        runner
+            .run(&Cmd::new([
+                "unbound-control".to_string(),
+                "-c".into(),
+                self.conf().display().to_string(),
+                "reload".into(),
+            ]))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The main config: serve the `jrun.` zone from local data (NXDOMAIN for anything else
+/// under it), forward everything else to `upstream`, answer only the jail subnet.
+pub fn render_conf(files: &UnboundFiles, upstream: SocketAddrV4) -> String {
+    let dir = files.dir.display();
+    let records = files.records();
+    let records = records.display();
+    let control = files.control_socket();
+    format!(
+        "# Written by jrun; replaced on every start.\n\
+         server:\n\
+         \x20 interface: {BRIDGE_IP}\n\
+         \x20 port: 53\n\
+         \x20 do-ip6: no\n\
+         \x20 access-control: 0.0.0.0/0 refuse\n\
+         \x20 access-control: {SUBNET}/{SUBNET_PREFIX} allow\n\
+         \x20 access-control: 127.0.0.0/8 allow\n\
+         \x20 username: \"\"\n\
+         \x20 chroot: \"\"\n\
+         \x20 directory: \"{dir}\"\n\
+         \x20 pidfile: \"\"\n\
+         \x20 use-syslog: no\n\
+         \x20 logfile: \"\"\n\
+         \x20 module-config: \"iterator\"\n\
+         \x20 do-not-query-localhost: no\n\
+         \x20 local-zone: \"{ROOT_ZONE}.\" static\n\
+         \x20 include: \"{records}\"\n\
+         forward-zone:\n\
+         \x20 name: \".\"\n\
+         \x20 forward-addr: {}@{}\n\
+         remote-control:\n\
+         \x20 control-enable: yes\n\
+         \x20 control-interface: \"{}\"\n\
+         \x20 control-use-cert: no\n",
+        upstream.ip(),
+        upstream.port(),
+        control.display(),
+    )
+}
+
+/// The record set as `local-data` lines. Names and addresses come only from validated
+/// types, so nothing here can inject a directive.
+pub fn render_records(records: &DnsRecords) -> String {
+    let mut out =
+        String::from("# Written by jrun from the whole record set; replaced on every change.\n");
+    for r in &records.0 {
+        let (kind, data) = match r.data {
+            RecordData::A(ip) => ("A", ip.to_string()),
+            RecordData::Aaaa(a) => ("AAAA", a.to_string()),
+        };
+        // Writing to a String cannot fail.
+        let _ = writeln!(out, "local-data: \"{}. 300 IN {kind} {data}\"", r.name);
+    }
+    out
+}
+
+/// Writes `contents` to `path` atomically (temp file + rename).
+pub fn write_atomic(path: &Path, contents: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents)?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jrun_core::config::JailName;
+    use jrun_core::exec::SystemRunner;
+    use jrun_core::net::{DnsName, DnsRecord};
+    use std::net::Ipv4Addr;
+
+    fn records() -> DnsRecords {
+        let mut set = DnsRecords::default();
+        set.0.insert(DnsRecord {
+            name: DnsName::Local(JailName::new("web").unwrap()),
+            data: RecordData::A(Ipv4Addr::new(10, 17, 89, 10)),
+        });
+        set.0.insert(DnsRecord {
+            name: DnsName::Peer {
+                jail: JailName::new("db").unwrap(),
+                code: "81-zephyr-night-climb".parse().unwrap(),
+            },
+            data: RecordData::Aaaa("200:848a:604f:bb7e:4384:65db:8db6:6895".parse().unwrap()),
+        });
+        set
+    }
+
+    #[test]
+    fn records_render_as_local_data() {
+        assert_eq!(
+            render_records(&records()),
+            "# Written by jrun from the whole record set; replaced on every change.\n\
+             local-data: \"web.local.jrun. 300 IN A 10.17.89.10\"\n\
+             local-data: \"db.81-zephyr-night-climb.jrun. 300 IN AAAA 200:848a:604f:bb7e:4384:65db:8db6:6895\"\n"
+        );
+    }
+
+    /// The rendered files pass unbound's own validator.
+    #[test]
+    fn rendered_config_passes_unbound_checkconf() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = UnboundFiles::new(dir.path());
+        let upstream = SocketAddrV4::new(Ipv4Addr::new(10, 17, 88, 1), 53);
+        std::fs::write(files.conf(), render_conf(&files, upstream)).unwrap();
+        std::fs::write(files.records(), render_records(&records())).unwrap();
+        files.check(&SystemRunner).unwrap();
+        // A broken record file is caught before any reload.
+        std::fs::write(files.records(), "local-data: \"oops\n").unwrap();
+        assert!(files.check(&SystemRunner).is_err());
+    }
+}

@@ -1,0 +1,145 @@
+//! Yggdrasil nodes of a native instance: the VM node (listening on the bridge for its
+//! jails, peering with the relay) and one node per jail on `ygg0`. Configs are rendered by
+//! `jrun_mesh` for the installed version from the persistent key store; the supervisor runs
+//! them inside their namespaces.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use jrun_core::config::JailName;
+use jrun_core::net::{BRIDGE_IP, MESH_IFACE, MESH_LISTEN_PORT};
+use jrun_mesh::yggdrasil::{NodeConfig, NodeKey, PeerUri, TunInterface, YggVersion};
+use jrun_mesh::{KeyStore, StoredKey, YggAddress};
+
+use crate::names::Layout;
+use crate::supervisor::spec::ChildSpec;
+
+/// The installed binary jrun runs for every node.
+pub const YGGDRASIL: &str = "/usr/sbin/yggdrasil";
+
+/// The URI jail nodes peer with.
+pub fn vm_listen_uri() -> PeerUri {
+    format!("tcp://{BRIDGE_IP}:{MESH_LISTEN_PORT}")
+        .parse()
+        .expect("a literal tcp URI is valid")
+}
+
+/// Which version is installed (configs differ between 0.4 and 0.5).
+pub fn detect_version() -> Result<YggVersion, String> {
+    YggVersion::detect(Path::new(YGGDRASIL)).map_err(|e| e.to_string())
+}
+
+/// One node to run: its config file and the child that runs it.
+pub struct Node {
+    pub child: ChildSpec,
+}
+
+/// Writes the VM node's config and returns its child.
+pub fn vm_node(
+    layout: &Layout,
+    version: YggVersion,
+    relay_peer: Option<&str>,
+) -> Result<Node, String> {
+    let key = KeyStore::open(&layout.home)
+        .vm_key()
+        .map_err(|e| e.to_string())?;
+    let peers = match relay_peer {
+        Some(p) => vec![p
+            .parse::<PeerUri>()
+            .map_err(|e| format!("JRUN_RELAY_PEER={p:?}: {e}"))?],
+        None => vec![],
+    };
+    let config = NodeConfig {
+        listen: vec![vm_listen_uri()],
+        peers,
+        if_name: TunInterface::None,
+        admin_socket: Some(layout.ygg_dir().join("vm.sock")),
+        key: node_key(key),
+    };
+    write_node(layout, "vm", &layout.vm_ns(), &config, version)
+}
+
+/// Writes a jail node's config (the jail's persistent key) and returns its child.
+pub fn jail_node(layout: &Layout, version: YggVersion, jail: &JailName) -> Result<Node, String> {
+    let key = KeyStore::open(&layout.home)
+        .jail_key(jail)
+        .map_err(|e| e.to_string())?;
+    let config = NodeConfig {
+        listen: vec![],
+        peers: vec![vm_listen_uri()],
+        if_name: TunInterface::Named(MESH_IFACE.parse().map_err(|e| format!("{e}"))?),
+        admin_socket: Some(jail_admin_socket(layout, jail)),
+        key: node_key(key),
+    };
+    write_node(
+        layout,
+        &format!("j-{jail}"),
+        &layout.jail_ns(jail),
+        &config,
+        version,
+    )
+}
+
+/// A jail's mesh address from its stored key, without creating a key.
+pub fn jail_address(layout: &Layout, jail: &JailName) -> Option<YggAddress> {
+    KeyStore::open(&layout.home)
+        .existing_jail_key(jail)
+        .ok()
+        .flatten()
+        .map(|k| k.identity.address())
+}
+
+pub fn jail_admin_socket(layout: &Layout, jail: &JailName) -> PathBuf {
+    layout.ygg_dir().join(format!("j-{jail}.sock"))
+}
+
+/// The supervisor child name of a jail's node.
+pub fn jail_child_name(jail: &JailName) -> String {
+    format!("ygg-j-{jail}")
+}
+
+fn node_key(key: StoredKey) -> NodeKey {
+    NodeKey {
+        identity: key.identity,
+        pem_path: key.path,
+    }
+}
+
+fn write_node(
+    layout: &Layout,
+    name: &str,
+    ns: &str,
+    config: &NodeConfig,
+    version: YggVersion,
+) -> Result<Node, String> {
+    let text = config.render(version).map_err(|e| e.to_string())?;
+    let dir = layout.ygg_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let path = dir.join(format!("{name}.conf"));
+    let tmp = path.with_extension("tmp");
+    // The file holds the private key (0.4 format): owner-only from the first byte.
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .and_then(|()| std::fs::rename(&tmp, &path));
+    written.map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(Node {
+        child: ChildSpec {
+            name: format!("ygg-{name}"),
+            argv: vec![
+                "ip".into(),
+                "netns".into(),
+                "exec".into(),
+                ns.into(),
+                YGGDRASIL.into(),
+                "-useconffile".into(),
+                path.display().to_string(),
+            ],
+        },
+    })
+}
