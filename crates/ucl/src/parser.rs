@@ -73,8 +73,8 @@ impl<'a> Parser<'a> {
     /// `{ ... }` where a value is expected (in an array, or at the top).
     fn braced_object(&mut self) -> Result<Value, Error> {
         let open = self.cur.pos;
-        self.cur.pos += 1;
         self.enter()?;
+        self.cur.pos += 1;
         let mut frame = Frame::new();
         self.object_body(&mut frame, Some(open))?;
         self.leave();
@@ -155,8 +155,8 @@ impl<'a> Parser<'a> {
         match self.cur.peek() {
             Some(b'{') => {
                 let open = self.cur.pos;
-                self.cur.pos += 1;
                 self.enter()?;
+                self.cur.pos += 1;
                 let mut child = frame.open_child(&key);
                 self.object_body(&mut child.frame, Some(open))?;
                 let span = Span {
@@ -290,8 +290,8 @@ impl<'a> Parser<'a> {
 
     fn array(&mut self) -> Result<Value, Error> {
         let open = self.cur.pos;
-        self.cur.pos += 1;
         self.enter()?;
+        self.cur.pos += 1;
         let mut items = Vec::new();
         loop {
             self.cur.skip_space()?;
