@@ -74,9 +74,9 @@ impl Cursor<'_> {
 
     fn control_in_string(&self, at: usize, open: usize) -> Error {
         let what = match self.bytes[at] {
-            b'\n' => "a newline (write \\n, or use a <<EOD heredoc)".to_string(),
-            b'\t' => "a tab (write \\t)".to_string(),
-            c => format!("the control character 0x{c:02x}"),
+            b'\n' => "newline (write \\n, or use a <<EOD heredoc)".to_string(),
+            b'\t' => "tab (write \\t)".to_string(),
+            c => format!("control character 0x{c:02x}"),
         };
         Error::new(
             format!(

@@ -165,7 +165,7 @@ fn errors() {
     check_error("a = [1, 2", 1, 10, "expected ']' to close the array opened at 1:5");
     check_error("a = \"open", 1, 5, "unterminated string");
     check_error("a = 'open", 1, 5, "unterminated string");
-    check_error("a = \"line\nbreak\"", 1, 10, "unexpected a newline");
+    check_error("a = \"line\nbreak\"", 1, 10, "unexpected newline");
     check_error("/* never closed", 1, 1, "unterminated comment");
     check_error("/* a /* b */", 1, 1, "unterminated comment");
     check_error("a = <<EOD\ntext\n", 1, 5, "unterminated heredoc");
@@ -184,7 +184,7 @@ fn errors() {
     check_error("a = 9223372036854775807k", 1, 5, "number out of range");
     check_error("a = \"\\u12\"", 1, 6, "invalid \\u escape");
     check_error("a = \"\\ud800\"", 1, 6, "lone surrogate");
-    check_error("a = \"tab\there\"", 1, 9, "a tab");
+    check_error("a = \"tab\there\"", 1, 9, "unexpected tab");
     // As libucl: an unquoted value runs to the end of the line, spaces included.
     check_json("a = 1 b = 2", r#"{"a":"1 b = 2"}"#);
     check_error("{ a = 1 } b = 2", 1, 11, "after the end of the top-level value");
