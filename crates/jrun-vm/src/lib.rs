@@ -1,1 +1,10 @@
 //! jrun's vm runtime: FreeBSD in QEMU, renderers for the guest, QMP and SSH.
+//!
+//! - [`spec`]: the validated description of what the guest must look like.
+//! - [`render`]: every file the guest receives, and the one provisioning script.
+//! - [`quote`]: the single way a value reaches a generated shell script.
+
+pub mod paths;
+pub mod quote;
+pub mod render;
+pub mod spec;

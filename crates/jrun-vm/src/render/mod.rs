@@ -1,0 +1,290 @@
+//! Renderers: every file jrun writes into the FreeBSD guest, as whole texts built from a
+//! validated [`GuestSpec`], plus the one provisioning script that installs them.
+
+mod dns;
+mod jail;
+mod pf;
+mod script;
+mod ygg;
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+use jrun_core::config::{JailName, SetupSource};
+
+pub use dns::unbound_include;
+pub use jail::{
+    devfs_rules, jail_conf, jail_fstab, jail_rc_conf, resolv_conf, services_rc, vm_rc_conf,
+};
+pub use pf::{forwards_anchor, jail_pf_conf, vm_pf_conf};
+pub use script::{provisioning_script, Script, StepInfo, PRELUDE as SCRIPT_PRELUDE};
+pub use ygg::{jail_node, private_key_pem, vm_node, KEY_PATH as YGG_KEY_PATH};
+
+use crate::paths;
+use crate::spec::GuestSpec;
+
+/// One file the guest receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestFile {
+    /// Where it goes in the VM (jail files: under the jail's root).
+    pub guest_path: String,
+    /// Unix permissions.
+    pub mode: u32,
+    pub content: String,
+    /// Its name in `jrun render --out DIR` (`vm/pf.conf`, `jails/web/pf.conf`).
+    pub review_path: String,
+    /// Key material: never printed, written 0600.
+    pub secret: bool,
+}
+
+/// Everything rendered for one [`GuestSpec`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    pub files: Vec<GuestFile>,
+    pub script: Script,
+}
+
+/// The text of every setup file, read from the host before rendering (rendering is pure).
+pub type SetupSources = BTreeMap<PathBuf, String>;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    #[error("jail {jail}: {what} {value:?} cannot be used: {why}")]
+    Unsafe {
+        jail: String,
+        what: String,
+        value: String,
+        why: &'static str,
+    },
+    #[error("setup file {0} was not loaded; jrun reads setup files before rendering")]
+    MissingSource(PathBuf),
+    #[error("could not read setup file {path}: {cause}; check that it exists and is readable")]
+    ReadSource { path: PathBuf, cause: String },
+    #[error("jail {0}: the mesh is on but jrun has no Yggdrasil key for it")]
+    MissingKey(JailName),
+}
+
+/// Reads the text of every `file` setup step of `spec` from the host.
+pub fn load_setup_sources(spec: &GuestSpec) -> Result<SetupSources, RenderError> {
+    let steps = spec
+        .base_setup
+        .iter()
+        .chain(spec.jails.iter().flat_map(|j| j.setup.iter()));
+    let mut out = SetupSources::new();
+    for step in steps {
+        if let SetupSource::File(path) = &step.source {
+            let text = std::fs::read_to_string(path).map_err(|e| RenderError::ReadSource {
+                path: path.clone(),
+                cause: e.to_string(),
+            })?;
+            out.insert(path.clone(), text);
+        }
+    }
+    Ok(out)
+}
+
+/// Renders every guest file and the provisioning script.
+pub fn render_all(spec: &GuestSpec, sources: &SetupSources) -> Result<Rendered, RenderError> {
+    let files = guest_files(spec)?;
+    let script = provisioning_script(spec, &files, sources)?;
+    Ok(Rendered { files, script })
+}
+
+/// Every file, in the order the script installs them.
+pub fn guest_files(spec: &GuestSpec) -> Result<Vec<GuestFile>, RenderError> {
+    let file = |guest_path: String, mode, content, review_path: String| GuestFile {
+        guest_path,
+        mode,
+        content,
+        review_path,
+        secret: false,
+    };
+    let mut out = vec![
+        file(
+            "/etc/rc.conf.local".into(),
+            0o644,
+            vm_rc_conf(spec),
+            "vm/rc.conf.local".into(),
+        ),
+        file(
+            "/etc/devfs.rules".into(),
+            0o644,
+            devfs_rules(),
+            "vm/devfs.rules".into(),
+        ),
+        file(
+            "/etc/pf.conf".into(),
+            0o600,
+            vm_pf_conf(&spec.vm_firewall, &spec.base_forwards),
+            "vm/pf.conf".into(),
+        ),
+        file(
+            format!("{}/forwards.pf", paths::ETC_DIR),
+            0o600,
+            forwards_anchor(&spec.vm_firewall),
+            "vm/forwards.pf".into(),
+        ),
+        file(
+            "/var/unbound/conf.d/jrun.conf".into(),
+            0o644,
+            unbound_include(&spec.dns, &spec.upstream_dns),
+            "vm/unbound-jrun.conf".into(),
+        ),
+    ];
+    if let Some(mesh) = &spec.mesh {
+        out.push(file(
+            ygg::CONF_PATH.into(),
+            0o600,
+            vm_node(mesh.version, &mesh.vm_key, mesh.relay_peer.as_ref()),
+            "vm/yggdrasil.conf".into(),
+        ));
+        if mesh.version == crate::spec::YggVersion::V05 {
+            out.push(GuestFile {
+                secret: true,
+                ..file(
+                    ygg::KEY_PATH.into(),
+                    0o600,
+                    private_key_pem(&mesh.vm_key),
+                    "vm/yggdrasil-private.pem".into(),
+                )
+            });
+        }
+    }
+    for base in &spec.base_mounts {
+        fstab_path_str("base", "mount target", &base.target)?;
+    }
+    for j in &spec.jails {
+        let n = &j.name;
+        let jf = |p: &str, mode, content, review: &str| {
+            file(
+                paths::in_jail(n, p),
+                mode,
+                content,
+                format!("jails/{n}/{review}"),
+            )
+        };
+        out.push(file(
+            paths::jail_conf(n),
+            0o644,
+            jail_conf(j),
+            format!("jails/{n}/jail.conf"),
+        ));
+        if !j.mounts.is_empty() {
+            out.push(file(
+                paths::jail_fstab(n),
+                0o644,
+                jail_fstab(spec, j)?,
+                format!("jails/{n}/fstab"),
+            ));
+        }
+        out.push(jf(
+            "/etc/rc.conf.local",
+            0o644,
+            jail_rc_conf(j, spec.mesh.is_some()),
+            "rc.conf.local",
+        ));
+        out.push(jf("/etc/resolv.conf", 0o644, resolv_conf(), "resolv.conf"));
+        out.push(jf(
+            "/etc/pf.conf",
+            0o600,
+            jail_pf_conf(&j.firewall),
+            "pf.conf",
+        ));
+        out.push(jf(
+            "/usr/local/etc/rc.d/jrun_services",
+            0o755,
+            services_rc(j)?,
+            "jrun_services",
+        ));
+        if let Some(mesh) = &spec.mesh {
+            let key = mesh
+                .jail_keys
+                .get(n)
+                .ok_or_else(|| RenderError::MissingKey(n.clone()))?;
+            out.push(jf(
+                ygg::CONF_PATH,
+                0o600,
+                jail_node(mesh.version, key),
+                "yggdrasil.conf",
+            ));
+            if mesh.version == crate::spec::YggVersion::V05 {
+                out.push(GuestFile {
+                    secret: true,
+                    ..jf(
+                        ygg::KEY_PATH,
+                        0o600,
+                        private_key_pem(key),
+                        "yggdrasil-private.pem",
+                    )
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The 9p share tag of mount `index` of jail `jail`: base mounts come first, then each
+/// jail's mounts in spec order.
+pub fn jail_share_tag(spec: &GuestSpec, jail: &JailName, index: usize) -> String {
+    let mut n = spec.base_mounts.len();
+    for j in &spec.jails {
+        if &j.name == jail {
+            return paths::share_tag(n + index);
+        }
+        n += j.mounts.len();
+    }
+    paths::share_tag(n + index)
+}
+
+/// One 9p share QEMU exports: a host folder and its tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Share {
+    pub tag: String,
+    pub host: PathBuf,
+}
+
+/// Every 9p share of `spec`, numbered as [`jail_share_tag`] numbers them.
+pub fn shares(spec: &GuestSpec) -> Vec<Share> {
+    let hosts = spec.base_mounts.iter().map(|m| m.host.clone()).chain(
+        spec.jails
+            .iter()
+            .flat_map(|j| j.mounts.iter().map(|m| m.host.clone())),
+    );
+    hosts
+        .enumerate()
+        .map(|(i, host)| Share {
+            tag: paths::share_tag(i),
+            host,
+        })
+        .collect()
+}
+
+/// A guest path that can stand in an fstab line: absolute, without `..`, whitespace,
+/// control characters or `#`.
+fn fstab_path(jail: &JailName, what: &str, p: &Path) -> Result<String, RenderError> {
+    fstab_path_str(jail.as_str(), what, p)
+}
+
+fn fstab_path_str(jail: &str, what: &str, p: &Path) -> Result<String, RenderError> {
+    let bad = |why| RenderError::Unsafe {
+        jail: jail.to_string(),
+        what: what.to_string(),
+        value: p.display().to_string(),
+        why,
+    };
+    let s = p.to_str().ok_or_else(|| bad("it is not UTF-8"))?;
+    if !p.is_absolute() {
+        return Err(bad("a guest path must be absolute"));
+    }
+    if p.components().any(|c| c == Component::ParentDir) {
+        return Err(bad("a guest path may not contain '..'"));
+    }
+    if s.chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '#')
+    {
+        return Err(bad(
+            "a guest path may not contain spaces, control characters or '#'",
+        ));
+    }
+    Ok(s.trim_end_matches('/').to_string())
+}

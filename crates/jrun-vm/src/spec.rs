@@ -1,0 +1,293 @@
+//! What the guest must look like: the validated input of every renderer.
+//!
+//! A [`GuestSpec`] is built from the planner's output (resolved IPs, firewall policy, DNS
+//! records). Every string in it that reaches a rendered file is either a validated type
+//! ([`JailName`], [`Release`], [`PeerUri`], an address) or is quoted by the renderer that
+//! places it.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::str::FromStr;
+
+use jrun_core::config::{BaseForward, BaseMount, Exec, JailName, Mount, SetupStep};
+use jrun_core::net::{DnsRecords, JailFirewall, VmFirewall};
+use serde::{Deserialize, Serialize};
+
+/// Everything the guest receives on one `jrun up`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuestSpec {
+    /// The FreeBSD release the VM runs; jails without a release of their own get it.
+    pub release: Release,
+    /// Where the resolver forwards names outside `jrun.` (QEMU's user network: 10.0.2.3).
+    pub upstream_dns: Vec<IpAddr>,
+    pub vm_firewall: VmFirewall,
+    pub base_forwards: Vec<BaseForward>,
+    pub base_mounts: Vec<BaseMount>,
+    pub base_setup: Vec<SetupStep>,
+    pub dns: DnsRecords,
+    /// In dependency order: a jail comes after its base and what it depends on.
+    pub jails: Vec<GuestJail>,
+    /// Jails deployed before and gone from the config: they are stopped and destroyed.
+    pub removed: Vec<JailName>,
+    /// `None` when `JRUN_MESH_NETWORK` is off.
+    pub mesh: Option<MeshSpec>,
+    /// `--provision`: run every setup step again, not only those of new jails.
+    pub provision: bool,
+}
+
+/// One jail as the guest sees it, with its resolved address.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuestJail {
+    pub name: JailName,
+    pub ip: Ipv4Addr,
+    /// `None`: the VM's own release.
+    pub release: Option<Release>,
+    /// Cloned from this jail instead of installed from a release.
+    pub base: Option<JailName>,
+    pub mounts: Vec<Mount>,
+    pub execs: Vec<Exec>,
+    pub setup: Vec<SetupStep>,
+    pub firewall: JailFirewall,
+}
+
+/// The Yggdrasil side: keys for the VM node and each jail, and the version to render for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeshSpec {
+    pub version: YggVersion,
+    /// The relay's Yggdrasil peer, which the VM node dials.
+    pub relay_peer: Option<PeerUri>,
+    pub vm_key: MeshKey,
+    /// One key per jail in [`GuestSpec::jails`], by name.
+    pub jail_keys: std::collections::BTreeMap<JailName, MeshKey>,
+}
+
+/// Which Yggdrasil config dialect to render: 0.4 wants the key inline, 0.5 reads a PEM file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum YggVersion {
+    V04,
+    V05,
+}
+
+impl YggVersion {
+    /// Parses `yggdrasil -version` output ("Build version: 0.4.7" or "v0.5.12").
+    pub fn detect(version_output: &str) -> Option<Self> {
+        let v = version_output
+            .split(|c: char| c.is_whitespace() || c == ':')
+            .map(|w| w.trim_start_matches('v'))
+            .find(|w| w.starts_with("0.") && w.len() > 2)?;
+        match v.split('.').nth(1)? {
+            "4" => Some(YggVersion::V04),
+            m if m.parse::<u32>().is_ok_and(|m| m >= 5) => Some(YggVersion::V05),
+            _ => None,
+        }
+    }
+}
+
+/// An ed25519 private key seed (32 bytes). Debug output never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MeshKey(pub [u8; 32]);
+
+impl fmt::Debug for MeshKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MeshKey(..)")
+    }
+}
+
+/// A FreeBSD release name such as `15.0-RELEASE`, `14.3-RC1` or `15.0-STABLE`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Release(String);
+
+/// Why a value cannot be placed into a guest file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    #[error("{0:?} is not a FreeBSD release (expected e.g. 15.0-RELEASE, 14.3-RC1, 15.0-STABLE)")]
+    Release(String),
+    #[error("{0:?} is not a Yggdrasil peer URI (expected tcp://HOST:PORT or tls://HOST:PORT)")]
+    PeerUri(String),
+}
+
+impl Release {
+    /// `15.0` (a bare `JRUN_BSD_VERSION`) becomes `15.0-RELEASE`.
+    pub fn from_version(v: &str) -> Result<Self, SpecError> {
+        if v.contains('-') {
+            v.parse()
+        } else {
+            format!("{v}-RELEASE").parse()
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Release {
+    type Err = SpecError;
+    fn from_str(s: &str) -> Result<Self, SpecError> {
+        let bad = || SpecError::Release(s.to_string());
+        let (num, kind) = s.split_once('-').ok_or_else(bad)?;
+        let (major, minor) = num.split_once('.').ok_or_else(bad)?;
+        let digits =
+            |d: &str| !d.is_empty() && d.len() <= 3 && d.bytes().all(|b| b.is_ascii_digit());
+        let kind_ok = match kind {
+            "RELEASE" | "STABLE" | "CURRENT" => true,
+            k => ["RC", "BETA", "ALPHA"]
+                .iter()
+                .any(|p| k.strip_prefix(p).is_some_and(|n| digits(n) && n.len() <= 2)),
+        };
+        if digits(major) && digits(minor) && kind_ok {
+            Ok(Release(s.to_string()))
+        } else {
+            Err(bad())
+        }
+    }
+}
+
+impl TryFrom<String> for Release {
+    type Error = SpecError;
+    fn try_from(s: String) -> Result<Self, SpecError> {
+        s.parse()
+    }
+}
+
+impl From<Release> for String {
+    fn from(r: Release) -> String {
+        r.0
+    }
+}
+
+impl fmt::Display for Release {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A Yggdrasil peer: `tcp://` or `tls://`, a host of letters, digits, `.` and `-` (or an
+/// IP address, IPv6 in brackets), and a port. Nothing else can reach a config file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PeerUri(String);
+
+impl PeerUri {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for PeerUri {
+    type Err = SpecError;
+    fn from_str(s: &str) -> Result<Self, SpecError> {
+        let bad = || SpecError::PeerUri(s.to_string());
+        let rest = s
+            .strip_prefix("tcp://")
+            .or_else(|| s.strip_prefix("tls://"))
+            .ok_or_else(bad)?;
+        let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
+        port.parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(bad)?;
+        let host_ok = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            v6.parse::<std::net::Ipv6Addr>().is_ok()
+        } else {
+            !host.is_empty()
+                && host.len() <= 253
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+                && !host.starts_with(['-', '.'])
+        };
+        if host_ok {
+            Ok(PeerUri(s.to_string()))
+        } else {
+            Err(bad())
+        }
+    }
+}
+
+impl TryFrom<String> for PeerUri {
+    type Error = SpecError;
+    fn try_from(s: String) -> Result<Self, SpecError> {
+        s.parse()
+    }
+}
+
+impl From<PeerUri> for String {
+    fn from(p: PeerUri) -> String {
+        p.0
+    }
+}
+
+impl fmt::Display for PeerUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn releases() {
+        for ok in [
+            "15.0-RELEASE",
+            "14.3-RC1",
+            "15.0-STABLE",
+            "16.0-CURRENT",
+            "15.0-BETA2",
+        ] {
+            assert_eq!(ok.parse::<Release>().unwrap().as_str(), ok);
+        }
+        for bad in [
+            "15.0",
+            "15-RELEASE",
+            "15.0-RELEASE;",
+            "15.0-RC",
+            "a.b-RELEASE",
+            "15.0-RELEASE\n",
+        ] {
+            assert!(bad.parse::<Release>().is_err(), "{bad}");
+        }
+        assert_eq!(
+            Release::from_version("15.0").unwrap().as_str(),
+            "15.0-RELEASE"
+        );
+        assert!(Release::from_version("15.0$(x)").is_err());
+    }
+
+    #[test]
+    fn peer_uris() {
+        for ok in [
+            "tls://relay.jail.run:443",
+            "tcp://10.0.0.1:9001",
+            "tcp://[::1]:9001",
+        ] {
+            assert!(ok.parse::<PeerUri>().is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://x:1",
+            "tls://x",
+            "tls://x:0",
+            "tls://a\"b:1",
+            "tls://x y:1",
+            "tcp://[zz]:1",
+        ] {
+            assert!(bad.parse::<PeerUri>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ygg_versions() {
+        assert_eq!(
+            YggVersion::detect("Build name: yggdrasil\nBuild version: 0.4.7\n"),
+            Some(YggVersion::V04)
+        );
+        assert_eq!(
+            YggVersion::detect("Build version: v0.5.12"),
+            Some(YggVersion::V05)
+        );
+        assert_eq!(YggVersion::detect("Build version: unknown"), None);
+    }
+}

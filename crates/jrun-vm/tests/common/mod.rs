@@ -1,0 +1,199 @@
+//! A realistic stack for renderer tests: three jails (one cloned), forwards, mounts,
+//! execs with env and healthchecks, setup steps, and two pairings.
+#![allow(dead_code)]
+
+pub mod sandbox;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use jrun_core::config::{
+    BaseForward, BaseMount, Exec, Healthcheck, JailName, Mount, Proto, SetupKind, SetupSource,
+    SetupStep,
+};
+use jrun_core::net::{
+    DnsName, DnsRecord, DnsRecords, JailFirewall, RecordData, Redirect, VmFirewall,
+};
+use jrun_mesh::{PairCode, YggAddress};
+use jrun_vm::render::SetupSources;
+use jrun_vm::spec::{GuestJail, GuestSpec, MeshKey, MeshSpec, Release, YggVersion};
+
+pub fn name(s: &str) -> JailName {
+    JailName::new(s).unwrap()
+}
+
+pub fn ygg(s: &str) -> YggAddress {
+    s.parse().unwrap()
+}
+
+pub const PEER_A: &str = "200:848a:604f:bb7e:4384:65db:8db6:6895";
+pub const PEER_B: &str = "201:1e4a:7c50:30c7:7b2c:4e1f:9d3a:11aa";
+pub const PEER_C: &str = "202:9b3c:1d2e:88ff:1234:abcd:ef01:2345";
+
+pub fn stack(version: YggVersion) -> GuestSpec {
+    let ip = |last| Ipv4Addr::new(10, 17, 89, last);
+    let code_a: PairCode = "81-zephyr-night-climb".parse().unwrap();
+    let code_b: PairCode = "7-amber-river-stone".parse().unwrap();
+    let peers: BTreeSet<YggAddress> = [PEER_A, PEER_B, PEER_C].iter().map(|a| ygg(a)).collect();
+
+    let mut records = BTreeSet::new();
+    for (j, last) in [("postgres", 50), ("web", 10), ("worker", 11)] {
+        records.insert(DnsRecord {
+            name: DnsName::Local(name(j)),
+            data: RecordData::A(ip(last)),
+        });
+    }
+    records.insert(DnsRecord {
+        name: DnsName::Peer {
+            jail: name("api"),
+            code: code_a.clone(),
+        },
+        data: RecordData::Aaaa(ygg(PEER_A)),
+    });
+    records.insert(DnsRecord {
+        name: DnsName::Peer {
+            jail: name("cache"),
+            code: code_a,
+        },
+        data: RecordData::Aaaa(ygg(PEER_B)),
+    });
+    records.insert(DnsRecord {
+        name: DnsName::Peer {
+            jail: name("db"),
+            code: code_b,
+        },
+        data: RecordData::Aaaa(ygg(PEER_C)),
+    });
+
+    let jail = |n: &str, last, base: Option<&str>| GuestJail {
+        name: name(n),
+        ip: ip(last),
+        release: None,
+        base: base.map(name),
+        mounts: vec![],
+        execs: vec![],
+        setup: vec![],
+        firewall: JailFirewall {
+            jail: name(n),
+            mesh_peers: peers.clone(),
+        },
+    };
+    let mut postgres = jail("postgres", 50, None);
+    postgres.release = Some("14.3-RELEASE".parse().unwrap());
+    postgres.setup.push(SetupStep {
+        name: "install".into(),
+        kind: SetupKind::Shell,
+        source: SetupSource::File("/home/u/stack/postgres.sh".into()),
+        vars: BTreeMap::from([("PG_VERSION".into(), "17".into())]),
+    });
+    postgres.execs.push(Exec {
+        name: "postgres".into(),
+        cmd: "su -m postgres -c 'postgres -D /var/db/postgres/data17'".into(),
+        dir: None,
+        env: BTreeMap::new(),
+        healthcheck: None,
+    });
+    let mut web = jail("web", 10, None);
+    web.mounts.push(Mount {
+        name: "src".into(),
+        host: "/home/u/stack/web".into(),
+        jail: "/srv/app".into(),
+    });
+    web.execs.push(Exec {
+        name: "server".into(),
+        cmd: "python3.11 -m http.server 8080".into(),
+        dir: Some("/srv/app".into()),
+        env: BTreeMap::from([(
+            "DATABASE_URL".into(),
+            "postgres://postgres.local.jrun/app".into(),
+        )]),
+        healthcheck: Some(Healthcheck {
+            test: "fetch -qo /dev/null http://127.0.0.1:8080/".into(),
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(2),
+            retries: 3,
+        }),
+    });
+    web.setup.push(SetupStep {
+        name: "python".into(),
+        kind: SetupKind::Shell,
+        source: SetupSource::Url("https://example.invalid/setup-python.sh".into()),
+        vars: BTreeMap::new(),
+    });
+    let worker = jail("worker", 11, Some("web"));
+
+    let redirects = vec![
+        Redirect {
+            proto: Proto::Tcp,
+            host_port: 5432,
+            jail: name("postgres"),
+            jail_ip: ip(50),
+            jail_port: 5432,
+        },
+        Redirect {
+            proto: Proto::Tcp,
+            host_port: 8080,
+            jail: name("web"),
+            jail_ip: ip(10),
+            jail_port: 8080,
+        },
+        Redirect {
+            proto: Proto::Udp,
+            host_port: 9125,
+            jail: name("worker"),
+            jail_ip: ip(11),
+            jail_port: 8125,
+        },
+    ];
+    let jail_keys = [("postgres", 3u8), ("web", 4), ("worker", 5)]
+        .into_iter()
+        .map(|(n, k)| (name(n), MeshKey([k; 32])))
+        .collect();
+    GuestSpec {
+        release: Release::from_version("15.0").unwrap(),
+        upstream_dns: vec!["10.0.2.3".parse().unwrap()],
+        vm_firewall: VmFirewall {
+            ssh_port: 2222,
+            redirects,
+        },
+        base_forwards: vec![BaseForward {
+            name: "metrics".into(),
+            proto: Proto::Tcp,
+            host: 9100,
+            target: 9100,
+        }],
+        base_mounts: vec![BaseMount {
+            name: "cache".into(),
+            host: "/home/u/.cache/jrun".into(),
+            target: "/var/cache/shared".into(),
+        }],
+        base_setup: vec![SetupStep {
+            name: "tools".into(),
+            kind: SetupKind::Shell,
+            source: SetupSource::File("/home/u/stack/base.sh".into()),
+            vars: BTreeMap::new(),
+        }],
+        dns: DnsRecords(records),
+        jails: vec![postgres, web, worker],
+        removed: vec![name("oldjail")],
+        mesh: Some(MeshSpec {
+            version,
+            relay_peer: Some("tls://relay.jail.run:443".parse().unwrap()),
+            vm_key: MeshKey([2; 32]),
+            jail_keys,
+        }),
+        provision: false,
+    }
+}
+
+pub fn sources() -> SetupSources {
+    SetupSources::from([
+        (PathBuf::from("/home/u/stack/base.sh"), "#!/bin/sh\npkg install -y git\n".to_string()),
+        (
+            PathBuf::from("/home/u/stack/postgres.sh"),
+            "#!/bin/sh\nset -e\npkg install -y \"postgresql${PG_VERSION}-server\"\necho 'it'\"'\"'s done'\n".to_string(),
+        ),
+    ])
+}

@@ -1,0 +1,130 @@
+//! Runs a generated provisioning script on this machine with every FreeBSD command
+//! replaced by a stub that records its argv, and `put_file` recording what it would write.
+//! What the script *does* is then compared with what jrun rendered.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use jrun_vm::render::SCRIPT_PRELUDE;
+
+/// Commands the script may call; each becomes a recording stub.
+const STUBS: &[&str] = &[
+    "service",
+    "ifconfig",
+    "sysctl",
+    "zfs",
+    "kldload",
+    "pfctl",
+    "local-unbound-setup",
+    "unbound-checkconf",
+    "jls",
+    "jail",
+    "jexec",
+    "fetch",
+    "tar",
+    "mount",
+    "mkdir",
+    "rm",
+    "env",
+    "touch",
+    "sh",
+];
+
+const TEST_PRELUDE: &str = r#"set -eu
+jrun_step=0
+jrun_dirty=0
+n=0
+step() { jrun_step="$1"; printf 'jrun-step %s\n' "$1"; }
+put_file() {
+    n=$((n + 1))
+    printf '%s' "$1" > "$OUT/files/$n.path"
+    printf '%s' "$3" > "$OUT/files/$n.content"
+    jrun_dirty=1
+}
+is_mounted() { return 1; }
+ensure_pkg() { "$OUT/bin/pkg" "$@"; }
+release_url() { printf 'https://download.invalid/%s/base.txz' "$1"; }
+"#;
+
+const STUB: &str = r#"#!/bin/sh
+{ printf '%s\0' "${0##*/}" "$@"; printf '\036\0'; } >> "$OUT/calls"
+case "${0##*/} ${1:-}" in
+    "zfs list"|"jls -j") exit 1 ;;
+esac
+exit 0
+"#;
+
+/// What running the script did.
+#[derive(Debug, Default)]
+pub struct Run {
+    /// `put_file` calls: guest path → content, in order.
+    pub files: Vec<(String, String)>,
+    /// Every stubbed command's argv.
+    pub calls: Vec<Vec<String>>,
+    pub stdout: String,
+}
+
+impl Run {
+    pub fn files_map(&self) -> BTreeMap<String, String> {
+        self.files.iter().cloned().collect()
+    }
+}
+
+/// Runs `script` (as rendered) with the stubs; panics with stderr if it fails.
+pub fn run(script: &str, dir: &Path) -> Run {
+    let body = script
+        .split_once(SCRIPT_PRELUDE)
+        .expect("the script starts with the prelude")
+        .1;
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(dir.join("files")).unwrap();
+    for name in STUBS.iter().chain(&["pkg"]) {
+        let p = bin.join(name);
+        std::fs::write(&p, STUB).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let test_script = format!("{TEST_PRELUDE}{body}");
+    let out = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(&test_script)
+        .env_clear()
+        .env("PATH", &bin)
+        .env("OUT", dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "script failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut run = Run {
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        ..Run::default()
+    };
+    for i in 1.. {
+        let p = dir.join(format!("files/{i}.path"));
+        if !p.exists() {
+            break;
+        }
+        let c = dir.join(format!("files/{i}.content"));
+        run.files.push((
+            std::fs::read_to_string(p).unwrap(),
+            std::fs::read_to_string(c).unwrap(),
+        ));
+    }
+    let calls = std::fs::read(dir.join("calls")).unwrap_or_default();
+    let mut cur = Vec::new();
+    let mut args: Vec<&[u8]> = calls.split(|b| *b == 0).collect();
+    args.pop(); // what follows the last NUL
+    for arg in args {
+        if arg == b"\x1e" {
+            run.calls.push(std::mem::take(&mut cur));
+        } else {
+            cur.push(String::from_utf8(arg.to_vec()).unwrap());
+        }
+    }
+    run
+}

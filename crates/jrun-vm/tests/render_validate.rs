@@ -1,0 +1,205 @@
+//! Rendered files checked by the real tools: `sh -n`, `unbound-checkconf`,
+//! `yggdrasil -normaliseconf`; and the provisioning script run against recording stubs.
+
+mod common;
+
+use std::process::Command;
+
+use jrun_vm::render::{render_all, unbound_include, GuestFile};
+use jrun_vm::spec::YggVersion;
+
+fn sh_n(text: &str, what: &str) {
+    let out = Command::new("sh")
+        .arg("-n")
+        .arg("-c")
+        .arg(text)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{what}: sh -n: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn every_generated_script_parses() {
+    let r = render_all(&common::stack(YggVersion::V05), &common::sources()).unwrap();
+    sh_n(&r.script.text, "provision.sh");
+    let scripts: Vec<&GuestFile> = r
+        .files
+        .iter()
+        .filter(|f| f.content.starts_with("#!/bin/sh"))
+        .collect();
+    assert_eq!(scripts.len(), 3, "one rc script per jail");
+    for f in scripts {
+        sh_n(&f.content, &f.review_path);
+    }
+}
+
+#[test]
+fn unbound_accepts_the_include() {
+    let spec = common::stack(YggVersion::V05);
+    let dir = tempfile::tempdir().unwrap();
+    let inc = dir.path().join("jrun.conf");
+    std::fs::write(&inc, unbound_include(&spec.dns, &spec.upstream_dns)).unwrap();
+    // The shape of FreeBSD's local-unbound-setup config, minus its chroot.
+    let main = format!(
+        "server:\n    username: \"\"\n    chroot: \"\"\n    directory: \"{d}\"\n    pidfile: \"{d}/unbound.pid\"\n    auto-trust-anchor-file: \"\"\ninclude: \"{i}\"\n",
+        d = dir.path().display(),
+        i = inc.display()
+    );
+    let conf = dir.path().join("unbound.conf");
+    std::fs::write(&conf, main).unwrap();
+    let out = Command::new("unbound-checkconf")
+        .arg(&conf)
+        .output()
+        .expect("unbound-checkconf is installed");
+    assert!(
+        out.status.success(),
+        "unbound-checkconf: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // It parsed our records: checkconf can print a resolved option back.
+    let zones = Command::new("unbound-checkconf")
+        .arg("-o")
+        .arg("access-control")
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(zones.status.success());
+}
+
+#[test]
+fn installed_yggdrasil_accepts_its_configs() {
+    let version = Command::new("yggdrasil")
+        .arg("-genconf")
+        .output()
+        .expect("yggdrasil is installed");
+    let genconf = String::from_utf8_lossy(&version.stdout);
+    let v = if genconf.contains("PrivateKeyPath") {
+        YggVersion::V05
+    } else {
+        YggVersion::V04
+    };
+    let r = render_all(&common::stack(v), &common::sources()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for f in r
+        .files
+        .iter()
+        .filter(|f| f.review_path.ends_with("yggdrasil.conf"))
+    {
+        let mut text = f.content.clone();
+        if v == YggVersion::V05 {
+            // Point the key at a real file for the check.
+            let pem = r
+                .files
+                .iter()
+                .find(|k| {
+                    k.secret
+                        && k.guest_path.replace("private.pem", "")
+                            == f.guest_path.replace("yggdrasil.conf", "yggdrasil/")
+                })
+                .unwrap();
+            let key = dir.path().join(format!("{checked}.pem"));
+            std::fs::write(&key, &pem.content).unwrap();
+            text = text.replace(jrun_vm::render::YGG_KEY_PATH, key.to_str().unwrap());
+        }
+        let p = dir.path().join(format!("{checked}.conf"));
+        std::fs::write(&p, &text).unwrap();
+        let out = Command::new("yggdrasil")
+            .arg("-useconffile")
+            .arg(&p)
+            .arg("-normaliseconf")
+            .arg("-json")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            f.review_path,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let norm: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mine: serde_json::Value = serde_json::from_str(&text).unwrap();
+        for key in [
+            "Peers",
+            "Listen",
+            "IfName",
+            "AdminListen",
+            "MulticastInterfaces",
+        ] {
+            assert_eq!(
+                norm[key], mine[key],
+                "{}: {key} survives normalisation",
+                f.review_path
+            );
+        }
+        // The key it derives its address from is the one jrun holds.
+        let addr = Command::new("yggdrasil")
+            .arg("-useconffile")
+            .arg(&p)
+            .arg("-address")
+            .output()
+            .unwrap();
+        assert!(addr.status.success());
+        assert!(String::from_utf8_lossy(&addr.stdout)
+            .trim()
+            .starts_with('2'));
+        checked += 1;
+    }
+    assert_eq!(checked, 4);
+}
+
+#[test]
+fn the_script_installs_exactly_the_rendered_files() {
+    let spec = common::stack(YggVersion::V05);
+    let r = render_all(&spec, &common::sources()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = common::sandbox::run(&r.script.text, dir.path());
+    let installed = run.files_map();
+    for f in &r.files {
+        assert_eq!(
+            installed.get(&f.guest_path),
+            Some(&f.content),
+            "{}",
+            f.guest_path
+        );
+    }
+    // Every step was announced, in order, and the script finished.
+    let announced: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("jrun-step "))
+        .collect();
+    let expected: Vec<String> = (1..=r.script.steps.len()).map(|n| n.to_string()).collect();
+    assert_eq!(announced, expected);
+    assert!(run.stdout.ends_with("jrun-done\n"));
+    // New jails are created from their release, the clone from its base, and started.
+    assert!(run
+        .calls
+        .contains(&vec!["jail".into(), "-c".into(), "web".into()]));
+    assert!(run
+        .calls
+        .iter()
+        .any(|c| c.starts_with(&["zfs".into(), "clone".into()])
+            && c.last().unwrap() == "zroot/jrun/jails/worker"));
+    assert!(run
+        .calls
+        .iter()
+        .any(|c| c[0] == "fetch" && c[3].contains("14.3-RELEASE")));
+    // The setup of a new jail runs with its vars as one argument each.
+    assert!(run.calls.iter().any(|c| c.starts_with(&[
+        "jexec".into(),
+        "-l".into(),
+        "postgres".into()
+    ]) && c.contains(&"PG_VERSION=17".to_string())));
+    // The removed jail's config goes (its dataset too, when it exists).
+    assert!(run
+        .calls
+        .iter()
+        .any(|c| c.starts_with(&["rm".into(), "-f".into()])
+            && c[2] == "/etc/jail.conf.d/oldjail.conf"));
+}
