@@ -5,6 +5,8 @@
 //! of this crate ([`DnsLabel`], [`YggAddress`]) before it reaches a firewall rule or a
 //! DNS record.
 
+#[cfg(feature = "client")]
+mod client;
 mod identity;
 mod key_store;
 mod label;
@@ -13,6 +15,8 @@ pub mod protocol;
 mod ygg_address;
 pub mod yggdrasil;
 
+#[cfg(feature = "client")]
+pub use client::{ClientError, PollOptions, RelayClient};
 pub use identity::{Identity, IdentityError};
 pub use key_store::{KeyStore, StoredKey};
 pub use label::{DnsLabel, LabelError};

@@ -98,9 +98,14 @@ fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, MessageError
     let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
+        // `.` is the whole document, `?` an unknown place (a syntax error).
+        let path = match path.as_str() {
+            "." | "?" => None,
+            _ => Some(path),
+        };
         // serde_json appends "at line 1 column 7"; the field path says more.
         let message = match inner.classify() {
-            serde_json::error::Category::Data if path != "." => {
+            serde_json::error::Category::Data if path.is_some() => {
                 let text = inner.to_string();
                 text.rsplit_once(" at line ")
                     .map_or(text.clone(), |(m, _)| m.to_string())
@@ -108,7 +113,7 @@ fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, MessageError
             _ => format!("not valid JSON: {inner}"),
         };
         MessageError {
-            field: (path != ".").then_some(path),
+            field: path,
             message,
         }
     })?;

@@ -1,0 +1,86 @@
+//! Requests per client address: a token bucket per address, in bounded memory.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::clock::Clock;
+
+/// More than this many tracked addresses triggers dropping the idle ones.
+const PRUNE_ABOVE: usize = 10_000;
+
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+/// A token bucket per client address.
+pub struct RateLimiter {
+    rate: f64,
+    burst: f64,
+    clock: Arc<dyn Clock>,
+    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+}
+
+impl RateLimiter {
+    /// `rate` requests per second on average, `burst` at once.
+    pub fn new(rate: f64, burst: u32, clock: Arc<dyn Clock>) -> Self {
+        RateLimiter {
+            rate: rate.max(f64::MIN_POSITIVE),
+            burst: f64::from(burst.max(1)),
+            clock,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one request from `client`'s allowance; `Err(wait)` when it has none left.
+    pub fn check(&self, client: IpAddr) -> Result<(), Duration> {
+        let now = self.clock.now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() > PRUNE_ABOVE {
+            // An address whose bucket refilled is indistinguishable from a new one.
+            let full_after = Duration::from_secs_f64(self.burst / self.rate);
+            buckets.retain(|_, b| now.duration_since(b.last) < full_after);
+        }
+        let bucket = buckets.entry(client).or_insert(Bucket {
+            tokens: self.burst,
+            last: now,
+        });
+        let elapsed = now.duration_since(bucket.last).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * self.rate).min(self.burst);
+        bucket.last = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / self.rate))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ManualClock;
+
+    #[test]
+    fn bursts_then_refills_per_address() {
+        let clock = Arc::new(ManualClock::new());
+        let rl = RateLimiter::new(2.0, 3, clock.clone());
+        let a: IpAddr = "127.0.0.1".parse().unwrap();
+        let b: IpAddr = "127.0.0.2".parse().unwrap();
+        for _ in 0..3 {
+            rl.check(a).unwrap();
+        }
+        let wait = rl.check(a).unwrap_err();
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_millis(500),
+            "{wait:?}"
+        );
+        rl.check(b).unwrap();
+        clock.advance(Duration::from_millis(500));
+        rl.check(a).unwrap();
+        assert!(rl.check(a).is_err());
+    }
+}
