@@ -1,0 +1,163 @@
+//! Loading the realistic fixtures of `tests/fixtures/` into the typed model.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use jrun_core::config::{
+    self, dependency_order, ErrorKind, Proto, SetupKind, SetupSource, DEFAULT_RETRIES,
+};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .canonicalize()
+        .unwrap()
+}
+
+fn load(name: &str) -> config::Loaded {
+    let path = fixtures().join(name);
+    match config::load_with_warnings(&path, 2222) {
+        Ok(l) => l,
+        Err(e) => panic!("{name} should load:\n{}", e.render_plain(100)),
+    }
+}
+
+fn order(c: &config::Config) -> Vec<String> {
+    dependency_order(c).into_iter().map(String::from).collect()
+}
+
+#[test]
+fn web_app_with_forward_mount_and_healthcheck() {
+    let l = load("webapp.ucl");
+    assert!(l.warnings.is_empty(), "{}", l.warnings.render_plain(100));
+    let c = l.config;
+    assert_eq!(c.path, fixtures().join("webapp.ucl"));
+    assert_eq!(c.jails.len(), 1);
+    let web = c.jail("web").unwrap();
+    assert_eq!(web.ip, Some(Ipv4Addr::new(10, 17, 89, 20)));
+    assert_eq!(web.forwards.len(), 1);
+    let f = &web.forwards[0];
+    assert_eq!(
+        (f.name.as_str(), f.proto, f.host, f.jail),
+        ("http", Proto::Tcp, 8080, 8080)
+    );
+    assert_eq!(web.mounts[0].host, fixtures().join("app"));
+    assert_eq!(web.mounts[0].jail, PathBuf::from("/srv/app"));
+    let e = &web.execs[0];
+    assert_eq!(e.name, "server");
+    assert_eq!(e.dir.as_deref(), Some("/srv/app"));
+    assert_eq!(e.env["APP_ENV"], "development");
+    // A number in `env` is taken as its text.
+    assert_eq!(e.env["WORKERS"], "2");
+    let h = e.healthcheck.as_ref().unwrap();
+    assert_eq!(h.interval, Duration::from_secs(30));
+    assert_eq!(h.timeout, Duration::from_secs(10));
+    assert_eq!(h.retries, 5);
+}
+
+#[test]
+fn three_jail_stack_with_base_and_depends() {
+    let l = load("stack.ucl");
+    assert!(l.warnings.is_empty(), "{}", l.warnings.render_plain(100));
+    let c = l.config;
+    assert_eq!(order(&c), ["python", "postgres", "api"]);
+    let api = c.jail("api").unwrap();
+    assert_eq!(api.base.as_ref().map(|b| b.as_str()), Some("python"));
+    assert_eq!(api.depends.len(), 1);
+    assert_eq!(api.forwards[1].proto, Proto::Udp);
+    let h = api.execs[0].healthcheck.as_ref().unwrap();
+    // An unquoted UCL time and a bare number of seconds; retries defaults.
+    assert_eq!(h.interval, Duration::from_secs(15));
+    assert_eq!(h.timeout, Duration::from_secs(5));
+    assert_eq!(h.retries, DEFAULT_RETRIES);
+    assert!(api.execs[1].healthcheck.is_none());
+    // A setup step without `type` is an ansible playbook, as in the original.
+    assert_eq!(api.setup[0].kind, SetupKind::Ansible);
+    assert_eq!(
+        api.setup[0].source,
+        SetupSource::File(fixtures().join("playbooks/api.yml"))
+    );
+    let pg = c.jail("postgres").unwrap();
+    assert_eq!(pg.release.as_deref(), Some("15.0-RELEASE"));
+    assert_eq!(
+        pg.setup[0].source,
+        SetupSource::Url("hub://postgres/16".into())
+    );
+    assert_eq!(pg.setup[0].vars["POSTGRES_PASSWORD"], "secret");
+}
+
+#[test]
+fn base_block() {
+    let l = load("base.ucl");
+    assert!(l.warnings.is_empty(), "{}", l.warnings.render_plain(100));
+    let c = l.config;
+    assert!(c.jails.is_empty());
+    let base = c.base.unwrap();
+    assert_eq!(base.setup.len(), 3);
+    assert_eq!(base.setup[1].kind, SetupKind::Shell);
+    assert_eq!(base.mounts[0].host, fixtures().join("data"));
+    assert_eq!(base.mounts[0].target, PathBuf::from("/home/admin/data"));
+    let f = &base.forwards[1];
+    assert_eq!((f.proto, f.host, f.target), (Proto::Udp, 5353, 53));
+}
+
+#[test]
+fn the_originals_full_example() {
+    let c = load("full.ucl").config;
+    assert_eq!(order(&c), ["base-jail", "redis", "postgres", "myapp"]);
+    let app = c.jail("myapp").unwrap();
+    assert_eq!(app.mounts[0].host, fixtures());
+    assert_eq!(app.execs.len(), 2);
+    assert_eq!(app.setup.len(), 3);
+    assert_eq!(
+        c.jail("postgres").unwrap().ip,
+        Some(Ipv4Addr::new(10, 17, 89, 42))
+    );
+}
+
+#[test]
+fn the_ssh_port_is_a_parameter() {
+    let path = fixtures().join("webapp.ucl");
+    let err = config::load(&path, 8080).unwrap_err();
+    assert_eq!(err.items().len(), 1);
+    assert_eq!(err.items()[0].kind, ErrorKind::PortConflict);
+    assert!(config::load(&path, 2300).is_ok());
+}
+
+#[test]
+fn a_missing_file_names_the_file() {
+    let err = config::load(Path::new("/nonexistent/jrun.ucl"), 2222).unwrap_err();
+    assert_eq!(err.items()[0].kind, ErrorKind::Io);
+    assert!(err.items()[0]
+        .message
+        .starts_with("cannot read /nonexistent/jrun.ucl:"));
+}
+
+#[test]
+fn relative_paths_resolve_against_the_config_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("src")).unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    let file = dir.path().join("sub/jrun.ucl");
+    std::fs::write(
+        &file,
+        "jail \"w\" { mount { a { host = \"../src\"; jail = \"/a\"; } b { host = \"./x\"; jail = \"/b\"; } } }",
+    )
+    .unwrap();
+    let l = config::load_with_warnings(&file, 2222).unwrap();
+    let mounts = &l.config.jails[0].mounts;
+    assert_eq!(mounts[0].host, dir.path().join("src"));
+    assert_eq!(mounts[1].host, dir.path().join("sub/x"));
+    // The missing folder is a warning, not an error.
+    assert_eq!(l.warnings.len(), 1);
+    assert_eq!(l.warnings.items()[0].kind, ErrorKind::MissingPath);
+}
+
+#[test]
+fn json_round_trip() {
+    let c = load("stack.ucl").config;
+    let json = serde_json::to_string(&c).unwrap();
+    let back: config::Config = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, c);
+}
