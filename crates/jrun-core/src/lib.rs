@@ -4,5 +4,7 @@
 pub mod config;
 pub mod exec;
 pub mod net;
+pub mod plan;
 pub mod runtime;
 pub mod settings;
+pub mod state;

@@ -35,3 +35,70 @@ pub struct JailFirewall {
     /// The union of every paired remote jail's address.
     pub mesh_peers: BTreeSet<YggAddress>,
 }
+
+impl VmFirewall {
+    /// The VM policy for a set of redirects: sorted by (proto, host port), duplicates
+    /// dropped. Host-port conflicts are refused earlier, by [`super::check_host_ports`].
+    pub fn new(ssh_port: u16, redirects: impl IntoIterator<Item = Redirect>) -> Self {
+        let mut redirects: Vec<Redirect> = redirects.into_iter().collect();
+        redirects.sort_by_key(|r| (r.proto, r.host_port, r.jail.clone(), r.jail_ip, r.jail_port));
+        redirects.dedup();
+        VmFirewall {
+            ssh_port,
+            redirects,
+        }
+    }
+}
+
+impl JailFirewall {
+    /// A jail's policy: its mesh interface accepts exactly the given remote addresses.
+    pub fn new(jail: JailName, mesh_peers: impl IntoIterator<Item = YggAddress>) -> Self {
+        JailFirewall {
+            jail,
+            mesh_peers: mesh_peers.into_iter().collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn label(s: &str) -> JailName {
+        JailName::new(s).unwrap()
+    }
+
+    fn redirect(port: u16, jail: &str) -> Redirect {
+        Redirect {
+            proto: Proto::Tcp,
+            host_port: port,
+            jail: label(jail),
+            jail_ip: Ipv4Addr::new(10, 17, 89, 10),
+            jail_port: 80,
+        }
+    }
+
+    #[test]
+    fn vm_redirects_are_sorted_and_unique() {
+        let fw = VmFirewall::new(
+            2222,
+            [
+                redirect(9000, "b"),
+                redirect(8080, "a"),
+                redirect(9000, "b"),
+            ],
+        );
+        let ports: Vec<u16> = fw.redirects.iter().map(|r| r.host_port).collect();
+        assert_eq!(ports, [8080, 9000]);
+        assert_eq!(fw.ssh_port, 2222);
+    }
+
+    #[test]
+    fn jail_accepts_exactly_its_peers() {
+        let a: YggAddress = "200:848a:604f:bb7e:4384:65db:8db6:6895".parse().unwrap();
+        let b: YggAddress = "201::1".parse().unwrap();
+        let fw = JailFirewall::new(label("web"), [a, b, a]);
+        assert_eq!(fw.mesh_peers.len(), 2);
+        assert!(fw.mesh_peers.contains(&b));
+    }
+}

@@ -5,9 +5,11 @@ use std::ops::RangeInclusive;
 
 mod dns;
 mod firewall;
+mod forward;
 
 pub use dns::{DnsName, DnsRecord, DnsRecords, RecordData};
 pub use firewall::{JailFirewall, Redirect, VmFirewall};
+pub use forward::{check_host_ports, redirects_for, ForwardChanges, PortConflict, PortOwner};
 
 /// The private subnet every jail lives on.
 pub const SUBNET: Ipv4Addr = Ipv4Addr::new(10, 17, 89, 0);

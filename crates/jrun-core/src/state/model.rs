@@ -1,0 +1,160 @@
+//! What jrun has deployed: the contents of `state.json`.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use jrun_mesh::{DnsLabel, PairCode, YggAddress};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{
+    Base, BaseForward, BaseMount, Exec, Forward, Jail, JailName, Mount, SetupStep,
+};
+use crate::net::Redirect;
+
+/// The state format this binary writes; it reads this and every older one.
+pub const STATE_VERSION: u32 = 1;
+
+/// Everything jrun remembers between runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    /// Format version, [`STATE_VERSION`] when written by this binary.
+    pub version: u32,
+    /// The `base { }` block last applied to the VM (`None`: never applied).
+    #[serde(default)]
+    pub base: Option<Base>,
+    /// Every jail that exists, deployed fully or not, by name.
+    #[serde(default)]
+    pub jails: BTreeMap<JailName, JailState>,
+    /// The VM wiring in effect, while an instance has been started.
+    #[serde(default)]
+    pub vm: Option<VmState>,
+    /// Mesh pairings, by pairing code.
+    #[serde(default)]
+    pub peers: BTreeMap<PairCode, MeshPeer>,
+    /// Free-form data a runtime keeps for itself (e.g. native: instance id,
+    /// started-at), under a key naming the runtime (`"native"`, `"vm"`). The planner
+    /// never reads it; each runtime validates what it reads back.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub runtime: BTreeMap<String, serde_json::Value>,
+}
+
+/// One jail as it was last deployed (or is being deployed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JailState {
+    pub name: JailName,
+    /// The address it holds; it keeps it until it is removed.
+    pub ip: Ipv4Addr,
+    #[serde(default)]
+    pub release: Option<String>,
+    #[serde(default)]
+    pub base: Option<JailName>,
+    #[serde(default)]
+    pub depends: Vec<JailName>,
+    #[serde(default)]
+    pub forwards: Vec<Forward>,
+    #[serde(default)]
+    pub mounts: Vec<Mount>,
+    #[serde(default)]
+    pub execs: Vec<Exec>,
+    #[serde(default)]
+    pub setup: Vec<SetupStep>,
+    /// Whether its last deployment ran to the end. `false` while a deployment is in
+    /// progress or after one failed: the next `up` redeploys it.
+    pub deployed: bool,
+}
+
+/// The wiring the VM (or native instance) is running with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmState {
+    /// The host port that reaches the VM.
+    pub ssh_port: u16,
+    /// Jail forwards in effect, sorted by (proto, host port).
+    #[serde(default)]
+    pub redirects: Vec<Redirect>,
+    /// Base forwards (host port to a VM port) in effect.
+    #[serde(default)]
+    pub base_forwards: Vec<BaseForward>,
+    /// Host folders shared into the VM at launch.
+    #[serde(default)]
+    pub shares: Vec<BaseMount>,
+}
+
+/// Which side of a pairing this instance was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PairDirection {
+    /// This instance created the code (`jrun pair`).
+    Created,
+    /// This instance joined with a code (`jrun pair <code>`).
+    Joined,
+}
+
+/// One pairing with a remote jrun instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeshPeer {
+    pub code: PairCode,
+    pub direction: PairDirection,
+    /// When the pairing completed, in seconds since the Unix epoch.
+    pub paired_at: u64,
+    /// The remote instance's jails, validated on arrival.
+    pub jails: Vec<RemoteJail>,
+}
+
+/// A jail of a paired instance, reachable as `<name>.<code>.jrun`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteJail {
+    pub name: DnsLabel,
+    pub ygg_address: YggAddress,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            version: STATE_VERSION,
+            base: None,
+            jails: BTreeMap::new(),
+            vm: None,
+            peers: BTreeMap::new(),
+            runtime: BTreeMap::new(),
+        }
+    }
+}
+
+impl JailState {
+    /// The record of `jail` deployed at `ip`.
+    pub fn from_jail(jail: &Jail, ip: Ipv4Addr, deployed: bool) -> Self {
+        JailState {
+            name: jail.name.clone(),
+            ip,
+            release: jail.release.clone(),
+            base: jail.base.clone(),
+            depends: jail.depends.clone(),
+            forwards: jail.forwards.clone(),
+            mounts: jail.mounts.clone(),
+            execs: jail.execs.clone(),
+            setup: jail.setup.clone(),
+            deployed,
+        }
+    }
+}
+
+impl State {
+    /// Every remote address of every pairing: what each jail's `mesh_peers` set holds.
+    pub fn mesh_addresses(&self) -> impl Iterator<Item = YggAddress> + '_ {
+        self.peers
+            .values()
+            .flat_map(|p| p.jails.iter().map(|j| j.ygg_address))
+    }
+
+    /// Every remote jail with the code it is reachable under.
+    pub fn remote_jails(&self) -> impl Iterator<Item = (&PairCode, &RemoteJail)> {
+        self.peers
+            .values()
+            .flat_map(|p| p.jails.iter().map(move |j| (&p.code, j)))
+    }
+}

@@ -1,0 +1,52 @@
+//! How a runtime records progress: each jail only after its actions succeeded, so a
+//! failed `up` is retried by the next one.
+
+use super::model::{JailState, State, VmState};
+use crate::config::{Base, JailName};
+use crate::plan::{JailPlan, Plan};
+
+impl State {
+    /// Before a jail's actions run: holds its planned address and marks it not deployed,
+    /// so a crash or failure mid-way makes the next `up` redeploy it at the same address.
+    pub fn begin_jail(&mut self, plan: &JailPlan) {
+        let record = JailState::from_jail(&plan.jail, plan.ip, false);
+        self.jails.insert(record.name.clone(), record);
+    }
+
+    /// After every action of the jail succeeded: records it as deployed as planned.
+    pub fn mark_deployed(&mut self, plan: &JailPlan) {
+        let record = JailState::from_jail(&plan.jail, plan.ip, true);
+        self.jails.insert(record.name.clone(), record);
+    }
+
+    /// After a jail was removed: forgets it (and frees its address).
+    pub fn forget_jail(&mut self, name: &JailName) -> Option<JailState> {
+        self.jails.remove(name)
+    }
+
+    /// After the VM-level actions and forwards of `plan` succeeded: records the base and
+    /// the wiring in effect.
+    pub fn record_vm(&mut self, plan: &Plan) {
+        let base: Base = plan.base.clone().unwrap_or_default();
+        self.vm = Some(VmState {
+            ssh_port: plan.vm_firewall.ssh_port,
+            redirects: plan.vm_firewall.redirects.clone(),
+            base_forwards: base.forwards.clone(),
+            shares: base.mounts.clone(),
+        });
+        self.base = plan.base.clone();
+    }
+}
+
+impl Plan {
+    /// The state after every action of this plan succeeded.
+    pub fn apply_to(&self, state: &mut State) {
+        for removal in &self.removals {
+            state.forget_jail(&removal.name);
+        }
+        for jail in &self.jails {
+            state.mark_deployed(jail);
+        }
+        state.record_vm(self);
+    }
+}

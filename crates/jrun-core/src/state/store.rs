@@ -1,0 +1,278 @@
+//! `$JRUN_HOME/state.json` on disk: read under an exclusive lock, written atomically.
+//!
+//! The lock (`flock` on `state.lock`) is taken before the state is read and held until
+//! the [`StateLock`] is dropped, so two jrun processes never plan from the same state.
+//! A write goes to a temp file in the same folder, is fsynced, renamed over
+//! `state.json`, and the folder is fsynced: a crash leaves the old or the new state,
+//! never a mix.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+
+use super::model::{State, STATE_VERSION};
+
+/// File names inside `$JRUN_HOME`.
+const STATE_FILE: &str = "state.json";
+const LOCK_FILE: &str = "state.lock";
+
+/// Why the state could not be read, locked or written. Each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("another jrun (pid {pid}) is working on this instance (lock {lock}); wait for it, or run again with --wait", pid = pid.map_or_else(|| "unknown".to_string(), |p| p.to_string()))]
+    Locked { lock: PathBuf, pid: Option<u32> },
+    #[error("could not {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the state file {path} is corrupt ({reason}); jrun left it untouched. Restore it from a backup, or move it aside to start from an empty state (jrun will then forget the jails it made)")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("the state file {path} has version {found}, but this jrun only knows versions up to {known}; use a newer jrun")]
+    TooNew {
+        path: PathBuf,
+        found: u64,
+        known: u32,
+    },
+}
+
+/// Whether to wait for another jrun holding the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockWait {
+    /// Fail at once with [`StateError::Locked`], naming the holder's pid.
+    No,
+    /// Block until the other process releases the lock.
+    Yes,
+}
+
+/// Where one instance's state lives.
+#[derive(Debug, Clone)]
+pub struct StateStore {
+    home: PathBuf,
+}
+
+/// The state, read under the exclusive lock, which is held until this is dropped.
+#[derive(Debug)]
+pub struct StateLock {
+    _lock: Flock<File>,
+    path: PathBuf,
+    /// The state as read; change it, then [`StateLock::save`].
+    pub state: State,
+}
+
+impl StateStore {
+    /// The store in `home` (`$JRUN_HOME`).
+    pub fn new(home: impl Into<PathBuf>) -> Self {
+        StateStore { home: home.into() }
+    }
+
+    /// `$JRUN_HOME/state.json`.
+    pub fn path(&self) -> PathBuf {
+        self.home.join(STATE_FILE)
+    }
+
+    /// `$JRUN_HOME/state.lock`.
+    pub fn lock_path(&self) -> PathBuf {
+        self.home.join(LOCK_FILE)
+    }
+
+    /// Takes the exclusive lock, then reads the state (missing file: empty state).
+    pub fn lock(&self, wait: LockWait) -> Result<StateLock, StateError> {
+        let lock_path = self.lock_path();
+        fs::create_dir_all(&self.home).map_err(|source| StateError::Io {
+            action: "create the jrun home folder",
+            path: self.home.clone(),
+            source,
+        })?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(|source| StateError::Io {
+                action: "open the lock file",
+                path: lock_path.clone(),
+                source,
+            })?;
+        let arg = match wait {
+            LockWait::No => FlockArg::LockExclusiveNonblock,
+            LockWait::Yes => FlockArg::LockExclusive,
+        };
+        let mut lock = match Flock::lock(file, arg) {
+            Ok(lock) => lock,
+            Err((mut file, Errno::EWOULDBLOCK)) => {
+                return Err(StateError::Locked {
+                    pid: read_pid(&mut file),
+                    lock: lock_path,
+                })
+            }
+            Err((_, errno)) => {
+                return Err(StateError::Io {
+                    action: "lock",
+                    path: lock_path,
+                    source: errno.into(),
+                })
+            }
+        };
+        write_pid(&mut lock).map_err(|source| StateError::Io {
+            action: "write our pid into",
+            path: lock_path,
+            source,
+        })?;
+        let path = self.path();
+        let state = read_state(&path)?;
+        Ok(StateLock {
+            _lock: lock,
+            path,
+            state,
+        })
+    }
+
+    /// Reads the state without the lock, for commands that only look (`status`, `plan`).
+    /// Writes are atomic renames, so this sees a whole old or a whole new state.
+    pub fn read(&self) -> Result<State, StateError> {
+        read_state(&self.path())
+    }
+}
+
+impl StateLock {
+    /// Writes `self.state` atomically and durably; the lock stays held.
+    pub fn save(&mut self) -> Result<(), StateError> {
+        write_state(&self.path, &self.state)
+    }
+
+    /// The state file this lock guards.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn read_pid(file: &mut File) -> Option<u32> {
+    let mut s = String::new();
+    file.read_to_string(&mut s).ok()?;
+    s.trim().parse().ok()
+}
+
+fn write_pid(file: &mut File) -> std::io::Result<()> {
+    file.set_len(0)?;
+    file.seek(SeekFrom::Start(0))?;
+    writeln!(file, "{}", std::process::id())?;
+    file.flush()
+}
+
+/// Reads and checks a state file; a missing file is an empty state.
+pub(crate) fn read_state(path: &Path) -> Result<State, StateError> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(State::default()),
+        Err(source) => {
+            return Err(StateError::Io {
+                action: "read the state file",
+                path: path.into(),
+                source,
+            })
+        }
+    };
+    let corrupt = |reason: String| StateError::Corrupt {
+        path: path.into(),
+        reason,
+    };
+    // The version is checked first, so a newer file gets the version message rather
+    // than a complaint about fields this binary does not know.
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| corrupt(format!("not JSON: {e}")))?;
+    let version = match value.get("version") {
+        Some(serde_json::Value::Number(n)) => n
+            .as_u64()
+            .ok_or_else(|| corrupt(format!("\"version\" is {n}, not a whole number")))?,
+        Some(other) => return Err(corrupt(format!("\"version\" is {other}, not a number"))),
+        None => return Err(corrupt("it has no \"version\"".into())),
+    };
+    if version > u64::from(STATE_VERSION) {
+        return Err(StateError::TooNew {
+            path: path.into(),
+            found: version,
+            known: STATE_VERSION,
+        });
+    }
+    if version == 0 {
+        return Err(corrupt("\"version\" is 0".into()));
+    }
+    let state: State = serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))?;
+    check_consistent(&state).map_err(corrupt)?;
+    Ok(state)
+}
+
+/// Invariants serde cannot express: map keys match the records they hold.
+fn check_consistent(state: &State) -> Result<(), String> {
+    let mut ips = std::collections::BTreeMap::new();
+    for (name, jail) in &state.jails {
+        if *name != jail.name {
+            return Err(format!(
+                "jail {name} is recorded under the name {}",
+                jail.name
+            ));
+        }
+        if let Some(other) = ips.insert(jail.ip, name) {
+            return Err(format!("jails {other} and {name} both hold {}", jail.ip));
+        }
+    }
+    for (code, peer) in &state.peers {
+        if *code != peer.code {
+            return Err(format!(
+                "pairing {code} is recorded with the code {}",
+                peer.code
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Temp file in the same folder, fsync, rename, fsync the folder.
+pub(crate) fn write_state(path: &Path, state: &State) -> Result<(), StateError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = temp_path(path);
+    let io = |action: &'static str, p: &Path| {
+        let p = p.to_path_buf();
+        move |source| StateError::Io {
+            action,
+            path: p,
+            source,
+        }
+    };
+    let mut json = serde_json::to_vec_pretty(state).expect("the state always serialises");
+    json.push(b'\n');
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io("create", &tmp))?;
+        file.write_all(&json).map_err(io("write", &tmp))?;
+        file.sync_all().map_err(io("fsync", &tmp))?;
+        fs::rename(&tmp, path).map_err(io("rename the new state over", path))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io("fsync the folder", dir))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// One temp name per process: a crashed writer's leftover is simply overwritten later.
+pub(crate) fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".tmp.{}", std::process::id()));
+    path.with_file_name(name)
+}
