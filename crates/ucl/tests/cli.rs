@@ -28,7 +28,11 @@ fn text(b: &[u8]) -> String {
 fn file_argument_prints_json() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("jails.ucl");
-    std::fs::write(&path, "jail \"web\" {\n  ip = \"10.17.89.2\"\n  ports [80, 443]\n}\n").unwrap();
+    std::fs::write(
+        &path,
+        "jail \"web\" {\n  ip = \"10.17.89.2\"\n  ports [80, 443]\n}\n",
+    )
+    .unwrap();
     let out = run(&[path.to_str().unwrap()], b"");
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
     assert_eq!(
@@ -58,7 +62,9 @@ fn syntax_error_names_file_line_and_column() {
     assert!(out.stdout.is_empty());
     assert_eq!(
         text(&out.stderr),
-        format!("{p}:3:1: expected ']' to close the array opened at 2:7, found the end of the input\n")
+        format!(
+            "{p}:3:1: expected ']' to close the array opened at 2:7, found the end of the input\n"
+        )
     );
 }
 

@@ -7,7 +7,10 @@ pub fn check_json(src: &str, expected: &str) {
         Ok(v) => assert_eq!(v.to_json_compact(), expected, "input: {src:?}"),
         Err(e) => {
             let l = e.location(src);
-            panic!("input {src:?} failed at {}:{}: {}", l.line, l.column, e.message)
+            panic!(
+                "input {src:?} failed at {}:{}: {}",
+                l.line, l.column, e.message
+            )
         }
     }
 }

@@ -1,0 +1,372 @@
+//! Property tests: the parser never panics on any input, errors point inside the
+//! input, JSON is valid UCL (value → JSON → UCL gives the same value), and generated
+//! UCL in its many spellings reads back as the data it was written from.
+
+use proptest::prelude::*;
+use serde_json::{Map, Number, Value as Json};
+
+/// The parsed value as plain JSON data (spans dropped).
+fn to_model(v: &ucl::Value) -> Json {
+    match &v.kind {
+        ucl::Kind::Null => Json::Null,
+        ucl::Kind::Bool(b) => Json::Bool(*b),
+        ucl::Kind::Int(i) => Json::Number((*i).into()),
+        ucl::Kind::Float(f) | ucl::Kind::Time(f) => {
+            Json::Number(Number::from_f64(*f).expect("parser yields finite floats"))
+        }
+        ucl::Kind::String(s) => Json::String(s.clone()),
+        ucl::Kind::Array(a) => Json::Array(a.iter().map(to_model).collect()),
+        ucl::Kind::Object(o) => Json::Object(
+            o.iter()
+                .map(|(k, v)| (k.name.clone(), to_model(v)))
+                .collect::<Map<_, _>>(),
+        ),
+    }
+}
+
+fn check_spans(v: &ucl::Value, len: usize) {
+    assert!(
+        v.span.start <= v.span.end && v.span.end <= len,
+        "span {:?}",
+        v.span
+    );
+    match &v.kind {
+        ucl::Kind::Array(a) => a.iter().for_each(|x| check_spans(x, len)),
+        ucl::Kind::Object(o) => o.iter().for_each(|(k, x)| {
+            assert!(k.span.start <= k.span.end && k.span.end <= len);
+            check_spans(x, len)
+        }),
+        _ => {}
+    }
+}
+
+/// Parsing must return (not panic); an error must point inside the input, and a
+/// success must print as JSON that parses again to the same thing.
+fn parse_is_total(src: &str) {
+    match ucl::parse(src) {
+        Ok(v) => {
+            check_spans(&v, src.len());
+            let json = v.to_json_compact();
+            let again = ucl::parse(&json).expect("our JSON output is valid UCL");
+            assert_eq!(to_model(&again), to_model(&v), "JSON: {json}");
+            serde_json::from_str::<Json>(&json).expect("our JSON output is valid JSON");
+        }
+        Err(e) => {
+            assert!(
+                e.span.start <= e.span.end && e.span.end <= src.len(),
+                "{e:?}"
+            );
+            assert!(!e.message.is_empty());
+            let _ = e.location(src);
+        }
+    }
+}
+
+/// Fragments that exercise every branch of the grammar when glued at random.
+fn ucl_ish() -> impl Strategy<Value = String> {
+    let piece = prop::sample::select(vec![
+        "{",
+        "}",
+        "[",
+        "]",
+        "\"",
+        "'",
+        "=",
+        ":",
+        ";",
+        ",",
+        "\n",
+        " ",
+        "\t",
+        "#",
+        "//",
+        "/*",
+        "*/",
+        "<<EOD\n",
+        "\nEOD\n",
+        "EOD",
+        "a",
+        "key",
+        "jail",
+        "\"q\"",
+        "'s'",
+        "1",
+        "-",
+        "0x1f",
+        "1.5",
+        "10s",
+        "5min",
+        "2kb",
+        "3k",
+        "1e5",
+        "true",
+        "null",
+        "\\",
+        "\\u00e9",
+        "\\ud83d",
+        "\\n",
+        ".include",
+        "é",
+        "\r\n",
+        "$",
+        "http://x",
+        "9999999999999999999",
+    ]);
+    prop::collection::vec(piece, 0..40).prop_map(|v| v.concat())
+}
+
+fn json_value() -> impl Strategy<Value = Json> {
+    let leaf = prop_oneof![
+        Just(Json::Null),
+        any::<bool>().prop_map(Json::Bool),
+        any::<i64>().prop_map(|i| Json::Number(i.into())),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| Json::Number(Number::from_f64(f).unwrap())),
+        any::<String>().prop_map(Json::String),
+        "[a-z0-9 .:/-]{0,12}".prop_map(Json::String),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Json::Array),
+            // Empty keys are an error in UCL (as in libucl), so they are not generated.
+            prop::collection::btree_map(".{1,8}", inner, 0..6)
+                .prop_map(|m| Json::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// A config written in UCL with random choices of syntax, and the data it means.
+#[derive(Debug, Clone)]
+enum Node {
+    Str(String),
+    Int(i64),
+    Bool(bool),
+    Obj(Vec<(String, Node)>),
+    List(Vec<Node>),
+}
+
+fn node() -> impl Strategy<Value = Node> {
+    let leaf = prop_oneof![
+        any::<String>().prop_map(Node::Str),
+        "[a-z/][a-z0-9./_-]{0,10}".prop_map(Node::Str),
+        any::<i64>().prop_map(Node::Int),
+        any::<bool>().prop_map(Node::Bool),
+    ];
+    leaf.prop_recursive(4, 40, 5, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..5).prop_map(Node::List),
+            prop::collection::btree_map("[a-z_][a-z0-9_.-]{0,6}", inner, 0..5)
+                .prop_map(|m| Node::Obj(m.into_iter().collect())),
+        ]
+    })
+}
+
+fn model(n: &Node) -> Json {
+    match n {
+        Node::Str(s) => Json::String(s.clone()),
+        Node::Int(i) => Json::Number((*i).into()),
+        Node::Bool(b) => Json::Bool(*b),
+        Node::List(items) => Json::Array(items.iter().map(model).collect()),
+        Node::Obj(entries) => {
+            Json::Object(entries.iter().map(|(k, v)| (k.clone(), model(v))).collect())
+        }
+    }
+}
+
+/// Random syntax choices, drawn from a seed.
+struct Style(u64);
+
+impl Style {
+    fn pick(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+fn is_plain_word(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == b'/')
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"./_-".contains(&c))
+        && !matches!(s, "true" | "yes" | "on" | "false" | "no" | "off" | "null")
+        && !s.contains("//")
+}
+
+fn render_scalar(n: &Node, st: &mut Style, out: &mut String) {
+    match n {
+        Node::Int(i) => out.push_str(&i.to_string()),
+        Node::Bool(b) => {
+            let words = if *b {
+                ["true", "yes", "on"]
+            } else {
+                ["false", "no", "off"]
+            };
+            out.push_str(words[st.pick(3) as usize]);
+        }
+        Node::Str(s) => match st.pick(4) {
+            0 if is_plain_word(s) => out.push_str(s),
+            1 if !s.contains(['\'', '\\']) => {
+                out.push('\'');
+                out.push_str(s);
+                out.push('\'');
+            }
+            2 if !s.is_empty()
+                && !s.contains(['\r', '\u{feff}'])
+                && !s.lines().any(|l| l.starts_with("EOT"))
+                && !s.ends_with('\n') =>
+            {
+                out.push_str("<<EOT\n");
+                out.push_str(s);
+                out.push_str("\nEOT\n");
+            }
+            _ => out.push_str(&serde_json::to_string(s).unwrap()),
+        },
+        Node::List(_) | Node::Obj(_) => unreachable!(),
+    }
+}
+
+fn render_value(n: &Node, st: &mut Style, indent: usize, out: &mut String) {
+    match n {
+        Node::Obj(entries) => {
+            out.push_str("{\n");
+            render_entries(entries, st, indent + 1, out);
+            out.push_str(&"  ".repeat(indent));
+            out.push('}');
+        }
+        Node::List(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str([",", ", ", ",\n", ";", "\n"][st.pick(5) as usize]);
+                }
+                if st.pick(6) == 0 {
+                    out.push_str(" /* c */ ");
+                }
+                render_value(item, st, indent + 1, out);
+            }
+            if st.pick(3) == 0 && !items.is_empty() {
+                out.push(',');
+            }
+            out.push(']');
+        }
+        _ => render_scalar(n, st, out),
+    }
+}
+
+fn render_entries(entries: &[(String, Node)], st: &mut Style, indent: usize, out: &mut String) {
+    for (k, v) in entries {
+        out.push_str(&"  ".repeat(indent));
+        match st.pick(3) {
+            0 => out.push_str(k),
+            1 => out.push_str(&serde_json::to_string(k).unwrap()),
+            _ => {
+                out.push('\'');
+                out.push_str(k);
+                out.push('\'');
+            }
+        }
+        let container = matches!(v, Node::Obj(_) | Node::List(_));
+        let sep = match st.pick(4) {
+            0 if container => " ",
+            0 | 1 => " = ",
+            2 => ": ",
+            _ => "=",
+        };
+        out.push_str(sep);
+        render_value(v, st, indent, out);
+        let heredoc = out.ends_with("\nEOT\n");
+        match st.pick(5) {
+            _ if heredoc => {}
+            0 => out.push_str(";\n"),
+            1 => out.push_str(",\n"),
+            2 => out.push_str(" # note\n"),
+            3 => out.push_str(" // note\n"),
+            _ => out.push('\n'),
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+        parse_is_total(&String::from_utf8_lossy(&bytes));
+    }
+
+    #[test]
+    fn arbitrary_strings_never_panic(s in ".{0,200}") {
+        parse_is_total(&s);
+    }
+
+    #[test]
+    fn ucl_ish_fragments_never_panic(s in ucl_ish()) {
+        parse_is_total(&s);
+    }
+
+    /// JSON documents (an object or an array at the top, as UCL requires).
+    #[test]
+    fn json_is_valid_ucl(v in prop_oneof![
+        prop::collection::vec(json_value(), 0..4).prop_map(Json::Array),
+        prop::collection::btree_map(".{1,8}", json_value(), 0..4)
+            .prop_map(|m| Json::Object(m.into_iter().collect())),
+    ]) {
+        let text = serde_json::to_string(&v).unwrap();
+        let parsed = ucl::parse(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        prop_assert_eq!(to_model(&parsed), v);
+        // And our own JSON output reads back the same, pretty or compact.
+        let again = ucl::parse(&parsed.to_json()).unwrap();
+        prop_assert_eq!(to_model(&again), to_model(&parsed));
+        prop_assert_eq!(ucl::parse(&parsed.to_json()).unwrap().to_json_compact(), parsed.to_json_compact());
+    }
+
+    #[test]
+    fn generated_ucl_reads_back(entries in prop::collection::btree_map("[a-z_][a-z0-9_.-]{0,6}", node(), 0..6), seed in any::<u64>()) {
+        let entries: Vec<(String, Node)> = entries.into_iter().collect();
+        let mut st = Style(seed);
+        let mut text = String::new();
+        let braces = st.pick(2) == 0;
+        if braces { text.push_str("{\n"); }
+        render_entries(&entries, &mut st, usize::from(braces), &mut text);
+        if braces { text.push('}'); }
+        let expected = model(&Node::Obj(entries));
+        match ucl::parse(&text) {
+            Ok(v) => prop_assert_eq!(to_model(&v), expected, "input:\n{}", text),
+            Err(e) => {
+                let l = e.location(&text);
+                panic!("{}:{}: {} in\n{}", l.line, l.column, e.message, text);
+            }
+        }
+    }
+}
+
+#[test]
+fn large_pathological_inputs_finish() {
+    const MB: usize = 1 << 20;
+    let cases = [
+        "[".repeat(MB),
+        "{".repeat(MB),
+        "a ".repeat(MB / 2) + "{}",
+        "/*".repeat(MB / 2),
+        "/* */".repeat(MB / 5),
+        "#\n".repeat(MB / 2),
+        format!("a = [{}]", "[],".repeat(MB / 3)),
+        format!("a = [{}]", "{},".repeat(MB / 3)),
+        "a = 1\n".repeat(MB / 6),
+        "a {}\n".repeat(MB / 5),
+        "\"".repeat(MB),
+        "\\".repeat(MB),
+        format!("a = <<EOD\n{}", "EO\n".repeat(MB / 3)),
+        (0..MB / 8).map(|i| format!("k{i}=1;")).collect(),
+    ];
+    for src in &cases {
+        // Must return (no stack overflow, no hang); the result itself may be an error.
+        let _ = ucl::parse(src);
+    }
+}
