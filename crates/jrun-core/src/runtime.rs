@@ -159,8 +159,12 @@ pub trait Runtime {
     fn set_records(&self, records: &DnsRecords) -> Result<(), RuntimeError>;
     /// Replaces the whole set of host forwards.
     fn set_forwards(&self, redirects: &[Redirect]) -> Result<(), RuntimeError>;
+    /// The jails whose network exists on the machine right now (one cheap look).
+    fn jails_present(&self) -> Result<BTreeSet<JailName>, RuntimeError>;
     /// What the machine says about one jail.
     fn observe_jail(&self, jail: &JailName) -> Result<JailObserved, RuntimeError>;
     /// Runs `argv` inside the jail, attached to this terminal; returns its exit code.
     fn exec_in_jail(&self, jail: &JailName, argv: &[String]) -> Result<i32, RuntimeError>;
+    /// Runs `argv` in the instance itself (the VM, or the native VM namespace).
+    fn exec_in_instance(&self, argv: &[String]) -> Result<i32, RuntimeError>;
 }

@@ -270,6 +270,15 @@ impl Runtime for NativeRuntime {
         self.write_supervision(&s)
     }
 
+    fn jails_present(&self) -> Result<BTreeSet<JailName>, RuntimeError> {
+        let all = plumbing::list_namespaces(self.runner.as_ref())
+            .map_err(|e| other("cannot list network namespaces", e))?;
+        Ok(all
+            .iter()
+            .filter_map(|ns| self.layout.jail_of_ns(ns))
+            .collect())
+    }
+
     fn observe_jail(&self, jail: &JailName) -> Result<JailObserved, RuntimeError> {
         let ns = self.layout.jail_ns(jail);
         let exists = plumbing::list_namespaces(self.runner.as_ref())
@@ -299,12 +308,27 @@ impl Runtime for NativeRuntime {
         if !exists {
             return Err(RuntimeError::NoSuchJail(jail.to_string()));
         }
-        // Interactive: stdio is inherited, so this bypasses the capturing Runner (still argv).
-        let status = std::process::Command::new("ip")
-            .args(["netns", "exec", ns.as_str()])
-            .args(argv)
-            .status()
-            .map_err(|e| other("cannot run ip netns exec", e))?;
-        Ok(status.code().unwrap_or(128 + 9))
+        exec_in_ns(&ns, argv)
     }
+
+    fn exec_in_instance(&self, argv: &[String]) -> Result<i32, RuntimeError> {
+        self.require_root("jrun ssh")?;
+        self.require_running()?;
+        exec_in_ns(&self.layout.vm_ns(), argv)
+    }
+}
+
+/// Runs `argv` in `ns` attached to this terminal. Interactive, so it bypasses the capturing
+/// Runner (still argv, no shell). A signal death maps to 128 + signal, as shells do.
+fn exec_in_ns(ns: &str, argv: &[String]) -> Result<i32, RuntimeError> {
+    use std::os::unix::process::ExitStatusExt;
+    let status = std::process::Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(argv)
+        .status()
+        .map_err(|e| other("cannot run ip netns exec", e))?;
+    Ok(status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(1))
 }

@@ -22,8 +22,21 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// Which runtime to drive (overrides JRUN_RUNTIME).
+    #[arg(long, global = true, value_enum)]
+    pub runtime: Option<RuntimeArg>,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--runtime`: where jails live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RuntimeArg {
+    /// FreeBSD in QEMU.
+    Vm,
+    /// Linux network namespaces, as root.
+    Native,
 }
 
 #[derive(Debug, Subcommand)]
@@ -57,6 +70,9 @@ pub enum Command {
     Mesh(commands::mesh::Command),
     /// Write every file the FreeBSD guest would receive for a config (vm runtime).
     Render(commands::render::Args),
+    /// The native instance's supervisor daemon (started by `jrun start`).
+    #[command(hide = true)]
+    Supervise(commands::supervise::Args),
 }
 
 #[cfg(test)]

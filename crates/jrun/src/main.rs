@@ -2,6 +2,9 @@
 
 mod cli;
 mod commands;
+mod progress;
+mod runtimes;
+mod wiring;
 
 use std::process::ExitCode;
 
@@ -10,6 +13,16 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     init_logging(cli.verbose);
+    if let Some(rt) = cli.runtime {
+        // Before any thread exists; every command reads the runtime from Settings.
+        std::env::set_var(
+            "JRUN_RUNTIME",
+            match rt {
+                cli::RuntimeArg::Vm => "vm",
+                cli::RuntimeArg::Native => "native",
+            },
+        );
+    }
     match commands::dispatch(cli) {
         Ok(code) => code,
         Err(report) => {

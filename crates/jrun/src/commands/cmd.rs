@@ -1,4 +1,13 @@
+//! `jrun cmd <jail> <cmd…>`: run a command inside a jail's network namespace, with its
+//! resolver; its exit code is passed through.
+
 use std::process::ExitCode;
+
+use jrun_core::config::JailName;
+use jrun_core::runtime::Runtime;
+use miette::IntoDiagnostic;
+
+use crate::runtimes;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -9,6 +18,10 @@ pub struct Args {
     pub command: Vec<String>,
 }
 
-pub fn run(_args: Args) -> miette::Result<ExitCode> {
-    super::not_implemented("cmd")
+pub fn run(args: Args) -> miette::Result<ExitCode> {
+    let settings = runtimes::settings()?;
+    let rt = runtimes::native(&settings, "cmd")?;
+    let jail = JailName::new(args.jail.as_str()).into_diagnostic()?;
+    let code = rt.exec_in_jail(&jail, &args.command).into_diagnostic()?;
+    Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }

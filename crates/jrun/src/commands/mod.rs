@@ -12,6 +12,7 @@ pub mod ssh;
 pub mod start;
 pub mod status;
 pub mod stop;
+pub mod supervise;
 pub mod up;
 pub mod validate;
 
@@ -35,6 +36,7 @@ pub fn dispatch(cli: Cli) -> miette::Result<ExitCode> {
         Command::Plan(a) => plan::run(a),
         Command::Mesh(c) => mesh::run(c),
         Command::Render(a) => render::run(a),
+        Command::Supervise(a) => supervise::run(a),
     }
 }
 

@@ -1,4 +1,13 @@
+//! `jrun purge`: `stop`, then delete the instance's state, runtime files and logs (after a
+//! confirmation; `-y` skips it). Yggdrasil keys are kept, so a new deploy keeps addresses.
+
+use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
+
+use jrun_core::runtime::Runtime;
+use miette::{miette, IntoDiagnostic};
+
+use crate::runtimes;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -7,6 +16,51 @@ pub struct Args {
     pub yes: bool,
 }
 
-pub fn run(_args: Args) -> miette::Result<ExitCode> {
-    super::not_implemented("purge")
+pub fn run(args: Args) -> miette::Result<ExitCode> {
+    let settings = runtimes::settings()?;
+    let rt = runtimes::native(&settings, "purge")?;
+    let home = &settings.home;
+    if !args.yes
+        && !confirm(&format!(
+            "Delete the instance in {} (state, logs; keys are kept)?",
+            home.display()
+        ))?
+    {
+        eprintln!("jrun: nothing deleted.");
+        return Ok(ExitCode::from(1));
+    }
+    rt.stop().into_diagnostic()?;
+    for name in ["state.json", "state.lock", "logs", "run"] {
+        let path = home.join(name);
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        match removed {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(miette!("cannot delete {}: {e}", path.display())),
+        }
+    }
+    println!("jrun: instance purged ({}).", home.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Asks on the terminal; without one, refuses (use `-y`).
+pub fn confirm(question: &str) -> miette::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        return Err(miette!(
+            help = "pass -y to confirm without a prompt",
+            "{question} — no terminal to confirm on"
+        ));
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush().into_diagnostic()?;
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .into_diagnostic()?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
 }

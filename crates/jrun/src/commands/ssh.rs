@@ -1,4 +1,13 @@
+//! `jrun ssh [jail]`: a shell in a jail (native: its namespace, with its resolver), or in
+//! the instance itself when no jail is named.
+
 use std::process::ExitCode;
+
+use jrun_core::config::JailName;
+use jrun_core::runtime::Runtime;
+use miette::IntoDiagnostic;
+
+use crate::runtimes;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -6,6 +15,20 @@ pub struct Args {
     pub jail: Option<String>,
 }
 
-pub fn run(_args: Args) -> miette::Result<ExitCode> {
-    super::not_implemented("ssh")
+pub fn run(args: Args) -> miette::Result<ExitCode> {
+    let settings = runtimes::settings()?;
+    let rt = runtimes::native(&settings, "ssh")?;
+    let shell = std::env::var("SHELL")
+        .ok()
+        .filter(|s| s.starts_with('/'))
+        .unwrap_or_else(|| "/bin/sh".into());
+    let argv = vec![shell];
+    let code = match args.jail {
+        Some(j) => {
+            let jail = JailName::new(j.as_str()).into_diagnostic()?;
+            rt.exec_in_jail(&jail, &argv).into_diagnostic()?
+        }
+        None => rt.exec_in_instance(&argv).into_diagnostic()?,
+    };
+    Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }

@@ -1,5 +1,13 @@
+//! `jrun start`: bring the instance up (native: the VM namespace, resolver, VM node and
+//! supervisor). A running instance is left alone.
+
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+use jrun_core::runtime::{Runtime, StartOutcome};
+use miette::IntoDiagnostic;
+
+use crate::runtimes;
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum Mode {
@@ -22,6 +30,25 @@ pub struct Args {
     pub mode: Mode,
 }
 
-pub fn run(_args: Args) -> miette::Result<ExitCode> {
-    super::not_implemented("start")
+pub fn run(args: Args) -> miette::Result<ExitCode> {
+    let settings = runtimes::settings()?;
+    let rt = runtimes::native(&settings, "start")?;
+    if args.base.is_some() {
+        eprintln!("note: --base (base setup) is not supported by the native runtime yet; ignored");
+    }
+    match rt.start().into_diagnostic()? {
+        StartOutcome::AlreadyRunning => {
+            println!(
+                "jrun: the instance is already running ({}).",
+                rt.layout().vm_ns()
+            );
+        }
+        StartOutcome::Started => {
+            println!(
+                "jrun: instance started (namespace {}); deploy jails with `jrun up <config>`.",
+                rt.layout().vm_ns()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

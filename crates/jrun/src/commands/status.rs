@@ -1,4 +1,16 @@
+//! `jrun status [jail] [--show ip|all] [--json]`: the instance (running or not, since when)
+//! and a table of jails: state (up / failed / missing), IP, forwards, mesh address.
+
 use std::process::ExitCode;
+
+use jrun_core::config::JailName;
+use jrun_core::net::redirects_for;
+use jrun_core::runtime::Runtime;
+use jrun_core::state::{JailState, StateStore};
+use miette::{miette, IntoDiagnostic};
+use serde::Serialize;
+
+use crate::runtimes;
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum Show {
@@ -22,6 +34,190 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(_args: Args) -> miette::Result<ExitCode> {
-    super::not_implemented("status")
+#[derive(Debug, Serialize)]
+struct Report {
+    instance: Instance,
+    jails: Vec<JailRow>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    processes: Vec<jrun_native::supervisor::ChildStatus>,
+}
+
+#[derive(Debug, Serialize)]
+struct Instance {
+    running: bool,
+    since: Option<u64>,
+    namespace: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct JailRow {
+    name: String,
+    /// `up`, `failed` (its last deployment did not finish) or `missing` (recorded as
+    /// deployed, but its network is gone: the next `up` rebuilds it).
+    state: &'static str,
+    ip: std::net::Ipv4Addr,
+    forwards: Vec<String>,
+    mesh_address: Option<String>,
+}
+
+pub fn run(args: Args) -> miette::Result<ExitCode> {
+    let settings = runtimes::settings()?;
+    let rt = runtimes::native(&settings, "status")?;
+    let inst = rt.instance().into_diagnostic()?;
+    let state = StateStore::new(&settings.home).read().into_diagnostic()?;
+    let present = if inst.running {
+        rt.jails_present().into_diagnostic()?
+    } else {
+        Default::default()
+    };
+    let only = match &args.jail {
+        Some(j) => {
+            let name = JailName::new(j.as_str()).into_diagnostic()?;
+            if !state.jails.contains_key(&name) {
+                return Err(miette!(
+                    help = "`jrun status` lists the jails",
+                    "there is no jail named {j:?}"
+                ));
+            }
+            Some(name)
+        }
+        None => None,
+    };
+    let jails: Vec<JailRow> = state
+        .jails
+        .values()
+        .filter(|j| only.as_ref().map_or(true, |o| *o == j.name))
+        .map(|j| row(&rt, j, present.contains(&j.name)))
+        .collect();
+    let wants_services = matches!(args.show, Some(Show::Services | Show::All));
+    let report = Report {
+        instance: Instance {
+            running: inst.running,
+            since: inst.since,
+            namespace: inst.detail,
+        },
+        jails,
+        processes: if inst.running && (wants_services || args.json) {
+            rt.children()
+        } else {
+            Vec::new()
+        },
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).into_diagnostic()?
+        );
+    } else {
+        let mesh = matches!(args.show, Some(Show::Ip | Show::All)) || only.is_some();
+        print!("{}", render(&report, mesh, wants_services));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn row(rt: &dyn Runtime, j: &JailState, present: bool) -> JailRow {
+    let state = match (j.deployed, present) {
+        (true, true) => "up",
+        (false, _) => "failed",
+        (true, false) => "missing",
+    };
+    JailRow {
+        name: j.name.to_string(),
+        state,
+        ip: j.ip,
+        forwards: redirects_for(&j.name, j.ip, &j.forwards)
+            .iter()
+            .map(|r| format!("{}/{}→{}", r.proto, r.host_port, r.jail_port))
+            .collect(),
+        mesh_address: rt
+            .observe_jail(&j.name)
+            .ok()
+            .and_then(|o| o.mesh_address)
+            .map(|a| a.to_string()),
+    }
+}
+
+fn render(report: &Report, mesh: bool, services: bool) -> String {
+    let mut out = String::new();
+    let i = &report.instance;
+    if i.running {
+        out.push_str(&format!(
+            "instance: running since {} ({})\n",
+            i.since.map_or_else(|| "?".into(), utc),
+            i.namespace.as_deref().unwrap_or("")
+        ));
+    } else {
+        out.push_str("instance: not running (`jrun start` starts it)\n");
+    }
+    if report.jails.is_empty() {
+        out.push_str("no jails (`jrun up <config>` deploys them)\n");
+    } else {
+        out.push_str(&format!(
+            "{:<20} {:<8} {:<15} {:<24}",
+            "JAIL", "STATE", "IP", "FORWARDS"
+        ));
+        if mesh {
+            out.push_str(" MESH ADDRESS");
+        }
+        out.push('\n');
+        for j in &report.jails {
+            let fwd = if j.forwards.is_empty() {
+                "-".to_string()
+            } else {
+                j.forwards.join(",")
+            };
+            out.push_str(&format!(
+                "{:<20} {:<8} {:<15} {:<24}",
+                j.name,
+                j.state,
+                j.ip.to_string(),
+                fwd
+            ));
+            if mesh {
+                out.push(' ');
+                out.push_str(j.mesh_address.as_deref().unwrap_or("-"));
+            }
+            out.push('\n');
+        }
+    }
+    if services {
+        out.push_str(&format!("\n{:<24} {:<8} RESTARTS\n", "PROCESS", "PID"));
+        for c in &report.processes {
+            let pid = c.pid.map_or_else(|| "-".to_string(), |p| p.to_string());
+            out.push_str(&format!("{:<24} {:<8} {}\n", c.name, pid, c.restarts));
+        }
+    }
+    out
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC` from Unix seconds (civil-from-days, no time zone database).
+fn utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(1_700_000_000), "2023-11-14 22:13:20 UTC");
+    }
 }

@@ -1,8 +1,36 @@
+//! `jrun stop`: stop every child, remove every namespace, veth, nft table and file the
+//! instance created. Jails stay recorded; the next `up` after `start` rebuilds them at
+//! their addresses.
+
 use std::process::ExitCode;
+
+use jrun_core::runtime::Runtime;
+use jrun_core::state::{LockWait, StateStore};
+use miette::IntoDiagnostic;
+
+use crate::runtimes;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {}
 
 pub fn run(_args: Args) -> miette::Result<ExitCode> {
-    super::not_implemented("stop")
+    let settings = runtimes::settings()?;
+    let rt = runtimes::native(&settings, "stop")?;
+    let was_running = rt.instance().into_diagnostic()?.running;
+    rt.stop().into_diagnostic()?;
+    // The wiring is gone with the instance.
+    if StateStore::new(&settings.home).path().exists() {
+        let mut lock = StateStore::new(&settings.home)
+            .lock(LockWait::Yes)
+            .into_diagnostic()?;
+        if lock.state.vm.take().is_some() {
+            lock.save().into_diagnostic()?;
+        }
+    }
+    if was_running {
+        println!("jrun: instance stopped; nothing of it is left on this machine.");
+    } else {
+        println!("jrun: the instance was not running; cleaned up anything left behind.");
+    }
+    Ok(ExitCode::SUCCESS)
 }

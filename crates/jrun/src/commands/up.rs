@@ -1,5 +1,20 @@
+//! `jrun up <config> [name…]`: plan, then execute the plan through the runtime. A jail is
+//! recorded deployed only after its network, the resolver's records and the forwards are
+//! in place; a failure stops the run, undoes that jail's partial work and names the step.
+
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+use jrun_core::config::{self, JailName};
+use jrun_core::plan::{self, Options, Plan, Probe};
+use jrun_core::runtime::{JailNetwork, Runtime, Step};
+use jrun_core::state::{LockWait, State, StateLock, StateStore};
+use miette::{miette, IntoDiagnostic};
+use serde::Serialize;
+
+use crate::progress::Progress;
+use crate::{runtimes, wiring};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -15,6 +30,233 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(_args: Args) -> miette::Result<ExitCode> {
-    super::not_implemented("up")
+/// What `up` did, for `--json` and the closing summary.
+#[derive(Debug, Default, Serialize)]
+struct Outcome {
+    changed: bool,
+    deployed: Vec<Deployed>,
+    removed: Vec<String>,
+    unchanged: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Deployed {
+    name: String,
+    ip: std::net::Ipv4Addr,
+    reasons: Vec<String>,
+}
+
+pub fn run(args: Args) -> miette::Result<ExitCode> {
+    let settings = runtimes::settings()?;
+    let rt = runtimes::native(&settings, "up")?;
+    if !rt.instance().into_diagnostic()?.running {
+        return Err(miette!(
+            help = "run `jrun start` first",
+            "the instance is not running"
+        ));
+    }
+    let config = config::load(&args.config, settings.ssh_port).map_err(miette::Report::new)?;
+    let only = args
+        .names
+        .iter()
+        .map(|n| {
+            if config.jail(n).is_none() {
+                return Err(miette!("{} has no jail named {n:?}", args.config.display()));
+            }
+            JailName::new(n.as_str()).into_diagnostic()
+        })
+        .collect::<miette::Result<Vec<_>>>()?;
+    let options = Options {
+        only,
+        provision: args.provision,
+        ssh_port: settings.ssh_port,
+    };
+
+    let store = StateStore::new(&settings.home);
+    let mut lock = store.lock(LockWait::No).into_diagnostic()?;
+    // Jails recorded as deployed whose network is gone (the instance was restarted) are
+    // planned like an interrupted deployment: rebuilt at their recorded address.
+    let present = rt.jails_present().into_diagnostic()?;
+    for jail in lock.state.jails.values_mut() {
+        if jail.deployed && !present.contains(&jail.name) {
+            jail.deployed = false;
+        }
+    }
+    let probe = if needs_probe(&config, &lock.state, &options) {
+        Probe {
+            in_use: rt.probe_in_use().into_diagnostic()?,
+        }
+    } else {
+        Probe::default()
+    };
+    let plan = plan::plan(&config, &lock.state, &probe, &options).into_diagnostic()?;
+    // A busy host port is refused before anything changes.
+    rt.check_host_ports(&plan.vm_firewall.redirects)
+        .into_diagnostic()?;
+
+    let mut progress = Progress::new(args.json);
+    let outcome = execute(&rt, &plan, &mut progress, settings.ssh_port, &mut lock);
+    print_outcome(&outcome, args.json);
+    match outcome.error {
+        Some(e) => Err(miette!("{e}")),
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// Whether some jail in scope needs a new address (no static `ip`, none recorded): only
+/// then is the bridge probed, which keeps a no-op `up` fast.
+fn needs_probe(config: &config::Config, state: &State, options: &Options) -> bool {
+    let scope: BTreeSet<&JailName> = options.only.iter().collect();
+    config
+        .jails
+        .iter()
+        .filter(|j| scope.is_empty() || scope.contains(&j.name))
+        .any(|j| j.ip.is_none() && !state.jails.contains_key(&j.name))
+}
+
+fn execute(
+    rt: &dyn Runtime,
+    plan: &Plan,
+    progress: &mut Progress,
+    ssh_port: u16,
+    lock: &mut StateLock,
+) -> Outcome {
+    let mut outcome = Outcome::default();
+    let mut error: Option<String> = None;
+    let save = |lock: &mut StateLock| lock.save().into_diagnostic();
+
+    for removal in &plan.removals {
+        progress.step(removal.name.as_str(), Step::Remove.as_str());
+        if let Err(e) = rt.remove_jail(&removal.name) {
+            error = Some(e.to_string());
+            progress.done(removal.name.as_str(), "removal failed");
+            break;
+        }
+        lock.state.forget_jail(&removal.name);
+        if let Err(e) = save(lock) {
+            error = Some(format!("{e:?}"));
+            break;
+        }
+        progress.done(removal.name.as_str(), "removed");
+        outcome.removed.push(removal.name.to_string());
+    }
+
+    let mut deployed_now = Vec::new();
+    if error.is_none() {
+        for jp in &plan.jails {
+            let name = jp.name().as_str();
+            if jp.actions.is_empty() {
+                outcome.unchanged.push(name.to_string());
+                continue;
+            }
+            lock.state.begin_jail(jp);
+            if let Err(e) = save(lock) {
+                error = Some(format!("{e:?}"));
+                break;
+            }
+            let net = JailNetwork {
+                name: jp.name().clone(),
+                ip: jp.ip,
+                redirects: jp.redirects.clone(),
+                firewall: jp.firewall.clone(),
+            };
+            match rt.deploy_jail(&net, &mut |j, step| {
+                progress.step(j.as_str(), step.as_str())
+            }) {
+                Ok(()) => deployed_now.push(jp),
+                Err(e) => {
+                    progress.done(name, "failed");
+                    error = Some(format!(
+                        "{e}; the jail was rolled back and the next `jrun up` retries it"
+                    ));
+                    break;
+                }
+            }
+        }
+    }
+
+    // The resolver and the forwards describe every jail that is (or is now) deployed.
+    let mut wanted = lock.state.clone();
+    for jp in &deployed_now {
+        wanted.mark_deployed(jp);
+    }
+    for jp in &deployed_now {
+        progress.step(jp.name().as_str(), Step::Records.as_str());
+    }
+    let wired = rt
+        .set_records(&wiring::records(&wanted))
+        .map(|()| jrun_native::fault_point(Step::Records))
+        .and_then(|()| {
+            for jp in &deployed_now {
+                progress.step(jp.name().as_str(), Step::Forwards.as_str());
+            }
+            rt.set_forwards(&wiring::redirects(&wanted, ssh_port))
+        })
+        .map(|()| jrun_native::fault_point(Step::Forwards));
+    match wired {
+        Ok(()) => {
+            for jp in &deployed_now {
+                lock.state.mark_deployed(jp);
+                progress.done(jp.name().as_str(), &format!("up ({})", jp.ip));
+                outcome.deployed.push(Deployed {
+                    name: jp.name().to_string(),
+                    ip: jp.ip,
+                    reasons: jp.actions.iter().map(|a| reason_word(&a.reason)).collect(),
+                });
+            }
+            if error.is_none() {
+                let mut recorded = plan.clone();
+                recorded.vm_firewall.redirects = wiring::redirects(&lock.state, ssh_port);
+                lock.state.record_vm(&recorded);
+            }
+        }
+        Err(e) => {
+            for jp in &deployed_now {
+                progress.done(jp.name().as_str(), "failed");
+            }
+            error.get_or_insert(e.to_string());
+        }
+    }
+    if let Err(e) = save(lock) {
+        error.get_or_insert(format!("{e:?}"));
+    }
+    outcome.changed = !outcome.deployed.is_empty() || !outcome.removed.is_empty();
+    outcome.error = error;
+    outcome
+}
+
+fn print_outcome(outcome: &Outcome, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(outcome).expect("plain data serialises")
+        );
+        return;
+    }
+    if !outcome.changed && outcome.error.is_none() {
+        println!(
+            "Nothing to change: {} jail(s) already as described.",
+            outcome.unchanged.len()
+        );
+        return;
+    }
+    for d in &outcome.deployed {
+        println!("{:<20} up  {}  ({})", d.name, d.ip, d.reasons.join(", "));
+    }
+    for r in &outcome.removed {
+        println!("{r:<20} removed");
+    }
+    if !outcome.unchanged.is_empty() {
+        println!("{} jail(s) unchanged.", outcome.unchanged.len());
+    }
+}
+
+/// The reason's tag (`new_jail`, `forward_changed`…), as `jrun plan --json` names it.
+fn reason_word(reason: &jrun_core::plan::Reason) -> String {
+    serde_json::to_value(reason)
+        .ok()
+        .and_then(|v| v.get("why").and_then(|w| w.as_str()).map(str::to_string))
+        .unwrap_or_default()
 }
