@@ -94,34 +94,39 @@ impl MessageError {
 
 /// Strict JSON decoding that names the field where it failed.
 fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, MessageError> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        // `.` is the whole document, `?` an unknown place (a syntax error).
-        let path = match path.as_str() {
-            "." | "?" => None,
-            _ => Some(path),
-        };
-        // serde_json appends "at line 1 column 7"; the field path says more.
-        let message = match inner.classify() {
-            serde_json::error::Category::Data if path.is_some() => {
-                let text = inner.to_string();
-                text.rsplit_once(" at line ")
-                    .map_or(text.clone(), |(m, _)| m.to_string())
-            }
-            _ => format!("not valid JSON: {inner}"),
-        };
-        MessageError {
-            field: path,
-            message,
-        }
-    })?;
-    de.end().map_err(|e| MessageError {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| MessageError {
         field: None,
         message: format!("not valid JSON: {e}"),
     })?;
-    Ok(value)
+    require_objects(&value)?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        MessageError {
+            // `.` is the whole document.
+            field: (path != ".").then_some(path),
+            message: e.into_inner().to_string(),
+        }
+    })
+}
+
+/// serde lets a struct arrive as a JSON array (`[[]]` would be a roster); the protocol
+/// has objects only, so anything else where a message or a jail belongs is refused.
+fn require_objects(value: &serde_json::Value) -> Result<(), MessageError> {
+    let Some(top) = value.as_object() else {
+        return Err(MessageError {
+            field: None,
+            message: "expected a JSON object".into(),
+        });
+    };
+    if let Some(serde_json::Value::Array(jails)) = top.get("jails") {
+        if let Some(i) = jails.iter().position(|j| !j.is_object()) {
+            return Err(MessageError::at(
+                format!("jails[{i}]"),
+                "expected an object with name and ygg_address",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Checks the rules serde cannot: size and unique names and addresses.
@@ -271,9 +276,14 @@ mod tests {
             r#"{"jails":[]} x"#,
             r#"{}"#,
             r#"{"jails":[],"extra":1}"#,
+            // serde would take these arrays for structs; the protocol does not.
+            "[[]]",
+            r#"{"jails":[["web","200::1"]]}"#,
         ] {
             assert!(parse_roster(body.as_bytes(), 256).is_err(), "{body}");
         }
+        assert!(parse_poll(b"[false]", 256).is_err());
+        assert!(parse_created(br#"["1-a-b-c"]"#).is_err());
         let missing = parse_roster(br#"{"jails":[{"name":"a"}]}"#, 256).unwrap_err();
         assert!(missing.to_string().contains("ygg_address"), "{missing}");
     }

@@ -1,0 +1,193 @@
+//! The relay client (jrun-mesh, feature `client`) against the in-process relay, a relay
+//! that is down, and relays that answer garbage.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{relaxed, TestRelay};
+use jrun_mesh::protocol::{Roster, RosterJail};
+use jrun_mesh::{ClientError, PairCode, PollOptions, RelayClient};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn roster(names: &[&str], first: u16) -> Roster {
+    Roster {
+        jails: names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| RosterJail {
+                name: n.to_string().try_into().unwrap(),
+                ygg_address: format!("200::{:x}", first + i as u16).parse().unwrap(),
+            })
+            .collect(),
+    }
+}
+
+fn fast() -> PollOptions {
+    PollOptions {
+        deadline: Duration::from_secs(20),
+        first_interval: Duration::from_millis(10),
+        max_interval: Duration::from_millis(100),
+    }
+}
+
+#[tokio::test]
+async fn happy_path() {
+    let relay = TestRelay::start(relaxed()).await;
+    let a = RelayClient::new(&relay.url).unwrap();
+    let b = RelayClient::new(&format!("{}/", relay.url)).unwrap();
+    let mine = roster(&["web", "db"], 1);
+    let theirs = roster(&["api"], 100);
+
+    let code = a.create(&mine).await.unwrap();
+    let waiting = {
+        let (a, code) = (a.clone(), code.clone());
+        tokio::spawn(async move {
+            a.wait_for_join(&code, &fast(), std::future::pending())
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(b.join(&code, &theirs).await.unwrap(), mine);
+    assert_eq!(waiting.await.unwrap().unwrap(), theirs);
+
+    // Used up: both sides now get the user-facing message.
+    let err = b.join(&code, &theirs).await.unwrap_err();
+    assert!(matches!(err, ClientError::CodeGone { .. }), "{err}");
+    assert!(err.to_string().contains("expired or already used"), "{err}");
+    assert!(matches!(
+        a.poll(&code).await,
+        Err(ClientError::CodeGone { .. })
+    ));
+}
+
+#[tokio::test]
+async fn expired_and_taken_codes() {
+    let relay = TestRelay::start(relaxed()).await;
+    let c = RelayClient::new(&relay.url).unwrap();
+    let code = c.create(&roster(&["a"], 1)).await.unwrap();
+    relay.clock.advance(Duration::from_secs(601));
+    let err = c.join(&code, &roster(&["b"], 2)).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("code {code} expired or already used")),
+        "{err}"
+    );
+    let err = c
+        .wait_for_join(&code, &fast(), std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::CodeGone { .. }), "{err}");
+
+    let code = c.create(&roster(&["a"], 1)).await.unwrap();
+    c.join(&code, &roster(&["b"], 2)).await.unwrap();
+    let err = c.join(&code, &roster(&["c"], 3)).await.unwrap_err();
+    assert!(matches!(err, ClientError::AlreadyJoined { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn waiting_ends_at_the_deadline_or_on_cancel() {
+    let relay = TestRelay::start(relaxed()).await;
+    let c = RelayClient::new(&relay.url).unwrap();
+    let code = c.create(&roster(&["a"], 1)).await.unwrap();
+    let short = PollOptions {
+        deadline: Duration::from_millis(200),
+        ..fast()
+    };
+    let err = c
+        .wait_for_join(&code, &short, std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::TimedOut { .. }), "{err}");
+    let cancel = tokio::time::sleep(Duration::from_millis(100));
+    let err = c.wait_for_join(&code, &fast(), cancel).await.unwrap_err();
+    assert!(matches!(err, ClientError::Cancelled { .. }), "{err}");
+    // Cancelling leaves the pairing joinable.
+    c.join(&code, &roster(&["b"], 2)).await.unwrap();
+}
+
+#[tokio::test]
+async fn relay_down() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let c = RelayClient::new(&url).unwrap();
+    let err = c.create(&roster(&["a"], 1)).await.unwrap_err();
+    assert!(matches!(err, ClientError::Unreachable { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("relay unreachable at {url}/: ")),
+        "{err}"
+    );
+}
+
+/// A relay that answers every request with `answer`, raw.
+async fn fake_relay(answer: &'static str) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 65536];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(answer.as_bytes()).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    url
+}
+
+fn ok_json(body: &str) -> &'static str {
+    Box::leak(
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_boxed_str(),
+    )
+}
+
+#[tokio::test]
+async fn a_relay_answering_garbage_changes_nothing() {
+    let code: PairCode = "1-abandon-ability-able".parse().unwrap();
+    let mine = roster(&["a"], 1);
+    let garbage = [
+        ok_json("<html>hello</html>"),
+        ok_json(r#"{"code":"$(reboot)"}"#),
+        ok_json(r#"{"jails":[{"name":"x\" IN A 1.2.3.4","ygg_address":"200::1"}]}"#),
+        ok_json(r#"{"jails":[{"name":"x","ygg_address":"::/0"}]}"#),
+        ok_json(
+            r#"{"jails":[{"name":"x","ygg_address":"200::1"},{"name":"x","ygg_address":"200::2"}]}"#,
+        ),
+        ok_json(r#"{"joined":true}"#),
+        "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\nConnection: close\r\n\r\noops",
+        "not http at all\r\n\r\n",
+    ];
+    for answer in garbage {
+        let c = RelayClient::new(&fake_relay(answer).await).unwrap();
+        let results = [
+            c.create(&mine).await.map(|_| ()),
+            c.join(&code, &mine).await.map(|_| ()),
+            c.poll(&code).await.map(|_| ()),
+        ];
+        for r in results {
+            let err = r.unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    ClientError::Garbage { .. }
+                        | ClientError::Refused { .. }
+                        | ClientError::Unreachable { .. }
+                ),
+                "{answer}: {err}"
+            );
+        }
+    }
+    // An oversized answer is cut off, not buffered.
+    let huge: &'static str =
+        Box::leak(ok_json(&format!("{{\"code\":\"{}\"}}", "x".repeat(300_000))).into());
+    let c = RelayClient::new(&fake_relay(huge).await).unwrap();
+    let err = c.create(&mine).await.unwrap_err();
+    assert!(err.to_string().contains("larger than"), "{err}");
+}
