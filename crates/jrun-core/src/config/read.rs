@@ -46,7 +46,11 @@ impl<'s> Reader<'s> {
         let found = v.type_name();
         // libucl turns a key written twice into an implicit array; say so rather than
         // leave the user wondering where an array came from.
-        let twice = matches!(v.kind, Kind::Array(_)) && !self.src[v.span.start..].starts_with('[');
+        let twice = matches!(v.kind, Kind::Array(_))
+            && self
+                .src
+                .get(v.span.start..)
+                .is_some_and(|rest| !rest.starts_with('['));
         let quoted_number = match &v.kind {
             Kind::String(s) => s.trim().parse::<i64>().ok(),
             _ => None,
