@@ -255,7 +255,10 @@ proptest! {
             }
             prop_assert!(plan.removals.is_empty());
         } else {
-            prop_assert_eq!(plan.jails.len(), c.config.jails.len());
+            // The same order `jrun validate` shows.
+            let planned: Vec<&JailName> = plan.jails.iter().map(|j| &j.jail.name).collect();
+            let validated = jrun_core::config::dependency_order(&c.config);
+            prop_assert_eq!(planned, validated.iter().collect::<Vec<_>>());
         }
     }
 }

@@ -184,3 +184,6 @@ fn removals(config: &Config, state: &State) -> Vec<JailRemoval> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests;

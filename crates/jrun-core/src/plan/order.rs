@@ -35,8 +35,9 @@ pub fn dependencies(jail: &Jail) -> impl Iterator<Item = (&'static str, &JailNam
     base.chain(deps)
 }
 
-/// Every jail of `config`, dependencies first. Among jails free to go, the one declared
-/// first goes first, so the order only changes when the config does.
+/// Every jail of `config`, dependencies first: each jail in file order, with the jails
+/// it needs pulled in just before it — the same order as
+/// [`crate::config::dependency_order`], but refusing cycles and unknown names.
 pub fn dependency_order(config: &Config) -> Result<Vec<&Jail>, OrderError> {
     let index: BTreeMap<&JailName, usize> = config
         .jails
@@ -44,70 +45,81 @@ pub fn dependency_order(config: &Config) -> Result<Vec<&Jail>, OrderError> {
         .enumerate()
         .map(|(i, j)| (&j.name, i))
         .collect();
-    let n = config.jails.len();
-    // edges[d] lists the jails waiting for d; waiting[j] counts j's unmet dependencies.
-    let mut edges: Vec<Vec<usize>> = vec![Vec::new(); n];
-    let mut waiting = vec![0usize; n];
-    for (i, jail) in config.jails.iter().enumerate() {
-        let mut seen = BTreeSet::new();
+    let mut deps: Vec<Vec<usize>> = Vec::with_capacity(config.jails.len());
+    for jail in &config.jails {
+        let mut d = Vec::new();
         for (via, dep) in dependencies(jail) {
-            let &d = index
+            let &i = index
                 .get(dep)
                 .ok_or_else(|| OrderError::UnknownDependency {
                     jail: jail.name.clone(),
                     via,
                     missing: dep.clone(),
                 })?;
-            if seen.insert(d) {
-                edges[d].push(i);
-                waiting[i] += 1;
-            }
+            d.push(i);
+        }
+        d.sort_unstable();
+        d.dedup();
+        deps.push(d);
+    }
+    let mut walk = Walk {
+        deps: &deps,
+        mark: vec![Mark::New; deps.len()],
+        stack: Vec::new(),
+        out: Vec::with_capacity(deps.len()),
+    };
+    for i in 0..deps.len() {
+        if let Err(cycle) = walk.visit(i) {
+            return Err(OrderError::Cycle(
+                cycle
+                    .into_iter()
+                    .map(|i| config.jails[i].name.clone())
+                    .collect(),
+            ));
         }
     }
-    let mut ready: BTreeSet<usize> = (0..n).filter(|&i| waiting[i] == 0).collect();
-    let mut order = Vec::with_capacity(n);
-    while let Some(i) = ready.pop_first() {
-        order.push(&config.jails[i]);
-        for &next in &edges[i] {
-            waiting[next] -= 1;
-            if waiting[next] == 0 {
-                ready.insert(next);
-            }
-        }
-    }
-    if order.len() < n {
-        return Err(OrderError::Cycle(find_cycle(config, &index, &waiting)));
-    }
-    Ok(order)
+    Ok(walk.out.into_iter().map(|i| &config.jails[i]).collect())
 }
 
-/// A cycle among the jails Kahn's algorithm could not place (`waiting > 0`): walk
-/// unmet dependencies from the first such jail until a jail repeats.
-fn find_cycle(
-    config: &Config,
-    index: &BTreeMap<&JailName, usize>,
-    waiting: &[usize],
-) -> Vec<JailName> {
-    let stuck = |i: usize| waiting[i] > 0;
-    let start = (0..waiting.len())
-        .find(|&i| stuck(i))
-        .expect("a stuck jail");
-    let mut path: Vec<usize> = vec![start];
-    let mut at = start;
-    loop {
-        let next = dependencies(&config.jails[at])
-            .map(|(_, d)| index[d])
-            .find(|&d| stuck(d))
-            .expect("a stuck jail waits for another stuck jail");
-        if let Some(pos) = path.iter().position(|&p| p == next) {
-            // Each jail of `path` needs the next one.
-            return path[pos..]
-                .iter()
-                .map(|&i| config.jails[i].name.clone())
-                .collect();
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    New,
+    Open,
+    Done,
+}
+
+/// A depth-first walk over "needs" edges; post-order puts dependencies first.
+struct Walk<'a> {
+    deps: &'a [Vec<usize>],
+    mark: Vec<Mark>,
+    stack: Vec<usize>,
+    out: Vec<usize>,
+}
+
+impl Walk<'_> {
+    /// Places `i` after everything it needs, or returns the cycle found (each jail
+    /// needs the next; it starts at the one declared first).
+    fn visit(&mut self, i: usize) -> Result<(), Vec<usize>> {
+        match self.mark[i] {
+            Mark::Done => return Ok(()),
+            Mark::Open => {
+                let at = self.stack.iter().rposition(|&s| s == i).unwrap_or(0);
+                let mut cycle = self.stack[at..].to_vec();
+                let first = (0..cycle.len()).min_by_key(|&k| cycle[k]).unwrap_or(0);
+                cycle.rotate_left(first);
+                return Err(cycle);
+            }
+            Mark::New => {}
         }
-        path.push(next);
-        at = next;
+        self.mark[i] = Mark::Open;
+        self.stack.push(i);
+        for k in 0..self.deps[i].len() {
+            self.visit(self.deps[i][k])?;
+        }
+        self.stack.pop();
+        self.mark[i] = Mark::Done;
+        self.out.push(i);
+        Ok(())
     }
 }
 
@@ -150,6 +162,19 @@ mod tests {
             names(&dependency_order(&cfg).unwrap()),
             ["db", "cache", "web", "worker"]
         );
+        // Pulled in just before the jail that needs them, like `jrun validate` shows.
+        let cfg = config(vec![
+            jail("web").depends(&["db"]),
+            jail("cache"),
+            jail("db"),
+        ]);
+        let order = dependency_order(&cfg).unwrap();
+        assert_eq!(names(&order), ["db", "web", "cache"]);
+        let theirs: Vec<String> = crate::config::dependency_order(&cfg)
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(names(&order), theirs);
     }
 
     #[test]

@@ -266,8 +266,29 @@ pub(crate) fn write_state(path: &Path, state: &State) -> Result<(), StateError> 
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
+    } else {
+        remove_stale_temps(path);
     }
     result
+}
+
+/// Temp files of writers that crashed before their rename. Only called under the lock,
+/// so no live writer owns one; failing to remove one is harmless.
+fn remove_stale_temps(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let mut prefix = name.to_os_string();
+    prefix.push(".tmp.");
+    let prefix = prefix.to_string_lossy().into_owned();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// One temp name per process: a crashed writer's leftover is simply overwritten later.
@@ -275,4 +296,59 @@ pub(crate) fn temp_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".tmp.{}", std::process::id()));
     path.with_file_name(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::JailState;
+
+    /// A crash after the temp file was written but before the rename: the old state is
+    /// what is read, and the next save replaces the leftover.
+    #[test]
+    fn a_crash_before_rename_keeps_the_old_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(dir.path());
+        let mut lock = store.lock(LockWait::No).unwrap();
+        lock.save().unwrap();
+        let old = lock.state.clone();
+
+        let mut new = old.clone();
+        new.runtime.insert("native".into(), serde_json::json!(1));
+        let tmp = temp_path(&store.path());
+        // What the writer had done when it died: the whole new state in the temp file,
+        // and for good measure a half-written one from another pid.
+        std::fs::write(&tmp, serde_json::to_vec(&new).unwrap()).unwrap();
+        std::fs::write(store.path().with_extension("json.tmp.1"), b"{\"vers").unwrap();
+        drop(lock);
+
+        let mut lock = store.lock(LockWait::No).unwrap();
+        assert_eq!(lock.state, old);
+        lock.state = new.clone();
+        lock.save().unwrap();
+        assert!(
+            !tmp.exists(),
+            "the save reused and renamed the leftover name"
+        );
+        assert!(!store.path().with_extension("json.tmp.1").exists());
+        assert_eq!(store.read().unwrap(), new);
+    }
+
+    #[test]
+    fn state_json_is_versioned_and_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(dir.path());
+        let mut lock = store.lock(LockWait::No).unwrap();
+        let jail = crate::plan::testing::jail("web");
+        let record = JailState::from_jail(&jail, std::net::Ipv4Addr::new(10, 17, 89, 10), true);
+        lock.state.jails.insert(record.name.clone(), record);
+        lock.save().unwrap();
+        let value: serde_json::Value =
+            serde_json::from_slice(&fs::read(store.path()).unwrap()).unwrap();
+        assert_eq!(value["version"], 1);
+        assert_eq!(value["jails"]["web"]["ip"], "10.17.89.10");
+        let mode = fs::metadata(store.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
 }

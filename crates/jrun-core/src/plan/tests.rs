@@ -1,0 +1,400 @@
+//! Planner scenarios: what each kind of change plans, and why.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use jrun_mesh::{DnsLabel, PairCode, YggAddress};
+
+use super::testing::{config, jail, name, JailExt};
+use super::*;
+use crate::config::{Base, BaseForward, Exec, Forward, Jail, Mount, Proto};
+use crate::net::{DnsName, RecordData};
+use crate::state::{MeshPeer, PairDirection, RemoteJail};
+
+fn ip(last: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 17, 89, last)
+}
+
+fn fwd(n: &str, host: u16, to: u16) -> Forward {
+    Forward {
+        name: n.into(),
+        proto: Proto::Tcp,
+        host,
+        jail: to,
+    }
+}
+
+fn exec(n: &str, cmd: &str) -> Exec {
+    Exec {
+        name: n.into(),
+        cmd: cmd.into(),
+        dir: None,
+        env: Default::default(),
+        healthcheck: None,
+    }
+}
+
+fn with(mut j: Jail, f: impl FnOnce(&mut Jail)) -> Jail {
+    f(&mut j);
+    j
+}
+
+fn stack() -> Config {
+    config(vec![
+        with(jail("web").depends(&["db"]), |j| {
+            j.forwards.push(fwd("http", 8080, 80));
+            j.execs.push(exec("app", "./serve"));
+        }),
+        jail("db"),
+    ])
+}
+
+fn plan_of(cfg: &Config, state: &State) -> Plan {
+    plan(cfg, state, &Probe::default(), &Options::default()).unwrap()
+}
+
+/// The state after `cfg` was fully deployed.
+fn deployed(cfg: &Config) -> State {
+    let mut state = State::default();
+    plan_of(cfg, &state).apply_to(&mut state);
+    state
+}
+
+fn ops(p: &Plan, jail: &str) -> Vec<(Op, Reason)> {
+    p.jail(jail)
+        .unwrap()
+        .actions
+        .iter()
+        .map(|a| (a.op.clone(), a.reason.clone()))
+        .collect()
+}
+
+#[test]
+fn first_deploy_creates_in_order() {
+    let p = plan_of(&stack(), &State::default());
+    let order: Vec<&str> = p.jails.iter().map(|j| j.jail.name.as_str()).collect();
+    assert_eq!(order, ["db", "web"]);
+    assert_eq!(ops(&p, "db"), [(Op::Create, Reason::NewJail)]);
+    // db comes first in dependency order, but addresses follow the file.
+    assert_eq!(p.jail("web").unwrap().ip, ip(10));
+    assert_eq!(p.jail("db").unwrap().ip, ip(11));
+    assert_eq!(p.forwards.added.len(), 1);
+    assert_eq!(p.vm_firewall.redirects[0].jail_ip, ip(10));
+    assert!(p.dns_changed);
+    assert_eq!(p.dns.local().count(), 2);
+    assert_eq!(p.summary().create, 2);
+}
+
+#[test]
+fn unchanged_stack_plans_nothing() {
+    let cfg = stack();
+    let p = plan_of(&cfg, &deployed(&cfg));
+    assert!(p.is_empty());
+    assert_eq!(p.jails.len(), 2, "unchanged jails still carry their wiring");
+    assert_eq!(
+        p.render_text(),
+        "Nothing to do: 2 jails already match the config.\n"
+    );
+}
+
+#[test]
+fn a_forward_added_is_one_action() {
+    let cfg = stack();
+    let state = deployed(&cfg);
+    let mut cfg2 = cfg.clone();
+    cfg2.jails[0].forwards.push(fwd("admin", 9090, 81));
+    let p = plan_of(&cfg2, &state);
+    let added = p.forwards.added.clone();
+    assert_eq!(added.len(), 1);
+    assert_eq!(added[0].host_port, 9090);
+    assert_eq!(
+        ops(&p, "web"),
+        [(
+            Op::AddForward(added[0].clone()),
+            Reason::ForwardAdded {
+                name: "admin".into()
+            }
+        )]
+    );
+    assert!(ops(&p, "db").is_empty());
+    assert!(!p.dns_changed);
+}
+
+#[test]
+fn changed_forward_and_exec() {
+    let cfg = stack();
+    let state = deployed(&cfg);
+    let mut cfg2 = cfg.clone();
+    cfg2.jails[0].forwards[0].jail = 8000;
+    cfg2.jails[0].execs[0].cmd = "./serve --fast".into();
+    let p = plan_of(&cfg2, &state);
+    let reasons: Vec<String> = p
+        .jail("web")
+        .unwrap()
+        .actions
+        .iter()
+        .map(|a| a.reason.to_string())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "forward \"http\" changed",
+            "forward \"http\" changed",
+            "exec \"app\" changed"
+        ]
+    );
+    assert!(matches!(ops(&p, "web")[0].0, Op::RemoveForward(_)));
+    assert!(matches!(ops(&p, "web")[2].0, Op::RestartExec(_)));
+    assert_eq!(p.forwards.removed.len(), 1);
+    assert_eq!(p.forwards.added.len(), 1);
+}
+
+#[test]
+fn a_jail_dropped_from_the_config_is_removed() {
+    let cfg = stack();
+    let state = deployed(&cfg);
+    let cfg2 = config(vec![with(jail("web"), |j| {
+        j.forwards.push(fwd("http", 8080, 80));
+        j.execs.push(exec("app", "./serve"));
+    })]);
+    let p = plan_of(&cfg2, &state);
+    assert_eq!(
+        p.removals,
+        [JailRemoval {
+            name: name("db"),
+            ip: ip(11),
+            reason: Reason::NotInConfig
+        }]
+    );
+    assert_eq!(ops(&p, "web"), [(Op::Record, Reason::DependsChanged)]);
+    assert!(!p.dns.0.iter().any(|r| r.name == DnsName::Local(name("db"))));
+    assert!(p.dns_changed);
+}
+
+#[test]
+fn a_renamed_jail_is_removed_and_created_at_a_new_address() {
+    let cfg = stack();
+    let state = deployed(&cfg);
+    let mut cfg2 = cfg.clone();
+    cfg2.jails[1].name = name("postgres");
+    cfg2.jails[0].depends = vec![name("postgres")];
+    let p = plan_of(&cfg2, &state);
+    assert_eq!(p.removals.len(), 1);
+    assert_eq!(p.removals[0].name, name("db"));
+    assert_eq!(ops(&p, "postgres"), [(Op::Create, Reason::NewJail)]);
+    // db's address is still held until it is gone.
+    assert_eq!(p.jail("postgres").unwrap().ip, ip(12));
+}
+
+#[test]
+fn a_moved_static_ip_recreates_the_jail() {
+    let cfg = config(vec![jail("db").ip(ip(20))]);
+    let state = deployed(&cfg);
+    let cfg2 = config(vec![jail("db").ip(ip(30))]);
+    let p = plan_of(&cfg2, &state);
+    assert_eq!(
+        ops(&p, "db"),
+        [(
+            Op::Recreate,
+            Reason::IpChanged {
+                from: ip(20),
+                to: ip(30)
+            }
+        )]
+    );
+    // Dropping the static keeps the address it has.
+    let p = plan_of(&config(vec![jail("db")]), &state);
+    assert_eq!(p.jail("db").unwrap().ip, ip(20));
+    assert!(p.is_empty());
+}
+
+#[test]
+fn incomplete_and_provision_redeploy() {
+    let cfg = stack();
+    let mut state = deployed(&cfg);
+    state.jails.get_mut(&name("db")).unwrap().deployed = false;
+    let p = plan_of(&cfg, &state);
+    assert_eq!(
+        ops(&p, "db"),
+        [(Op::Recreate, Reason::IncompleteDeployment)]
+    );
+    assert!(ops(&p, "web").is_empty());
+    let options = Options {
+        provision: true,
+        ..Options::default()
+    };
+    let p = plan(&cfg, &deployed(&cfg), &Probe::default(), &options).unwrap();
+    assert!(p.jails.iter().all(|j| j.actions
+        == [Action {
+            op: Op::Recreate,
+            reason: Reason::Provision
+        }]));
+}
+
+#[test]
+fn begin_then_failure_is_retried_at_the_same_address() {
+    let cfg = stack();
+    let mut state = State::default();
+    let p = plan_of(&cfg, &state);
+    // db deployed; web started but failed.
+    state.begin_jail(&p.jails[0]);
+    state.mark_deployed(&p.jails[0]);
+    state.begin_jail(&p.jails[1]);
+    let again = plan_of(&cfg, &state);
+    assert!(ops(&again, "db").is_empty());
+    assert_eq!(
+        ops(&again, "web"),
+        [(Op::Recreate, Reason::IncompleteDeployment)]
+    );
+    assert_eq!(again.jail("web").unwrap().ip, p.jail("web").unwrap().ip);
+}
+
+#[test]
+fn only_named_jails_and_their_dependencies() {
+    let cfg = config(vec![
+        jail("web").depends(&["db"]),
+        jail("db"),
+        jail("other"),
+    ]);
+    let mut state = deployed(&config(vec![jail("gone")]));
+    let options = Options {
+        only: vec![name("web")],
+        ..Options::default()
+    };
+    let p = plan(&cfg, &state, &Probe::default(), &options).unwrap();
+    let names: Vec<&str> = p.jails.iter().map(|j| j.jail.name.as_str()).collect();
+    assert_eq!(names, ["db", "web"]);
+    assert!(p.removals.is_empty(), "a partial up removes nothing");
+    // The untouched jail keeps its DNS name.
+    assert!(p
+        .dns
+        .0
+        .iter()
+        .any(|r| r.name == DnsName::Local(name("gone"))));
+    p.apply_to(&mut state);
+    assert!(plan(&cfg, &state, &Probe::default(), &options)
+        .unwrap()
+        .is_empty());
+}
+
+fn paired(state: &mut State) -> YggAddress {
+    let code: PairCode = "81-zephyr-night-climb".parse().unwrap();
+    let addr: YggAddress = "200:848a:604f:bb7e:4384:65db:8db6:6895".parse().unwrap();
+    state.peers.insert(
+        code.clone(),
+        MeshPeer {
+            code,
+            direction: PairDirection::Created,
+            paired_at: 1_700_000_000,
+            jails: vec![RemoteJail {
+                name: DnsLabel::new("cache").unwrap(),
+                ygg_address: addr,
+            }],
+        },
+    );
+    addr
+}
+
+#[test]
+fn peer_records_survive_every_kind_of_change() {
+    let cfg = stack();
+    let mut state = deployed(&cfg);
+    let addr = paired(&mut state);
+    let peer = |p: &Plan| p.dns.peers().cloned().collect::<Vec<_>>();
+    // A jail removed, one added: the AAAA record stays.
+    let cfg2 = config(vec![jail("web"), jail("new")]);
+    let p = plan_of(&cfg2, &state);
+    assert_eq!(peer(&p).len(), 1);
+    assert_eq!(peer(&p)[0].data, RecordData::Aaaa(addr));
+    assert_eq!(
+        peer(&p)[0].name.to_string(),
+        "cache.81-zephyr-night-climb.jrun"
+    );
+    // Every jail's firewall accepts exactly the paired addresses.
+    for j in &p.jails {
+        assert_eq!(
+            j.firewall.mesh_peers.iter().copied().collect::<Vec<_>>(),
+            [addr]
+        );
+    }
+    // Everything removed: still there.
+    assert_eq!(peer(&plan_of(&config(vec![]), &state)).len(), 1);
+}
+
+#[test]
+fn forward_conflicts_are_refused_before_anything() {
+    let cfg = config(vec![with(jail("web"), |j| {
+        j.forwards.push(fwd("ssh", 2222, 22))
+    })]);
+    let err = plan(
+        &cfg,
+        &State::default(),
+        &Probe::default(),
+        &Options::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, PlanError::Ports(_)));
+    assert!(err.to_string().contains("the VM's SSH port"));
+}
+
+#[test]
+fn base_changes_are_vm_actions() {
+    let mut cfg = stack();
+    cfg.base = Some(Base {
+        setup: Vec::new(),
+        mounts: Vec::new(),
+        forwards: vec![BaseForward {
+            name: "ui".into(),
+            proto: Proto::Tcp,
+            host: 9000,
+            target: 9000,
+        }],
+    });
+    let p = plan_of(&cfg, &State::default());
+    assert_eq!(p.vm.actions.len(), 1);
+    assert!(matches!(p.vm.actions[0].op, VmOp::AddForward(_)));
+    let state = deployed(&cfg);
+    assert!(plan_of(&cfg, &state).is_empty());
+    let mut cfg2 = cfg.clone();
+    cfg2.base
+        .as_mut()
+        .unwrap()
+        .mounts
+        .push(crate::config::BaseMount {
+            name: "src".into(),
+            host: PathBuf::from("/home/u/src"),
+            target: PathBuf::from("/src"),
+        });
+    let p = plan_of(&cfg2, &state);
+    assert_eq!(
+        p.vm.actions[0].reason,
+        Reason::ShareAdded { name: "src".into() }
+    );
+    assert_eq!(p.summary().vm_actions, 1);
+}
+
+#[test]
+fn mounts_and_reordering() {
+    let m = |n: &str| Mount {
+        name: n.into(),
+        host: PathBuf::from(format!("/h/{n}")),
+        jail: PathBuf::from(format!("/j/{n}")),
+    };
+    let cfg = config(vec![with(jail("web"), |j| {
+        j.mounts = vec![m("a"), m("b")];
+    })]);
+    let state = deployed(&cfg);
+    let swapped = config(vec![with(jail("web"), |j| j.mounts = vec![m("b"), m("a")])]);
+    assert_eq!(
+        ops(&plan_of(&swapped, &state), "web"),
+        [(Op::Record, Reason::OrderChanged)]
+    );
+    let fewer = config(vec![with(jail("web"), |j| j.mounts = vec![m("b")])]);
+    assert_eq!(
+        ops(&plan_of(&fewer, &state), "web"),
+        [(
+            Op::RemoveMount(m("a")),
+            Reason::MountRemoved { name: "a".into() }
+        )]
+    );
+}
