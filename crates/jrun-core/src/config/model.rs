@@ -14,6 +14,7 @@ pub type JailName = DnsLabel;
 pub struct Config {
     /// The file it was read from (absolute); relative paths in it resolve against its folder.
     pub path: PathBuf,
+    /// The `base { }` block, if the file has one.
     pub base: Option<Base>,
     /// Jails in the order the file declares them.
     pub jails: Vec<Jail>,
@@ -22,8 +23,11 @@ pub struct Config {
 /// The `base { }` block: what the VM itself gets.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Base {
+    /// Provisioning of the VM, in declaration order.
     pub setup: Vec<SetupStep>,
+    /// Host folders shared into the VM.
     pub mounts: Vec<BaseMount>,
+    /// Host ports forwarded to ports of the VM itself.
     pub forwards: Vec<BaseForward>,
 }
 
@@ -37,10 +41,15 @@ pub struct Jail {
     pub ip: Option<Ipv4Addr>,
     /// `base { type = "jail"; name = "…" }`: clone this jail from another.
     pub base: Option<JailName>,
+    /// Jails of the same file deployed before this one (deduplicated, in file order).
     pub depends: Vec<JailName>,
+    /// In declaration order; no two share a path inside the jail.
     pub mounts: Vec<Mount>,
+    /// In declaration order; host (proto, port) pairs are unique across the whole file.
     pub forwards: Vec<Forward>,
+    /// Supervised services, in declaration order.
     pub execs: Vec<Exec>,
+    /// Provisioning steps, run in declaration order when the jail is created.
     pub setup: Vec<SetupStep>,
 }
 
@@ -93,7 +102,9 @@ pub struct Exec {
     pub name: String,
     /// Run through `/bin/sh -c`, as the original does.
     pub cmd: String,
+    /// Absolute working folder inside the jail; `None` means the jail's root `/`.
     pub dir: Option<String>,
+    /// Environment variables: names `[A-Za-z_][A-Za-z0-9_]*`, values without control characters.
     pub env: BTreeMap<String, String>,
     pub healthcheck: Option<Healthcheck>,
 }
@@ -102,8 +113,11 @@ pub struct Exec {
 pub struct Healthcheck {
     /// Run through `/bin/sh -c` inside the jail; exit 0 means healthy.
     pub test: String,
+    /// Time between checks (default 30s).
     pub interval: Duration,
+    /// How long one check may take (default 10s).
     pub timeout: Duration,
+    /// Failed checks in a row before the service is restarted (default 3, at least 1).
     pub retries: u32,
 }
 
@@ -129,6 +143,7 @@ pub struct SetupStep {
     pub name: String,
     pub kind: SetupKind,
     pub source: SetupSource,
+    /// Extra variables for the playbook or script (names as for `env`).
     pub vars: BTreeMap<String, String>,
 }
 

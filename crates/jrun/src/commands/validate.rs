@@ -55,8 +55,10 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     }
 }
 
-/// Colours and the terminal's width on a terminal; plain, fixed-width text otherwise.
-fn print_diagnostics(diags: &ConfigErrors) {
+/// Prints config diagnostics on stderr: colours and the terminal's width on a terminal;
+/// plain, fixed-width text otherwise. Other commands that load a config (`up`, `plan`)
+/// print its errors the same way.
+pub fn print_diagnostics(diags: &ConfigErrors) {
     if std::io::stderr().is_terminal() {
         eprintln!("{:?}", miette::Report::new(diags.clone()));
     } else {
