@@ -1,0 +1,159 @@
+//! `jrun relay` as a process: serves the protocol on loopback, runs its Yggdrasil node, and
+//! shuts down cleanly on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use jrun_mesh::protocol::{Roster, RosterJail};
+use jrun_mesh::{PollOptions, RelayClient};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Kills the relay if a test fails before it is stopped.
+struct RelayProcess(Child);
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(args: &[&str], home: &std::path::Path) -> (RelayProcess, u16) {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let child = Command::new(env!("CARGO_BIN_EXE_jrun"))
+        .args(["relay", "--listen", &listen])
+        .args(args)
+        .env("JRUN_HOME", home)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(&listen).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "jrun relay did not start listening"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (RelayProcess(child), port)
+}
+
+/// Sends SIGTERM and returns the exit status and stderr.
+fn terminate(mut relay: RelayProcess) -> (std::process::ExitStatus, String) {
+    let pid = nix::unistd::Pid::from_raw(relay.0.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = relay.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "jrun relay ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut log = String::new();
+    for line in BufReader::new(relay.0.stderr.take().unwrap()).lines() {
+        log.push_str(&line.unwrap());
+        log.push('\n');
+    }
+    (status, log)
+}
+
+fn roster(name: &str, addr: &str) -> Roster {
+    Roster {
+        jails: vec![RosterJail {
+            name: name.to_string().try_into().unwrap(),
+            ygg_address: addr.parse().unwrap(),
+        }],
+    }
+}
+
+#[tokio::test]
+async fn pairs_two_clients_and_stops_on_sigterm() {
+    let home = tempfile::tempdir().unwrap();
+    let (relay, port) = start(&["--ttl", "1m", "-v"], home.path());
+    let url = format!("http://127.0.0.1:{port}");
+    let a = RelayClient::new(&url).unwrap();
+    let b = RelayClient::new(&url).unwrap();
+    let code = a.create(&roster("web", "200::a")).await.unwrap();
+    assert_eq!(
+        b.join(&code, &roster("db", "200::b")).await.unwrap(),
+        roster("web", "200::a")
+    );
+    let got = a
+        .wait_for_join(&code, &PollOptions::default(), std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(got, roster("db", "200::b"));
+
+    let (status, log) = terminate(relay);
+    assert!(status.success(), "{status}: {log}");
+    assert!(log.contains("shutting down"), "{log}");
+    assert!(log.contains("pairing created"), "{log}");
+    // Logs name codes and counts, never the rosters themselves.
+    assert!(!log.contains("200::a") && !log.contains("200::b"), "{log}");
+}
+
+#[tokio::test]
+async fn runs_and_stops_its_yggdrasil_node() {
+    let home = tempfile::tempdir().unwrap();
+    let ygg_port = free_port();
+    let ygg = format!("tcp://127.0.0.1:{ygg_port}");
+    let (relay, _) = start(&["--ygg-listen", &ygg], home.path());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", ygg_port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the relay's Yggdrasil node does not listen"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let key = home.path().join("keys/relay.pem");
+    assert!(key.is_file());
+    let (status, log) = terminate(relay);
+    assert!(status.success(), "{log}");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", ygg_port)).is_err(),
+        "{log}"
+    );
+
+    // The key is kept: a restarted relay has the same node address.
+    let address = |log: &str| {
+        log.lines()
+            .find_map(|l| {
+                l.split(" node ")
+                    .nth(1)
+                    .and_then(|r| r.split(' ').next())
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| panic!("no address in {log}"))
+    };
+    let first = address(&log);
+    let (relay, _) = start(&["--ygg-listen", &ygg], home.path());
+    let (_, log) = terminate(relay);
+    assert_eq!(address(&log), first);
+}
+
+#[test]
+fn refuses_bad_flags() {
+    for args in [
+        vec!["relay", "--ygg-listen", "http://x:1"],
+        vec!["relay", "--ttl", "10 years"],
+        vec!["relay", "--listen", "nowhere"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_jrun"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+}
