@@ -123,8 +123,10 @@ impl Display for Summary {
             "Plan: {} to create, {} to recreate, {} to change, {} to remove, {} unchanged",
             self.create, self.recreate, self.change, self.remove, self.unchanged
         )?;
-        if self.vm_actions > 0 {
-            write!(f, "; {} VM changes", self.vm_actions)?;
+        match self.vm_actions {
+            0 => {}
+            1 => f.write_str("; 1 VM change")?,
+            n => write!(f, "; {n} VM changes")?,
         }
         Ok(())
     }
