@@ -8,20 +8,50 @@
 //! Merging is done by *reopening*: the existing object's entries are moved back into a
 //! frame and parsing continues into it, so a file with 40 000 `jail "name" {}` blocks
 //! costs a hash lookup per block, not a copy of the growing `jail` object.
+//!
+//! New objects collect their entries on one scratch stack shared by all open frames and
+//! get an exactly sized vector when they close: one allocation per object, no slack.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::{Key, Kind, Object, Span, Value};
 
 /// Objects with at least this many keys get a hash index for duplicate detection.
 const INDEX_FROM: usize = 12;
 
+pub(crate) type Entries = Vec<(Key, Value)>;
+
+/// FNV-1a: keys come from the user's own config file, and this is much faster than
+/// SipHash on short keys.
+#[derive(Default)]
+pub(crate) struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
+
 /// Lookup tables kept for large objects, so that reopening them stays cheap.
 #[derive(Default)]
 pub(crate) struct Index {
-    names: Option<HashMap<Box<str>, usize>>,
+    names: Option<FastMap<Box<str>, usize>>,
     /// Indexes of child objects (by entry position) that are large or have large children.
-    children: HashMap<usize, Index>,
+    children: FastMap<usize, Index>,
 }
 
 impl Index {
@@ -30,9 +60,11 @@ impl Index {
     }
 }
 
-/// An object being filled.
+/// An object being filled: either a fresh one, whose entries sit on the scratch stack
+/// from `start`, or a reopened one, which owns its entries.
 pub(crate) struct Frame {
-    pub(crate) entries: Vec<(Key, Value)>,
+    owned: Option<Entries>,
+    start: usize,
     index: Index,
 }
 
@@ -43,45 +75,60 @@ fn is_implicit_array(v: &Value) -> bool {
 }
 
 impl Frame {
-    pub(crate) fn new() -> Self {
+    /// A fresh object whose entries will go on top of `scratch`.
+    pub(crate) fn new(scratch: &Entries) -> Self {
         Frame {
-            entries: Vec::new(),
+            owned: None,
+            start: scratch.len(),
             index: Index::default(),
         }
     }
 
-    fn find(&self, name: &str) -> Option<usize> {
-        match &self.index.names {
-            Some(names) => names.get(name).copied(),
-            None => self.entries.iter().position(|(k, _)| k.name == name),
+    /// This frame's entries: the vector they live in and where they start in it.
+    fn storage<'s>(&'s mut self, scratch: &'s mut Entries) -> (&'s mut Entries, usize) {
+        match &mut self.owned {
+            Some(v) => (v, 0),
+            None => (scratch, self.start),
         }
     }
 
-    fn push(&mut self, key: Key, value: Value) {
-        let at = self.entries.len();
-        if let Some(names) = &mut self.index.names {
+    fn find(&mut self, scratch: &mut Entries, name: &str) -> Option<usize> {
+        if let Some(names) = &self.index.names {
+            return names.get(name).copied();
+        }
+        let (v, base) = self.storage(scratch);
+        v[base..].iter().position(|(k, _)| k.name == name)
+    }
+
+    fn push(&mut self, scratch: &mut Entries, key: Key, value: Value) {
+        let mut index = std::mem::take(&mut self.index.names);
+        let (v, base) = self.storage(scratch);
+        let at = v.len() - base;
+        if let Some(names) = &mut index {
             names.insert(key.name.as_str().into(), at);
         }
-        self.entries.push((key, value));
-        if self.index.names.is_none() && self.entries.len() >= INDEX_FROM {
-            let names = self
-                .entries
-                .iter()
-                .enumerate()
-                .map(|(i, (k, _))| (k.name.as_str().into(), i))
-                .collect();
-            self.index.names = Some(names);
+        v.push((key, value));
+        if index.is_none() && at + 1 >= INDEX_FROM {
+            index = Some(
+                v[base..]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (k, _))| (k.name.as_str().into(), i))
+                    .collect(),
+            );
         }
+        self.index.names = index;
     }
 
     /// Adds `key = value`, turning a repeated key into an implicit array.
-    pub(crate) fn insert(&mut self, key: Key, value: Value) {
-        let Some(at) = self.find(&key.name) else {
-            self.push(key, value);
+    pub(crate) fn insert(&mut self, scratch: &mut Entries, key: Key, value: Value) {
+        let Some(at) = self.find(scratch, &key.name) else {
+            self.push(scratch, key, value);
             return;
         };
         self.index.children.remove(&at);
-        let slot = &mut self.entries[at].1;
+        let (v, base) = self.storage(scratch);
+        let slot = &mut v[base + at].1;
         if is_implicit_array(slot) {
             if let Kind::Array(items) = &mut slot.kind {
                 items.push(value);
@@ -103,26 +150,36 @@ impl Frame {
 
     /// Opens the object at `key` for more entries: the existing object if `key` already
     /// holds one (libucl merges sections), or a new one.
-    pub(crate) fn open_child(&mut self, key: &Key) -> Child {
-        if let Some(at) = self.find(&key.name) {
-            let slot = &mut self.entries[at].1;
-            if let Kind::Object(obj) = &mut slot.kind {
+    pub(crate) fn open_child(&mut self, scratch: &mut Entries, key: &Key) -> Child {
+        if let Some(at) = self.find(scratch, &key.name) {
+            let index = self.index.children.remove(&at);
+            let (v, base) = self.storage(scratch);
+            if let Kind::Object(obj) = &mut v[base + at].1.kind {
                 let entries = std::mem::take(&mut obj.entries);
-                let index = self.index.children.remove(&at).unwrap_or_default();
                 return Child {
-                    frame: Frame { entries, index },
+                    frame: Frame {
+                        owned: Some(entries),
+                        start: 0,
+                        index: index.unwrap_or_default(),
+                    },
                     reopened: Some(at),
                 };
             }
         }
         Child {
-            frame: Frame::new(),
+            frame: Frame::new(scratch),
             reopened: None,
         }
     }
 
     /// Puts a child opened with [`Frame::open_child`] back, as the value of `key`.
-    pub(crate) fn close_child(&mut self, key: Key, child: Child, span: Span) {
+    pub(crate) fn close_child(
+        &mut self,
+        scratch: &mut Entries,
+        key: Key,
+        child: Child,
+        span: Span,
+    ) {
         let Child {
             mut frame,
             reopened,
@@ -130,30 +187,37 @@ impl Frame {
         let index = std::mem::take(&mut frame.index);
         match reopened {
             Some(at) => {
-                let slot = &mut self.entries[at].1;
+                let entries = frame.owned.take().unwrap_or_default();
+                let (v, base) = self.storage(scratch);
                 // The object keeps the span of its first appearance.
-                if let Kind::Object(obj) = &mut slot.kind {
-                    obj.entries = frame.entries;
+                if let Kind::Object(obj) = &mut v[base + at].1.kind {
+                    obj.entries = entries;
                 }
                 if !index.is_empty() {
                     self.index.children.insert(at, index);
                 }
             }
             None => {
-                let at = self.entries.len();
-                let value = frame.into_value(span);
-                let is_new = self.find(&key.name).is_none();
-                self.insert(key, value);
-                if is_new && !index.is_empty() {
+                let value = frame.into_value(scratch, span);
+                let existing = self.find(scratch, &key.name);
+                let at = existing.unwrap_or_else(|| {
+                    let (v, base) = self.storage(scratch);
+                    v.len() - base
+                });
+                self.insert(scratch, key, value);
+                if existing.is_none() && !index.is_empty() {
                     self.index.children.insert(at, index);
                 }
             }
         }
     }
 
-    pub(crate) fn into_value(self, span: Span) -> Value {
-        let mut entries = self.entries;
-        entries.shrink_to_fit();
+    /// The finished object. Its entries leave the scratch stack in one exact allocation.
+    pub(crate) fn into_value(self, scratch: &mut Entries, span: Span) -> Value {
+        let entries = match self.owned {
+            Some(v) => v,
+            None => scratch.drain(self.start..).collect(),
+        };
         Value {
             kind: Kind::Object(Object { entries }),
             span,

@@ -1,6 +1,6 @@
 //! The grammar: documents, objects, entries, arrays and scalar values.
 
-use crate::frame::Frame;
+use crate::frame::{Entries, Frame};
 use crate::number::parse_number;
 use crate::scan::{is_atom_stop, is_key_body, is_key_start, Cursor};
 use crate::strings::unescape_atom;
@@ -16,6 +16,8 @@ pub(crate) struct Parser<'a> {
     /// The end of the last multi-part key found by look-ahead (`jail "a" {`), so that
     /// each part is not scanned again.
     multipart_until: usize,
+    /// Entries of all open fresh objects (see [`Frame`]).
+    scratch: Entries,
 }
 
 impl<'a> Parser<'a> {
@@ -28,6 +30,7 @@ impl<'a> Parser<'a> {
             cur,
             depth: 0,
             multipart_until: 0,
+            scratch: Vec::new(),
         }
     }
 
@@ -37,13 +40,13 @@ impl<'a> Parser<'a> {
             Some(b'{') => self.braced_object()?,
             Some(b'[') => self.array()?,
             _ => {
-                let mut frame = Frame::new();
+                let mut frame = Frame::new(&self.scratch);
                 self.object_body(&mut frame, None)?;
                 let span = Span {
                     start: 0,
                     end: self.cur.src.len(),
                 };
-                return Ok(frame.into_value(span));
+                return Ok(frame.into_value(&mut self.scratch, span));
             }
         };
         self.cur.skip_space()?;
@@ -75,13 +78,14 @@ impl<'a> Parser<'a> {
         let open = self.cur.pos;
         self.enter()?;
         self.cur.pos += 1;
-        let mut frame = Frame::new();
+        let mut frame = Frame::new(&self.scratch);
         self.object_body(&mut frame, Some(open))?;
         self.leave();
-        Ok(frame.into_value(Span {
+        let span = Span {
             start: open,
             end: self.cur.pos,
-        }))
+        };
+        Ok(frame.into_value(&mut self.scratch, span))
     }
 
     /// Entries up to the closing `}` (consumed) or, at the top level, the end.
@@ -157,19 +161,19 @@ impl<'a> Parser<'a> {
                 let open = self.cur.pos;
                 self.enter()?;
                 self.cur.pos += 1;
-                let mut child = frame.open_child(&key);
+                let mut child = frame.open_child(&mut self.scratch, &key);
                 self.object_body(&mut child.frame, Some(open))?;
                 let span = Span {
                     start: open,
                     end: self.cur.pos,
                 };
-                frame.close_child(key, child, span);
+                frame.close_child(&mut self.scratch, key, child, span);
                 self.leave();
                 Ok(true)
             }
             Some(b'[') => {
                 let value = self.array()?;
-                frame.insert(key, value);
+                frame.insert(&mut self.scratch, key, value);
                 Ok(true)
             }
             None => Err(self.cur.error_here(format!(
@@ -180,19 +184,19 @@ impl<'a> Parser<'a> {
                 // `jail "name" { }` nests as `jail { name { } }`.
                 self.enter()?;
                 let start = self.cur.pos;
-                let mut child = frame.open_child(&key);
+                let mut child = frame.open_child(&mut self.scratch, &key);
                 self.entry(&mut child.frame)?;
                 let span = Span {
                     start,
                     end: self.cur.pos,
                 };
-                frame.close_child(key, child, span);
+                frame.close_child(&mut self.scratch, key, child, span);
                 self.leave();
                 Ok(true)
             }
             Some(_) => {
                 let value = self.scalar(Some(&key.name))?;
-                frame.insert(key, value);
+                frame.insert(&mut self.scratch, key, value);
                 Ok(false)
             }
         }
