@@ -406,18 +406,29 @@ impl<'a> Parser<'a> {
             return Err(self.cur.error_here(what));
         }
         let text = &self.cur.src[start..end];
-        let kind = if escaped {
+        let kind = if text == "null" {
+            Kind::Null
+        } else if escaped {
             Kind::String(unescape_atom(&self.cur, start, end)?)
         } else if let Some(number) = parse_number(text) {
             number.map_err(|_| Error::new(format!("number out of range: {text}"), span))?
         } else {
-            match text {
-                "null" => Kind::Null,
-                "true" | "yes" | "on" => Kind::Bool(true),
-                "false" | "no" | "off" => Kind::Bool(false),
-                _ => Kind::String(text.to_owned()),
-            }
+            boolean(text).map_or_else(|| Kind::String(text.to_owned()), Kind::Bool)
         };
         Ok(Value { kind, span })
+    }
+}
+
+/// libucl's booleans, in any letter case (`null` is lowercase only, as in libucl).
+fn boolean(text: &str) -> Option<bool> {
+    let is = |w: &str| text.eq_ignore_ascii_case(w);
+    if text.len() > 5 {
+        None
+    } else if is("true") || is("yes") || is("on") {
+        Some(true)
+    } else if is("false") || is("no") || is("off") {
+        Some(false)
+    } else {
+        None
     }
 }

@@ -1,4 +1,4 @@
-//! Helpers shared by the integration tests.
+//! Helpers and tables shared by the integration tests.
 #![allow(dead_code)]
 
 /// Parses `src` and compares its compact JSON with `expected`.
@@ -35,3 +35,5 @@ pub fn check_error(src: &str, line: usize, column: usize, needle: &str) {
         }
     }
 }
+
+pub mod table;
