@@ -143,6 +143,21 @@ fn depth_limit_is_an_error_not_a_crash() {
         "]".repeat(ucl::MAX_DEPTH)
     );
     assert!(ucl::parse(&ok).is_ok());
+    // The deepest recursion (entry → object → entry) fits the default 2 MB test stack.
+    let objects = format!(
+        "{}{}",
+        "a { ".repeat(ucl::MAX_DEPTH),
+        "}".repeat(ucl::MAX_DEPTH)
+    );
+    assert!(ucl::parse(&objects).is_ok());
+    let in_arrays = format!(
+        "{}{}",
+        "a [ { ".repeat(ucl::MAX_DEPTH / 2),
+        "} ]".repeat(ucl::MAX_DEPTH / 2)
+    );
+    assert!(ucl::parse(&in_arrays).is_ok());
+    let sections_ok = format!("{} {{}}", "k ".repeat(ucl::MAX_DEPTH - 1));
+    assert!(ucl::parse(&sections_ok).is_ok());
     let sections = format!("{} {{}}", "k ".repeat(ucl::MAX_DEPTH + 5));
     assert!(ucl::parse(&sections)
         .unwrap_err()
