@@ -5,6 +5,8 @@
 //! - [`quote`]: the single way a value reaches a generated shell script.
 
 pub mod paths;
+pub mod qemu;
+pub mod qmp;
 pub mod quote;
 pub mod render;
 pub mod spec;

@@ -2,6 +2,7 @@
 //! execs with env and healthchecks, setup steps, and two pairings.
 #![allow(dead_code)]
 
+pub mod guest;
 pub mod sandbox;
 
 use std::collections::{BTreeMap, BTreeSet};
