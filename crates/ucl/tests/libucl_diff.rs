@@ -11,7 +11,10 @@ mod common;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 
+use common::gen::{document, model, node, Node, Style};
+use proptest::prelude::*;
 use serde_json::Value as Json;
 
 /// Inputs on which jrun's parser deliberately differs from libucl 0.7.3, and why.
@@ -171,10 +174,20 @@ fn fixtures() -> Vec<(String, String)> {
     out
 }
 
+/// The harness, built once per test binary.
+fn harness() -> &'static Path {
+    static HARNESS: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    let (_, exe) = HARNESS.get_or_init(|| {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let exe = build_harness(tmp.path());
+        (tmp, exe)
+    });
+    exe
+}
+
 #[test]
 fn same_json_as_libucl() {
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let exe = build_harness(tmp.path());
+    let exe = harness();
     let mut inputs: Vec<(String, String)> = common::table::ALL
         .iter()
         .flat_map(|(name, cases)| {
@@ -218,8 +231,7 @@ fn same_json_as_libucl() {
 /// The divergences are real: libucl does differ on each (else the entry is stale).
 #[test]
 fn divergences_are_still_divergent() {
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let exe = build_harness(tmp.path());
+    let exe = harness();
     for (input, why) in DIVERGENCES {
         let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests")
@@ -233,6 +245,27 @@ fn divergences_are_still_divergent() {
                 !same(&ours, &theirs),
                 "{input:?} ({why}) no longer differs from libucl"
             );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// Generated configs, in the syntax libucl 0.7.3 shares with us, mean the same to both.
+    #[test]
+    fn generated_configs_agree_with_libucl(
+        entries in prop::collection::btree_map("[a-z_][a-z0-9_.-]{0,6}", node(), 0..6),
+        seed in any::<u64>(),
+    ) {
+        let entries: Vec<(String, Node)> = entries.into_iter().collect();
+        let text = document(&entries, &mut Style::new(seed, true));
+        // libucl 0.7.3 mangles \\u escapes and rejects i64::MIN (see DIVERGENCES).
+        prop_assume!(!text.contains("\\u") && !text.contains("-9223372036854775808"));
+        let ours = model(&Node::Obj(entries));
+        match libucl_json(harness(), &text) {
+            Ok(theirs) => prop_assert!(same(&ours, &theirs), "input:\n{}\nours:   {}\nlibucl: {}", text, ours, theirs),
+            Err(e) => panic!("libucl rejects:\n{text}\n{e}"),
         }
     }
 }

@@ -2,27 +2,11 @@
 //! input, JSON is valid UCL (value → JSON → UCL gives the same value), and generated
 //! UCL in its many spellings reads back as the data it was written from.
 
-use proptest::prelude::*;
-use serde_json::{Map, Number, Value as Json};
+mod common;
 
-/// The parsed value as plain JSON data (spans dropped).
-fn to_model(v: &ucl::Value) -> Json {
-    match &v.kind {
-        ucl::Kind::Null => Json::Null,
-        ucl::Kind::Bool(b) => Json::Bool(*b),
-        ucl::Kind::Int(i) => Json::Number((*i).into()),
-        ucl::Kind::Float(f) | ucl::Kind::Time(f) => {
-            Json::Number(Number::from_f64(*f).expect("parser yields finite floats"))
-        }
-        ucl::Kind::String(s) => Json::String(s.clone()),
-        ucl::Kind::Array(a) => Json::Array(a.iter().map(to_model).collect()),
-        ucl::Kind::Object(o) => Json::Object(
-            o.iter()
-                .map(|(k, v)| (k.name.clone(), to_model(v)))
-                .collect::<Map<_, _>>(),
-        ),
-    }
-}
+use common::gen::{document, model, node, to_model, Node, Style};
+use proptest::prelude::*;
+use serde_json::{Number, Value as Json};
 
 fn check_spans(v: &ucl::Value, len: usize) {
     assert!(
@@ -136,162 +120,6 @@ fn json_value() -> impl Strategy<Value = Json> {
     })
 }
 
-/// A config written in UCL with random choices of syntax, and the data it means.
-#[derive(Debug, Clone)]
-enum Node {
-    Str(String),
-    Int(i64),
-    Bool(bool),
-    Obj(Vec<(String, Node)>),
-    List(Vec<Node>),
-}
-
-fn node() -> impl Strategy<Value = Node> {
-    let leaf = prop_oneof![
-        any::<String>().prop_map(Node::Str),
-        "[a-z/][a-z0-9./_-]{0,10}".prop_map(Node::Str),
-        any::<i64>().prop_map(Node::Int),
-        any::<bool>().prop_map(Node::Bool),
-    ];
-    leaf.prop_recursive(4, 40, 5, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..5).prop_map(Node::List),
-            prop::collection::btree_map("[a-z_][a-z0-9_.-]{0,6}", inner, 0..5)
-                .prop_map(|m| Node::Obj(m.into_iter().collect())),
-        ]
-    })
-}
-
-fn model(n: &Node) -> Json {
-    match n {
-        Node::Str(s) => Json::String(s.clone()),
-        Node::Int(i) => Json::Number((*i).into()),
-        Node::Bool(b) => Json::Bool(*b),
-        Node::List(items) => Json::Array(items.iter().map(model).collect()),
-        Node::Obj(entries) => {
-            Json::Object(entries.iter().map(|(k, v)| (k.clone(), model(v))).collect())
-        }
-    }
-}
-
-/// Random syntax choices, drawn from a seed.
-struct Style(u64);
-
-impl Style {
-    fn pick(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
-    }
-}
-
-fn is_plain_word(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c == b'/')
-        && s.bytes()
-            .all(|c| c.is_ascii_alphanumeric() || b"./_-".contains(&c))
-        && !matches!(s, "true" | "yes" | "on" | "false" | "no" | "off" | "null")
-        && !s.contains("//")
-}
-
-fn render_scalar(n: &Node, st: &mut Style, out: &mut String) {
-    match n {
-        Node::Int(i) => out.push_str(&i.to_string()),
-        Node::Bool(b) => {
-            let words = if *b {
-                ["true", "yes", "on"]
-            } else {
-                ["false", "no", "off"]
-            };
-            out.push_str(words[st.pick(3) as usize]);
-        }
-        Node::Str(s) => match st.pick(4) {
-            0 if is_plain_word(s) => out.push_str(s),
-            1 if !s.contains(['\'', '\\']) => {
-                out.push('\'');
-                out.push_str(s);
-                out.push('\'');
-            }
-            2 if !s.is_empty()
-                && !s.contains(['\r', '\u{feff}'])
-                && !s.lines().any(|l| l.starts_with("EOT"))
-                && !s.ends_with('\n') =>
-            {
-                out.push_str("<<EOT\n");
-                out.push_str(s);
-                out.push_str("\nEOT\n");
-            }
-            _ => out.push_str(&serde_json::to_string(s).unwrap()),
-        },
-        Node::List(_) | Node::Obj(_) => unreachable!(),
-    }
-}
-
-fn render_value(n: &Node, st: &mut Style, indent: usize, out: &mut String) {
-    match n {
-        Node::Obj(entries) => {
-            out.push_str("{\n");
-            render_entries(entries, st, indent + 1, out);
-            out.push_str(&"  ".repeat(indent));
-            out.push('}');
-        }
-        Node::List(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str([",", ", ", ",\n", ";", "\n"][st.pick(5) as usize]);
-                }
-                if st.pick(6) == 0 {
-                    out.push_str(" /* c */ ");
-                }
-                render_value(item, st, indent + 1, out);
-            }
-            if st.pick(3) == 0 && !items.is_empty() {
-                out.push(',');
-            }
-            out.push(']');
-        }
-        _ => render_scalar(n, st, out),
-    }
-}
-
-fn render_entries(entries: &[(String, Node)], st: &mut Style, indent: usize, out: &mut String) {
-    for (k, v) in entries {
-        out.push_str(&"  ".repeat(indent));
-        match st.pick(3) {
-            0 => out.push_str(k),
-            1 => out.push_str(&serde_json::to_string(k).unwrap()),
-            _ => {
-                out.push('\'');
-                out.push_str(k);
-                out.push('\'');
-            }
-        }
-        let container = matches!(v, Node::Obj(_) | Node::List(_));
-        let sep = match st.pick(4) {
-            0 if container => " ",
-            0 | 1 => " = ",
-            2 => ": ",
-            _ => "=",
-        };
-        out.push_str(sep);
-        render_value(v, st, indent, out);
-        let heredoc = out.ends_with("\nEOT\n");
-        match st.pick(5) {
-            _ if heredoc => {}
-            0 => out.push_str(";\n"),
-            1 => out.push_str(",\n"),
-            2 => out.push_str(" # note\n"),
-            3 => out.push_str(" // note\n"),
-            _ => out.push('\n'),
-        }
-    }
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
@@ -329,12 +157,7 @@ proptest! {
     #[test]
     fn generated_ucl_reads_back(entries in prop::collection::btree_map("[a-z_][a-z0-9_.-]{0,6}", node(), 0..6), seed in any::<u64>()) {
         let entries: Vec<(String, Node)> = entries.into_iter().collect();
-        let mut st = Style(seed);
-        let mut text = String::new();
-        let braces = st.pick(2) == 0;
-        if braces { text.push_str("{\n"); }
-        render_entries(&entries, &mut st, usize::from(braces), &mut text);
-        if braces { text.push('}'); }
+        let text = document(&entries, &mut Style::new(seed, false));
         let expected = model(&Node::Obj(entries));
         match ucl::parse(&text) {
             Ok(v) => prop_assert_eq!(to_model(&v), expected, "input:\n{}", text),

@@ -36,4 +36,5 @@ pub fn check_error(src: &str, line: usize, column: usize, needle: &str) {
     }
 }
 
+pub mod gen;
 pub mod table;
