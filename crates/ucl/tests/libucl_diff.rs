@@ -209,7 +209,7 @@ fn same_json_as_libucl() {
         let ours: Json =
             serde_json::from_str(&ucl::parse(input).expect("valid case").to_json_compact())
                 .expect("our JSON is valid");
-        match libucl_json(&exe, input) {
+        match libucl_json(exe, input) {
             Ok(theirs) if same(&ours, &theirs) => compared += 1,
             Ok(theirs) => failures.push(format!(
                 "{name}: {input:?}\n  ours:   {ours}\n  libucl: {theirs}"
@@ -240,7 +240,7 @@ fn divergences_are_still_divergent() {
         let input = &text.as_str();
         let ours: Json =
             serde_json::from_str(&ucl::parse(input).expect("valid").to_json_compact()).unwrap();
-        if let Ok(theirs) = libucl_json(&exe, input) {
+        if let Ok(theirs) = libucl_json(exe, input) {
             assert!(
                 !same(&ours, &theirs),
                 "{input:?} ({why}) no longer differs from libucl"
