@@ -169,6 +169,9 @@ mod tests {
         assert_eq!(num("1e3"), Some(Kind::Float(1000.0)));
         assert_eq!(num("2.5E-1"), Some(Kind::Float(0.25)));
         assert_eq!(num("1.e2"), Some(Kind::Float(100.0)));
+        assert_eq!(num("1."), Some(Kind::Float(1.0)));
+        assert_eq!(num("-0"), Some(Kind::Int(0)));
+        assert_eq!(num("007"), Some(Kind::Int(7)));
     }
 
     #[test]

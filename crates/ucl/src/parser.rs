@@ -219,8 +219,9 @@ impl<'a> Parser<'a> {
                     None
                     | Some(
                         b' ' | b'\t' | b'\n' | b'\r' | b'=' | b':' | b'{' | b'[' | b'"' | b'\''
-                        | b';' | b',' | b'}' | b'#' | b'/',
+                        | b';' | b',' | b'}' | b'#',
                     ) => {}
+                    Some(b'/') if self.cur.at_comment() => {}
                     Some(_) => {
                         return Err(self.cur.error_here(format!(
                             "invalid character {} in key '{name}' (quote the key to use it)",

@@ -115,6 +115,7 @@ fn errors() {
     check_error("a =", 1, 4, "expected a value for key 'a'");
     check_error("= 1", 1, 1, "expected a key");
     check_error("a@b = 1", 1, 2, "invalid character '@' in key 'a'");
+    check_error("a/b = 1", 1, 2, "invalid character '/' in key 'a'");
     check_error("\"\" = 1", 1, 1, "empty keys are not allowed");
     check_error(".include \"x.conf\"", 1, 1, "macros");
     check_error("a = 99999999999999999999", 1, 5, "number out of range");
