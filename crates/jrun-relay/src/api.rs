@@ -1,6 +1,6 @@
 //! The HTTP API: parse (pure, from `jrun_mesh::protocol`), then act on the store.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
@@ -42,15 +42,41 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-fn client_of(request: &Request) -> IpAddr {
-    request
+/// Who sent a request, as the limits count clients: the peer address (or, behind a local
+/// proxy, the address it forwarded), with IPv6 clients counted per /64 since one host
+/// commonly holds a whole /64.
+fn client_of(config: &RelayConfig, request: &Request) -> IpAddr {
+    let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    let client = if config.behind_proxy && peer.is_loopback() {
+        forwarded_for(request.headers()).unwrap_or(peer)
+    } else {
+        peer
+    };
+    client_key(client)
+}
+
+/// The last hop of `X-Forwarded-For`: the address our proxy saw.
+fn forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
+    let last = headers.get_all("x-forwarded-for").iter().last()?;
+    last.to_str().ok()?.rsplit(',').next()?.trim().parse().ok()
+}
+
+/// The unit limits count: an IPv4 address, or the /64 of an IPv6 address.
+pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        },
+    }
 }
 
 async fn rate_limit(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    let client = client_of(&request);
+    let client = client_of(&state.config, &request);
     match state.limiter.check(client) {
         Ok(()) => next.run(request).await,
         Err(wait) => {
@@ -143,7 +169,7 @@ async fn create(
     State(state): State<Arc<AppState>>,
     request: Request,
 ) -> Result<Json<Created>, ApiError> {
-    let client = client_of(&request);
+    let client = client_of(&state.config, &request);
     let roster = read_roster(&state, request).await?;
     let jails = roster.jails.len();
     let code = state.store.create(client, roster).map_err(|e| match e {
@@ -182,7 +208,7 @@ async fn join(
     path: Result<Path<String>, PathRejection>,
     request: Request,
 ) -> Result<Json<Roster>, ApiError> {
-    let client = client_of(&request);
+    let client = client_of(&state.config, &request);
     let code = code_of(path)?;
     let roster = read_roster(&state, request).await?;
     let jails = roster.jails.len();
@@ -192,4 +218,31 @@ async fn join(
     })?;
     info!(%client, %code, jails, "pairing joined");
     Ok(Json(Roster::clone(&creators)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_are_counted_per_ipv4_address_and_ipv6_64() {
+        let key = |s: &str| client_key(s.parse().unwrap()).to_string();
+        assert_eq!(key("192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::");
+        assert_eq!(key("2001:db8:1:2::ffff"), "2001:db8:1:2::");
+        assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
+    }
+
+    #[test]
+    fn forwarded_for_takes_the_last_hop() {
+        let mut h = HeaderMap::new();
+        assert_eq!(forwarded_for(&h), None);
+        h.insert(
+            "x-forwarded-for",
+            "203.0.113.9, 198.51.100.2".parse().unwrap(),
+        );
+        assert_eq!(forwarded_for(&h), Some("198.51.100.2".parse().unwrap()));
+        h.insert("x-forwarded-for", "garbage".parse().unwrap());
+        assert_eq!(forwarded_for(&h), None);
+    }
 }

@@ -25,6 +25,9 @@ pub struct RelayConfig {
     pub read_timeout: Duration,
     /// The most connections served at once; further ones wait to be accepted.
     pub max_connections: usize,
+    /// Behind a reverse proxy on the same machine: for connections from loopback, the
+    /// client is the last address of `X-Forwarded-For` (limits apply per real client).
+    pub behind_proxy: bool,
 }
 
 impl Default for RelayConfig {
@@ -39,6 +42,7 @@ impl Default for RelayConfig {
             rate_burst: 40,
             read_timeout: Duration::from_secs(10),
             max_connections: 4096,
+            behind_proxy: false,
         }
     }
 }

@@ -320,6 +320,40 @@ async fn pending_limits_answer_503_and_429() {
 }
 
 #[tokio::test]
+async fn behind_a_proxy_limits_count_forwarded_clients() {
+    for behind_proxy in [false, true] {
+        let relay = TestRelay::start(RelayConfig {
+            max_pending_per_client: 1,
+            behind_proxy,
+            ..relaxed()
+        })
+        .await;
+        let mut statuses = Vec::new();
+        for client in ["198.51.100.1", "198.51.100.2"] {
+            let r = Client::new()
+                .post(format!("{}/pair", relay.url))
+                .header("content-type", "application/json")
+                .header("x-forwarded-for", client)
+                .body(roster_json(&["a"]))
+                .send()
+                .await
+                .unwrap();
+            statuses.push(r.status());
+        }
+        let second = if behind_proxy {
+            StatusCode::OK
+        } else {
+            StatusCode::TOO_MANY_REQUESTS
+        };
+        assert_eq!(
+            statuses,
+            [StatusCode::OK, second],
+            "behind_proxy={behind_proxy}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn request_rate_is_limited_per_address_with_retry_after() {
     let relay = TestRelay::start(RelayConfig {
         rate_per_second: 1.0,
@@ -372,6 +406,23 @@ async fn slow_clients_time_out() {
         .unwrap();
     let text = String::from_utf8_lossy(&buf);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed() {
+    let relay = TestRelay::start(RelayConfig {
+        read_timeout: Duration::from_millis(300),
+        ..relaxed()
+    })
+    .await;
+    let mut s = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "an idle connection was kept open");
+    assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"));
 }
 
 #[tokio::test]

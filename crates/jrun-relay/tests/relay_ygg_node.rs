@@ -12,7 +12,10 @@ use nix::unistd::Pid;
 
 async fn accepts(port: u16) -> bool {
     for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -65,5 +68,7 @@ async fn the_node_listens_is_restarted_and_stops() {
 
     node.stop().await;
     assert!(!alive(second), "the node outlived stop");
-    assert!(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err());
+    assert!(tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err());
 }

@@ -43,6 +43,10 @@ pub struct Args {
     /// Most connections served at once.
     #[arg(long, default_value_t = 4096)]
     pub max_connections: usize,
+    /// The relay sits behind a reverse proxy on this machine: for connections from
+    /// loopback, limits count the client named last in X-Forwarded-For.
+    #[arg(long)]
+    pub behind_proxy: bool,
     /// Run a Yggdrasil node listening on this URI (repeatable), e.g. tls://0.0.0.0:443.
     #[arg(long, value_name = "URI")]
     pub ygg_listen: Vec<PeerUri>,
@@ -82,6 +86,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         rate_burst: args.burst,
         read_timeout: args.read_timeout,
         max_connections: args.max_connections,
+        behind_proxy: args.behind_proxy,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
