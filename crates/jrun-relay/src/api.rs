@@ -60,7 +60,7 @@ fn client_of(config: &RelayConfig, request: &Request) -> IpAddr {
 
 /// The last hop of `X-Forwarded-For`: the address our proxy saw.
 fn forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
-    let last = headers.get_all("x-forwarded-for").iter().last()?;
+    let last = headers.get_all("x-forwarded-for").iter().next_back()?;
     last.to_str().ok()?.rsplit(',').next()?.trim().parse().ok()
 }
 
