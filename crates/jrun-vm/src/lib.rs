@@ -10,3 +10,4 @@ pub mod qmp;
 pub mod quote;
 pub mod render;
 pub mod spec;
+pub mod ssh;
