@@ -20,7 +20,14 @@ pub struct RateLimiter {
     rate: f64,
     burst: f64,
     clock: Arc<dyn Clock>,
-    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+    buckets: Mutex<Buckets>,
+}
+
+struct Buckets {
+    map: HashMap<IpAddr, Bucket>,
+    /// The size at which idle buckets are dropped next; it doubles with the live ones so
+    /// that pruning stays amortised O(1) per request even when many clients are active.
+    prune_at: usize,
 }
 
 impl RateLimiter {
@@ -30,7 +37,10 @@ impl RateLimiter {
             rate: rate.max(f64::MIN_POSITIVE),
             burst: f64::from(burst.max(1)),
             clock,
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(Buckets {
+                map: HashMap::new(),
+                prune_at: PRUNE_ABOVE,
+            }),
         }
     }
 
@@ -38,12 +48,15 @@ impl RateLimiter {
     pub fn check(&self, client: IpAddr) -> Result<(), Duration> {
         let now = self.clock.now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if buckets.len() > PRUNE_ABOVE {
+        if buckets.map.len() > buckets.prune_at {
             // An address whose bucket refilled is indistinguishable from a new one.
             let full_after = Duration::from_secs_f64(self.burst / self.rate);
-            buckets.retain(|_, b| now.duration_since(b.last) < full_after);
+            buckets
+                .map
+                .retain(|_, b| now.duration_since(b.last) < full_after);
+            buckets.prune_at = PRUNE_ABOVE.max(2 * buckets.map.len());
         }
-        let bucket = buckets.entry(client).or_insert(Bucket {
+        let bucket = buckets.map.entry(client).or_insert(Bucket {
             tokens: self.burst,
             last: now,
         });
@@ -82,5 +95,18 @@ mod tests {
         clock.advance(Duration::from_millis(500));
         rl.check(a).unwrap();
         assert!(rl.check(a).is_err());
+    }
+
+    #[test]
+    fn idle_addresses_are_forgotten() {
+        let clock = Arc::new(ManualClock::new());
+        let rl = RateLimiter::new(10.0, 10, clock.clone());
+        for i in 0..=PRUNE_ABOVE as u32 {
+            rl.check(IpAddr::from(i.to_be_bytes())).unwrap();
+        }
+        clock.advance(Duration::from_secs(2));
+        rl.check("10.0.0.1".parse().unwrap()).unwrap();
+        let buckets = rl.buckets.lock().unwrap();
+        assert_eq!(buckets.map.len(), 1);
     }
 }
