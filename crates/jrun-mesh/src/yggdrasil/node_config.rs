@@ -164,6 +164,30 @@ mod tests {
         assert_eq!(v["IfName"], "none");
     }
 
+    /// The whole file, pinned: a change here changes every deployed node's config.
+    #[test]
+    fn the_0_5_file_in_full() {
+        let expected = r#"{
+  "PrivateKeyPath": "/home/u/.jrun/keys/jails/web.pem",
+  "Peers": [
+    "tcp://127.0.0.1:9001"
+  ],
+  "InterfacePeers": {},
+  "Listen": [
+    "tcp://10.17.89.1:19001"
+  ],
+  "AdminListen": "unix:///run/jrun/web/ygg.sock",
+  "MulticastInterfaces": [],
+  "AllowedPublicKeys": [],
+  "IfName": "ygg0",
+  "IfMTU": 65535,
+  "NodeInfoPrivacy": true,
+  "NodeInfo": {}
+}
+"#;
+        assert_eq!(config().render(YggVersion::V0_5).unwrap(), expected);
+    }
+
     #[test]
     fn refuses_relative_paths() {
         let mut c = config();
