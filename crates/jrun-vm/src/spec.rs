@@ -11,10 +11,12 @@ use std::str::FromStr;
 
 use jrun_core::config::{BaseForward, BaseMount, Exec, JailName, Mount, SetupStep};
 use jrun_core::net::{DnsRecords, JailFirewall, VmFirewall};
+pub use jrun_mesh::yggdrasil::{PeerUri, YggVersion};
+use jrun_mesh::Identity;
 use serde::{Deserialize, Serialize};
 
 /// Everything the guest receives on one `jrun up`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct GuestSpec {
     /// The FreeBSD release the VM runs; jails without a release of their own get it.
     pub release: Release,
@@ -51,46 +53,15 @@ pub struct GuestJail {
 }
 
 /// The Yggdrasil side: keys for the VM node and each jail, and the version to render for.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct MeshSpec {
+    /// The Yggdrasil installed in the guest (FreeBSD packages: 0.5).
     pub version: YggVersion,
     /// The relay's Yggdrasil peer, which the VM node dials.
     pub relay_peer: Option<PeerUri>,
-    pub vm_key: MeshKey,
+    pub vm_key: Identity,
     /// One key per jail in [`GuestSpec::jails`], by name.
-    pub jail_keys: std::collections::BTreeMap<JailName, MeshKey>,
-}
-
-/// Which Yggdrasil config dialect to render: 0.4 wants the key inline, 0.5 reads a PEM file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum YggVersion {
-    V04,
-    V05,
-}
-
-impl YggVersion {
-    /// Parses `yggdrasil -version` output ("Build version: 0.4.7" or "v0.5.12").
-    pub fn detect(version_output: &str) -> Option<Self> {
-        let v = version_output
-            .split(|c: char| c.is_whitespace() || c == ':')
-            .map(|w| w.trim_start_matches('v'))
-            .find(|w| w.starts_with("0.") && w.len() > 2)?;
-        match v.split('.').nth(1)? {
-            "4" => Some(YggVersion::V04),
-            m if m.parse::<u32>().is_ok_and(|m| m >= 5) => Some(YggVersion::V05),
-            _ => None,
-        }
-    }
-}
-
-/// An ed25519 private key seed (32 bytes). Debug output never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct MeshKey(pub [u8; 32]);
-
-impl fmt::Debug for MeshKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("MeshKey(..)")
-    }
+    pub jail_keys: std::collections::BTreeMap<JailName, Identity>,
 }
 
 /// A FreeBSD release name such as `15.0-RELEASE`, `14.3-RC1` or `15.0-STABLE`.
@@ -103,8 +74,6 @@ pub struct Release(String);
 pub enum SpecError {
     #[error("{0:?} is not a FreeBSD release (expected e.g. 15.0-RELEASE, 14.3-RC1, 15.0-STABLE)")]
     Release(String),
-    #[error("{0:?} is not a Yggdrasil peer URI (expected tcp://HOST:PORT or tls://HOST:PORT)")]
-    PeerUri(String),
 }
 
 impl Release {
@@ -163,68 +132,6 @@ impl fmt::Display for Release {
     }
 }
 
-/// A Yggdrasil peer: `tcp://` or `tls://`, a host of letters, digits, `.` and `-` (or an
-/// IP address, IPv6 in brackets), and a port. Nothing else can reach a config file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct PeerUri(String);
-
-impl PeerUri {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl FromStr for PeerUri {
-    type Err = SpecError;
-    fn from_str(s: &str) -> Result<Self, SpecError> {
-        let bad = || SpecError::PeerUri(s.to_string());
-        let rest = s
-            .strip_prefix("tcp://")
-            .or_else(|| s.strip_prefix("tls://"))
-            .ok_or_else(bad)?;
-        let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
-        port.parse::<u16>()
-            .ok()
-            .filter(|p| *p != 0)
-            .ok_or_else(bad)?;
-        let host_ok = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-            v6.parse::<std::net::Ipv6Addr>().is_ok()
-        } else {
-            !host.is_empty()
-                && host.len() <= 253
-                && host
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
-                && !host.starts_with(['-', '.'])
-        };
-        if host_ok {
-            Ok(PeerUri(s.to_string()))
-        } else {
-            Err(bad())
-        }
-    }
-}
-
-impl TryFrom<String> for PeerUri {
-    type Error = SpecError;
-    fn try_from(s: String) -> Result<Self, SpecError> {
-        s.parse()
-    }
-}
-
-impl From<PeerUri> for String {
-    fn from(p: PeerUri) -> String {
-        p.0
-    }
-}
-
-impl fmt::Display for PeerUri {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,39 +162,5 @@ mod tests {
             "15.0-RELEASE"
         );
         assert!(Release::from_version("15.0$(x)").is_err());
-    }
-
-    #[test]
-    fn peer_uris() {
-        for ok in [
-            "tls://relay.jail.run:443",
-            "tcp://10.0.0.1:9001",
-            "tcp://[::1]:9001",
-        ] {
-            assert!(ok.parse::<PeerUri>().is_ok(), "{ok}");
-        }
-        for bad in [
-            "http://x:1",
-            "tls://x",
-            "tls://x:0",
-            "tls://a\"b:1",
-            "tls://x y:1",
-            "tcp://[zz]:1",
-        ] {
-            assert!(bad.parse::<PeerUri>().is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn ygg_versions() {
-        assert_eq!(
-            YggVersion::detect("Build name: yggdrasil\nBuild version: 0.4.7\n"),
-            Some(YggVersion::V04)
-        );
-        assert_eq!(
-            YggVersion::detect("Build version: v0.5.12"),
-            Some(YggVersion::V05)
-        );
-        assert_eq!(YggVersion::detect("Build version: unknown"), None);
     }
 }

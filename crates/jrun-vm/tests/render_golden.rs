@@ -7,7 +7,7 @@ use jrun_vm::spec::YggVersion;
 
 #[test]
 fn every_guest_file_is_pinned() {
-    let spec = common::stack(YggVersion::V05);
+    let spec = common::stack(YggVersion::V0_5);
     let r = render_all(&spec, &common::sources()).unwrap();
     for f in &r.files {
         let snap = f.review_path.replace('/', "__");
@@ -28,7 +28,7 @@ fn every_guest_file_is_pinned() {
 
 #[test]
 fn yggdrasil_04_configs_are_pinned() {
-    let spec = common::stack(YggVersion::V04);
+    let spec = common::stack(YggVersion::V0_4);
     let r = render_all(&spec, &common::sources()).unwrap();
     let ygg: Vec<_> = r
         .files

@@ -57,7 +57,7 @@ proptest! {
         url in hostile(),
         target in guest_path(),
     ) {
-        let mut spec = common::stack(YggVersion::V05);
+        let mut spec = common::stack(YggVersion::V0_5);
         let j = &mut spec.jails[1];
         j.name = jail.clone();
         j.firewall.jail = jail.clone();

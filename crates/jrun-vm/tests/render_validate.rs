@@ -24,7 +24,7 @@ fn sh_n(text: &str, what: &str) {
 
 #[test]
 fn every_generated_script_parses() {
-    let r = render_all(&common::stack(YggVersion::V05), &common::sources()).unwrap();
+    let r = render_all(&common::stack(YggVersion::V0_5), &common::sources()).unwrap();
     sh_n(&r.script.text, "provision.sh");
     let scripts: Vec<&GuestFile> = r
         .files
@@ -39,7 +39,7 @@ fn every_generated_script_parses() {
 
 #[test]
 fn unbound_accepts_the_include() {
-    let spec = common::stack(YggVersion::V05);
+    let spec = common::stack(YggVersion::V0_5);
     let dir = tempfile::tempdir().unwrap();
     let inc = dir.path().join("jrun.conf");
     std::fs::write(&inc, unbound_include(&spec.dns, &spec.upstream_dns)).unwrap();
@@ -79,9 +79,9 @@ fn installed_yggdrasil_accepts_its_configs() {
         .expect("yggdrasil is installed");
     let genconf = String::from_utf8_lossy(&version.stdout);
     let v = if genconf.contains("PrivateKeyPath") {
-        YggVersion::V05
+        YggVersion::V0_5
     } else {
-        YggVersion::V04
+        YggVersion::V0_4
     };
     let r = render_all(&common::stack(v), &common::sources()).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -92,7 +92,7 @@ fn installed_yggdrasil_accepts_its_configs() {
         .filter(|f| f.review_path.ends_with("yggdrasil.conf"))
     {
         let mut text = f.content.clone();
-        if v == YggVersion::V05 {
+        if v == YggVersion::V0_5 {
             // Point the key at a real file for the check.
             let pem = r
                 .files
@@ -155,7 +155,7 @@ fn installed_yggdrasil_accepts_its_configs() {
 
 #[test]
 fn the_script_installs_exactly_the_rendered_files() {
-    let spec = common::stack(YggVersion::V05);
+    let spec = common::stack(YggVersion::V0_5);
     let r = render_all(&spec, &common::sources()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let run = common::sandbox::run(&r.script.text, dir.path());

@@ -62,6 +62,8 @@ pub enum RenderError {
     ReadSource { path: PathBuf, cause: String },
     #[error("jail {0}: the mesh is on but jrun has no Yggdrasil key for it")]
     MissingKey(JailName),
+    #[error("{0}")]
+    Mesh(String),
 }
 
 /// Reads the text of every `file` setup step of `spec` from the host.
@@ -135,10 +137,10 @@ pub fn guest_files(spec: &GuestSpec) -> Result<Vec<GuestFile>, RenderError> {
         out.push(file(
             ygg::CONF_PATH.into(),
             0o600,
-            vm_node(mesh.version, &mesh.vm_key, mesh.relay_peer.as_ref()),
+            vm_node(mesh.version, &mesh.vm_key, mesh.relay_peer.as_ref())?,
             "vm/yggdrasil.conf".into(),
         ));
-        if mesh.version == crate::spec::YggVersion::V05 {
+        if mesh.version == crate::spec::YggVersion::V0_5 {
             out.push(GuestFile {
                 secret: true,
                 ..file(
@@ -204,10 +206,10 @@ pub fn guest_files(spec: &GuestSpec) -> Result<Vec<GuestFile>, RenderError> {
             out.push(jf(
                 ygg::CONF_PATH,
                 0o600,
-                jail_node(mesh.version, key),
+                jail_node(mesh.version, key)?,
                 "yggdrasil.conf",
             ));
-            if mesh.version == crate::spec::YggVersion::V05 {
+            if mesh.version == crate::spec::YggVersion::V0_5 {
                 out.push(GuestFile {
                     secret: true,
                     ..jf(

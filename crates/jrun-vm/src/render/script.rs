@@ -145,7 +145,7 @@ pub fn provisioning_script(
     if let Some(mesh) = &spec.mesh {
         b.step(None, "mesh node");
         b.line("jrun_dirty=0");
-        if mesh.version == crate::spec::YggVersion::V05 {
+        if mesh.version == crate::spec::YggVersion::V0_5 {
             b.put(super::ygg::KEY_PATH);
         }
         b.put(super::ygg::CONF_PATH);

@@ -1,91 +1,68 @@
 //! Yggdrasil node configs for the VM (the jails' bootstrap node) and each jail, in the
-//! dialect of the installed version. JSON is valid HJSON, which Yggdrasil reads; serde
-//! does the escaping.
+//! dialect of the installed version, rendered by the mesh crate from typed parts.
 
-use base64::Engine;
-use ed25519_dalek::SigningKey;
 use jrun_core::net::{BRIDGE_IP, MESH_IFACE, MESH_LISTEN_PORT};
-use serde_json::{json, Map, Value};
+use jrun_mesh::yggdrasil::{NodeConfig, NodeKey, PeerUri, TunInterface, YggVersion};
+use jrun_mesh::Identity;
 
-use crate::spec::{MeshKey, PeerUri, YggVersion};
+use super::RenderError;
 
-/// Where a node's PEM key lives (0.5), relative to the root it runs in.
+/// Where a node's PEM key lives (read by 0.5), inside the root it runs in.
 pub const KEY_PATH: &str = "/usr/local/etc/yggdrasil/private.pem";
-/// Where its config lives.
+/// Where its config lives (the FreeBSD package's rc script reads it).
 pub const CONF_PATH: &str = "/usr/local/etc/yggdrasil.conf";
 /// Its admin socket, private to the jail (or the VM) it runs in.
-pub const ADMIN_SOCKET: &str = "unix:///var/run/yggdrasil/yggdrasil.sock";
+pub const ADMIN_SOCKET: &str = "/var/run/yggdrasil/yggdrasil.sock";
+
+fn bootstrap() -> PeerUri {
+    format!("tcp://{BRIDGE_IP}:{MESH_LISTEN_PORT}")
+        .parse()
+        .expect("a constant, valid URI")
+}
 
 /// The VM node: listens for jails on the bridge, peers with the relay, routes only.
-pub fn vm_node(version: YggVersion, key: &MeshKey, relay: Option<&PeerUri>) -> String {
-    let peers: Vec<String> = relay.iter().map(|p| p.to_string()).collect();
+pub fn vm_node(
+    version: YggVersion,
+    key: &Identity,
+    relay: Option<&PeerUri>,
+) -> Result<String, RenderError> {
     node(
         version,
         key,
-        peers,
-        vec![format!("tcp://{BRIDGE_IP}:{MESH_LISTEN_PORT}")],
-        "none",
+        relay.into_iter().cloned().collect(),
+        vec![bootstrap()],
+        TunInterface::None,
     )
 }
 
 /// A jail node: peers with the VM node only, on its own `ygg0` interface.
-pub fn jail_node(version: YggVersion, key: &MeshKey) -> String {
-    node(
-        version,
-        key,
-        vec![format!("tcp://{BRIDGE_IP}:{MESH_LISTEN_PORT}")],
-        vec![],
-        MESH_IFACE,
-    )
+pub fn jail_node(version: YggVersion, key: &Identity) -> Result<String, RenderError> {
+    let ifname = TunInterface::Named(MESH_IFACE.parse().expect("a constant, valid name"));
+    node(version, key, vec![bootstrap()], vec![], ifname)
 }
 
 fn node(
     version: YggVersion,
-    key: &MeshKey,
-    peers: Vec<String>,
-    listen: Vec<String>,
-    ifname: &str,
-) -> String {
-    let mut m = Map::new();
-    match version {
-        YggVersion::V04 => {
-            let signing = SigningKey::from_bytes(&key.0);
-            let mut full = key.0.to_vec();
-            full.extend_from_slice(signing.verifying_key().as_bytes());
-            m.insert("PrivateKey".into(), hex(&full).into());
-        }
-        YggVersion::V05 => {
-            m.insert("PrivateKeyPath".into(), KEY_PATH.into());
-        }
-    }
-    m.insert("Peers".into(), json!(peers));
-    m.insert("InterfacePeers".into(), json!({}));
-    m.insert("Listen".into(), json!(listen));
-    m.insert("AdminListen".into(), ADMIN_SOCKET.into());
-    // No multicast discovery: a jail talks to its VM node and to nothing else.
-    m.insert("MulticastInterfaces".into(), json!([]));
-    m.insert("AllowedPublicKeys".into(), json!([]));
-    m.insert("IfName".into(), ifname.into());
-    m.insert("IfMTU".into(), json!(65535));
-    m.insert("NodeInfoPrivacy".into(), json!(true));
-    m.insert("NodeInfo".into(), json!({}));
-    let mut s = serde_json::to_string_pretty(&Value::Object(m)).expect("JSON of plain values");
-    s.push('\n');
-    s
+    key: &Identity,
+    peers: Vec<PeerUri>,
+    listen: Vec<PeerUri>,
+    if_name: TunInterface,
+) -> Result<String, RenderError> {
+    let cfg = NodeConfig {
+        listen,
+        peers,
+        if_name,
+        admin_socket: Some(ADMIN_SOCKET.into()),
+        key: NodeKey {
+            identity: key.clone(),
+            pem_path: KEY_PATH.into(),
+        },
+    };
+    cfg.render(version)
+        .map_err(|e| RenderError::Mesh(e.to_string()))
 }
 
 /// The PKCS#8 PEM that Yggdrasil 0.5 reads from `PrivateKeyPath`.
-pub fn private_key_pem(key: &MeshKey) -> String {
-    // PKCS#8 v1 for Ed25519 (RFC 8410): a fixed 16-byte header, then the 32-byte seed.
-    let mut der = vec![
-        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
-        0x20,
-    ];
-    der.extend_from_slice(&key.0);
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    format!("-----BEGIN PRIVATE KEY-----\n{b64}\n-----END PRIVATE KEY-----\n")
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+pub fn private_key_pem(key: &Identity) -> String {
+    key.to_pkcs8_pem().to_string()
 }

@@ -17,9 +17,10 @@ use jrun_core::config::{
 use jrun_core::net::{
     DnsName, DnsRecord, DnsRecords, JailFirewall, RecordData, Redirect, VmFirewall,
 };
+use jrun_mesh::Identity;
 use jrun_mesh::{PairCode, YggAddress};
 use jrun_vm::render::SetupSources;
-use jrun_vm::spec::{GuestJail, GuestSpec, MeshKey, MeshSpec, Release, YggVersion};
+use jrun_vm::spec::{GuestJail, GuestSpec, MeshSpec, Release, YggVersion};
 
 pub fn name(s: &str) -> JailName {
     JailName::new(s).unwrap()
@@ -150,7 +151,7 @@ pub fn stack(version: YggVersion) -> GuestSpec {
     ];
     let jail_keys = [("postgres", 3u8), ("web", 4), ("worker", 5)]
         .into_iter()
-        .map(|(n, k)| (name(n), MeshKey([k; 32])))
+        .map(|(n, k)| (name(n), Identity::from_seed(&[k; 32])))
         .collect();
     GuestSpec {
         release: Release::from_version("15.0").unwrap(),
@@ -182,7 +183,7 @@ pub fn stack(version: YggVersion) -> GuestSpec {
         mesh: Some(MeshSpec {
             version,
             relay_peer: Some("tls://relay.jail.run:443".parse().unwrap()),
-            vm_key: MeshKey([2; 32]),
+            vm_key: Identity::from_seed(&[2; 32]),
             jail_keys,
         }),
         provision: false,
