@@ -191,3 +191,40 @@ async fn a_relay_answering_garbage_changes_nothing() {
     let err = c.create(&mine).await.unwrap_err();
     assert!(err.to_string().contains("larger than"), "{err}");
 }
+
+#[tokio::test]
+async fn waiting_rides_out_a_busy_relay() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let polls = Arc::new(AtomicUsize::new(0));
+    let counter = polls.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let answer = match n {
+                    0 => "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Type: application/json\r\nContent-Length: 18\r\nConnection: close\r\n\r\n{\"error\":\"slower\"}",
+                    1 => ok_json(r#"{"joined":false}"#),
+                    _ => ok_json(r#"{"joined":true,"jails":[{"name":"db","ygg_address":"200::b"}]}"#),
+                };
+                let _ = s.write_all(answer.as_bytes()).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    let c = RelayClient::new(&url).unwrap();
+    let code: PairCode = "1-abandon-ability-able".parse().unwrap();
+    let started = std::time::Instant::now();
+    let got = c
+        .wait_for_join(&code, &fast(), std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(got.jails[0].name.as_str(), "db");
+    assert_eq!(polls.load(Ordering::SeqCst), 3);
+    // The relay asked for a second's pause, and got it.
+    assert!(started.elapsed() >= Duration::from_secs(1));
+}
