@@ -40,6 +40,12 @@ pub enum PlanError {
     Ip(#[from] IpError),
     #[error(transparent)]
     Ports(#[from] PortConflict),
+    #[error("jail {jail} has ip = \"{ip}\", but jail {holder} holds that address and this partial run leaves it alone; run without naming jails, or name {holder} too")]
+    HeldByUntouched {
+        jail: JailName,
+        ip: std::net::Ipv4Addr,
+        holder: JailName,
+    },
 }
 
 /// Plans the way from `state` to `config`.
@@ -103,6 +109,17 @@ pub fn plan(
         .values()
         .filter(|j| !scope.contains(&j.name) && !removed.contains(&j.name))
         .collect();
+
+    // A static address may displace a jail only if that jail is replanned too.
+    for j in &jails {
+        if let Some(holder) = untouched.iter().find(|u| u.ip == j.ip) {
+            return Err(PlanError::HeldByUntouched {
+                jail: j.jail.name.clone(),
+                ip: j.ip,
+                holder: holder.name.clone(),
+            });
+        }
+    }
 
     let local = jails
         .iter()

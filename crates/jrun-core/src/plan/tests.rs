@@ -398,3 +398,26 @@ fn mounts_and_reordering() {
         )]
     );
 }
+
+#[test]
+fn a_partial_run_cannot_displace_a_jail_it_leaves_alone() {
+    let state = deployed(&config(vec![jail("a"), jail("b")]));
+    let a_ip = state.jails[&name("a")].ip;
+    let cfg = config(vec![jail("a"), jail("b").ip(a_ip)]);
+    let options = Options {
+        only: vec![name("b")],
+        ..Options::default()
+    };
+    let err = plan(&cfg, &state, &Probe::default(), &options).unwrap_err();
+    assert_eq!(
+        err,
+        PlanError::HeldByUntouched {
+            jail: name("b"),
+            ip: a_ip,
+            holder: name("a")
+        }
+    );
+    // The full run moves a.
+    let p = plan_of(&cfg, &state);
+    assert!(matches!(ops(&p, "a")[0].1, Reason::IpTaken { .. }));
+}
