@@ -4,6 +4,7 @@
 //! - [`render`]: every file the guest receives, and the one provisioning script.
 //! - [`quote`]: the single way a value reaches a generated shell script.
 
+pub mod build;
 pub mod paths;
 pub mod qemu;
 pub mod qmp;

@@ -86,6 +86,16 @@ impl Release {
         }
     }
 
+    /// A config's `release`: `15.0` means `15.0-RELEASE`; a patch level (`-p2`) is dropped,
+    /// since release tarballs exist per release and patches come from freebsd-update.
+    pub fn from_config(v: &str) -> Result<Self, SpecError> {
+        let base = match v.rsplit_once("-p") {
+            Some((head, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => head,
+            _ => v,
+        };
+        Release::from_version(base).map_err(|_| SpecError::Release(v.to_string()))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -162,5 +172,14 @@ mod tests {
             "15.0-RELEASE"
         );
         assert!(Release::from_version("15.0$(x)").is_err());
+        assert_eq!(
+            Release::from_config("14.3-RELEASE-p2").unwrap().as_str(),
+            "14.3-RELEASE"
+        );
+        assert_eq!(
+            Release::from_config("15.0").unwrap().as_str(),
+            "15.0-RELEASE"
+        );
+        assert!(Release::from_config("15.0-p").is_err());
     }
 }
