@@ -247,6 +247,10 @@ fn child_writes_until_killed() {
     };
     let store = StateStore::new(&home);
     let mut lock = store.lock(LockWait::Yes).unwrap();
+    // A first whole state exists before the parent may kill us.
+    let first = jail("first", 10);
+    lock.state.jails.insert(first.name.clone(), first);
+    lock.save().unwrap();
     std::fs::write(store.path().with_extension("ready"), b"").unwrap();
     for round in 0..rounds {
         let n = (round % 200) as u8;
