@@ -421,3 +421,19 @@ fn a_partial_run_cannot_displace_a_jail_it_leaves_alone() {
     let p = plan_of(&cfg, &state);
     assert!(matches!(ops(&p, "a")[0].1, Reason::IpTaken { .. }));
 }
+
+#[test]
+fn removals_take_dependents_first() {
+    let state = deployed(&config(vec![
+        jail("db"),
+        jail("web").depends(&["db"]),
+        jail("app").base("web"),
+    ]));
+    let p = plan_of(&config(vec![]), &state);
+    let order: Vec<&str> = p.removals.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(order, ["app", "web", "db"]);
+    let mut after = state.clone();
+    p.apply_to(&mut after);
+    assert!(after.jails.is_empty());
+    assert!(after.vm.unwrap().redirects.is_empty());
+}
