@@ -168,5 +168,32 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// 1 MB inputs that would expose quadratic behaviour: each must take milliseconds.
+fn pathological(c: &mut Criterion) {
+    const MB: usize = 1 << 20;
+    let cases = [
+        ("nested_brackets", "[".repeat(MB)),
+        (
+            "nested_comments",
+            "/*".repeat(MB / 2) + &"*/".repeat(MB / 2),
+        ),
+        ("line_comments", "# comment\n".repeat(MB / 10)),
+        ("multipart_key", "k ".repeat(MB / 2) + "{}"),
+        ("repeated_key", "a = 1\n".repeat(MB / 6)),
+        ("repeated_section", "s \"x\" { }\n".repeat(MB / 12)),
+        (
+            "distinct_keys",
+            (0..MB / 10).map(|i| format!("k{i} = 1\n")).collect(),
+        ),
+    ];
+    let mut group = c.benchmark_group("pathological_1mb");
+    group.sample_size(10);
+    for (name, src) in &cases {
+        group.throughput(Throughput::Bytes(src.len() as u64));
+        group.bench_function(*name, |b| b.iter_with_large_drop(|| ucl::parse(src)));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, pathological);
 criterion_main!(benches);
