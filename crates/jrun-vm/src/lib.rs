@@ -5,6 +5,7 @@
 //! - [`quote`]: the single way a value reaches a generated shell script.
 
 pub mod build;
+pub mod image;
 pub mod paths;
 pub mod qemu;
 pub mod qmp;
