@@ -90,7 +90,7 @@ fn serve(xz: Vec<u8>, checksum: String, cut: Option<usize>) -> Server {
 fn fake_image() -> (Vec<u8>, Vec<u8>) {
     // Compressible but not trivial: a counter pattern with some noise.
     let raw: Vec<u8> = (0..1_500_000u32)
-        .map(|i| ((i / 7) ^ (i * 31 >> 5)) as u8)
+        .map(|i| ((i / 7) ^ ((i * 31) >> 5)) as u8)
         .collect();
     let mut xz = Vec::new();
     lzma_rs::xz_compress(&mut &raw[..], &mut xz).unwrap();
