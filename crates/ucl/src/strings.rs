@@ -91,7 +91,7 @@ impl Cursor<'_> {
     }
 
     /// Decodes the escape at `at` (a backslash) into `out`; returns the index after it.
-    fn escape(&self, at: usize, out: &mut String) -> Result<usize, Error> {
+    pub(crate) fn escape(&self, at: usize, out: &mut String) -> Result<usize, Error> {
         let b = self.bytes;
         let Some(&c) = b.get(at + 1) else {
             return Err(Error::new(
@@ -299,7 +299,9 @@ pub(crate) fn unescape_atom(cur: &Cursor<'_>, start: usize, end: usize) -> Resul
     while i < end {
         if b[i] == b'\\' && i + 1 < end {
             out.push_str(&cur.src[run..i]);
-            i = cur.escape_in(i, &mut out, end)?;
+            // Trailing blanks were trimmed off the atom, so an escaped final blank
+            // may reach past `end`.
+            i = cur.escape(i, &mut out)?.min(end);
             run = i;
         } else {
             i += 1;
@@ -307,11 +309,4 @@ pub(crate) fn unescape_atom(cur: &Cursor<'_>, start: usize, end: usize) -> Resul
     }
     out.push_str(&cur.src[run..end]);
     Ok(out)
-}
-
-impl Cursor<'_> {
-    fn escape_in(&self, at: usize, out: &mut String, limit: usize) -> Result<usize, Error> {
-        let next = self.escape(at, out)?;
-        Ok(next.min(limit))
-    }
 }
