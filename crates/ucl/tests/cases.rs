@@ -182,3 +182,51 @@ fn fixtures() {
     }
     assert!(seen >= 2);
 }
+
+/// The text a span covers.
+fn text(src: &str, span: ucl::Span) -> &str {
+    &src[span.start..span.end]
+}
+
+#[test]
+fn spans_cover_keys_and_values() {
+    let src = "jail \"web\" {\n  ip = \"10.0.0.2\";\n  port 80\n  tags [a, b]\n}\njail \"db\" { x = 1 }\nn = 1; n = 2\n";
+    let doc = ucl::parse(src).unwrap();
+    let root = doc.as_object().unwrap();
+    let (jail_key, jail) = root.get_entry("jail").unwrap();
+    assert_eq!(text(src, jail_key.span), "jail");
+    let jails = jail.as_object().unwrap();
+    let (web_key, web) = jails.get_entry("web").unwrap();
+    assert_eq!(text(src, web_key.span), "\"web\"");
+    assert!(text(src, web.span).starts_with('{') && text(src, web.span).ends_with('}'));
+    let web = web.as_object().unwrap();
+    let (ip_key, ip) = web.get_entry("ip").unwrap();
+    assert_eq!(
+        (text(src, ip_key.span), text(src, ip.span)),
+        ("ip", "\"10.0.0.2\"")
+    );
+    assert_eq!(text(src, web.get("port").unwrap().span), "80");
+    assert_eq!(text(src, web.get("tags").unwrap().span), "[a, b]");
+    let (db_key, _) = jails.get_entry("db").unwrap();
+    assert_eq!(text(src, db_key.span), "\"db\"");
+    // An implicit array has the span of its first value; each element keeps its own.
+    let n = root.get("n").unwrap();
+    let ucl::Kind::Array(items) = &n.kind else {
+        panic!("implicit array")
+    };
+    assert_eq!(n.span, items[0].span);
+    assert_eq!(
+        items.iter().map(|v| v.span.start).collect::<Vec<_>>(),
+        [src.find("1;").unwrap(), src.rfind('2').unwrap()]
+    );
+}
+
+#[test]
+fn error_spans_point_at_the_culprit() {
+    let src = "a = 1\nb = 99999999999999999999\n";
+    let err = ucl::parse(src).unwrap_err();
+    assert_eq!(text(src, err.span), "99999999999999999999");
+    let src = "a = \"x\ny\"";
+    let err = ucl::parse(src).unwrap_err();
+    assert_eq!(text(src, err.span), "\n");
+}
