@@ -47,7 +47,11 @@ pub fn epair_unit(ip: std::net::Ipv4Addr) -> u8 {
     ip.octets()[3]
 }
 
-/// The 9p mount tag of a share; numbered, so no user text reaches QEMU's argv or the guest.
-pub fn share_tag(index: usize) -> String {
-    format!("jrun{index}")
+/// The 9p mount tag of a host folder: derived from its path by a hash, so it is stable
+/// whatever the order of mounts, and no user text reaches QEMU's argv or the guest.
+pub fn share_tag(host: &std::path::Path) -> String {
+    use sha2::{Digest, Sha512};
+    let digest = Sha512::digest(host.as_os_str().as_encoded_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("jrun{hex}")
 }

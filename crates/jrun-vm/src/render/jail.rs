@@ -77,11 +77,11 @@ pub fn resolv_conf() -> String {
 }
 
 /// The jail's fstab: one nullfs mount per `mount` block, from the VM's 9p share.
-pub fn jail_fstab(spec: &GuestSpec, j: &GuestJail) -> Result<String, RenderError> {
+pub fn jail_fstab(j: &GuestJail) -> Result<String, RenderError> {
     let mut s = String::from(HEADER);
-    for (i, m) in j.mounts.iter().enumerate() {
+    for m in &j.mounts {
         let target = fstab_path(&j.name, "mount", &m.jail)?;
-        let tag = super::jail_share_tag(spec, &j.name, i);
+        let tag = paths::share_tag(&m.host);
         let _ = writeln!(
             s,
             "{}/{tag} {}{target} nullfs rw 0 0",

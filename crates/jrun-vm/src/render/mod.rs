@@ -175,7 +175,7 @@ pub fn guest_files(spec: &GuestSpec) -> Result<Vec<GuestFile>, RenderError> {
             out.push(file(
                 paths::jail_fstab(n),
                 0o644,
-                jail_fstab(spec, j)?,
+                jail_fstab(j)?,
                 format!("jails/{n}/fstab"),
             ));
         }
@@ -225,19 +225,6 @@ pub fn guest_files(spec: &GuestSpec) -> Result<Vec<GuestFile>, RenderError> {
     Ok(out)
 }
 
-/// The 9p share tag of mount `index` of jail `jail`: base mounts come first, then each
-/// jail's mounts in spec order.
-pub fn jail_share_tag(spec: &GuestSpec, jail: &JailName, index: usize) -> String {
-    let mut n = spec.base_mounts.len();
-    for j in &spec.jails {
-        if &j.name == jail {
-            return paths::share_tag(n + index);
-        }
-        n += j.mounts.len();
-    }
-    paths::share_tag(n + index)
-}
-
 /// One 9p share QEMU exports: a host folder and its tag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Share {
@@ -245,20 +232,21 @@ pub struct Share {
     pub host: PathBuf,
 }
 
-/// Every 9p share of `spec`, numbered as [`jail_share_tag`] numbers them.
+/// Every 9p share of `spec` (base mounts, then each jail's), one per host folder.
 pub fn shares(spec: &GuestSpec) -> Vec<Share> {
     let hosts = spec.base_mounts.iter().map(|m| m.host.clone()).chain(
         spec.jails
             .iter()
             .flat_map(|j| j.mounts.iter().map(|m| m.host.clone())),
     );
-    hosts
-        .enumerate()
-        .map(|(i, host)| Share {
-            tag: paths::share_tag(i),
-            host,
-        })
-        .collect()
+    let mut out: Vec<Share> = Vec::new();
+    for host in hosts {
+        let tag = paths::share_tag(&host);
+        if !out.iter().any(|s| s.tag == tag) {
+            out.push(Share { tag, host });
+        }
+    }
+    out
 }
 
 /// A guest path that can stand in an fstab line: absolute, without `..`, whitespace,

@@ -156,11 +156,19 @@ pub fn provisioning_script(
     if !shares.is_empty() {
         b.step(None, "shared folders");
         b.line("kldload -n virtio_p9fs");
-        for (i, m) in spec.base_mounts.iter().enumerate() {
+        for m in &spec.base_mounts {
             let target = super::fstab_path_str("base", "mount target", &m.target)?;
-            mount_9p(&mut b, &shares[i].tag, &target);
+            mount_9p(&mut b, &paths::share_tag(&m.host), &target);
         }
-        for s in &shares[spec.base_mounts.len()..] {
+        let jail_hosts: Vec<&std::path::Path> = spec
+            .jails
+            .iter()
+            .flat_map(|j| j.mounts.iter().map(|m| m.host.as_path()))
+            .collect();
+        for s in shares
+            .iter()
+            .filter(|s| jail_hosts.contains(&s.host.as_path()))
+        {
             mount_9p(&mut b, &s.tag, &format!("{}/{}", paths::SHARES_DIR, s.tag));
         }
     }
