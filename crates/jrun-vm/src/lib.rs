@@ -13,3 +13,4 @@ pub mod quote;
 pub mod render;
 pub mod spec;
 pub mod ssh;
+pub mod up;

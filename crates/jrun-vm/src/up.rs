@@ -1,0 +1,192 @@
+//! One `jrun up` on the vm runtime: render everything, wire forwards live through QMP,
+//! then send the one provisioning script over one SSH connection.
+//!
+//! QEMU forwards host port P to guest port P (`hostfwd`); the guest's pf redirects P to
+//! the jail. So QEMU only needs to know which host ports exist: a forward whose target
+//! moved changes pf, not QEMU. Only new 9p shares need a restart (QEMU cannot add them
+//! to a running VM), and [`restart_reason`] says so before anything happens.
+
+use std::collections::BTreeSet;
+
+use jrun_core::config::Proto;
+use jrun_core::plan::Plan;
+
+use crate::qemu::HostFwd;
+use crate::qmp::{Qmp, QmpError};
+use crate::render::{Rendered, Share};
+use crate::ssh::{Progress, RemoteExec, ScriptError};
+
+/// The guest's SSH port behind QEMU's forward.
+pub const GUEST_SSH_PORT: u16 = 22;
+
+/// Every `hostfwd` the VM needs: SSH first, then base forwards (host → VM port), then one
+/// per jail forward (host P → guest P, which pf redirects).
+pub fn hostfwds(plan: &Plan, ssh_port: u16) -> Vec<HostFwd> {
+    let mut out = vec![HostFwd {
+        proto: Proto::Tcp,
+        host_port: ssh_port,
+        guest_port: GUEST_SSH_PORT,
+    }];
+    if let Some(base) = &plan.base {
+        out.extend(base.forwards.iter().map(|f| HostFwd {
+            proto: f.proto,
+            host_port: f.host,
+            guest_port: f.target,
+        }));
+    }
+    out.extend(plan.vm_firewall.redirects.iter().map(|r| HostFwd {
+        proto: r.proto,
+        host_port: r.host_port,
+        guest_port: r.host_port,
+    }));
+    out
+}
+
+/// What QEMU must add and remove to go from `running` to `desired`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HostFwdChanges {
+    pub add: Vec<HostFwd>,
+    pub remove: Vec<HostFwd>,
+}
+
+impl HostFwdChanges {
+    pub fn between(running: &[HostFwd], desired: &[HostFwd]) -> Self {
+        let old: BTreeSet<&HostFwd> = running.iter().collect();
+        let new: BTreeSet<&HostFwd> = desired.iter().collect();
+        HostFwdChanges {
+            add: new.difference(&old).map(|f| **f).collect(),
+            remove: old.difference(&new).map(|f| **f).collect(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.add.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// Why the VM must restart to apply `desired` shares, or `None` when it need not.
+pub fn restart_reason(running: &[Share], desired: &[Share]) -> Option<String> {
+    let new: Vec<String> = desired
+        .iter()
+        .filter(|d| !running.iter().any(|r| r.tag == d.tag))
+        .map(|d| d.host.display().to_string())
+        .collect();
+    (!new.is_empty()).then(|| {
+        format!(
+            "the VM restarts to share {} with it: QEMU cannot add 9p shares to a running VM",
+            new.join(", ")
+        )
+    })
+}
+
+/// Adds and removes port forwards on a running VM.
+pub trait ForwardControl {
+    fn add(&mut self, f: &HostFwd) -> Result<(), QmpError>;
+    fn remove(&mut self, f: &HostFwd) -> Result<(), QmpError>;
+}
+
+impl ForwardControl for Qmp {
+    fn add(&mut self, f: &HostFwd) -> Result<(), QmpError> {
+        self.hostfwd_add(f)
+    }
+    fn remove(&mut self, f: &HostFwd) -> Result<(), QmpError> {
+        self.hostfwd_remove(f)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpError {
+    #[error("cannot change the VM's port forwards: {0}")]
+    Forward(#[from] QmpError),
+    #[error(transparent)]
+    Script(#[from] ScriptError),
+}
+
+/// Removes, then adds, forwards (a port that moves is freed before it is taken again).
+pub fn apply_forwards(
+    ctl: &mut dyn ForwardControl,
+    changes: &HostFwdChanges,
+) -> Result<(), QmpError> {
+    for f in &changes.remove {
+        ctl.remove(f)?;
+    }
+    for f in &changes.add {
+        ctl.add(f)?;
+    }
+    Ok(())
+}
+
+/// Applies a rendered change: forwards live, then the script over one connection.
+pub fn apply(
+    rendered: &Rendered,
+    forwards: &HostFwdChanges,
+    ctl: &mut dyn ForwardControl,
+    remote: &dyn RemoteExec,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(), UpError> {
+    apply_forwards(ctl, forwards)?;
+    remote.run_script(&rendered.script, progress)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fwd(proto: Proto, host: u16, guest: u16) -> HostFwd {
+        HostFwd {
+            proto,
+            host_port: host,
+            guest_port: guest,
+        }
+    }
+
+    #[derive(Default)]
+    struct Rec(Vec<String>);
+    impl ForwardControl for Rec {
+        fn add(&mut self, f: &HostFwd) -> Result<(), QmpError> {
+            self.0.push(format!("add {f}"));
+            Ok(())
+        }
+        fn remove(&mut self, f: &HostFwd) -> Result<(), QmpError> {
+            self.0.push(format!("remove {}", f.remove_spec()));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn only_changed_host_ports_touch_qemu() {
+        let running = [
+            fwd(Proto::Tcp, 2222, 22),
+            fwd(Proto::Tcp, 8080, 8080),
+            fwd(Proto::Udp, 53, 53),
+        ];
+        let desired = [
+            fwd(Proto::Tcp, 2222, 22),
+            fwd(Proto::Tcp, 8080, 8080),
+            fwd(Proto::Tcp, 9000, 9000),
+        ];
+        let c = HostFwdChanges::between(&running, &desired);
+        let mut rec = Rec::default();
+        apply_forwards(&mut rec, &c).unwrap();
+        assert_eq!(
+            rec.0,
+            ["remove udp:127.0.0.1:53", "add tcp:127.0.0.1:9000-:9000"]
+        );
+        assert!(HostFwdChanges::between(&desired, &desired).is_empty());
+    }
+
+    #[test]
+    fn only_new_shares_restart() {
+        let s = |t: &str| Share {
+            tag: t.into(),
+            host: format!("/h/{t}").into(),
+        };
+        assert_eq!(restart_reason(&[s("a"), s("b")], &[s("a")]), None);
+        let why = restart_reason(&[s("a")], &[s("a"), s("c")]).unwrap();
+        assert!(
+            why.contains("/h/c") && why.contains("cannot add 9p shares"),
+            "{why}"
+        );
+    }
+}
