@@ -11,6 +11,7 @@ pub mod qemu;
 pub mod qmp;
 pub mod quote;
 pub mod render;
+pub mod runtime;
 pub mod seed;
 pub mod spec;
 pub mod ssh;

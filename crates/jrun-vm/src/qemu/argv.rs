@@ -74,7 +74,9 @@ impl Accel {
 }
 
 /// One `hostfwd`: host `127.0.0.1:<host_port>` reaches the guest's `<guest_port>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct HostFwd {
     pub proto: Proto,
     pub host_port: u16,
@@ -105,6 +107,8 @@ pub enum Boot {
     /// The FreeBSD image through UEFI, with the cloud-init seed as a second disk.
     Disk {
         firmware: PathBuf,
+        /// A writable copy of the firmware's variable store, for split CODE/VARS firmware.
+        vars: Option<PathBuf>,
         disk: PathBuf,
         seed: Option<PathBuf>,
     },
@@ -173,6 +177,7 @@ impl QemuSpec {
         match &self.boot {
             Boot::Disk {
                 firmware,
+                vars,
                 disk,
                 seed,
             } => {
@@ -180,6 +185,12 @@ impl QemuSpec {
                     "-drive",
                     &format!("if=pflash,format=raw,readonly=on,file={}", path(firmware)),
                 ]);
+                if let Some(vars) = vars {
+                    push(&[
+                        "-drive",
+                        &format!("if=pflash,format=raw,file={}", path(vars)),
+                    ]);
+                }
                 push(&[
                     "-drive",
                     &format!("if=virtio,format=raw,cache=writeback,file={}", path(disk)),
@@ -259,6 +270,7 @@ mod tests {
             cpus: 2,
             boot: Boot::Disk {
                 firmware: "/usr/share/OVMF/OVMF_CODE.fd".into(),
+                vars: Some("/home/u/.jrun/efivars.fd".into()),
                 disk: "/home/u/.jrun/disk,1.raw".into(),
                 seed: Some("/home/u/.jrun/seed.iso".into()),
             },
@@ -292,6 +304,7 @@ mod tests {
             a,
             "-machine q35,accel=kvm:tcg -m 4096M -smp 2 \
              -drive if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE.fd \
+             -drive if=pflash,format=raw,file=/home/u/.jrun/efivars.fd \
              -drive if=virtio,format=raw,cache=writeback,file=/home/u/.jrun/disk,,1.raw \
              -drive if=virtio,format=raw,readonly=on,file=/home/u/.jrun/seed.iso \
              -netdev user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=udp:127.0.0.1:9125-:9125 \

@@ -68,6 +68,21 @@ fn find_in<'a>(
         })
 }
 
+/// The variable-store template that goes with split firmware (`OVMF_CODE.fd` →
+/// `OVMF_VARS.fd`), when there is one beside it.
+pub fn vars_template(code: &Path) -> Option<PathBuf> {
+    let name = code.file_name()?.to_str()?;
+    let vars = if name.contains("CODE") {
+        name.replace("CODE", "VARS")
+    } else if name.contains("code") {
+        name.replace("code", "vars")
+    } else {
+        return None;
+    };
+    let p = code.with_file_name(vars);
+    p.is_file().then_some(p)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,6 +97,20 @@ mod tests {
             find(Arch::X86_64, Some(&dir.path().join("nope"))),
             Err(FirmwareError::Override(_))
         ));
+    }
+
+    #[test]
+    fn split_firmware_has_a_vars_template() {
+        let dir = tempfile::tempdir().unwrap();
+        let code = dir.path().join("OVMF_CODE_4M.fd");
+        std::fs::write(&code, b"c").unwrap();
+        assert_eq!(vars_template(&code), None);
+        std::fs::write(dir.path().join("OVMF_VARS_4M.fd"), b"v").unwrap();
+        assert_eq!(
+            vars_template(&code),
+            Some(dir.path().join("OVMF_VARS_4M.fd"))
+        );
+        assert_eq!(vars_template(Path::new("/x/OVMF.fd")), None);
     }
 
     #[test]

@@ -226,7 +226,7 @@ pub fn guest_files(spec: &GuestSpec) -> Result<Vec<GuestFile>, RenderError> {
 }
 
 /// One 9p share QEMU exports: a host folder and its tag.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Share {
     pub tag: String,
     pub host: PathBuf,

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod guest;
+pub mod http;
 pub mod sandbox;
 
 use std::collections::{BTreeMap, BTreeSet};

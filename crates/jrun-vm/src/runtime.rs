@@ -1,0 +1,449 @@
+//! The vm runtime: one FreeBSD VM per `JRUN_HOME`, started from the release image,
+//! reached over SSH, changed by one script per `jrun up`.
+//!
+//! Files live in `$JRUN_HOME/vm/` (0700): the disk, the seed, jrun's SSH key, the QMP
+//! socket and pid file (the "running" signal), and `wiring.json` — the SSH port and
+//! the forwards and shares the running QEMU has.
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jrun_core::config::Proto;
+use jrun_core::exec::Runner;
+use jrun_core::plan::Plan;
+use jrun_core::settings::Settings;
+use jrun_mesh::KeyStore;
+use serde::{Deserialize, Serialize};
+
+use crate::image::{self, ImageSource};
+use crate::qemu::launch::StopOutcome;
+use crate::qemu::{
+    firmware, free_port_from, Accel, Arch, Boot, DisplayMode, HostFwd, Qemu, QemuSpec, VmProcess,
+};
+use crate::render::{load_setup_sources, render_all, shares, Share};
+use crate::spec::Release;
+use crate::ssh::{Progress, RemoteExec, SshExecutor, SshTarget};
+use crate::up::{apply, hostfwds, restart_reason, ForwardControl, HostFwdChanges, GUEST_SSH_PORT};
+use crate::{build, seed};
+
+/// Where the vm runtime keeps its files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmPaths {
+    pub dir: PathBuf,
+}
+
+impl VmPaths {
+    pub fn new(home: &Path) -> Self {
+        VmPaths {
+            dir: home.join("vm"),
+        }
+    }
+    pub fn disk(&self) -> PathBuf {
+        self.dir.join("disk.raw")
+    }
+    pub fn seed(&self) -> PathBuf {
+        self.dir.join("seed.iso")
+    }
+    pub fn efivars(&self) -> PathBuf {
+        self.dir.join("efivars.fd")
+    }
+    pub fn images(&self) -> PathBuf {
+        self.dir.join("images")
+    }
+    pub fn qmp(&self) -> PathBuf {
+        self.dir.join("qmp.sock")
+    }
+    pub fn pidfile(&self) -> PathBuf {
+        self.dir.join("qemu.pid")
+    }
+    pub fn serial_log(&self) -> PathBuf {
+        self.dir.join("serial.log")
+    }
+    pub fn ssh_key(&self) -> PathBuf {
+        self.dir.join("id_ed25519")
+    }
+    pub fn known_hosts(&self) -> PathBuf {
+        self.dir.join("known_hosts")
+    }
+    pub fn ssh_control(&self) -> PathBuf {
+        self.dir.join("ssh.sock")
+    }
+    pub fn wiring(&self) -> PathBuf {
+        self.dir.join("wiring.json")
+    }
+}
+
+/// What the running QEMU was given (or has been changed to through QMP).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Wiring {
+    /// The host port that reaches the VM's SSH (moved up from `JRUN_SSH_PORT` if taken).
+    pub ssh_port: u16,
+    pub hostfwds: Vec<HostFwd>,
+    pub shares: Vec<Share>,
+}
+
+/// How to run the VM beyond `Settings`.
+#[derive(Debug, Clone)]
+pub struct VmOptions {
+    pub display: DisplayMode,
+    /// `qemu-system-*` to use (default: found on `PATH`).
+    pub qemu_binary: Option<PathBuf>,
+    /// `JRUN_QEMU_BIOS`.
+    pub firmware: Option<PathBuf>,
+    /// The release mirror (default [`image::MIRROR`]).
+    pub mirror: String,
+    /// How long `stop` waits for the guest after the ACPI request.
+    pub stop_deadline: Duration,
+    /// How long `start` waits for SSH to answer.
+    pub ssh_deadline: Duration,
+}
+
+impl Default for VmOptions {
+    fn default() -> Self {
+        VmOptions {
+            display: DisplayMode::Headless,
+            qemu_binary: None,
+            firmware: std::env::var_os("JRUN_QEMU_BIOS").map(PathBuf::from),
+            mirror: image::MIRROR.into(),
+            stop_deadline: Duration::from_secs(90),
+            ssh_deadline: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What happens, for progress bars and spinners.
+#[derive(Debug)]
+pub enum VmEvent<'a> {
+    Download(image::Progress),
+    Booting {
+        ssh_port: u16,
+    },
+    /// Said before the VM restarts, with why.
+    Restarting(&'a str),
+    Forwards(&'a HostFwdChanges),
+    Script(Progress<'a>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    #[error("the VM is not running; run `jrun start` first")]
+    NotRunning,
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is damaged ({cause}); run `jrun stop` and `jrun start` again")]
+    Wiring { path: PathBuf, cause: String },
+    #[error(transparent)]
+    Image(#[from] image::ImageError),
+    #[error(transparent)]
+    Seed(#[from] seed::SeedError),
+    #[error(transparent)]
+    Firmware(#[from] firmware::FirmwareError),
+    #[error(transparent)]
+    Qemu(#[from] crate::qemu::QemuError),
+    #[error(transparent)]
+    Qmp(#[from] crate::qmp::QmpError),
+    #[error(transparent)]
+    Build(#[from] build::BuildError),
+    #[error(transparent)]
+    Render(#[from] crate::render::RenderError),
+    #[error(transparent)]
+    Up(#[from] crate::up::UpError),
+    #[error("{0}")]
+    Spec(#[from] crate::spec::SpecError),
+    #[error("no free port from {0} up to reach the VM's SSH")]
+    NoPort(u16),
+    #[error("the VM did not answer on SSH (127.0.0.1:{port}) within {secs} s; see {log}")]
+    SshTimeout { port: u16, secs: u64, log: PathBuf },
+}
+
+/// What `start` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Started {
+    Started { ssh_port: u16 },
+    AlreadyRunning,
+}
+
+pub struct VmRuntime {
+    settings: Settings,
+    paths: VmPaths,
+    runner: Arc<dyn Runner>,
+    opts: VmOptions,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> VmError + '_ {
+    move |source| VmError::Io {
+        path: path.into(),
+        source,
+    }
+}
+
+impl VmRuntime {
+    pub fn new(settings: &Settings, runner: Arc<dyn Runner>, opts: VmOptions) -> Self {
+        VmRuntime {
+            settings: settings.clone(),
+            paths: VmPaths::new(&settings.home),
+            runner,
+            opts,
+        }
+    }
+
+    pub fn paths(&self) -> &VmPaths {
+        &self.paths
+    }
+
+    /// The running VM, if its pid is alive.
+    pub fn process(&self) -> Option<VmProcess> {
+        VmProcess::from_pidfile(&self.paths.pidfile(), &self.paths.qmp())
+    }
+
+    pub fn wiring(&self) -> Result<Option<Wiring>, VmError> {
+        let p = self.paths.wiring();
+        match std::fs::read(&p) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| VmError::Wiring {
+                    path: p,
+                    cause: e.to_string(),
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(VmError::Io { path: p, source }),
+        }
+    }
+
+    fn save_wiring(&self, w: &Wiring) -> Result<(), VmError> {
+        let p = self.paths.wiring();
+        let tmp = p.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(w).expect("plain data"))
+            .map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &p).map_err(io(&p))
+    }
+
+    /// SSH to the running VM as `admin`, through one shared ControlMaster connection.
+    pub fn ssh_target(&self) -> Result<SshTarget, VmError> {
+        let w = self.wiring()?.ok_or(VmError::NotRunning)?;
+        Ok(SshTarget {
+            host: "127.0.0.1".into(),
+            port: w.ssh_port,
+            user: seed::ADMIN.into(),
+            identity: self.paths.ssh_key(),
+            known_hosts: self.paths.known_hosts(),
+            control_path: Some(self.paths.ssh_control()),
+        })
+    }
+
+    /// Runs scripts as root in the guest through `doas`.
+    pub fn executor(&self) -> Result<SshExecutor, VmError> {
+        Ok(SshExecutor {
+            target: self.ssh_target()?,
+            privilege: Some("doas".into()),
+        })
+    }
+
+    /// Downloads and prepares the image on first use, then boots the VM with `forwards`
+    /// (besides SSH) and `shares`, detached.
+    pub fn start(
+        &self,
+        forwards: &[HostFwd],
+        shares: &[Share],
+        events: &mut dyn FnMut(VmEvent),
+    ) -> Result<Started, VmError> {
+        if self.process().is_some() {
+            return Ok(Started::AlreadyRunning);
+        }
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.paths.dir)
+            .map_err(io(&self.paths.dir))?;
+        let arch = Arch::host();
+        let size = image::parse_size(&self.settings.qemu_disk_size)?;
+        let disk = self.paths.disk();
+        if disk.exists() {
+            image::grow(&disk, size)?;
+        } else {
+            let src = ImageSource {
+                mirror: self.opts.mirror.clone(),
+                release: Release::from_config(&self.settings.bsd_version)?,
+                arch,
+            };
+            let raw = image::fetch(&src, &self.paths.images(), size, &mut |p| {
+                events(VmEvent::Download(p))
+            })?;
+            std::fs::rename(&raw, &disk).map_err(io(&disk))?;
+        }
+        let key = seed::ensure_ssh_key(self.runner.as_ref(), &self.paths.ssh_key())?;
+        if !self.paths.seed().exists() {
+            seed::build(self.runner.as_ref(), &key, &self.paths.seed())?;
+        }
+        let fw = firmware::find(arch, self.opts.firmware.as_deref())?;
+        let vars = match firmware::vars_template(&fw) {
+            Some(t) if !self.paths.efivars().exists() => {
+                std::fs::copy(&t, self.paths.efivars()).map_err(io(&t))?;
+                Some(self.paths.efivars())
+            }
+            Some(_) => Some(self.paths.efivars()),
+            None => None,
+        };
+        let ssh_port = free_port_from(self.settings.ssh_port)
+            .ok_or(VmError::NoPort(self.settings.ssh_port))?;
+        if ssh_port != self.settings.ssh_port {
+            tracing::warn!(
+                "port {} is taken; the VM's SSH uses {ssh_port}",
+                self.settings.ssh_port
+            );
+        }
+        let mut all = vec![HostFwd {
+            proto: Proto::Tcp,
+            host_port: ssh_port,
+            guest_port: GUEST_SSH_PORT,
+        }];
+        all.extend(forwards.iter().filter(|f| f.host_port != ssh_port).copied());
+        let spec = QemuSpec {
+            arch,
+            accel: Accel::for_host(),
+            memory: self.settings.qemu_memory.clone(),
+            cpus: self.settings.qemu_cpus,
+            boot: Boot::Disk {
+                firmware: fw,
+                vars,
+                disk,
+                seed: Some(self.paths.seed()),
+            },
+            hostfwds: all.clone(),
+            shares: shares.to_vec(),
+            qmp_socket: self.paths.qmp(),
+            pidfile: self.paths.pidfile(),
+            serial_log: self.paths.serial_log(),
+            display: self.opts.display,
+        };
+        events(VmEvent::Booting { ssh_port });
+        Qemu::launch(&spec, self.opts.qemu_binary.as_deref())?;
+        self.save_wiring(&Wiring {
+            ssh_port,
+            hostfwds: all,
+            shares: shares.to_vec(),
+        })?;
+        Ok(Started::Started { ssh_port })
+    }
+
+    /// Waits until the guest runs a trivial script over SSH.
+    pub fn wait_for_ssh(&self) -> Result<(), VmError> {
+        let ex = SshExecutor {
+            target: self.ssh_target()?,
+            privilege: None,
+        };
+        let probe = crate::render::Script {
+            text: "true\n".into(),
+            steps: vec![],
+        };
+        let start = Instant::now();
+        loop {
+            if ex.run_script(&probe, &mut |_| {}).is_ok() {
+                return Ok(());
+            }
+            if start.elapsed() > self.opts.ssh_deadline {
+                let port = self.ssh_target()?.port;
+                return Err(VmError::SshTimeout {
+                    port,
+                    secs: self.opts.ssh_deadline.as_secs(),
+                    log: self.paths.serial_log(),
+                });
+            }
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    }
+
+    /// ACPI power-down, wait (calling `tick`), then quit, then kill.
+    pub fn stop(&self, tick: &mut dyn FnMut(Duration)) -> Result<StopOutcome, VmError> {
+        let Some(vm) = self.process() else {
+            return Ok(StopOutcome::NotRunning);
+        };
+        let outcome = vm.stop(self.opts.stop_deadline, tick)?;
+        let _ = std::fs::remove_file(self.paths.ssh_control());
+        Ok(outcome)
+    }
+
+    /// Stops the VM and deletes its disk, seed, key and wiring (the caller confirms first).
+    pub fn purge(&self) -> Result<(), VmError> {
+        self.stop(&mut |_| {})?;
+        match std::fs::remove_dir_all(&self.paths.dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(VmError::Io {
+                path: self.paths.dir.clone(),
+                source: e,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// One `jrun up`: forwards through QMP, a restart only for new shares, then the script
+    /// over SSH.
+    pub fn up(
+        &self,
+        plan: &Plan,
+        provision: bool,
+        keys: &KeyStore,
+        events: &mut dyn FnMut(VmEvent),
+    ) -> Result<(), VmError> {
+        let vm = self.process().ok_or(VmError::NotRunning)?;
+        let mut qmp = vm.qmp()?;
+        let remote = self.executor()?;
+        self.up_with(plan, provision, keys, &mut qmp, &remote, events)
+    }
+
+    /// [`VmRuntime::up`] with its QMP and SSH sides given (tests, benchmarks).
+    pub fn up_with(
+        &self,
+        plan: &Plan,
+        provision: bool,
+        keys: &KeyStore,
+        ctl: &mut dyn ForwardControl,
+        remote: &dyn RemoteExec,
+        events: &mut dyn FnMut(VmEvent),
+    ) -> Result<(), VmError> {
+        let mut wiring = self.wiring()?.ok_or(VmError::NotRunning)?;
+        let mesh = if self.settings.mesh_network {
+            Some(build::mesh_from_store(
+                plan,
+                keys,
+                self.settings.relay_peer.as_deref(),
+            )?)
+        } else {
+            None
+        };
+        let spec = build::from_plan(plan, &self.settings.bsd_version, mesh, provision)?;
+        let rendered = render_all(&spec, &load_setup_sources(&spec)?)?;
+        let desired_shares = shares(&spec);
+        let desired_fwds = hostfwds(plan, wiring.ssh_port);
+        if let Some(why) = restart_reason(&wiring.shares, &desired_shares) {
+            events(VmEvent::Restarting(&why));
+            self.stop(&mut |_| {})?;
+            self.start(&desired_fwds[1..], &desired_shares, events)?;
+            self.wait_for_ssh()?;
+            // The new VM was launched with every forward; only the script remains.
+            let vm = self.process().ok_or(VmError::NotRunning)?;
+            let mut qmp = vm.qmp()?;
+            let remote = self.executor()?;
+            let none = HostFwdChanges::default();
+            apply(&rendered, &none, &mut qmp, &remote, &mut |p| {
+                events(VmEvent::Script(p))
+            })?;
+            return Ok(());
+        }
+        let changes = HostFwdChanges::between(&wiring.hostfwds, &desired_fwds);
+        if !changes.is_empty() {
+            events(VmEvent::Forwards(&changes));
+        }
+        crate::up::apply_forwards(ctl, &changes).map_err(crate::up::UpError::from)?;
+        wiring.hostfwds = desired_fwds;
+        self.save_wiring(&wiring)?;
+        remote
+            .run_script(&rendered.script, &mut |p| events(VmEvent::Script(p)))
+            .map_err(crate::up::UpError::from)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,206 @@
+//! The vm runtime's own flow. `start` for real: image from a local mirror, seed, UEFI
+//! firmware, QEMU with QMP; the SSH port moves when taken; `stop` escalates when the
+//! guest (here: firmware with no OS) ignores the power button. `up` with recorded QMP
+//! and SSH sides: forwards change live, one script per run.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jrun_core::config::Proto;
+use jrun_core::exec::SystemRunner;
+use jrun_core::plan::{plan, Options, Probe};
+use jrun_core::settings::Settings;
+use jrun_core::state::State;
+use jrun_mesh::KeyStore;
+use jrun_vm::qemu::launch::StopOutcome;
+use jrun_vm::qemu::HostFwd;
+use jrun_vm::qmp::QmpError;
+use jrun_vm::runtime::{Started, VmEvent, VmOptions, VmRuntime, Wiring};
+use jrun_vm::ssh::RecordingRemote;
+use jrun_vm::up::ForwardControl;
+use sha2::{Digest, Sha512};
+
+fn settings(home: &std::path::Path, ssh_port: u16) -> Settings {
+    let vars: HashMap<String, String> = [
+        ("JRUN_HOME", home.to_str().unwrap().to_string()),
+        ("JRUN_SSH_PORT", ssh_port.to_string()),
+        ("JRUN_QEMU_MEMORY", "256".into()),
+        ("JRUN_QEMU_CPUS", "1".into()),
+        ("JRUN_QEMU_DISK_SIZE", "64M".into()),
+        ("JRUN_BSD_VERSION", "15.0".into()),
+        ("JRUN_RELAY_PEER", "tls://relay.example:443".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    Settings::from_vars(&vars).unwrap()
+}
+
+#[test]
+fn start_boots_from_the_mirror_image_and_stop_escalates() {
+    let dir = tempfile::tempdir().unwrap();
+    // A blank disk: the firmware finds nothing to boot, which is enough to prove the wiring.
+    let raw = vec![0u8; 1 << 20];
+    let mut xz = Vec::new();
+    lzma_rs::xz_compress(&mut &raw[..], &mut xz).unwrap();
+    let name = "FreeBSD-15.0-RELEASE-amd64-BASIC-CLOUDINIT-zfs.raw.xz";
+    let hex: String = Sha512::digest(&xz)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let server = common::http::serve(xz, format!("SHA512 ({name}) = {hex}\n"), None);
+
+    // The configured SSH port is taken: the VM's moves to the next free one.
+    let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let opts = VmOptions {
+        mirror: server.base.clone(),
+        stop_deadline: Duration::from_secs(3),
+        ..VmOptions::default()
+    };
+    let rt = VmRuntime::new(&settings(dir.path(), port), Arc::new(SystemRunner), opts);
+    let free = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let fwd = HostFwd {
+        proto: Proto::Tcp,
+        host_port: free,
+        guest_port: 8080,
+    };
+
+    let mut downloads = 0;
+    let started = rt.start(&[fwd], &[], &mut |e| {
+        if let VmEvent::Download(_) = e {
+            downloads += 1
+        }
+    });
+    let started = started.unwrap();
+    let Started::Started { ssh_port } = started else {
+        panic!("{started:?}")
+    };
+    assert!(ssh_port > port, "moved past the taken port");
+    assert!(downloads > 0);
+    let p = rt.paths();
+    assert_eq!(
+        std::fs::metadata(p.disk()).unwrap().len(),
+        64 << 20,
+        "grown to JRUN_QEMU_DISK_SIZE"
+    );
+    assert!(p.seed().exists() && p.ssh_key().exists());
+    let w: Wiring = rt.wiring().unwrap().unwrap();
+    assert_eq!(w.ssh_port, ssh_port);
+    assert_eq!(w.hostfwds.len(), 2);
+    let vm = rt.process().expect("running");
+    assert!(vm.qmp().unwrap().running().unwrap());
+    assert_eq!(
+        rt.start(&[], &[], &mut |_| {}).unwrap(),
+        Started::AlreadyRunning
+    );
+    // The forwards are live in QEMU: the host ports are held.
+    assert!(TcpListener::bind((Ipv4Addr::LOCALHOST, ssh_port)).is_err());
+
+    let outcome = rt.stop(&mut |_| {}).unwrap();
+    assert!(
+        matches!(outcome, StopOutcome::PoweredDown | StopOutcome::Quit),
+        "{outcome:?}"
+    );
+    assert!(!vm.is_alive());
+    assert!(rt.process().is_none());
+    rt.purge().unwrap();
+    assert!(!p.dir.exists());
+}
+
+#[derive(Default)]
+struct RecQmp(Vec<String>);
+
+impl ForwardControl for RecQmp {
+    fn add(&mut self, f: &HostFwd) -> Result<(), QmpError> {
+        self.0.push(format!("add {f}"));
+        Ok(())
+    }
+    fn remove(&mut self, f: &HostFwd) -> Result<(), QmpError> {
+        self.0.push(format!("remove {}", f.remove_spec()));
+        Ok(())
+    }
+}
+
+#[test]
+fn up_changes_forwards_live_and_sends_one_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("stack.ucl");
+    std::fs::write(
+        &cfg,
+        "jail \"web\" {\n  forward { http { host = 8080; jail = 80; } }\n}\n",
+    )
+    .unwrap();
+    let s = settings(dir.path(), 2222);
+    let rt = VmRuntime::new(&s, Arc::new(SystemRunner), VmOptions::default());
+    std::fs::create_dir_all(&rt.paths().dir).unwrap();
+    // The running VM has SSH and an old forward on 9000.
+    let old = Wiring {
+        ssh_port: 2222,
+        hostfwds: vec![
+            HostFwd {
+                proto: Proto::Tcp,
+                host_port: 2222,
+                guest_port: 22,
+            },
+            HostFwd {
+                proto: Proto::Tcp,
+                host_port: 9000,
+                guest_port: 9000,
+            },
+        ],
+        shares: vec![],
+    };
+    std::fs::write(rt.paths().wiring(), serde_json::to_vec(&old).unwrap()).unwrap();
+
+    let config = jrun_core::config::load(&cfg, 2222).unwrap();
+    let p = plan(
+        &config,
+        &State::default(),
+        &Probe::default(),
+        &Options::default(),
+    )
+    .unwrap();
+    let keys = KeyStore::open(dir.path());
+    let mut qmp = RecQmp::default();
+    let remote = RecordingRemote::default();
+    let mut steps = 0;
+    rt.up_with(&p, false, &keys, &mut qmp, &remote, &mut |e| {
+        if let VmEvent::Script(_) = e {
+            steps += 1
+        }
+    })
+    .unwrap();
+    assert_eq!(
+        qmp.0,
+        ["remove tcp:127.0.0.1:9000", "add tcp:127.0.0.1:8080-:8080"]
+    );
+    assert_eq!(remote.connections(), 1);
+    assert!(steps > 4);
+    let w = rt.wiring().unwrap().unwrap();
+    assert_eq!(
+        w.hostfwds[1],
+        HostFwd {
+            proto: Proto::Tcp,
+            host_port: 8080,
+            guest_port: 8080
+        }
+    );
+    // The script carries the redirect to the jail's port.
+    assert!(remote.scripts()[0].contains("port 8080 -> 10.17.89.10 port 80"));
+
+    // Again with nothing changed: QEMU is not touched, the script is sent once more.
+    let mut qmp2 = RecQmp::default();
+    rt.up_with(&p, false, &keys, &mut qmp2, &remote, &mut |_| {})
+        .unwrap();
+    assert!(qmp2.0.is_empty());
+    assert_eq!(remote.connections(), 2);
+}
