@@ -24,7 +24,7 @@ impl Error {
 
     /// Where the error starts in `src`.
     pub fn location(&self, src: &str) -> Location {
-        Location::of(src, self.span.start)
+        Location::of(src, self.span.start())
     }
 }
 

@@ -15,7 +15,7 @@
 //! let web = jails.get("web").unwrap().as_object().unwrap();
 //! let ip = web.get("ip").unwrap();
 //! assert_eq!(ip.as_str(), Some("10.17.89.2"));
-//! assert_eq!(&src[ip.span.start..ip.span.end], "\"10.17.89.2\"");
+//! assert_eq!(&src[ip.span.range()], "\"10.17.89.2\"");
 //! assert!(doc.to_json_compact().contains(r#""interval":10.0"#));
 //!
 //! let err = ucl::parse("a {\n  b = 1\n").unwrap_err();
@@ -45,6 +45,8 @@
 //! - The top level is an object with or without braces, or an array (`[...]`).
 //!   Nesting deeper than [`MAX_DEPTH`] is an error. Macros (`.include`) and variables
 //!   (`$VAR`) are not supported: `.include` is an error, `$VAR` stays text.
+//! - Inputs longer than [`MAX_INPUT`] bytes (4 GiB) are refused with an error: spans
+//!   are stored as 32-bit offsets.
 
 mod error;
 mod frame;
@@ -63,6 +65,61 @@ pub use value::{Key, Kind, Object, Span, Value};
 ///
 /// The top level is an object, with or without braces; a document that starts with
 /// `[` is a top-level array, as in libucl and JSON.
+///
+/// An input longer than [`MAX_INPUT`] bytes is an error.
 pub fn parse(src: &str) -> Result<Value, Error> {
+    check_size(src.len())?;
     parser::Parser::new(src).document()
+}
+
+/// The longest input [`parse`] accepts, in bytes: every offset must fit a [`Span`]'s
+/// `u32`.
+pub const MAX_INPUT: usize = u32::MAX as usize;
+
+/// Refuses an input of `len` bytes if its offsets would not fit a [`Span`].
+fn check_size(len: usize) -> Result<(), Error> {
+    if len <= MAX_INPUT {
+        return Ok(());
+    }
+    Err(Error::new(
+        format!(
+            "the input is {len} bytes, more than the {MAX_INPUT} bytes (4 GiB) a UCL document may have; split it into smaller files"
+        ),
+        Span::default(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inputs_up_to_the_limit_are_accepted() {
+        assert_eq!(check_size(0), Ok(()));
+        assert_eq!(check_size(MAX_INPUT), Ok(()));
+        let last = Span::new(MAX_INPUT, MAX_INPUT);
+        assert_eq!(last.range(), MAX_INPUT..MAX_INPUT);
+    }
+
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn inputs_over_the_limit_are_an_error_not_a_truncation() {
+        for len in [MAX_INPUT + 1, usize::MAX] {
+            let err = check_size(len).unwrap_err();
+            assert!(
+                err.message.contains(&format!("the input is {len} bytes"))
+                    && err.message.contains("4294967295 bytes (4 GiB)"),
+                "{}",
+                err.message
+            );
+            assert_eq!(err.span, Span::default());
+        }
+    }
+
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    #[should_panic(expected = "above the 4294967295 byte input limit")]
+    fn spans_past_the_limit_panic_instead_of_wrapping() {
+        let _ = Span::new(0, MAX_INPUT + 1);
+    }
 }

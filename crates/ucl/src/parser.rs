@@ -42,10 +42,7 @@ impl<'a> Parser<'a> {
             _ => {
                 let mut frame = Frame::new(&self.scratch);
                 self.object_body(&mut frame, None)?;
-                let span = Span {
-                    start: 0,
-                    end: self.cur.src.len(),
-                };
+                let span = Span::new(0, self.cur.src.len());
                 return Ok(frame.into_value(&mut self.scratch, span));
             }
         };
@@ -81,10 +78,7 @@ impl<'a> Parser<'a> {
         let mut frame = Frame::new(&self.scratch);
         self.object_body(&mut frame, Some(open))?;
         self.leave();
-        let span = Span {
-            start: open,
-            end: self.cur.pos,
-        };
+        let span = Span::new(open, self.cur.pos);
         Ok(frame.into_value(&mut self.scratch, span))
     }
 
@@ -163,10 +157,7 @@ impl<'a> Parser<'a> {
                 self.cur.pos += 1;
                 let mut child = frame.open_child(&mut self.scratch, &key);
                 self.object_body(&mut child.frame, Some(open))?;
-                let span = Span {
-                    start: open,
-                    end: self.cur.pos,
-                };
+                let span = Span::new(open, self.cur.pos);
                 frame.close_child(&mut self.scratch, key, child, span);
                 self.leave();
                 Ok(true)
@@ -186,10 +177,7 @@ impl<'a> Parser<'a> {
                 let start = self.cur.pos;
                 let mut child = frame.open_child(&mut self.scratch, &key);
                 self.entry(&mut child.frame)?;
-                let span = Span {
-                    start,
-                    end: self.cur.pos,
-                };
+                let span = Span::new(start, self.cur.pos);
                 frame.close_child(&mut self.scratch, key, child, span);
                 self.leave();
                 Ok(true)
@@ -242,10 +230,7 @@ impl<'a> Parser<'a> {
                     .error_here(format!("expected a key, found {}", self.cur.found())))
             }
         };
-        let span = Span {
-            start,
-            end: self.cur.pos,
-        };
+        let span = Span::new(start, self.cur.pos);
         if name.is_empty() {
             return Err(Error::new("empty keys are not allowed", span));
         }
@@ -336,10 +321,7 @@ impl<'a> Parser<'a> {
         items.shrink_to_fit();
         Ok(Value {
             kind: Kind::Array(items),
-            span: Span {
-                start: open,
-                end: self.cur.pos,
-            },
+            span: Span::new(open, self.cur.pos),
         })
     }
 
@@ -397,7 +379,7 @@ impl<'a> Parser<'a> {
         while end > start && matches!(b[end - 1], b' ' | b'\t') {
             end -= 1;
         }
-        let span = Span { start, end };
+        let span = Span::new(start, end);
         if end == start {
             self.cur.pos = start;
             let what = match key {

@@ -81,13 +81,7 @@ impl<'a> Cursor<'a> {
     /// An error at the current position, one character wide.
     pub(crate) fn error_here(&self, message: impl Into<String>) -> Error {
         let end = self.next_char_end(self.pos);
-        Error::new(
-            message,
-            Span {
-                start: self.pos,
-                end,
-            },
-        )
+        Error::new(message, Span::new(self.pos, end))
     }
 
     pub(crate) fn next_char_end(&self, at: usize) -> usize {
@@ -152,10 +146,7 @@ impl<'a> Cursor<'a> {
                 "unterminated comment: expected '*/' to close the comment opened at {}",
                 self.line_col(open)
             ),
-            Span {
-                start: open,
-                end: open + 2,
-            },
+            Span::new(open, open + 2),
         ))
     }
 

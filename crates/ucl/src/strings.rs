@@ -10,10 +10,7 @@ impl Cursor<'_> {
                 "unterminated string: expected {quote:?} to close the string opened at {}",
                 self.line_col(open)
             ),
-            Span {
-                start: open,
-                end: open + 1,
-            },
+            Span::new(open, open + 1),
         )
     }
 
@@ -28,13 +25,7 @@ impl Cursor<'_> {
                 b'"' => {
                     self.pos = i + 1;
                     let text = self.src[open + 1..i].to_owned();
-                    return Ok((
-                        text,
-                        Span {
-                            start: open,
-                            end: i + 1,
-                        },
-                    ));
+                    return Ok((text, Span::new(open, i + 1)));
                 }
                 b'\\' => break,
                 c if c < 0x20 => return Err(self.control_in_string(i, open)),
@@ -52,13 +43,7 @@ impl Cursor<'_> {
                 b'"' => {
                     out.push_str(&self.src[run..i]);
                     self.pos = i + 1;
-                    return Ok((
-                        out,
-                        Span {
-                            start: open,
-                            end: i + 1,
-                        },
-                    ));
+                    return Ok((out, Span::new(open, i + 1)));
                 }
                 b'\\' => {
                     out.push_str(&self.src[run..i]);
@@ -83,10 +68,7 @@ impl Cursor<'_> {
                 "unexpected {what} in the string opened at {}",
                 self.line_col(open)
             ),
-            Span {
-                start: at,
-                end: at + 1,
-            },
+            Span::new(at, at + 1),
         )
     }
 
@@ -96,10 +78,7 @@ impl Cursor<'_> {
         let Some(&c) = b.get(at + 1) else {
             return Err(Error::new(
                 "unfinished escape at the end of the input",
-                Span {
-                    start: at,
-                    end: at + 1,
-                },
+                Span::new(at, at + 1),
             ));
         };
         let simple = match c {
@@ -144,10 +123,7 @@ impl Cursor<'_> {
                 }
                 None => Err(Error::new(
                     format!("invalid \\u escape: U+{unit:04X} is a lone surrogate"),
-                    Span {
-                        start: at,
-                        end: next,
-                    },
+                    Span::new(at, next),
                 )),
             };
         }
@@ -166,10 +142,7 @@ impl Cursor<'_> {
             }
             _ => Err(Error::new(
                 "invalid \\u escape: expected four hex digits after \\u",
-                Span {
-                    start: at,
-                    end: (at + 2).min(self.bytes.len()),
-                },
+                Span::new(at, (at + 2).min(self.bytes.len())),
             )),
         }
     }
@@ -193,13 +166,7 @@ impl Cursor<'_> {
                         }
                         None => self.src[open + 1..i].to_owned(),
                     };
-                    return Ok((
-                        text,
-                        Span {
-                            start: open,
-                            end: i + 1,
-                        },
-                    ));
+                    return Ok((text, Span::new(open, i + 1)));
                 }
                 b'\\' => {
                     let s = out.get_or_insert_with(String::new);
@@ -262,13 +229,7 @@ impl Cursor<'_> {
                     }
                     self.pos = after;
                     let text = self.src[body_start..body_end].to_owned();
-                    return Ok(Some((
-                        text,
-                        Span {
-                            start: open,
-                            end: after,
-                        },
-                    )));
+                    return Ok(Some((text, Span::new(open, after))));
                 }
             }
             match b[line..].iter().position(|&c| c == b'\n') {
@@ -282,10 +243,7 @@ impl Cursor<'_> {
                 "unterminated heredoc: expected a line '{name}' to close the text opened at {}",
                 self.line_col(open)
             ),
-            Span {
-                start: open,
-                end: i,
-            },
+            Span::new(open, i),
         ))
     }
 }

@@ -1,8 +1,61 @@
+use std::ops::Range;
+
 /// A byte range `start..end` of the source text.
+///
+/// Offsets are stored as `u32` (every value in the tree carries one, so this keeps
+/// the tree small); [`crate::parse`] refuses inputs longer than [`crate::MAX_INPUT`]
+/// bytes, so every span it produces fits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Span {
-    pub start: usize,
-    pub end: usize,
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    /// The span `start..end`.
+    ///
+    /// # Panics
+    /// If `start` or `end` is above [`crate::MAX_INPUT`] (`u32::MAX`): no document that
+    /// [`crate::parse`] accepts has such offsets.
+    pub fn new(start: usize, end: usize) -> Self {
+        let offset = |at: usize| {
+            u32::try_from(at).unwrap_or_else(|_| {
+                panic!(
+                    "ucl::Span offset {at} is above the {} byte input limit",
+                    crate::MAX_INPUT
+                )
+            })
+        };
+        Span {
+            start: offset(start),
+            end: offset(end),
+        }
+    }
+
+    /// The byte offset where the span starts.
+    pub fn start(self) -> usize {
+        self.start as usize
+    }
+
+    /// The byte offset just past the span's end.
+    pub fn end(self) -> usize {
+        self.end as usize
+    }
+
+    /// The span as a range, for slicing the source: `&src[span.range()]`.
+    pub fn range(self) -> Range<usize> {
+        self.start()..self.end()
+    }
+
+    /// The length in bytes (zero if the span is empty).
+    pub fn len(self) -> usize {
+        self.end().saturating_sub(self.start())
+    }
+
+    /// Whether the span covers no bytes.
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// A parsed value and where it came from.

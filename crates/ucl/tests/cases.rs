@@ -185,7 +185,7 @@ fn fixtures() {
 
 /// The text a span covers.
 fn text(src: &str, span: ucl::Span) -> &str {
-    &src[span.start..span.end]
+    &src[span.range()]
 }
 
 #[test]
@@ -216,7 +216,7 @@ fn spans_cover_keys_and_values() {
     };
     assert_eq!(n.span, items[0].span);
     assert_eq!(
-        items.iter().map(|v| v.span.start).collect::<Vec<_>>(),
+        items.iter().map(|v| v.span.start()).collect::<Vec<_>>(),
         [src.find("1;").unwrap(), src.rfind('2').unwrap()]
     );
 }

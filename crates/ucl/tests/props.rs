@@ -10,14 +10,14 @@ use serde_json::{Number, Value as Json};
 
 fn check_spans(v: &ucl::Value, len: usize) {
     assert!(
-        v.span.start <= v.span.end && v.span.end <= len,
+        v.span.start() <= v.span.end() && v.span.end() <= len,
         "span {:?}",
         v.span
     );
     match &v.kind {
         ucl::Kind::Array(a) => a.iter().for_each(|x| check_spans(x, len)),
         ucl::Kind::Object(o) => o.iter().for_each(|(k, x)| {
-            assert!(k.span.start <= k.span.end && k.span.end <= len);
+            assert!(k.span.start() <= k.span.end() && k.span.end() <= len);
             check_spans(x, len)
         }),
         _ => {}
@@ -37,7 +37,7 @@ fn parse_is_total(src: &str) {
         }
         Err(e) => {
             assert!(
-                e.span.start <= e.span.end && e.span.end <= src.len(),
+                e.span.start() <= e.span.end() && e.span.end() <= src.len(),
                 "{e:?}"
             );
             assert!(!e.message.is_empty());

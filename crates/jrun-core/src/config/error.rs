@@ -120,7 +120,7 @@ impl Draft {
     pub(crate) fn position(&self) -> (bool, usize) {
         self.labels
             .first()
-            .map_or((false, 0), |l| (true, l.span.start))
+            .map_or((false, 0), |l| (true, l.span.start()))
     }
 
     pub(crate) fn is_error(&self) -> bool {
@@ -133,7 +133,7 @@ impl Draft {
             .labels
             .first()
             .map_or(Location { line: 1, column: 1 }, |l| {
-                Location::of(src, l.span.start)
+                Location::of(src, l.span.start())
             });
         ConfigError {
             kind: self.kind,
@@ -240,12 +240,12 @@ impl Diagnostic for ConfigError {
             return None;
         }
         Some(Box::new(self.labels.iter().enumerate().map(|(i, l)| {
-            let len = l.span.end.saturating_sub(l.span.start);
+            let len = l.span.len();
             let text = (!l.text.is_empty()).then(|| l.text.clone());
             if i == 0 {
-                LabeledSpan::new_primary_with_span(text, (l.span.start, len))
+                LabeledSpan::new_primary_with_span(text, (l.span.start(), len))
             } else {
-                LabeledSpan::new_with_span(text, (l.span.start, len))
+                LabeledSpan::new_with_span(text, (l.span.start(), len))
             }
         })))
     }
@@ -300,13 +300,7 @@ mod tests {
         let src = "jail \"web\" {\n  forwrd { }\n}\n";
         let start = src.find("forwrd").unwrap();
         let e = Draft::new(ErrorKind::UnknownKey, "jail `web`: unknown key `forwrd`")
-            .at(
-                Span {
-                    start,
-                    end: start + 6,
-                },
-                "not a key of a jail",
-            )
+            .at(Span::new(start, start + 6), "not a key of a jail")
             .help("did you mean `forward`?")
             .locate(Path::new("stack.ucl"), src);
         ConfigErrors::new(Path::new("stack.ucl"), src, vec![e])

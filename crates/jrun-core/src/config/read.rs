@@ -49,7 +49,7 @@ impl<'s> Reader<'s> {
         let twice = matches!(v.kind, Kind::Array(_))
             && self
                 .src
-                .get(v.span.start..)
+                .get(v.span.start()..)
                 .is_some_and(|rest| !rest.starts_with('['));
         let quoted_number = match &v.kind {
             Kind::String(s) => s.trim().parse::<i64>().ok(),
@@ -302,7 +302,7 @@ impl<'s> Reader<'s> {
 /// what came from the second declaration then sits outside the first one's span.
 pub(crate) fn merged_from_elsewhere(v: &Value) -> Option<Span> {
     fn walk(v: &Value, outer: Span) -> Option<Span> {
-        let outside = |s: Span| s.start < outer.start || s.end > outer.end;
+        let outside = |s: Span| s.start() < outer.start() || s.end() > outer.end();
         match &v.kind {
             Kind::Object(o) => o.iter().find_map(|(k, child)| {
                 if outside(k.span) {

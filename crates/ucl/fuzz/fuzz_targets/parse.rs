@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(again.to_json_compact(), json);
         }
         Err(err) => {
-            assert!(err.span.start <= err.span.end && err.span.end <= src.len());
+            assert!(err.span.start() <= err.span.end() && err.span.end() <= src.len());
             let _ = err.location(src);
         }
     }
