@@ -51,6 +51,7 @@ proptest! {
         cmd in hostile(),
         dir in hostile(),
         env_val in hostile(),
+        health in hostile(),
         exec_name in hostile(),
         var_val in hostile(),
         setup_text in hostile(),
@@ -66,7 +67,12 @@ proptest! {
             cmd: cmd.clone(),
             dir: Some(dir.clone()),
             env: BTreeMap::from([("APP_ENV".to_string(), env_val.clone())]),
-            healthcheck: None,
+            healthcheck: Some(jrun_core::config::Healthcheck {
+                test: health.clone(),
+                interval: std::time::Duration::from_secs(5),
+                timeout: std::time::Duration::from_secs(2),
+                retries: 3,
+            }),
         }];
         j.mounts = vec![Mount { name: "m".into(), host: "/h".into(), jail: target.clone() }];
         j.setup = vec![
@@ -107,11 +113,18 @@ proptest! {
 
         // The service script hands the command to sh -c as one word.
         let rc = &installed[&format!("{root}/usr/local/etc/rc.d/jrun_services")];
-        let argv = run_services(rc, dir_t.path());
+        let calls = run_services(rc, dir_t.path());
+        prop_assert_eq!(calls.len(), 2, "the exec and its health check");
+        let argv = &calls[0];
         let expected_cmd = format!("cd {} && exec {cmd}", jrun_vm::quote::sh_quote(&dir));
         prop_assert_eq!(argv.last(), Some(&expected_cmd));
         let env_arg = format!("APP_ENV={env_val}");
         prop_assert!(argv.contains(&env_arg));
+        // The health loop is one word for sh -c; run with stubs, it hands the check to
+        // the inner sh -c whole.
+        let health_loop = calls[1].last().unwrap();
+        let check = run_health_once(health_loop, dir_t.path());
+        prop_assert_eq!(check, vec!["2".to_string(), "/bin/sh".into(), "-c".into(), health.clone()]);
 
         // The fstab keeps one line per mount with four fields after the device.
         let fstab = &installed[&format!("/usr/local/etc/jrun/fstab.{jail}")];
@@ -121,9 +134,10 @@ proptest! {
 }
 
 /// Runs a jail's `jrun_services` rc script with a stub `rc.subr` and `daemon`, returning
-/// the argv the daemon got.
-fn run_services(rc: &str, dir: &std::path::Path) -> Vec<String> {
+/// the argv of each daemon call.
+fn run_services(rc: &str, dir: &std::path::Path) -> Vec<Vec<String>> {
     let stub = dir.join("daemon-argv");
+    let _ = std::fs::remove_file(&stub);
     let text = rc
         .replace(
             ". /etc/rc.subr",
@@ -131,7 +145,7 @@ fn run_services(rc: &str, dir: &std::path::Path) -> Vec<String> {
         )
         .replace("mkdir -p /var/log/jrun /var/run/jrun", ":")
         .replace("/usr/sbin/daemon", "record");
-    let script = format!("record() {{ printf '%s\\0' \"$@\" > \"$STUB\"; }}\n{text}");
+    let script = format!("record() {{ printf '%s\\0' \"$@\" >> \"$STUB\"; printf '\\036\\0' >> \"$STUB\"; }}\n{text}");
     let out = std::process::Command::new("sh")
         .arg("-c")
         .arg(script)
@@ -145,11 +159,42 @@ fn run_services(rc: &str, dir: &std::path::Path) -> Vec<String> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let bytes = std::fs::read(&stub).unwrap();
-    let mut args: Vec<String> = bytes
-        .split(|b| *b == 0)
-        .map(|a| String::from_utf8(a.to_vec()).unwrap())
-        .collect();
+    split_records(&std::fs::read(&stub).unwrap())
+}
+
+/// NUL-separated arguments, calls ended by a `\x1e` argument.
+fn split_records(bytes: &[u8]) -> Vec<Vec<String>> {
+    let mut args: Vec<&[u8]> = bytes.split(|b| *b == 0).collect();
     args.pop();
-    args
+    let mut out = vec![];
+    let mut cur = vec![];
+    for a in args {
+        if a == b"\x1e" {
+            out.push(std::mem::take(&mut cur));
+        } else {
+            cur.push(String::from_utf8(a.to_vec()).unwrap());
+        }
+    }
+    out
+}
+
+/// Runs one round of a health loop with `sleep` succeeding once and `timeout` recorded.
+fn run_health_once(health_loop: &str, dir: &std::path::Path) -> Vec<String> {
+    let stub = dir.join("timeout-argv");
+    let _ = std::fs::remove_file(&stub);
+    let script = format!(
+        "n=0\nsleep() {{ n=$((n + 1)); [ \"$n\" -le 1 ]; }}\ntimeout() {{ printf '%s\\0' \"$@\" >> \"$STUB\"; printf '\\036\\0' >> \"$STUB\"; }}\n{health_loop}"
+    );
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .env("STUB", &stub)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    split_records(&std::fs::read(&stub).unwrap()).remove(0)
 }
