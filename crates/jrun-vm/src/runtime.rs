@@ -446,4 +446,31 @@ impl VmRuntime {
             .map_err(crate::up::UpError::from)?;
         Ok(())
     }
+
+    /// After a pairing was made or dropped (state updated, `plan` recomputed): rewrites the
+    /// resolver's records and each jail's `mesh_peers` table, over one SSH connection.
+    pub fn apply_pairing(
+        &self,
+        plan: &Plan,
+        keys: &KeyStore,
+        remote: &dyn RemoteExec,
+        events: &mut dyn FnMut(VmEvent),
+    ) -> Result<(), VmError> {
+        let mesh = if self.settings.mesh_network {
+            Some(build::mesh_from_store(
+                plan,
+                keys,
+                self.settings.relay_peer.as_deref(),
+            )?)
+        } else {
+            None
+        };
+        let spec = build::from_plan(plan, &self.settings.bsd_version, mesh, false)?;
+        let files = crate::render::guest_files(&spec)?;
+        let script = crate::render::pairing_script(&spec, &files);
+        remote
+            .run_script(&script, &mut |p| events(VmEvent::Script(p)))
+            .map_err(crate::up::UpError::from)?;
+        Ok(())
+    }
 }

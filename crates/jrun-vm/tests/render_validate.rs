@@ -203,3 +203,44 @@ fn the_script_installs_exactly_the_rendered_files() {
         .any(|c| c.starts_with(&["rm".into(), "-f".into()])
             && c[2] == "/etc/jail.conf.d/oldjail.conf"));
 }
+
+#[test]
+fn a_pairing_changes_only_records_and_mesh_firewalls() {
+    let mut spec = common::stack(YggVersion::V0_5);
+    // A pairing was dropped: its records and addresses go.
+    spec.dns
+        .0
+        .retain(|r| !r.name.to_string().contains("7-amber-river-stone"));
+    for j in &mut spec.jails {
+        j.firewall.mesh_peers.remove(&common::ygg(common::PEER_C));
+    }
+    let files = jrun_vm::render::guest_files(&spec).unwrap();
+    let script = jrun_vm::render::pairing_script(&spec, &files);
+    sh_n(&script.text, "pairing script");
+    let dir = tempfile::tempdir().unwrap();
+    let run = common::sandbox::run(&script.text, dir.path());
+    let installed: Vec<&str> = run.files.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        installed,
+        [
+            "/var/unbound/conf.d/jrun.conf",
+            "/usr/local/jrun/jails/postgres/etc/pf.conf",
+            "/usr/local/jrun/jails/web/etc/pf.conf",
+            "/usr/local/jrun/jails/worker/etc/pf.conf"
+        ]
+    );
+    let map = run.files_map();
+    assert!(!map["/var/unbound/conf.d/jrun.conf"].contains("7-amber-river-stone"));
+    assert!(!map["/usr/local/jrun/jails/web/etc/pf.conf"].contains(common::PEER_C));
+    assert!(map["/usr/local/jrun/jails/web/etc/pf.conf"].contains(common::PEER_A));
+    let steps: Vec<String> = script.steps.iter().map(|s| s.to_string()).collect();
+    assert_eq!(
+        steps,
+        [
+            "vm: dns",
+            "jail postgres: mesh firewall",
+            "jail web: mesh firewall",
+            "jail worker: mesh firewall"
+        ]
+    );
+}

@@ -17,7 +17,9 @@ pub use jail::{
     devfs_rules, jail_conf, jail_fstab, jail_rc_conf, resolv_conf, services_rc, vm_rc_conf,
 };
 pub use pf::{forwards_anchor, jail_pf_conf, vm_pf_conf};
-pub use script::{provisioning_script, Script, StepInfo, PRELUDE as SCRIPT_PRELUDE};
+pub use script::{
+    pairing_script, provisioning_script, Script, StepInfo, PRELUDE as SCRIPT_PRELUDE,
+};
 pub use ygg::{jail_node, private_key_pem, vm_node, KEY_PATH as YGG_KEY_PATH};
 
 use crate::paths;
