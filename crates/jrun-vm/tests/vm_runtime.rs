@@ -40,6 +40,20 @@ fn settings(home: &std::path::Path, ssh_port: u16) -> Settings {
     Settings::from_vars(&vars).unwrap()
 }
 
+/// Kills the VM (by the pid it recorded) if the test ends before `stop` did.
+struct KillOnDrop(jrun_vm::runtime::VmPaths);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(vm) = jrun_vm::qemu::VmProcess::from_pidfile(&self.0.pidfile(), &self.0.qmp()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(vm.pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
 #[test]
 fn start_boots_from_the_mirror_image_and_stop_escalates() {
     let dir = tempfile::tempdir().unwrap();
@@ -75,6 +89,7 @@ fn start_boots_from_the_mirror_image_and_stop_escalates() {
     };
 
     let mut downloads = 0;
+    let _guard = KillOnDrop(rt.paths().clone());
     let started = rt.start(&[fwd], &[], &mut |e| {
         if let VmEvent::Download(_) = e {
             downloads += 1

@@ -119,7 +119,7 @@ pub fn guest_files(spec: &GuestSpec) -> Result<Vec<GuestFile>, RenderError> {
         file(
             "/etc/pf.conf".into(),
             0o600,
-            vm_pf_conf(&spec.vm_firewall, &spec.base_forwards),
+            vm_pf_conf(&spec.base_forwards),
             "vm/pf.conf".into(),
         ),
         file(
