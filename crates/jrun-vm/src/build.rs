@@ -92,6 +92,7 @@ pub fn from_plan(
                 ip: jp.ip,
                 release,
                 base: j.base.clone(),
+                depends: j.depends.clone(),
                 mounts: j.mounts.clone(),
                 execs: j.execs.clone(),
                 setup: j.setup.clone(),

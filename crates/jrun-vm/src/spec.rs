@@ -46,6 +46,8 @@ pub struct GuestJail {
     pub release: Option<Release>,
     /// Cloned from this jail instead of installed from a release.
     pub base: Option<JailName>,
+    /// Jails that must run before this one (jail.conf `depend`).
+    pub depends: Vec<JailName>,
     pub mounts: Vec<Mount>,
     pub execs: Vec<Exec>,
     pub setup: Vec<SetupStep>,

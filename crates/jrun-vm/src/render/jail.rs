@@ -44,6 +44,10 @@ pub fn jail_conf(j: &GuestJail) -> String {
     if !j.mounts.is_empty() {
         let _ = writeln!(s, "    mount.fstab = \"{}\";", paths::jail_fstab(name));
     }
+    if !j.depends.is_empty() {
+        let names: Vec<String> = j.depends.iter().map(|d| format!("\"{d}\"")).collect();
+        let _ = writeln!(s, "    depend = {};", names.join(", "));
+    }
     s.push_str("    allow.raw_sockets;\n");
     s.push_str("    persist;\n");
     s.push_str("}\n");

@@ -75,6 +75,7 @@ pub fn stack(version: YggVersion) -> GuestSpec {
         ip: ip(last),
         release: None,
         base: base.map(name),
+        depends: vec![],
         mounts: vec![],
         execs: vec![],
         setup: vec![],
@@ -125,7 +126,8 @@ pub fn stack(version: YggVersion) -> GuestSpec {
         source: SetupSource::Url("https://example.invalid/setup-python.sh".into()),
         vars: BTreeMap::new(),
     });
-    let worker = jail("worker", 11, Some("web"));
+    let mut worker = jail("worker", 11, Some("web"));
+    worker.depends = vec![name("postgres"), name("web")];
 
     let redirects = vec![
         Redirect {
