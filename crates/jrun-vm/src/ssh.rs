@@ -45,6 +45,31 @@ impl SshTarget {
         a.push(format!("{}@{}", self.user, self.host));
         a
     }
+
+    /// `ssh … -- <remote>` running `argv` in the guest. The remote side joins arguments
+    /// into one shell line, so each is quoted: `argv` arrives exactly as given.
+    pub fn command_argv(&self, argv: &[String], tty: bool) -> Vec<String> {
+        let mut a = self.argv();
+        if tty {
+            a.insert(1, "-t".into());
+        }
+        a.push("--".into());
+        a.extend(argv.iter().map(|s| crate::quote::sh_quote(s)));
+        a
+    }
+
+    /// `jrun cmd <jail> <argv…>`: `argv` as root inside the jail (`doas jexec -l`).
+    pub fn jail_command_argv(
+        &self,
+        jail: &jrun_core::config::JailName,
+        argv: &[String],
+        tty: bool,
+    ) -> Vec<String> {
+        let mut inner: Vec<String> =
+            vec!["doas".into(), "jexec".into(), "-l".into(), jail.to_string()];
+        inner.extend(argv.iter().cloned());
+        self.command_argv(&inner, tty)
+    }
 }
 
 /// What a running script reports.
@@ -274,6 +299,40 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err, ScriptError::Failed { .. }));
         assert!(interpret(Some(0), "", &[], &script()).is_ok());
+    }
+
+    #[test]
+    fn remote_commands_arrive_as_given() {
+        let t = SshTarget {
+            host: "127.0.0.1".into(),
+            port: 2222,
+            user: "admin".into(),
+            identity: "/k".into(),
+            known_hosts: "/kh".into(),
+            control_path: None,
+        };
+        let jail = jrun_core::config::JailName::new("web").unwrap();
+        let a = t.jail_command_argv(&jail, &["echo".into(), "a b; $(id)".into()], true);
+        assert_eq!(a[1], "-t");
+        let remote = &a[a.iter().position(|x| x == "--").unwrap() + 1..];
+        assert_eq!(
+            remote,
+            [
+                "'doas'",
+                "'jexec'",
+                "'-l'",
+                "'web'",
+                "'echo'",
+                "'a b; $(id)'"
+            ]
+        );
+        // What the remote shell makes of the joined line is the original argv.
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf '%s|' {}", remote[4..].join(" ")))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), "echo|a b; $(id)|");
     }
 
     #[test]
