@@ -1,6 +1,7 @@
 //! Starting and stopping one native instance: the VM namespace, its resolver and VM node,
 //! and the supervisor daemon that owns them.
 
+use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use jrun_core::config::Proto;
 use jrun_core::runtime::RuntimeError;
+use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
@@ -80,20 +82,28 @@ pub fn start(rt: &NativeRuntime) -> Result<(), RuntimeError> {
             source,
         })?;
     }
+    // Instances starting at the same moment must not pick the same link subnet: the
+    // choice and the veth creation happen under a host-wide lock.
+    let host_lock = lock_host()?;
     let slot = u8::from_str_radix(&layout.id.as_str()[..2], 16).unwrap_or(0);
     let link = link::choose(runner, slot).map_err(|e| other("cannot pick the host link", e))?;
-    let result = start_inner(rt, link);
+    let result = start_inner(rt, link, host_lock);
     if result.is_err() {
         stop(rt);
     }
     result
 }
 
-fn start_inner(rt: &NativeRuntime, link: Link) -> Result<(), RuntimeError> {
+fn start_inner(
+    rt: &NativeRuntime,
+    link: Link,
+    host_lock: Flock<File>,
+) -> Result<(), RuntimeError> {
     let layout = &rt.layout;
     let runner = rt.runner.as_ref();
     plumbing::create_vm(runner, layout, link)
         .map_err(|e| other("cannot create the VM namespace", e))?;
+    drop(host_lock);
     let ruleset = nft::render_vm(link.vm, &[]);
     plumbing::nft_apply(runner, &layout.vm_ns(), &ruleset)
         .map_err(|e| other("cannot load the VM firewall", e))?;
@@ -165,6 +175,23 @@ fn start_inner(rt: &NativeRuntime, link: Link) -> Result<(), RuntimeError> {
     )?;
     spawn_supervisor(rt)?;
     wait_for_resolver(rt, &files)
+}
+
+/// An exclusive lock on the host's lock folder (`/run/lock`, else `/run`), held while an
+/// instance picks and creates its link. (Not `/run/netns`: `ip netns add` locks that one.)
+fn lock_host() -> Result<Flock<File>, RuntimeError> {
+    let dir = ["/run/lock", "/run"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.is_dir())
+        .ok_or_else(|| other("cannot lock the host", "neither /run/lock nor /run exists"))?;
+    let file = File::open(dir).map_err(|source| RuntimeError::Io {
+        what: "cannot open".into(),
+        path: dir.into(),
+        source,
+    })?;
+    Flock::lock(file, FlockArg::LockExclusive)
+        .map_err(|(_, e)| other(format!("cannot lock {}", dir.display()), e))
 }
 
 /// Starts `jrun supervise` in its own session, detached from this terminal.
