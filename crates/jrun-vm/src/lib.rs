@@ -12,6 +12,7 @@ pub mod qmp;
 pub mod quote;
 pub mod render;
 pub mod runtime;
+pub mod runtime_trait;
 pub mod seed;
 pub mod spec;
 pub mod ssh;

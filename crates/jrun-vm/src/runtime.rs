@@ -196,6 +196,10 @@ impl VmRuntime {
         &self.paths
     }
 
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
     /// The running VM, if its pid is alive.
     pub fn process(&self) -> Option<VmProcess> {
         VmProcess::from_pidfile(&self.paths.pidfile(), &self.paths.qmp())
@@ -215,7 +219,8 @@ impl VmRuntime {
         }
     }
 
-    fn save_wiring(&self, w: &Wiring) -> Result<(), VmError> {
+    /// Records the wiring the running QEMU has (after a live change).
+    pub fn save_wiring(&self, w: &Wiring) -> Result<(), VmError> {
         let p = self.paths.wiring();
         let tmp = p.with_extension("json.tmp");
         std::fs::write(&tmp, serde_json::to_vec_pretty(w).expect("plain data"))
