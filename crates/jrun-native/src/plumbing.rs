@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
+use std::path::Path;
 
 use jrun_core::exec::{Cmd, ExecError, Runner};
 use jrun_core::net::{BRIDGE_IP, SUBNET_PREFIX};
@@ -71,7 +72,9 @@ pub fn create_vm(runner: &dyn Runner, layout: &Layout, link: Link) -> Result<(),
             "link set lo up".into(),
             format!("addr add {}/{LINK_PREFIX} dev {UPLINK}", link.vm),
             format!("link set {UPLINK} up"),
-            format!("link add {BRIDGE} type bridge"),
+            // A fixed address: otherwise the bridge takes its lowest port's, and changes it
+            // when that jail leaves, leaving the other jails' neighbour caches stale.
+            format!("link add {BRIDGE} address {} type bridge", bridge_mac(layout)),
             format!("addr add {BRIDGE_IP}/{SUBNET_PREFIX} dev {BRIDGE}"),
             format!("link set {BRIDGE} up"),
             format!("route add default via {}", link.host),
@@ -88,6 +91,12 @@ pub fn create_vm(runner: &dyn Runner, layout: &Layout, link: Link) -> Result<(),
         "net.ipv4.ip_forward=1",
     ]))?;
     Ok(())
+}
+
+/// A locally administered MAC for the instance's bridge, from its id.
+fn bridge_mac(layout: &Layout) -> String {
+    let id = layout.id.as_str();
+    format!("02:6a:72:{}:{}:{}", &id[0..2], &id[2..4], &id[4..6])
 }
 
 /// A jail's namespace with its veth on the bridge, its address and default route.
@@ -222,6 +231,8 @@ pub fn teardown_instance(runner: &dyn Runner, layout: &Layout) -> Result<(), Str
             }
         }
     }
+    // The folder itself, when jrun's namespaces were all it held.
+    let _ = std::fs::remove_dir(Path::new("/etc/netns"));
     let host_veth = layout.host_veth();
     if runner
         .run(&Cmd::new(["ip", "link", "show", host_veth.as_str()]))
