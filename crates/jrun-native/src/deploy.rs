@@ -8,14 +8,14 @@ use crate::instance::InstanceInfo;
 use crate::runtime::NativeRuntime;
 use crate::{nft, plumbing, ygg};
 
-/// Test-only fault injection: with `JRUN_FAULT=after:<step>` a debug build aborts the
-/// process right after that step, as a `kill -9` would. Release builds ignore it.
+/// Test-only fault injection: with `JRUN_FAULT=after:<step>` a debug build kills itself
+/// with SIGKILL right after that step — exactly what `kill -9` does. Release builds ignore it.
 pub fn fault_point(step: Step) {
     if cfg!(debug_assertions) {
         if let Ok(spec) = std::env::var("JRUN_FAULT") {
             if spec.strip_prefix("after:") == Some(step.as_str()) {
-                eprintln!("JRUN_FAULT: aborting after step {step}");
-                std::process::abort();
+                eprintln!("JRUN_FAULT: killing this process after step {step}");
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGKILL);
             }
         }
     }
@@ -45,6 +45,7 @@ pub fn deploy_jail(
             // Half-made leftovers (an interrupted run) are cleared, then built again.
             run(Step::Namespace, &mut || {
                 plumbing::delete_namespace(runner, &ns)?;
+                plumbing::delete_bridge_port(runner, &rt.layout, jail.ip);
                 plumbing::create_jail_ns(runner, &ns).map_err(|e| e.to_string())
             })?;
             run(Step::Link, &mut || {

@@ -140,6 +140,19 @@ pub fn configure_jail_address(
     )
 }
 
+/// Deletes a jail's bridge port in the VM namespace now (absent is fine): deleting the
+/// jail's namespace frees it too, but only once the kernel finishes tearing that down.
+pub fn delete_bridge_port(runner: &dyn Runner, layout: &Layout, ip: Ipv4Addr) {
+    let port = Layout::bridge_port(ip);
+    let vm = layout.vm_ns();
+    let exists = runner
+        .run(&Cmd::new(["ip", "-n", vm.as_str(), "link", "show", port.as_str()]))
+        .is_ok();
+    if exists {
+        let _ = runner.run(&Cmd::new(["ip", "-n", vm.as_str(), "link", "del", port.as_str()]));
+    }
+}
+
 /// Whether the jail's namespace exists with its address and default route in place.
 pub fn jail_ready(runner: &dyn Runner, ns: &str, ip: Ipv4Addr) -> bool {
     let addr = runner.run(&Cmd::new([

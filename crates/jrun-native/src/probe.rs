@@ -33,6 +33,10 @@ pub fn in_netns<T: Send + 'static>(
 
 /// The pool addresses that answer ARP on the bridge of `vm_ns`.
 pub fn addresses_in_use(runner: &dyn Runner, vm_ns: &str) -> Result<BTreeSet<Ipv4Addr>, String> {
+    // Entries left by departed jails would read as answers: start from an empty table.
+    runner
+        .run(&Cmd::new(["ip", "-n", vm_ns, "neigh", "flush", "dev", BRIDGE]))
+        .map_err(|e| e.to_string())?;
     in_netns(vm_ns, || {
         let socket = UdpSocket::bind("0.0.0.0:0")?;
         for last in POOL {
