@@ -15,10 +15,28 @@ pub fn fault_point(step: Step) {
         if let Ok(spec) = std::env::var("JRUN_FAULT") {
             if spec.strip_prefix("after:") == Some(step.as_str()) {
                 eprintln!("JRUN_FAULT: killing this process after step {step}");
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::this(),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
             }
         }
     }
+}
+
+/// Test-only: with `JRUN_FAULT=fail:<step>` a debug build makes that step fail, to prove
+/// the rollback. Release builds ignore it.
+fn injected_failure(step: Step) -> Result<(), String> {
+    if cfg!(debug_assertions)
+        && std::env::var("JRUN_FAULT")
+            .ok()
+            .as_deref()
+            .and_then(|s| s.strip_prefix("fail:"))
+            == Some(step.as_str())
+    {
+        return Err(format!("injected failure (JRUN_FAULT=fail:{step})"));
+    }
+    Ok(())
 }
 
 pub fn deploy_jail(
@@ -32,11 +50,13 @@ pub fn deploy_jail(
     let fresh = !plumbing::jail_ready(runner, &ns, jail.ip);
     let mut run = |step: Step, f: &mut dyn FnMut() -> Result<(), String>| {
         progress(&jail.name, step);
-        f().map_err(|message| RuntimeError::Step {
-            jail: jail.name.clone(),
-            step,
-            message,
-        })?;
+        injected_failure(step)
+            .and_then(|()| f())
+            .map_err(|message| RuntimeError::Step {
+                jail: jail.name.clone(),
+                step,
+                message,
+            })?;
         fault_point(step);
         Ok::<(), RuntimeError>(())
     };

@@ -94,11 +94,7 @@ pub fn start(rt: &NativeRuntime) -> Result<(), RuntimeError> {
     result
 }
 
-fn start_inner(
-    rt: &NativeRuntime,
-    link: Link,
-    host_lock: Flock<File>,
-) -> Result<(), RuntimeError> {
+fn start_inner(rt: &NativeRuntime, link: Link, host_lock: Flock<File>) -> Result<(), RuntimeError> {
     let layout = &rt.layout;
     let runner = rt.runner.as_ref();
     plumbing::create_vm(runner, layout, link)

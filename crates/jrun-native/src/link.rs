@@ -57,7 +57,7 @@ fn overlaps(net: u32, size: u32, other: u32, plen: u8) -> bool {
     };
     let other_net = other & mask;
     let other_end = other_net | !mask;
-    net <= other_end && other_net <= net + size - 1
+    net <= other_end && other_net < net + size
 }
 
 /// Every IPv4 prefix the host has as an address or a route (except the default route).

@@ -74,7 +74,10 @@ pub fn create_vm(runner: &dyn Runner, layout: &Layout, link: Link) -> Result<(),
             format!("link set {UPLINK} up"),
             // A fixed address: otherwise the bridge takes its lowest port's, and changes it
             // when that jail leaves, leaving the other jails' neighbour caches stale.
-            format!("link add {BRIDGE} address {} type bridge", bridge_mac(layout)),
+            format!(
+                "link add {BRIDGE} address {} type bridge",
+                bridge_mac(layout)
+            ),
             format!("addr add {BRIDGE_IP}/{SUBNET_PREFIX} dev {BRIDGE}"),
             format!("link set {BRIDGE} up"),
             format!("route add default via {}", link.host),
@@ -146,10 +149,24 @@ pub fn delete_bridge_port(runner: &dyn Runner, layout: &Layout, ip: Ipv4Addr) {
     let port = Layout::bridge_port(ip);
     let vm = layout.vm_ns();
     let exists = runner
-        .run(&Cmd::new(["ip", "-n", vm.as_str(), "link", "show", port.as_str()]))
+        .run(&Cmd::new([
+            "ip",
+            "-n",
+            vm.as_str(),
+            "link",
+            "show",
+            port.as_str(),
+        ]))
         .is_ok();
     if exists {
-        let _ = runner.run(&Cmd::new(["ip", "-n", vm.as_str(), "link", "del", port.as_str()]));
+        let _ = runner.run(&Cmd::new([
+            "ip",
+            "-n",
+            vm.as_str(),
+            "link",
+            "del",
+            port.as_str(),
+        ]));
     }
 }
 

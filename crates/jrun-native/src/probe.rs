@@ -35,7 +35,9 @@ pub fn in_netns<T: Send + 'static>(
 pub fn addresses_in_use(runner: &dyn Runner, vm_ns: &str) -> Result<BTreeSet<Ipv4Addr>, String> {
     // Entries left by departed jails would read as answers: start from an empty table.
     runner
-        .run(&Cmd::new(["ip", "-n", vm_ns, "neigh", "flush", "dev", BRIDGE]))
+        .run(&Cmd::new([
+            "ip", "-n", vm_ns, "neigh", "flush", "dev", BRIDGE,
+        ]))
         .map_err(|e| e.to_string())?;
     in_netns(vm_ns, || {
         let socket = UdpSocket::bind("0.0.0.0:0")?;

@@ -214,8 +214,7 @@ impl Runtime for NativeRuntime {
         if let Some(ip) = plumbing::jail_address(self.runner.as_ref(), &ns) {
             plumbing::delete_bridge_port(self.runner.as_ref(), &self.layout, ip);
         }
-        plumbing::delete_namespace(self.runner.as_ref(), &ns)
-            .map_err(step_err)?;
+        plumbing::delete_namespace(self.runner.as_ref(), &ns).map_err(step_err)?;
         let _ = std::fs::remove_file(self.layout.ygg_dir().join(format!("j-{jail}.conf")));
         Ok(())
     }

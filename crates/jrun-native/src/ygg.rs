@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use jrun_core::config::JailName;
 use jrun_core::net::{BRIDGE_IP, MESH_IFACE, MESH_LISTEN_PORT};
-use jrun_mesh::yggdrasil::{NodeConfig, NodeKey, PeerUri, TunInterface, YggVersion};
+use jrun_mesh::yggdrasil::{IfName, NodeConfig, NodeKey, PeerUri, TunInterface, YggVersion};
 use jrun_mesh::{KeyStore, StoredKey, YggAddress};
 
 use crate::names::Layout;
@@ -68,7 +68,7 @@ pub fn jail_node(layout: &Layout, version: YggVersion, jail: &JailName) -> Resul
     let config = NodeConfig {
         listen: vec![],
         peers: vec![vm_listen_uri()],
-        if_name: TunInterface::Named(MESH_IFACE.parse().map_err(|e| format!("{e}"))?),
+        if_name: TunInterface::Named(MESH_IFACE.parse::<IfName>().map_err(|e| e.to_string())?),
         admin_socket: Some(jail_admin_socket(layout, jail)),
         key: node_key(key),
     };

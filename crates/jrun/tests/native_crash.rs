@@ -7,7 +7,14 @@ mod native_support;
 use native_support::{free_port, instance_id, leftovers, tcp_fetch, Instance};
 
 const STEPS: [&str; 8] = [
-    "namespace", "link", "address", "resolver", "firewall", "mesh", "records", "forwards",
+    "namespace",
+    "link",
+    "address",
+    "resolver",
+    "firewall",
+    "mesh",
+    "records",
+    "forwards",
 ];
 
 #[test]
@@ -20,9 +27,7 @@ fn killed_up_converges_on_rerun_after_every_step() {
          jail \"back\" {{ }}\n"
     ));
     let id = instance_id(inst.home.path());
-    let clean = |inst: &Instance| {
-        (inst.jails(), leftovers(&id))
-    };
+    let clean = |inst: &Instance| (inst.jails(), leftovers(&id));
 
     inst.up(&cfg);
     let baseline = clean(&inst);
@@ -42,7 +47,11 @@ fn killed_up_converges_on_rerun_after_every_step() {
             String::from_utf8_lossy(&out.stderr)
         );
         // The interrupted jail is not recorded as deployed.
-        assert!(inst.jails().iter().any(|j| j.1 != "up"), "after {step}: {:?}", inst.jails());
+        assert!(
+            inst.jails().iter().any(|j| j.1 != "up"),
+            "after {step}: {:?}",
+            inst.jails()
+        );
 
         inst.up(&cfg);
         assert_eq!(clean(&inst), baseline, "after a kill at {step}");
@@ -53,4 +62,34 @@ fn killed_up_converges_on_rerun_after_every_step() {
         let again = inst.up(&cfg);
         assert!(again.contains("Nothing to change"), "after {step}: {again}");
     }
+}
+
+#[test]
+fn a_failed_step_rolls_the_jail_back_and_names_the_step() {
+    let inst = Instance::new(false);
+    inst.start();
+    let cfg = inst.config("jail \"solo\" { }\n");
+    let id = instance_id(inst.home.path());
+    let out = inst
+        .command(&["up", cfg.to_str().unwrap()])
+        .env("JRUN_FAULT", "fail:firewall")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("jail `solo`, step firewall"), "{err}");
+    // Rolled back: no namespace, no resolv.conf; recorded as failed, not deployed.
+    assert!(
+        leftovers(&id).iter().all(|l| !l.contains("-j-solo")),
+        "{:?}",
+        leftovers(&id)
+    );
+    let jails = inst.jails();
+    assert_eq!(jails.len(), 1);
+    assert_eq!(jails[0].1, "failed");
+    assert_eq!(inst.dns_status_from_vm("solo.local.jrun"), "NXDOMAIN");
+    // The next up retries it at the same address.
+    let ip = jails[0].2.clone();
+    inst.up(&cfg);
+    assert_eq!(inst.jails(), [("solo".to_string(), "up".to_string(), ip)]);
 }

@@ -11,7 +11,9 @@ use native_support::{instance_id, Instance};
 /// The drop counter of a jail's mesh rule.
 fn dropped(ns: &str) -> u64 {
     let out = Command::new("ip")
-        .args(["netns", "exec", ns, "nft", "list", "chain", "inet", "jrun", "input"])
+        .args([
+            "netns", "exec", ns, "nft", "list", "chain", "inet", "jrun", "input",
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -59,7 +61,10 @@ fn mesh_interface_drops_non_peers_and_other_traffic_works() {
     while dropped(&b_ns) == before && Instant::now() < deadline {
         let _ = inst.in_jail("a", &["ping", "-6", "-c", "1", "-W", "1", &b_mesh]);
     }
-    assert!(dropped(&b_ns) > before, "no mesh packet from a reached b's drop rule");
+    assert!(
+        dropped(&b_ns) > before,
+        "no mesh packet from a reached b's drop rule"
+    );
 
     // b's other traffic is untouched.
     let (code, _) = inst.in_jail("a", &["ping", "-c", "1", "-W", "2", &b_ip]);
@@ -68,14 +73,28 @@ fn mesh_interface_drops_non_peers_and_other_traffic_works() {
     // Allowing exactly a's address lets it through: the set is what decides.
     let element = format!("{{ {a_mesh} }}");
     let st = Command::new("ip")
-        .args(["netns", "exec", &b_ns, "nft", "add", "element", "inet", "jrun", "mesh_peers", &element])
+        .args([
+            "netns",
+            "exec",
+            &b_ns,
+            "nft",
+            "add",
+            "element",
+            "inet",
+            "jrun",
+            "mesh_peers",
+            &element,
+        ])
         .status()
         .unwrap();
     assert!(st.success());
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut reached = false;
     while !reached && Instant::now() < deadline {
-        reached = inst.in_jail("a", &["ping", "-6", "-c", "1", "-W", "1", &b_mesh]).0 == 0;
+        reached = inst
+            .in_jail("a", &["ping", "-6", "-c", "1", "-W", "1", &b_mesh])
+            .0
+            == 0;
     }
     assert!(reached, "a could not reach b over the mesh even as a peer");
 }

@@ -22,16 +22,26 @@ fn ip_assignment_skips_foreign_addresses_and_stays_stable() {
     let vm = format!("jrun-{id}-vm");
     let foreign = format!("jrun-{id}-foreign");
     sh(&["ip", "netns", "add", &foreign]);
-    sh(&["ip", "-n", &vm, "link", "add", "fx", "type", "veth", "peer", "name", "eth0", "netns", &foreign]);
+    sh(&[
+        "ip", "-n", &vm, "link", "add", "fx", "type", "veth", "peer", "name", "eth0", "netns",
+        &foreign,
+    ]);
     sh(&["ip", "-n", &vm, "link", "set", "fx", "master", "br0", "up"]);
-    sh(&["ip", "-n", &foreign, "addr", "add", "10.17.89.10/24", "dev", "eth0"]);
+    sh(&[
+        "ip",
+        "-n",
+        &foreign,
+        "addr",
+        "add",
+        "10.17.89.10/24",
+        "dev",
+        "eth0",
+    ]);
     sh(&["ip", "-n", &foreign, "link", "set", "eth0", "up"]);
 
     let cfg = inst.config("jail \"a\" { }\njail \"b\" { }\njail \"c\" { }\n");
     inst.up(&cfg);
-    let ips = |inst: &Instance| {
-        ["a", "b", "c"].map(|j| inst.ip_of(j))
-    };
+    let ips = |inst: &Instance| ["a", "b", "c"].map(|j| inst.ip_of(j));
     let first = ips(&inst);
     assert!(!first.contains(&"10.17.89.10".to_string()), "{first:?}");
     assert_eq!(first, ["10.17.89.11", "10.17.89.12", "10.17.89.13"]);
@@ -62,7 +72,10 @@ fn second_up_is_a_no_op_and_down_removes_only_the_named_jail() {
     let cfg = inst.config("jail \"web\" { }\njail \"db\" { }\n");
     inst.up(&cfg);
     let mesh_before = inst.status()["jails"][0]["mesh_address"].clone();
-    assert!(mesh_before.as_str().is_some_and(|a| a.starts_with('2')), "{mesh_before}");
+    assert!(
+        mesh_before.as_str().is_some_and(|a| a.starts_with('2')),
+        "{mesh_before}"
+    );
     let state_before = std::fs::read_to_string(inst.home.path().join("state.json")).unwrap();
     let out = inst.up(&cfg);
     assert!(out.contains("Nothing to change"), "{out}");
@@ -72,7 +85,10 @@ fn second_up_is_a_no_op_and_down_removes_only_the_named_jail() {
     let web_ip = inst.ip_of("web");
     inst.ok(&["down", "db"]);
     let jails = inst.jails();
-    assert_eq!(jails, [("web".to_string(), "up".to_string(), web_ip.clone())]);
+    assert_eq!(
+        jails,
+        [("web".to_string(), "up".to_string(), web_ip.clone())]
+    );
     assert_eq!(inst.dns_status("web", "db.local.jrun"), "NXDOMAIN");
     assert_eq!(inst.resolve("web", "web"), web_ip);
     // Its key stays: redeployed, it has the same mesh address.
@@ -91,7 +107,11 @@ fn second_up_is_a_no_op_and_down_removes_only_the_named_jail() {
 
 #[test]
 fn stop_leaves_nothing_behind() {
-    let tables_before = Command::new("nft").args(["list", "tables"]).output().unwrap().stdout;
+    let tables_before = Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .unwrap()
+        .stdout;
     let inst = Instance::new(true);
     inst.start();
     let port = native_support::free_port();
@@ -109,8 +129,15 @@ fn stop_leaves_nothing_behind() {
     assert_eq!(leftovers(&id), Vec::<String>::new());
     assert_eq!(processes_mentioning(&home), Vec::<String>::new());
     assert!(!inst.home.path().join("run").exists());
-    let tables_after = Command::new("nft").args(["list", "tables"]).output().unwrap().stdout;
-    assert_eq!(String::from_utf8_lossy(&tables_before), String::from_utf8_lossy(&tables_after));
+    let tables_after = Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .unwrap()
+        .stdout;
+    assert_eq!(
+        String::from_utf8_lossy(&tables_before),
+        String::from_utf8_lossy(&tables_after)
+    );
     // The forward's host port is free again.
     assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
     // Stopping again is fine, and status says so.

@@ -10,9 +10,8 @@ use native_support::{free_port, tcp_fetch, udp_fetch, Instance, UPSTREAM_ANSWER}
 fn jails_resolve_and_reach_each_other_by_name() {
     let inst = Instance::new(false);
     inst.start();
-    let cfg = inst.config(
-        "jail \"web\" { }\njail \"db\" { }\njail \"cache\" { ip = \"10.17.89.60\"; }\n",
-    );
+    let cfg = inst
+        .config("jail \"web\" { }\njail \"db\" { }\njail \"cache\" { ip = \"10.17.89.60\"; }\n");
     inst.up(&cfg);
     let db_ip = inst.ip_of("db");
     let web_ip = inst.ip_of("web");
@@ -81,7 +80,10 @@ fn forwards_reach_jails_move_with_the_config_and_refuse_busy_ports() {
     let out = inst.run(&["up", cfg.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("tcp/{busy}")) && err.contains("in use"), "{err}");
+    assert!(
+        err.contains(&format!("tcp/{busy}")) && err.contains("in use"),
+        "{err}"
+    );
     let after = std::fs::read_to_string(inst.home.path().join("state.json")).unwrap();
     assert_eq!(before, after);
     assert!(inst.jails().iter().all(|j| j.0 != "newcomer"));

@@ -18,6 +18,9 @@ use super::spec::ForwardSpec;
 const UDP_IDLE: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(200);
 
+/// Per client address: its relay socket and when it was last heard from.
+type UdpClients = Arc<Mutex<HashMap<SocketAddr, (Arc<UdpSocket>, Instant)>>>;
+
 /// One running listener; dropping it stops it.
 pub struct Forward {
     stop: Arc<AtomicBool>,
@@ -100,7 +103,7 @@ fn pipe(mut from: TcpStream, mut to: TcpStream) {
 /// their way back; a thread per client relays the replies.
 fn serve_udp(socket: UdpSocket, spec: ForwardSpec, stop: Arc<AtomicBool>) {
     let socket = Arc::new(socket);
-    let clients: Arc<Mutex<HashMap<SocketAddr, (Arc<UdpSocket>, Instant)>>> = Default::default();
+    let clients: UdpClients = Default::default();
     let mut buf = vec![0u8; 65536];
     while !stop.load(Ordering::SeqCst) {
         let (n, from) = match socket.recv_from(&mut buf) {
@@ -158,7 +161,7 @@ fn udp_replies(
     relay: Arc<UdpSocket>,
     reply_to: Arc<UdpSocket>,
     client: SocketAddr,
-    clients: Arc<Mutex<HashMap<SocketAddr, (Arc<UdpSocket>, Instant)>>>,
+    clients: UdpClients,
     stop: Arc<AtomicBool>,
 ) {
     let mut buf = vec![0u8; 65536];

@@ -86,7 +86,10 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     let jails: Vec<JailRow> = state
         .jails
         .values()
-        .filter(|j| only.as_ref().map_or(true, |o| *o == j.name))
+        .filter(|j| match &only {
+            Some(o) => *o == j.name,
+            None => true,
+        })
         .map(|j| row(&rt, j, present.contains(&j.name)))
         .collect();
     let wants_services = matches!(args.show, Some(Show::Services | Show::All));

@@ -26,7 +26,10 @@ impl Instance {
     /// A fresh instance (not started); `mesh` runs Yggdrasil nodes.
     pub fn new(mesh: bool) -> Self {
         Instance {
-            home: tempfile::Builder::new().prefix("jrun-e2e-").tempdir().unwrap(),
+            home: tempfile::Builder::new()
+                .prefix("jrun-e2e-")
+                .tempdir()
+                .unwrap(),
             upstream: FakeUpstream::start(),
             mesh,
             extra_env: Vec::new(),
@@ -39,7 +42,10 @@ impl Instance {
             .env("JRUN_HOME", self.home.path())
             .env("JRUN_RUNTIME", "native")
             .env("JRUN_DNS_UPSTREAM", self.upstream.addr.to_string())
-            .env("JRUN_MESH_NETWORK", if self.mesh { "true" } else { "false" })
+            .env(
+                "JRUN_MESH_NETWORK",
+                if self.mesh { "true" } else { "false" },
+            )
             .env_remove("JRUN_FAULT")
             .env_remove("JRUN_RELAY_PEER");
         for (k, v) in &self.extra_env {
@@ -79,7 +85,10 @@ impl Instance {
 
     /// The A record `name` has for a jail's resolver (`dig +search +short`).
     pub fn resolve(&self, jail: &str, name: &str) -> String {
-        let (_, out) = self.in_jail(jail, &["dig", "+search", "+short", "+time=2", "+tries=1", name]);
+        let (_, out) = self.in_jail(
+            jail,
+            &["dig", "+search", "+short", "+time=2", "+tries=1", name],
+        );
         out.trim().to_string()
     }
 
@@ -87,6 +96,30 @@ impl Instance {
     pub fn dns_status(&self, jail: &str, name: &str) -> String {
         let (_, out) = self.in_jail(jail, &["dig", "+time=2", "+tries=1", name]);
         out.split("status: ")
+            .nth(1)
+            .and_then(|s| s.split(',').next())
+            .unwrap_or("none")
+            .to_string()
+    }
+
+    /// The DNS status of `name` asked from the instance itself (no jail needed).
+    pub fn dns_status_from_vm(&self, name: &str) -> String {
+        let vm = format!("jrun-{}-vm", instance_id(self.home.path()));
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &vm,
+                "dig",
+                "@10.17.89.1",
+                "+time=2",
+                "+tries=1",
+                name,
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split("status: ")
             .nth(1)
             .and_then(|s| s.split(',').next())
             .unwrap_or("none")
@@ -199,7 +232,10 @@ pub fn leftovers(id: &str) -> Vec<String> {
             found.push(format!("namespace {line}"));
         }
     }
-    let links = Command::new("ip").args(["-o", "link", "show"]).output().unwrap();
+    let links = Command::new("ip")
+        .args(["-o", "link", "show"])
+        .output()
+        .unwrap();
     for line in String::from_utf8_lossy(&links.stdout).lines() {
         if line.contains(&format!("jr{id}h")) {
             found.push(format!("link {line}"));
@@ -257,11 +293,17 @@ impl Drop for Instance {
         let prefix = format!("jrun-{id}-");
         let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
         for line in String::from_utf8_lossy(&ns.stdout).lines() {
-            if let Some(name) = line.split_whitespace().next().filter(|n| n.starts_with(&prefix)) {
+            if let Some(name) = line
+                .split_whitespace()
+                .next()
+                .filter(|n| n.starts_with(&prefix))
+            {
                 let _ = Command::new("ip").args(["netns", "del", name]).status();
             }
         }
-        let _ = Command::new("ip").args(["link", "del", &format!("jr{id}h")]).output();
+        let _ = Command::new("ip")
+            .args(["link", "del", &format!("jr{id}h")])
+            .output();
         if let Ok(dir) = std::fs::read_dir("/etc/netns") {
             for e in dir.flatten() {
                 if e.file_name().to_string_lossy().starts_with(&prefix) {
@@ -338,7 +380,9 @@ pub struct FakeUpstream {
 impl FakeUpstream {
     fn start() -> Self {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
         let addr = socket.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
