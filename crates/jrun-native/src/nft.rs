@@ -129,4 +129,34 @@ mod tests {
         assert!(text.contains("elements = { 200:848a:604f:bb7e:4384:65db:8db6:6895 }"));
         assert!(text.contains("iifname \"ygg0\" counter drop"));
     }
+
+    /// The rendered rulesets pass nft's own parser and checker (`nft -c`, root; nothing
+    /// is committed).
+    #[test]
+    fn rulesets_pass_nft_check() {
+        use jrun_core::exec::{Cmd, Runner, SystemRunner};
+        let r = Redirect {
+            proto: Proto::Tcp,
+            host_port: 8080,
+            jail: JailName::new("web").unwrap(),
+            jail_ip: Ipv4Addr::new(10, 17, 89, 10),
+            jail_port: 80,
+        };
+        let mut fw = JailFirewall {
+            jail: JailName::new("web").unwrap(),
+            mesh_peers: Default::default(),
+        };
+        fw.mesh_peers
+            .insert("200:848a:604f:bb7e:4384:65db:8db6:6895".parse().unwrap());
+        for text in [
+            render_vm(Ipv4Addr::new(10, 17, 88, 2), &[r]),
+            render_jail(&fw),
+        ] {
+            // `-c` checks without committing; the leading `delete table` needs the table to
+            // exist, which the ruleset's first line ensures within the same check.
+            SystemRunner
+                .run(&Cmd::new(["nft", "-c", "-f", "-"]).stdin(text.clone()))
+                .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        }
+    }
 }

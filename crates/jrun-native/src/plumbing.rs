@@ -364,4 +364,65 @@ mod tests {
         assert!(jail_ready(&rec, "ns", Ipv4Addr::new(10, 17, 89, 12)));
         assert!(!jail_ready(&rec, "ns", Ipv4Addr::new(10, 17, 89, 13)));
     }
+
+    #[test]
+    fn jail_plumbing_is_two_batches() {
+        let rec = RecordingRunner::new();
+        let layout = Layout::new(std::path::Path::new("/nonexistent/jrun-test-home"));
+        let ns = layout.jail_ns(&jrun_core::config::JailName::new("web").unwrap());
+        let ip = Ipv4Addr::new(10, 17, 89, 42);
+        create_jail_ns(&rec, &ns).unwrap();
+        create_jail_link(&rec, &layout, &ns, ip).unwrap();
+        configure_jail_address(&rec, &ns, ip).unwrap();
+        let cmds = rec.commands();
+        assert_eq!(cmds[0].argv, ["ip", "netns", "add", ns.as_str()]);
+        let vm = layout.vm_ns();
+        assert_eq!(cmds[1].argv, ["ip", "-n", vm.as_str(), "-batch", "-"]);
+        assert_eq!(
+            String::from_utf8(cmds[1].stdin.clone().unwrap()).unwrap(),
+            format!(
+                "link add vj42 type veth peer name eth0 netns {ns}\nlink set vj42 master br0 up\n"
+            )
+        );
+        assert_eq!(cmds[2].argv, ["ip", "-n", ns.as_str(), "-batch", "-"]);
+        assert_eq!(
+            String::from_utf8(cmds[2].stdin.clone().unwrap()).unwrap(),
+            "link set lo up\naddr add 10.17.89.42/24 dev eth0\nlink set eth0 up\nroute add default via 10.17.89.1\n"
+        );
+    }
+
+    #[test]
+    fn teardown_removes_only_this_instances_namespaces_jails_first() {
+        let rec = RecordingRunner::new();
+        let layout = Layout::new(std::path::Path::new("/nonexistent/jrun-test-home"));
+        let id = layout.id.as_str().to_string();
+        rec.answer(
+            &["ip", "netns", "list"],
+            &format!("jrun-{id}-vm (id: 0)\njrun-{id}-j-web (id: 1)\njrun-ffffff-vm\nother\n"),
+        );
+        rec.fail(&["ip", "link", "show"], "does not exist");
+        teardown_instance(&rec, &layout).unwrap();
+        let deletes: Vec<Vec<String>> = rec
+            .calls()
+            .into_iter()
+            .filter(|c| c[..3] == ["ip", "netns", "del"])
+            .collect();
+        assert_eq!(
+            deletes,
+            [
+                vec![
+                    "ip".to_string(),
+                    "netns".into(),
+                    "del".into(),
+                    format!("jrun-{id}-j-web")
+                ],
+                vec![
+                    "ip".to_string(),
+                    "netns".into(),
+                    "del".into(),
+                    format!("jrun-{id}-vm")
+                ],
+            ]
+        );
+    }
 }
