@@ -13,7 +13,9 @@
 //! get an exactly sized vector when they close: one allocation per object, no slack.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+
+use hashbrown::HashTable;
 
 use crate::{Key, Kind, Object, Span, Value};
 
@@ -46,10 +48,17 @@ impl Hasher for Fnv {
 
 type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
 
+fn name_hash(name: &str) -> u64 {
+    BuildHasherDefault::<Fnv>::default().hash_one(name)
+}
+
 /// Lookup tables kept for large objects, so that reopening them stays cheap.
 #[derive(Default)]
 pub(crate) struct Index {
-    names: Option<FastMap<Box<str>, usize>>,
+    /// Entry positions by key name. The names stay in the entries (no copies), so a
+    /// key costs five bytes here. `u32` is enough: an object has fewer entries than
+    /// the input has bytes, and [`crate::parse`] refuses inputs over `u32::MAX`.
+    names: Option<HashTable<u32>>,
     /// Indexes of child objects (by entry position) that are large or have large children.
     children: FastMap<usize, Index>,
 }
@@ -92,30 +101,43 @@ impl Frame {
         }
     }
 
-    fn find(&mut self, scratch: &mut Entries, name: &str) -> Option<usize> {
-        if let Some(names) = &self.index.names {
-            return names.get(name).copied();
+    /// This frame's entries, read-only.
+    fn entries<'s>(&'s self, scratch: &'s Entries) -> &'s [(Key, Value)] {
+        match &self.owned {
+            Some(v) => v,
+            None => &scratch[self.start..],
         }
-        let (v, base) = self.storage(scratch);
-        v[base..].iter().position(|(k, _)| k.name == name)
+    }
+
+    fn find(&self, scratch: &Entries, name: &str) -> Option<usize> {
+        let entries = self.entries(scratch);
+        match &self.index.names {
+            Some(names) => names
+                .find(name_hash(name), |&i| entries[i as usize].0.name == name)
+                .map(|&i| i as usize),
+            None => entries.iter().position(|(k, _)| k.name == name),
+        }
     }
 
     fn push(&mut self, scratch: &mut Entries, key: Key, value: Value) {
-        let mut index = std::mem::take(&mut self.index.names);
+        let mut index = self.index.names.take();
         let (v, base) = self.storage(scratch);
-        let at = v.len() - base;
-        if let Some(names) = &mut index {
-            names.insert(key.name.as_str().into(), at);
-        }
         v.push((key, value));
-        if index.is_none() && at + 1 >= INDEX_FROM {
-            index = Some(
-                v[base..]
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (k, _))| (k.name.as_str().into(), i))
-                    .collect(),
-            );
+        let entries = &v[base..];
+        let hash_at = |&i: &u32| name_hash(&entries[i as usize].0.name);
+        let last = entries.len() - 1;
+        match &mut index {
+            Some(names) => {
+                names.insert_unique(hash_at(&(last as u32)), last as u32, hash_at);
+            }
+            None if entries.len() >= INDEX_FROM => {
+                let mut names = HashTable::with_capacity(entries.len());
+                for i in 0..entries.len() as u32 {
+                    names.insert_unique(hash_at(&i), i, hash_at);
+                }
+                index = Some(names);
+            }
+            None => {}
         }
         self.index.names = index;
     }

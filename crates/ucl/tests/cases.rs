@@ -230,3 +230,47 @@ fn error_spans_point_at_the_culprit() {
     let err = ucl::parse(src).unwrap_err();
     assert_eq!(text(src, err.span), "\n");
 }
+
+#[test]
+fn large_objects_merge_repeated_keys_like_small_ones() {
+    // From a dozen keys on, an object looks keys up in a hash index instead of
+    // scanning: implicit arrays, merged sections and key order must not change.
+    let mut src = String::new();
+    let mut expected = Vec::new();
+    for i in 0..40 {
+        src += &format!("k{i} = {i}\n");
+        expected.push(format!("\"k{i}\":{i}"));
+    }
+    for i in (0..40).step_by(7) {
+        src += &format!("k{i} = again\n");
+        expected[i] = format!("\"k{i}\":[{i},\"again\"]");
+    }
+    let mut sections = vec![String::new(); 20];
+    for round in 0..3 {
+        for (i, section) in sections.iter_mut().enumerate() {
+            src += &format!("s \"n{i}\" {{ r{round} = {round} }}\n");
+            section.push_str(&format!(
+                "{}\"r{round}\":{round}",
+                if round > 0 { "," } else { "" }
+            ));
+        }
+    }
+    let sections: Vec<String> = sections
+        .iter()
+        .enumerate()
+        .map(|(i, body)| format!("\"n{i}\":{{{body}}}"))
+        .collect();
+    expected.push(format!("\"s\":{{{}}}", sections.join(",")));
+    let doc = ucl::parse(&src).unwrap();
+    assert_eq!(doc.to_json_compact(), format!("{{{}}}", expected.join(",")));
+    // A merged section keeps the span of its first appearance.
+    let n3 = doc
+        .as_object()
+        .unwrap()
+        .get("s")
+        .unwrap()
+        .as_object()
+        .unwrap();
+    let n3 = n3.get("n3").unwrap();
+    assert_eq!(text(&src, n3.span), "{ r0 = 0 }");
+}
