@@ -47,7 +47,8 @@ pub fn deploy_jail(
 ) -> Result<(), RuntimeError> {
     let ns = rt.layout.jail_ns(&jail.name);
     let runner = rt.runner.as_ref();
-    let fresh = !plumbing::jail_ready(runner, &ns, jail.ip);
+    let existed = plumbing::namespace_exists(&ns);
+    let fresh = !(existed && plumbing::jail_ready(runner, &ns, jail.ip));
     let mut run = |step: Step, f: &mut dyn FnMut() -> Result<(), String>| {
         progress(&jail.name, step);
         injected_failure(step)
@@ -64,8 +65,9 @@ pub fn deploy_jail(
         if fresh {
             // Half-made leftovers (an interrupted run) are cleared, then built again.
             run(Step::Namespace, &mut || {
-                plumbing::delete_namespace(runner, &ns)?;
-                plumbing::delete_bridge_port(runner, &rt.layout, jail.ip);
+                if existed {
+                    plumbing::delete_namespace(runner, &ns)?;
+                }
                 plumbing::create_jail_ns(runner, &ns).map_err(|e| e.to_string())
             })?;
             run(Step::Link, &mut || {

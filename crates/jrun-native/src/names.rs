@@ -80,10 +80,11 @@ impl Layout {
         format!("jr{}h", self.id.as_str())
     }
 
-    /// The bridge port of a jail inside the VM namespace, named by its address's last octet
-    /// (unique on the bridge, stable for the jail's life).
-    pub fn bridge_port(ip: Ipv4Addr) -> String {
-        format!("vj{}", ip.octets()[3])
+    /// The bridge port of a jail inside the VM namespace: its address's last octet and a
+    /// per-deployment tag (`vj42a1b2`, at most 11 bytes). Unique per deployment because a
+    /// removed jail's port lingers until the kernel finishes tearing its namespace down.
+    pub fn bridge_port(ip: Ipv4Addr, tag: u16) -> String {
+        format!("vj{}{tag:04x}", ip.octets()[3])
     }
 
     pub fn run_dir(&self) -> PathBuf {
@@ -153,6 +154,10 @@ mod tests {
         assert_eq!(l.jail_of_ns("jrun-abc123-vm"), None);
         assert_eq!(l.jail_of_ns("jrun-ffffff-j-web"), None);
         assert!(l.host_veth().len() <= 15);
-        assert_eq!(Layout::bridge_port(Ipv4Addr::new(10, 17, 89, 250)), "vj250");
+        assert_eq!(
+            Layout::bridge_port(Ipv4Addr::new(10, 17, 89, 250), 0xbeef),
+            "vj250beef"
+        );
+        assert!(Layout::bridge_port(Ipv4Addr::new(10, 17, 89, 250), 0xffff).len() <= 15);
     }
 }

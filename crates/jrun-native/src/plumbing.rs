@@ -115,7 +115,7 @@ pub fn create_jail_link(
     ns: &str,
     ip: Ipv4Addr,
 ) -> Result<(), ExecError> {
-    let port = Layout::bridge_port(ip);
+    let port = Layout::bridge_port(ip, deployment_tag());
     ip_batch(
         runner,
         &layout.vm_ns(),
@@ -143,31 +143,12 @@ pub fn configure_jail_address(
     )
 }
 
-/// Deletes a jail's bridge port in the VM namespace now (absent is fine): deleting the
-/// jail's namespace frees it too, but only once the kernel finishes tearing that down.
-pub fn delete_bridge_port(runner: &dyn Runner, layout: &Layout, ip: Ipv4Addr) {
-    let port = Layout::bridge_port(ip);
-    let vm = layout.vm_ns();
-    let exists = runner
-        .run(&Cmd::new([
-            "ip",
-            "-n",
-            vm.as_str(),
-            "link",
-            "show",
-            port.as_str(),
-        ]))
-        .is_ok();
-    if exists {
-        let _ = runner.run(&Cmd::new([
-            "ip",
-            "-n",
-            vm.as_str(),
-            "link",
-            "del",
-            port.as_str(),
-        ]));
-    }
+/// A tag that differs between deployments (time and pid mixed), for bridge port names.
+fn deployment_tag() -> u16 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    ((nanos >> 8) ^ std::process::id()) as u16
 }
 
 /// Whether the jail's namespace exists with its address and default route in place.
@@ -199,27 +180,56 @@ pub fn jail_address(runner: &dyn Runner, ns: &str) -> Option<Ipv4Addr> {
         .and_then(|a| a.parse().ok())
 }
 
-/// Kills every process still running inside `ns` (best effort).
-pub fn kill_namespace_processes(runner: &dyn Runner, ns: &str) {
-    let Ok(out) = runner.run(&Cmd::new(["ip", "netns", "pids", ns])) else {
+/// Whether `ip netns` knows `ns` (its mount point exists; no process spawned).
+pub fn namespace_exists(ns: &str) -> bool {
+    Path::new("/run/netns").join(ns).exists()
+}
+
+/// Kills every process still running inside `ns` (best effort): those whose network
+/// namespace is the one mounted at `/run/netns/<ns>` (what `ip netns pids` does).
+pub fn kill_namespace_processes(ns: &str) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(target) = std::fs::metadata(Path::new("/run/netns").join(ns)) else {
         return;
     };
-    for pid in String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .filter_map(|p| p.parse::<i32>().ok())
-    {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+    let wanted = format!("net:[{}]", target.ino());
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in procs.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let link = std::fs::read_link(entry.path().join("ns/net"));
+        if link.is_ok_and(|l| l.as_os_str() == wanted.as_str()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
     }
 }
 
 /// Deletes a namespace (its veths go with it) and its `/etc/netns` folder. Absent is fine.
 pub fn delete_namespace(runner: &dyn Runner, ns: &str) -> Result<(), String> {
-    kill_namespace_processes(runner, ns);
+    delete_namespace_if(runner, ns, namespace_exists(ns))
+}
+
+/// [`delete_namespace`] when the caller already knows whether `ns` exists.
+fn delete_namespace_if(runner: &dyn Runner, ns: &str, exists: bool) -> Result<(), String> {
+    kill_namespace_processes(ns);
     let mut errors = Vec::new();
-    if list_namespaces(runner).map_or(true, |all| all.contains(ns)) {
+    if exists {
+        // The kernel tears a deleted namespace down asynchronously; until then its link
+        // would still answer on the bridge (and mislead the next address probe). Taking the
+        // link down first is immediate. Absent (no link yet) is fine.
+        let _ = runner.run(&Cmd::new([
+            "ip", "-n", ns, "link", "set", JAIL_IFACE, "down",
+        ]));
         if let Err(e) = runner.run(&Cmd::new(["ip", "netns", "del", ns])) {
             errors.push(e.to_string());
         }
@@ -249,7 +259,7 @@ pub fn teardown_instance(runner: &dyn Runner, layout: &Layout) -> Result<(), Str
         .filter(|n| n.starts_with(&prefix))
         .partition(|n| **n == layout.vm_ns());
     for ns in jails.into_iter().chain(vm) {
-        if let Err(e) = delete_namespace(runner, ns) {
+        if let Err(e) = delete_namespace_if(runner, ns, true) {
             errors.push(e);
         }
     }
@@ -378,10 +388,13 @@ mod tests {
         assert_eq!(cmds[0].argv, ["ip", "netns", "add", ns.as_str()]);
         let vm = layout.vm_ns();
         assert_eq!(cmds[1].argv, ["ip", "-n", vm.as_str(), "-batch", "-"]);
+        let batch = String::from_utf8(cmds[1].stdin.clone().unwrap()).unwrap();
+        let port = batch.split_whitespace().nth(2).unwrap().to_string();
+        assert!(port.starts_with("vj42") && port.len() == 8, "{port}");
         assert_eq!(
-            String::from_utf8(cmds[1].stdin.clone().unwrap()).unwrap(),
+            batch,
             format!(
-                "link add vj42 type veth peer name eth0 netns {ns}\nlink set vj42 master br0 up\n"
+                "link add {port} type veth peer name eth0 netns {ns}\nlink set {port} master br0 up\n"
             )
         );
         assert_eq!(cmds[2].argv, ["ip", "-n", ns.as_str(), "-batch", "-"]);

@@ -14,7 +14,7 @@ use nix::sched::{setns, CloneFlags};
 use crate::names::BRIDGE;
 
 /// How long neighbours get to answer the ARP requests.
-const ANSWER_WINDOW: Duration = Duration::from_millis(300);
+const ANSWER_WINDOW: Duration = Duration::from_millis(100);
 
 /// Runs `f` on a thread that has entered network namespace `ns`; sockets `f` creates
 /// belong to that namespace for their whole life.

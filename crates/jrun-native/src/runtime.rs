@@ -210,13 +210,9 @@ impl Runtime for NativeRuntime {
                 self.write_supervision(&s)?;
             }
         }
-        let ns = self.layout.jail_ns(jail);
-        if let Some(ip) = plumbing::jail_address(self.runner.as_ref(), &ns) {
-            plumbing::delete_bridge_port(self.runner.as_ref(), &self.layout, ip);
-        }
-        plumbing::delete_namespace(self.runner.as_ref(), &ns).map_err(step_err)?;
         let _ = std::fs::remove_file(self.layout.ygg_dir().join(format!("j-{jail}.conf")));
-        Ok(())
+        let ns = self.layout.jail_ns(jail);
+        plumbing::delete_namespace(self.runner.as_ref(), &ns).map_err(step_err)
     }
 
     fn set_records(&self, records: &DnsRecords) -> Result<(), RuntimeError> {

@@ -42,6 +42,9 @@ pub struct ChildStatus {
 pub struct Children {
     log_dir: PathBuf,
     running: BTreeMap<String, Running>,
+    /// Children told to stop (SIGTERM), killed if still there at the deadline. Stopping
+    /// does not block a reload: the caller's next step (e.g. deleting the namespace) goes on.
+    stopping: Vec<(Child, Instant)>,
 }
 
 impl Children {
@@ -49,6 +52,7 @@ impl Children {
         Children {
             log_dir: log_dir.to_path_buf(),
             running: BTreeMap::new(),
+            stopping: Vec::new(),
         }
     }
 
@@ -64,8 +68,9 @@ impl Children {
             .map(|(name, _)| name.clone())
             .collect();
         for name in stale {
-            if let Some(mut r) = self.running.remove(&name) {
-                stop_child(&mut r);
+            if let Some(child) = self.running.remove(&name).and_then(|mut r| r.child.take()) {
+                let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+                self.stopping.push((child, Instant::now() + STOP_GRACE));
             }
         }
         let mut errors = Vec::new();
@@ -93,6 +98,17 @@ impl Children {
     /// Reaps exited children and restarts those whose backoff has passed.
     pub fn tick(&mut self) {
         let now = Instant::now();
+        self.stopping.retain_mut(|(child, deadline)| {
+            if let Ok(Some(_)) = child.try_wait() {
+                return false;
+            }
+            if *deadline <= now {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+            true
+        });
         let names: Vec<String> = self.running.keys().cloned().collect();
         for name in names {
             let mut r = self.running.remove(&name).expect("name from keys");
@@ -143,6 +159,10 @@ impl Children {
         }
         for (_, mut r) in std::mem::take(&mut self.running) {
             stop_child(&mut r);
+        }
+        for (mut child, _) in std::mem::take(&mut self.stopping) {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 

@@ -58,11 +58,16 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     let mut progress = Progress::new(false);
     for name in &names {
         progress.step(name.as_str(), Step::Remove.as_str());
-        rt.remove_jail(name).into_diagnostic()?;
+        let removed = rt.remove_jail(name);
+        if removed.is_err() {
+            // Keep what was removed so far on record before failing.
+            lock.save().into_diagnostic()?;
+        }
+        removed.into_diagnostic()?;
         lock.state.forget_jail(name);
-        lock.save().into_diagnostic()?;
         progress.done(name.as_str(), "removed");
     }
+    lock.save().into_diagnostic()?;
     if running {
         rt.set_records(&wiring::records(&lock.state))
             .into_diagnostic()?;

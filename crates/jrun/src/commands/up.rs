@@ -144,17 +144,22 @@ fn execute(
     }
 
     let mut deployed_now = Vec::new();
+    // Every jail about to change is recorded as not deployed (at its planned address)
+    // before any of them is touched: one durable write instead of one per jail.
+    if error.is_none() {
+        for jp in plan.jails.iter().filter(|j| !j.actions.is_empty()) {
+            lock.state.begin_jail(jp);
+        }
+        if let Err(e) = save(lock) {
+            error = Some(format!("{e:?}"));
+        }
+    }
     if error.is_none() {
         for jp in &plan.jails {
             let name = jp.name().as_str();
             if jp.actions.is_empty() {
                 outcome.unchanged.push(name.to_string());
                 continue;
-            }
-            lock.state.begin_jail(jp);
-            if let Err(e) = save(lock) {
-                error = Some(format!("{e:?}"));
-                break;
             }
             let net = JailNetwork {
                 name: jp.name().clone(),
