@@ -146,3 +146,61 @@ fn stop_leaves_nothing_behind() {
     // State is kept for the next start.
     assert_eq!(inst.jails().len(), 2);
 }
+
+#[test]
+fn supervisor_restarts_a_child_that_dies() {
+    let inst = Instance::new(false);
+    inst.start();
+    let cfg = inst.config("jail \"w\" { }\n");
+    inst.up(&cfg);
+    let unbound = |inst: &Instance| {
+        inst.status()["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "unbound")
+            .cloned()
+            .unwrap()
+    };
+    let before = unbound(&inst);
+    let pid = before["pid"].as_u64().unwrap().to_string();
+    sh(&["kill", "-9", &pid]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut after = unbound(&inst);
+    while (after["pid"] == before["pid"] || after["pid"].is_null())
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        after = unbound(&inst);
+    }
+    assert_ne!(after["pid"], before["pid"]);
+    assert_eq!(after["restarts"], 1);
+    // The new resolver serves the whole record set.
+    let ip = inst.ip_of("w");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while inst.resolve("w", "w") != ip && std::time::Instant::now() < deadline {}
+    assert_eq!(inst.resolve("w", "w"), ip);
+}
+
+#[test]
+fn purge_deletes_state_and_logs_but_keeps_keys_and_vm_runtime_says_not_wired() {
+    let inst = Instance::new(true);
+    inst.start();
+    let cfg = inst.config("jail \"k\" { }\n");
+    inst.up(&cfg);
+    let id = instance_id(inst.home.path());
+    inst.ok(&["purge", "-y"]);
+    assert_eq!(leftovers(&id), Vec::<String>::new());
+    let home = inst.home.path();
+    assert!(!home.join("state.json").exists());
+    assert!(!home.join("logs").exists());
+    assert!(home.join("keys/jails/k.pem").exists());
+
+    let out = inst.run(&["--runtime", "vm", "status"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not wired to the vm runtime") && err.contains("JRUN_RUNTIME=native"),
+        "{err}"
+    );
+}
