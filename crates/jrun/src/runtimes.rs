@@ -4,9 +4,39 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
 use jrun_core::exec::SystemRunner;
+use jrun_core::runtime::Runtime;
 use jrun_core::settings::{RuntimeKind, Settings};
 use jrun_native::{NativeOptions, NativeRuntime};
+use jrun_vm::runtime::{VmOptions, VmRuntime};
 use miette::{miette, IntoDiagnostic, WrapErr};
+
+/// The runtime a command drives.
+pub enum Selected {
+    Native(NativeRuntime),
+    Vm(VmRuntime),
+}
+
+impl Selected {
+    /// The common operations.
+    pub fn runtime(&self) -> &dyn Runtime {
+        match self {
+            Selected::Native(rt) => rt,
+            Selected::Vm(rt) => rt,
+        }
+    }
+}
+
+/// The runtime `JRUN_RUNTIME` (or `--runtime`) names.
+pub fn select(settings: &Settings) -> miette::Result<Selected> {
+    match settings.runtime {
+        RuntimeKind::Vm => Ok(Selected::Vm(VmRuntime::new(
+            settings,
+            Arc::new(SystemRunner),
+            VmOptions::default(),
+        ))),
+        RuntimeKind::Native => native(settings, "").map(Selected::Native),
+    }
+}
 
 /// Reads the settings (environment and `./.env`).
 pub fn settings() -> miette::Result<Settings> {

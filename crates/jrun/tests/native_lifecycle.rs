@@ -196,7 +196,7 @@ fn purge_deletes_state_and_logs_but_keeps_keys_and_vm_runtime_says_not_wired() {
     assert!(!home.join("logs").exists());
     assert!(home.join("keys/jails/k.pem").exists());
 
-    let out = inst.run(&["--runtime", "vm", "status"]);
+    let out = inst.run(&["--runtime", "vm", "down", "k"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

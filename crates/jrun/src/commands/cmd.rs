@@ -4,7 +4,6 @@
 use std::process::ExitCode;
 
 use jrun_core::config::JailName;
-use jrun_core::runtime::Runtime;
 use miette::IntoDiagnostic;
 
 use crate::runtimes;
@@ -20,7 +19,8 @@ pub struct Args {
 
 pub fn run(args: Args) -> miette::Result<ExitCode> {
     let settings = runtimes::settings()?;
-    let rt = runtimes::native(&settings, "cmd")?;
+    let selected = runtimes::select(&settings)?;
+    let rt = selected.runtime();
     let jail = JailName::new(args.jail.as_str()).into_diagnostic()?;
     let code = rt.exec_in_jail(&jail, &args.command).into_diagnostic()?;
     Ok(ExitCode::from(code.clamp(0, 255) as u8))

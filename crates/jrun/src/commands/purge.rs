@@ -4,7 +4,6 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
-use jrun_core::runtime::Runtime;
 use miette::{miette, IntoDiagnostic};
 
 use crate::runtimes;
@@ -18,7 +17,8 @@ pub struct Args {
 
 pub fn run(args: Args) -> miette::Result<ExitCode> {
     let settings = runtimes::settings()?;
-    let rt = runtimes::native(&settings, "purge")?;
+    let selected = runtimes::select(&settings)?;
+    let rt = selected.runtime();
     let home = &settings.home;
     if !args.yes
         && !confirm(&format!(
@@ -30,6 +30,9 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     rt.stop().into_diagnostic()?;
+    if let runtimes::Selected::Vm(vm) = &selected {
+        vm.purge().into_diagnostic()?;
+    }
     for name in ["state.json", "state.lock", "logs", "run"] {
         let path = home.join(name);
         let removed = if path.is_dir() {

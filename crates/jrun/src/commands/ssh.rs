@@ -4,7 +4,6 @@
 use std::process::ExitCode;
 
 use jrun_core::config::JailName;
-use jrun_core::runtime::Runtime;
 use miette::IntoDiagnostic;
 
 use crate::runtimes;
@@ -17,7 +16,8 @@ pub struct Args {
 
 pub fn run(args: Args) -> miette::Result<ExitCode> {
     let settings = runtimes::settings()?;
-    let rt = runtimes::native(&settings, "ssh")?;
+    let selected = runtimes::select(&settings)?;
+    let rt = selected.runtime();
     let shell = std::env::var("SHELL")
         .ok()
         .filter(|s| s.starts_with('/'))

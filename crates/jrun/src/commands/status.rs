@@ -62,7 +62,8 @@ struct JailRow {
 
 pub fn run(args: Args) -> miette::Result<ExitCode> {
     let settings = runtimes::settings()?;
-    let rt = runtimes::native(&settings, "status")?;
+    let selected = runtimes::select(&settings)?;
+    let rt = selected.runtime();
     let inst = rt.instance().into_diagnostic()?;
     let state = StateStore::new(&settings.home).read().into_diagnostic()?;
     let present = if inst.running {
@@ -90,7 +91,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             Some(o) => *o == j.name,
             None => true,
         })
-        .map(|j| row(&rt, j, present.contains(&j.name)))
+        .map(|j| row(rt, j, present.contains(&j.name)))
         .collect();
     let wants_services = matches!(args.show, Some(Show::Services | Show::All));
     let report = Report {
@@ -100,10 +101,11 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             namespace: inst.detail,
         },
         jails,
-        processes: if inst.running && (wants_services || args.json) {
-            rt.children()
-        } else {
-            Vec::new()
+        processes: match &selected {
+            runtimes::Selected::Native(native) if inst.running && (wants_services || args.json) => {
+                native.children()
+            }
+            _ => Vec::new(),
         },
     };
     if args.json {

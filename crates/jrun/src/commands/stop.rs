@@ -4,7 +4,6 @@
 
 use std::process::ExitCode;
 
-use jrun_core::runtime::Runtime;
 use jrun_core::state::{LockWait, StateStore};
 use miette::IntoDiagnostic;
 
@@ -15,7 +14,8 @@ pub struct Args {}
 
 pub fn run(_args: Args) -> miette::Result<ExitCode> {
     let settings = runtimes::settings()?;
-    let rt = runtimes::native(&settings, "stop")?;
+    let selected = runtimes::select(&settings)?;
+    let rt = selected.runtime();
     let was_running = rt.instance().into_diagnostic()?.running;
     rt.stop().into_diagnostic()?;
     // The wiring is gone with the instance.

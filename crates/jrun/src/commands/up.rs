@@ -50,7 +50,8 @@ struct Deployed {
 
 pub fn run(args: Args) -> miette::Result<ExitCode> {
     let settings = runtimes::settings()?;
-    let rt = runtimes::native(&settings, "up")?;
+    let selected = runtimes::select(&settings)?;
+    let rt = selected.runtime();
     if !rt.instance().into_diagnostic()?.running {
         return Err(miette!(
             help = "run `jrun start` first",
@@ -76,12 +77,14 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
 
     let store = StateStore::new(&settings.home);
     let mut lock = store.lock(LockWait::No).into_diagnostic()?;
-    // Jails recorded as deployed whose network is gone (the instance was restarted) are
-    // planned like an interrupted deployment: rebuilt at their recorded address.
-    let present = rt.jails_present().into_diagnostic()?;
-    for jail in lock.state.jails.values_mut() {
-        if jail.deployed && !present.contains(&jail.name) {
-            jail.deployed = false;
+    // Native: jails recorded as deployed whose network is gone (the instance was
+    // restarted) are planned like an interrupted deployment: rebuilt at their address.
+    if let runtimes::Selected::Native(native) = &selected {
+        let present = native.jails_present().into_diagnostic()?;
+        for jail in lock.state.jails.values_mut() {
+            if jail.deployed && !present.contains(&jail.name) {
+                jail.deployed = false;
+            }
         }
     }
     let probe = if needs_probe(&config, &lock.state, &options) {
@@ -97,7 +100,12 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         .into_diagnostic()?;
 
     let mut progress = Progress::new(args.json);
-    let outcome = execute(&rt, &plan, &mut progress, settings.ssh_port, &mut lock);
+    let outcome = match &selected {
+        runtimes::Selected::Native(native) => {
+            execute(native, &plan, &mut progress, settings.ssh_port, &mut lock)
+        }
+        runtimes::Selected::Vm(vm) => execute_vm(vm, &plan, &args, &settings.home, &mut lock),
+    };
     print_outcome(&outcome, args.json);
     match outcome.error {
         Some(e) => Err(miette!("{e}")),
@@ -229,6 +237,65 @@ fn execute(
     }
     outcome.changed = !outcome.deployed.is_empty() || !outcome.removed.is_empty();
     outcome.error = error;
+    outcome
+}
+
+/// The vm runtime applies the whole plan in one script; jails are recorded deployed
+/// only when it succeeded.
+fn execute_vm(
+    vm: &jrun_vm::runtime::VmRuntime,
+    plan: &Plan,
+    args: &Args,
+    home: &std::path::Path,
+    lock: &mut StateLock,
+) -> Outcome {
+    let mut outcome = Outcome::default();
+    if plan.is_empty() {
+        outcome.unchanged = plan.jails.iter().map(|j| j.name().to_string()).collect();
+        return outcome;
+    }
+    for jp in plan.jails.iter().filter(|j| !j.actions.is_empty()) {
+        lock.state.begin_jail(jp);
+    }
+    if let Err(e) = lock.save() {
+        outcome.error = Some(e.to_string());
+        return outcome;
+    }
+    let json = args.json;
+    let applied = vm.up(
+        plan,
+        args.provision,
+        &jrun_mesh::KeyStore::open(home),
+        &mut |event| {
+            if let jrun_vm::runtime::VmEvent::Restarting(why) = event {
+                if !json {
+                    eprintln!("restarting the VM: {why}");
+                }
+            }
+        },
+    );
+    match applied {
+        Ok(()) => {
+            plan.apply_to(&mut lock.state);
+            outcome.removed = plan.removals.iter().map(|r| r.name.to_string()).collect();
+            for jp in &plan.jails {
+                if jp.actions.is_empty() {
+                    outcome.unchanged.push(jp.name().to_string());
+                } else {
+                    outcome.deployed.push(Deployed {
+                        name: jp.name().to_string(),
+                        ip: jp.ip,
+                        reasons: jp.actions.iter().map(|a| reason_word(&a.reason)).collect(),
+                    });
+                }
+            }
+        }
+        Err(e) => outcome.error = Some(e.to_string()),
+    }
+    if let Err(e) = lock.save() {
+        outcome.error.get_or_insert(e.to_string());
+    }
+    outcome.changed = !outcome.deployed.is_empty() || !outcome.removed.is_empty();
     outcome
 }
 
