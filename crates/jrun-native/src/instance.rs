@@ -146,6 +146,7 @@ fn start_inner(rt: &NativeRuntime, link: Link, host_lock: Flock<File>) -> Result
             proto: Proto::Udp,
             listen: dns_relay,
             target: upstream,
+            only_from: Some(link.vm),
         }],
     };
     supervision

@@ -261,6 +261,7 @@ impl Runtime for NativeRuntime {
             proto: r.proto,
             listen: SocketAddrV4::new(Ipv4Addr::LOCALHOST, r.host_port),
             target: SocketAddrV4::new(info.link.vm, r.host_port),
+            only_from: None,
         }));
         if wanted == s.forwards {
             return Ok(());

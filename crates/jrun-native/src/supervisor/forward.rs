@@ -63,7 +63,13 @@ impl Drop for Forward {
 fn serve_tcp(listener: TcpListener, spec: ForwardSpec, stop: Arc<AtomicBool>) {
     while !stop.load(Ordering::SeqCst) {
         match listener.accept() {
-            Ok((client, _)) => {
+            Ok((client, peer)) => {
+                if spec
+                    .only_from
+                    .is_some_and(|allowed| peer.ip() != std::net::IpAddr::V4(allowed))
+                {
+                    continue;
+                }
                 thread::spawn(move || {
                     if let Err(e) = relay_tcp(client, spec) {
                         tracing::debug!(listen = %spec.listen, error = %e, "tcp relay ended");
@@ -122,6 +128,12 @@ fn serve_udp(socket: UdpSocket, spec: ForwardSpec, stop: Arc<AtomicBool>) {
                 continue;
             }
         };
+        if spec
+            .only_from
+            .is_some_and(|allowed| from.ip() != std::net::IpAddr::V4(allowed))
+        {
+            continue;
+        }
         let relay = {
             let mut map = clients.lock().expect("udp client map");
             if let Some((relay, seen)) = map.get_mut(&from) {
@@ -191,5 +203,113 @@ fn udp_replies(
             // ICMP port unreachable from the target surfaces here; keep the relay.
             Err(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{Ipv4Addr, SocketAddrV4};
+
+    fn local(port: u16) -> SocketAddrV4 {
+        SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)
+    }
+
+    fn free_port() -> u16 {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    #[test]
+    fn tcp_streams_are_relayed_both_ways() {
+        let target = TcpListener::bind("127.0.0.1:0").unwrap();
+        let target_addr = match target.local_addr().unwrap() {
+            SocketAddr::V4(a) => a,
+            SocketAddr::V6(_) => unreachable!(),
+        };
+        thread::spawn(move || {
+            let (mut c, _) = target.accept().unwrap();
+            let mut buf = [0u8; 5];
+            c.read_exact(&mut buf).unwrap();
+            c.write_all(&buf.to_ascii_uppercase()).unwrap();
+        });
+        let listen = local(free_port());
+        let _fwd = Forward::start(ForwardSpec {
+            proto: Proto::Tcp,
+            listen,
+            target: target_addr,
+            only_from: None,
+        })
+        .unwrap();
+        let mut c = TcpStream::connect(listen).unwrap();
+        c.write_all(b"hello").unwrap();
+        let mut answer = String::new();
+        c.read_to_string(&mut answer).unwrap();
+        assert_eq!(answer, "HELLO");
+    }
+
+    #[test]
+    fn udp_replies_reach_the_client_and_strangers_are_ignored() {
+        let target = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let target_addr = match target.local_addr().unwrap() {
+            SocketAddr::V4(a) => a,
+            SocketAddr::V6(_) => unreachable!(),
+        };
+        thread::spawn(move || loop {
+            let mut buf = [0u8; 64];
+            let (n, from) = target.recv_from(&mut buf).unwrap();
+            target
+                .send_to(&buf[..n].to_ascii_uppercase(), from)
+                .unwrap();
+        });
+        let open = local(free_port());
+        let _open = Forward::start(ForwardSpec {
+            proto: Proto::Udp,
+            listen: open,
+            target: target_addr,
+            only_from: None,
+        })
+        .unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        client.send_to(b"ping", open).unwrap();
+        let mut buf = [0u8; 64];
+        let (n, from) = client.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"PING");
+        assert_eq!(from, SocketAddr::V4(open));
+
+        // A relay that serves one other address drops this client's datagrams.
+        let closed = local(free_port());
+        let _closed = Forward::start(ForwardSpec {
+            proto: Proto::Udp,
+            listen: closed,
+            target: target_addr,
+            only_from: Some(Ipv4Addr::new(10, 17, 88, 2)),
+        })
+        .unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        client.send_to(b"ping", closed).unwrap();
+        assert!(client.recv_from(&mut buf).is_err());
+    }
+
+    #[test]
+    fn a_busy_port_fails_at_start() {
+        let squatter = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = squatter.local_addr().unwrap().port();
+        let spec = ForwardSpec {
+            proto: Proto::Tcp,
+            listen: local(port),
+            target: local(9),
+            only_from: None,
+        };
+        assert!(Forward::start(spec).is_err());
     }
 }

@@ -37,6 +37,10 @@ pub struct ForwardSpec {
     pub proto: Proto,
     pub listen: SocketAddrV4,
     pub target: SocketAddrV4,
+    /// Accept only this source address (the resolver's relay serves the VM namespace
+    /// alone, never a neighbour that routes to the link address); `None`: anyone.
+    #[serde(default)]
+    pub only_from: Option<std::net::Ipv4Addr>,
 }
 
 impl Supervision {
