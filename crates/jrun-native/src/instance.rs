@@ -135,7 +135,7 @@ fn start_inner(rt: &NativeRuntime, link: Link, host_lock: Flock<File>) -> Result
     let mut ygg_version = None;
     if rt.options.mesh {
         let version = ygg::detect_version().map_err(|e| other("cannot run Yggdrasil", e))?;
-        let node = ygg::vm_node(layout, version, rt.options.relay_peer.as_deref())
+        let node = ygg::vm_node(layout, version, rt.options.relay_peer.as_deref(), link.host)
             .map_err(|e| other("cannot configure the VM's Yggdrasil node", e))?;
         children.push(node.child);
         ygg_version = Some(format!("{version:?}"));

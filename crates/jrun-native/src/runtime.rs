@@ -100,6 +100,12 @@ impl NativeRuntime {
         }
     }
 
+    /// This machine as the running instance's VM namespace reaches it (the host's side of
+    /// the link): where a relay on the same machine is dialled.
+    pub fn host_address(&self) -> Option<Ipv4Addr> {
+        InstanceInfo::read(&self.layout).ok().map(|i| i.link.host)
+    }
+
     /// The supervisor's children (name, pid, restarts), for status.
     pub fn children(&self) -> Vec<crate::supervisor::ChildStatus> {
         control::request(&self.layout.control_socket(), &Request::Status)

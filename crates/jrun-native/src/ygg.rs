@@ -4,6 +4,7 @@
 //! them inside their namespaces.
 
 use std::io::Write;
+use std::net::Ipv4Addr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -35,19 +36,31 @@ pub struct Node {
     pub child: ChildSpec,
 }
 
+/// The relay peer URI as the VM node dials it: the host name `host` means this machine,
+/// seen from the VM namespace (the host's side of the link), so a relay running on the
+/// same machine is `tcp://host:<port>` for every instance.
+pub fn relay_peer_uri(relay_peer: &str, link_host: Ipv4Addr) -> Result<PeerUri, String> {
+    let resolved = match relay_peer.split_once("://host:") {
+        Some((scheme, rest)) => format!("{scheme}://{link_host}:{rest}"),
+        None => relay_peer.to_string(),
+    };
+    resolved
+        .parse::<PeerUri>()
+        .map_err(|e| format!("JRUN_RELAY_PEER={relay_peer:?}: {e}"))
+}
+
 /// Writes the VM node's config and returns its child.
 pub fn vm_node(
     layout: &Layout,
     version: YggVersion,
     relay_peer: Option<&str>,
+    link_host: Ipv4Addr,
 ) -> Result<Node, String> {
     let key = KeyStore::open(&layout.home)
         .vm_key()
         .map_err(|e| e.to_string())?;
     let peers = match relay_peer {
-        Some(p) => vec![p
-            .parse::<PeerUri>()
-            .map_err(|e| format!("JRUN_RELAY_PEER={p:?}: {e}"))?],
+        Some(p) => vec![relay_peer_uri(p, link_host)?],
         None => vec![],
     };
     let config = NodeConfig {
@@ -142,4 +155,25 @@ fn write_node(
             ],
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_in_the_relay_peer_means_this_machine() {
+        let host = Ipv4Addr::new(10, 17, 88, 5);
+        assert_eq!(
+            relay_peer_uri("tcp://host:9001", host).unwrap().as_str(),
+            "tcp://10.17.88.5:9001"
+        );
+        assert_eq!(
+            relay_peer_uri("tls://relay.example:443", host)
+                .unwrap()
+                .as_str(),
+            "tls://relay.example:443"
+        );
+        assert!(relay_peer_uri("tcp://host:9001\nListen", host).is_err());
+    }
 }

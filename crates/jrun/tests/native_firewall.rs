@@ -98,3 +98,82 @@ fn mesh_interface_drops_non_peers_and_other_traffic_works() {
     }
     assert!(reached, "a could not reach b over the mesh even as a peer");
 }
+
+/// A Yggdrasil node in the host namespace, standing in for a relay on this machine.
+struct HostNode {
+    child: std::process::Child,
+    admin: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl HostNode {
+    fn start(port: u16) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("yggdrasil")
+            .args(["-genconf", "-json"])
+            .output()
+            .unwrap();
+        let mut conf: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let admin = dir.path().join("admin.sock");
+        conf["Listen"] = serde_json::json!([format!("tcp://0.0.0.0:{port}")]);
+        conf["AdminListen"] = format!("unix://{}", admin.display()).into();
+        conf["IfName"] = "none".into();
+        conf["MulticastInterfaces"] = serde_json::json!([]);
+        conf["Peers"] = serde_json::json!([]);
+        let path = dir.path().join("node.conf");
+        std::fs::write(&path, conf.to_string()).unwrap();
+        let child = Command::new("yggdrasil")
+            .args(["-useconffile", path.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        HostNode {
+            child,
+            admin,
+            _dir: dir,
+        }
+    }
+
+    fn peer_count(&self) -> usize {
+        let out = Command::new("yggdrasilctl")
+            .args([
+                "-json",
+                &format!("-endpoint=unix://{}", self.admin.display()),
+                "getPeers",
+            ])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v["peers"]
+            .as_array()
+            .map(|a| a.len())
+            .or_else(|| v["peers"].as_object().map(|o| o.len()))
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for HostNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn vm_node_peers_with_the_relay_peer_on_this_machine() {
+    let port = native_support::free_port();
+    let relay = HostNode::start(port);
+    let mut inst = Instance::new(true);
+    inst.set_env("JRUN_RELAY_PEER", &format!("tcp://host:{port}"));
+    inst.start();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while relay.peer_count() == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        relay.peer_count(),
+        1,
+        "the VM node did not peer with the relay"
+    );
+}

@@ -36,6 +36,11 @@ impl Instance {
         }
     }
 
+    /// An extra environment variable for every jrun this instance runs.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.extra_env.push((key.to_string(), value.to_string()));
+    }
+
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_jrun"));
         cmd.args(args)
