@@ -103,8 +103,15 @@ pub fn jail_address(layout: &Layout, jail: &JailName) -> Option<YggAddress> {
         .map(|k| k.identity.address())
 }
 
+/// A jail node's admin socket. Named by a hash of the jail's name: a unix socket path
+/// must stay under 108 bytes, and a jail name alone may take 63.
 pub fn jail_admin_socket(layout: &Layout, jail: &JailName) -> PathBuf {
-    layout.ygg_dir().join(format!("j-{jail}.sock"))
+    let mut h: u32 = 0x811c_9dc5;
+    for b in jail.as_str().bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    layout.ygg_dir().join(format!("j{h:08x}.sock"))
 }
 
 /// The supervisor child name of a jail's node.

@@ -52,6 +52,9 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     let settings = runtimes::settings()?;
     let selected = runtimes::select(&settings)?;
     let rt = selected.runtime();
+    if let runtimes::Selected::Native(native) = &selected {
+        native.require_root("jrun up").into_diagnostic()?;
+    }
     if !rt.instance().into_diagnostic()?.running {
         return Err(miette!(
             help = "run `jrun start` first",
