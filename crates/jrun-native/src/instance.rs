@@ -67,6 +67,7 @@ pub fn supervisor_pid(layout: &Layout) -> Option<(i32, u64)> {
 pub fn start(rt: &NativeRuntime) -> Result<(), RuntimeError> {
     let layout = &rt.layout;
     let runner = rt.runner.as_ref();
+    check_home(&layout.home)?;
     // Leftovers of an instance that died without `stop` would collide with the new one.
     let _ = plumbing::teardown_instance(runner, layout);
     let _ = std::fs::remove_dir_all(layout.run_dir());
@@ -316,6 +317,18 @@ fn is_alive(pid: i32) -> bool {
     }
 }
 
+/// Paths under `JRUN_HOME` are written into unbound's and Yggdrasil's config files (quoted
+/// strings), so the folder must be plain: UTF-8, no quotes, backslashes or control characters.
+fn check_home(home: &Path) -> Result<(), RuntimeError> {
+    match home.to_str() {
+        Some(s) if !s.chars().any(|c| c.is_control() || c == '"' || c == '\\') => Ok(()),
+        _ => Err(other(
+            format!("JRUN_HOME={}", home.display()),
+            "the native runtime needs a folder name without quotes, backslashes or control characters",
+        )),
+    }
+}
+
 /// The first IPv4 nameserver of the host's resolv.conf.
 pub fn host_resolver(path: &Path) -> Result<SocketAddrV4, RuntimeError> {
     let text = std::fs::read_to_string(path).map_err(|source| RuntimeError::Io {
@@ -362,6 +375,13 @@ fn write(path: &Path, text: &str) -> Result<(), RuntimeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn home_must_be_plain() {
+        assert!(check_home(Path::new("/root/.jrun")).is_ok());
+        assert!(check_home(Path::new("/tmp/a\"b")).is_err());
+        assert!(check_home(Path::new("/tmp/a\nb")).is_err());
+    }
 
     #[test]
     fn upstream_is_the_first_ipv4_nameserver() {
