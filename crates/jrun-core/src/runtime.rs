@@ -157,6 +157,15 @@ pub trait Runtime {
     fn remove_jail(&self, jail: &JailName) -> Result<(), RuntimeError>;
     /// Replaces the resolver's whole record set (reloaded, not restarted).
     fn set_records(&self, records: &DnsRecords) -> Result<(), RuntimeError>;
+    /// Applies the mesh pairings: every listed jail's `mesh_peers` set becomes exactly
+    /// its firewall's (one transaction per jail, nothing else of its ruleset changes), then
+    /// the resolver's whole record set is replaced. Jails whose network is absent are
+    /// skipped (they get their set when deployed).
+    fn apply_mesh(
+        &self,
+        firewalls: &[JailFirewall],
+        records: &DnsRecords,
+    ) -> Result<(), RuntimeError>;
     /// Replaces the whole set of host forwards.
     fn set_forwards(&self, redirects: &[Redirect]) -> Result<(), RuntimeError>;
     /// The jails whose network exists on the machine right now (one cheap look).

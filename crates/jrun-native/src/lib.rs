@@ -8,6 +8,7 @@
 mod deploy;
 mod instance;
 mod link;
+pub mod mesh;
 pub mod names;
 pub mod nft;
 mod plumbing;

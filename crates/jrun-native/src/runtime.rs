@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use jrun_core::config::{JailName, Proto};
 use jrun_core::exec::Runner;
-use jrun_core::net::{DnsRecords, Redirect};
+use jrun_core::net::{DnsRecords, JailFirewall, Redirect};
 use jrun_core::runtime::{
     InstanceStatus, JailNetwork, JailObserved, Runtime, RuntimeError, StartOutcome, Step,
 };
@@ -245,6 +245,14 @@ impl Runtime for NativeRuntime {
         files
             .reload(self.runner.as_ref())
             .map_err(|e| other("cannot reload the resolver", e))
+    }
+
+    fn apply_mesh(
+        &self,
+        firewalls: &[JailFirewall],
+        records: &DnsRecords,
+    ) -> Result<(), RuntimeError> {
+        crate::mesh::apply(self, firewalls, records)
     }
 
     fn set_forwards(&self, redirects: &[Redirect]) -> Result<(), RuntimeError> {

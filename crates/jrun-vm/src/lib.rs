@@ -6,6 +6,7 @@
 
 pub mod build;
 pub mod image;
+pub mod mesh_apply;
 pub mod paths;
 pub mod qemu;
 pub mod qmp;

@@ -210,6 +210,14 @@ impl Runtime for VmRuntime {
         Err(whole_plans("changing DNS records"))
     }
 
+    fn apply_mesh(
+        &self,
+        firewalls: &[jrun_core::net::JailFirewall],
+        records: &DnsRecords,
+    ) -> Result<(), RuntimeError> {
+        crate::mesh_apply::apply(self, firewalls, records)
+    }
+
     fn set_forwards(&self, redirects: &[Redirect]) -> Result<(), RuntimeError> {
         let vm = self.process().ok_or(RuntimeError::NotRunning)?;
         let mut wiring = self

@@ -1,0 +1,114 @@
+//! Applying mesh pairings to running jails: each jail's `mesh_peers` set is replaced in
+//! one nft transaction that touches nothing else of its ruleset (no window in which the
+//! mesh interface is open or a local rule is missing), then the resolver's records are
+//! replaced and reloaded.
+
+use std::fmt::Write;
+
+use jrun_core::net::{DnsRecords, JailFirewall};
+use jrun_core::runtime::{Runtime, RuntimeError, Step};
+
+use crate::nft::TABLE;
+use crate::runtime::NativeRuntime;
+use crate::plumbing;
+
+/// The name of the set in each jail's table (see [`crate::nft::render_jail`]).
+pub const PEER_SET: &str = "mesh_peers";
+
+/// One transaction that makes the jail's `mesh_peers` set hold exactly `fw.mesh_peers`.
+/// Rendered from validated addresses only; `nft -f` applies a file atomically.
+pub fn render_peer_set(fw: &JailFirewall) -> String {
+    let mut text = format!("flush set inet {TABLE} {PEER_SET}\n");
+    if !fw.mesh_peers.is_empty() {
+        let list: Vec<String> = fw.mesh_peers.iter().map(|a| a.to_string()).collect();
+        // Writing to a String cannot fail.
+        let _ = writeln!(
+            text,
+            "add element inet {TABLE} {PEER_SET} {{ {} }}",
+            list.join(", ")
+        );
+    }
+    text
+}
+
+/// Updates every listed jail whose namespace exists, then the records. The first failure
+/// stops the run and names the jail; the caller restores the previous sets.
+pub fn apply(
+    rt: &NativeRuntime,
+    firewalls: &[JailFirewall],
+    records: &DnsRecords,
+) -> Result<(), RuntimeError> {
+    rt.require_root("changing mesh pairings")?;
+    rt.require_running()?;
+    for fw in firewalls {
+        let ns = rt.layout.jail_ns(&fw.jail);
+        if !plumbing::namespace_exists(&ns) {
+            continue;
+        }
+        plumbing::nft_apply(rt.runner.as_ref(), &ns, &render_peer_set(fw)).map_err(|e| {
+            RuntimeError::Step {
+                jail: fw.jail.clone(),
+                step: Step::Mesh,
+                message: format!("cannot update its mesh_peers set: {e}"),
+            }
+        })?;
+    }
+    rt.set_records(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jrun_core::config::JailName;
+    use jrun_mesh::YggAddress;
+
+    fn fw(addrs: &[&str]) -> JailFirewall {
+        JailFirewall::new(
+            JailName::new("web").unwrap(),
+            addrs.iter().map(|a| a.parse::<YggAddress>().unwrap()),
+        )
+    }
+
+    #[test]
+    fn an_empty_set_is_only_flushed() {
+        assert_eq!(
+            render_peer_set(&fw(&[])),
+            "flush set inet jrun mesh_peers\n"
+        );
+    }
+
+    #[test]
+    fn the_set_holds_exactly_the_peers() {
+        let text = render_peer_set(&fw(&["201::1", "200:848a:604f:bb7e:4384:65db:8db6:6895"]));
+        assert_eq!(
+            text,
+            "flush set inet jrun mesh_peers\n\
+             add element inet jrun mesh_peers { 200:848a:604f:bb7e:4384:65db:8db6:6895, 201::1 }\n"
+        );
+    }
+
+    /// The transaction is valid against the jail ruleset it updates (checked by nft itself,
+    /// without touching any kernel state).
+    #[test]
+    fn the_transaction_passes_nft_check() {
+        let f = fw(&["201::1", "202::2"]);
+        let file = format!(
+            "{}{}",
+            crate::nft::render_jail(&fw(&["203::3"])),
+            render_peer_set(&f)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.nft");
+        std::fs::write(&path, file).unwrap();
+        let out = std::process::Command::new("nft")
+            .args(["-c", "-f"])
+            .arg(&path)
+            .output()
+            .expect("nft is installed (CI package nftables)");
+        assert!(
+            out.status.success(),
+            "nft -c refused: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
