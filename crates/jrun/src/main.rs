@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod pairing;
 mod progress;
 mod runtimes;
 mod wiring;

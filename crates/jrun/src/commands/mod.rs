@@ -39,9 +39,3 @@ pub fn dispatch(cli: Cli) -> miette::Result<ExitCode> {
         Command::Supervise(a) => supervise::run(a),
     }
 }
-
-/// The answer of a command whose issue has not landed yet.
-pub fn not_implemented(what: &str) -> miette::Result<ExitCode> {
-    eprintln!("jrun {what}: not implemented yet in this version of jrun");
-    Ok(ExitCode::from(3))
-}

@@ -1,4 +1,22 @@
+//! `jrun pair`, `jrun pair <code>`, `jrun pair --list`, `jrun pair --drop <code>`.
+//!
+//! The state lock is taken to read this side's roster, released while the relay is asked
+//! (and while the creator waits for its peer), then taken again to record and apply the
+//! peer's roster. Nothing from the relay is used before the client validated it, and
+//! nothing changes on the machine unless the whole new wiring applied.
+
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jrun_core::state::{LockWait, MeshPeer, PairDirection, StateStore};
+use jrun_mesh::protocol::Roster;
+use jrun_mesh::{ClientError, KeyStore, PairCode, PollOptions, RelayClient};
+use miette::{miette, IntoDiagnostic};
+use serde::Serialize;
+
+use crate::pairing::{self, PairError};
+use crate::runtimes::{self, Selected};
 
 /// Without arguments: create a pairing, print its code and wait for the peer.
 /// With a code: join the peer's pairing.
@@ -14,14 +32,293 @@ pub struct Args {
     /// Revoke a pairing: its firewall allowances and DNS names.
     #[arg(long, value_name = "CODE")]
     pub drop: Option<String>,
-    /// How long to wait for the peer to join.
-    #[arg(long, default_value = "10m", value_name = "DURATION")]
-    pub timeout: String,
-    /// Print JSON for scripts.
+    /// How long to wait for the peer to join (e.g. 90s, 10m).
+    #[arg(long, default_value = "10m", value_name = "DURATION", value_parser = super::relay::parse_duration)]
+    pub timeout: Duration,
+    /// Print JSON for scripts (`jrun pair` prints one line when the code is known and
+    /// one when the peer joined).
     #[arg(long)]
     pub json: bool,
 }
 
-pub fn run(_args: Args) -> miette::Result<ExitCode> {
-    super::not_implemented("pair")
+/// The exit code of a wait cancelled with Ctrl-C, as shells report SIGINT.
+const CANCELLED: u8 = 130;
+
+/// One remote jail, for `--list` and the pairing's outcome.
+#[derive(Debug, Serialize)]
+struct Row {
+    name: String,
+    code: String,
+    dns: String,
+    address: String,
+    paired_at: u64,
+    direction: PairDirection,
+}
+
+pub fn run(args: Args) -> miette::Result<ExitCode> {
+    let settings = runtimes::settings()?;
+    let store = StateStore::new(&settings.home);
+    if args.list {
+        let state = store.read().into_diagnostic()?;
+        print_rows(&rows(state.peers.values()), args.json);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let selected = runtimes::select(&settings)?;
+    if let Selected::Native(native) = &selected {
+        native.require_root("jrun pair").into_diagnostic()?;
+    }
+    let rt = selected.runtime();
+    if !rt.instance().into_diagnostic()?.running {
+        return Err(miette!(
+            help = "run `jrun start` and `jrun up <config>` first",
+            "the instance is not running"
+        ));
+    }
+    if let Some(code) = &args.drop {
+        return drop_pairing(rt, &store, &parse_code(code)?, args.json);
+    }
+
+    // Read this side's roster under the lock, then let the lock go.
+    let (roster, joining) = {
+        let lock = store.lock(LockWait::No).into_diagnostic()?;
+        let joining = match &args.code {
+            Some(code) => {
+                let code = parse_code(code)?;
+                pairing::check_code_free(&lock.state, &code).map_err(report)?;
+                Some(code)
+            }
+            None => None,
+        };
+        let roster = pairing::local_roster(&lock.state, &KeyStore::open(&settings.home), rt)
+            .map_err(report)?;
+        (roster, joining)
+    };
+    let client = RelayClient::new(&settings.relay).map_err(client_report)?;
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .into_diagnostic()?;
+
+    let (code, direction, remote) = match joining {
+        Some(code) => {
+            let remote = tokio
+                .block_on(client.join(&code, &roster))
+                .map_err(client_report)?;
+            (code, PairDirection::Joined, remote)
+        }
+        None => {
+            let code = tokio
+                .block_on(client.create(&roster))
+                .map_err(client_report)?;
+            announce(&code, args.json);
+            match wait(&tokio, &client, &code, args.timeout, args.json) {
+                Ok(remote) => (code, PairDirection::Created, remote),
+                Err(ClientError::Cancelled { .. }) => {
+                    eprintln!("jrun: pairing {code} cancelled; nothing was changed.");
+                    return Ok(ExitCode::from(CANCELLED));
+                }
+                Err(e) => return Err(client_report(e)),
+            }
+        }
+    };
+
+    // Record and apply under the lock, from the state as it is now.
+    let mut lock = store.lock(LockWait::Yes).into_diagnostic()?;
+    let before = lock.state.clone();
+    let peer =
+        pairing::new_peer(&before, &code, direction, now(), &remote).map_err(report)?;
+    let mut after = before.clone();
+    after.peers.insert(code.clone(), peer.clone());
+    pairing::apply(rt, &before, &after)
+        .map_err(|e| miette!("{e}; the pairing {code} was not applied and nothing changed"))?;
+    lock.state = after;
+    lock.save().into_diagnostic()?;
+    drop(lock);
+    print_paired(&peer, args.json);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Polls the relay until the peer joins, with a spinner on a terminal; Ctrl-C cancels.
+fn wait(
+    tokio: &tokio::runtime::Runtime,
+    client: &RelayClient,
+    code: &PairCode,
+    deadline: Duration,
+    json: bool,
+) -> Result<Roster, ClientError> {
+    let spinner = (!json && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_message(format!("waiting for your peer to join {code} (Ctrl-C cancels)"));
+        bar.enable_steady_tick(Duration::from_millis(100));
+        bar
+    });
+    if spinner.is_none() && !json {
+        eprintln!("jrun: waiting up to {deadline:?} for the peer to join {code}…");
+    }
+    let options = PollOptions {
+        deadline,
+        ..PollOptions::default()
+    };
+    let cancel = async {
+        // Without a handler Ctrl-C would kill us mid-write; with it, the wait just ends.
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let result = tokio.block_on(client.wait_for_join(code, &options, cancel));
+    if let Some(bar) = spinner {
+        bar.finish_and_clear();
+    }
+    result
+}
+
+fn drop_pairing(
+    rt: &dyn jrun_core::runtime::Runtime,
+    store: &StateStore,
+    code: &PairCode,
+    json: bool,
+) -> miette::Result<ExitCode> {
+    let mut lock = store.lock(LockWait::No).into_diagnostic()?;
+    let before = lock.state.clone();
+    let mut after = before.clone();
+    let Some(peer) = after.peers.remove(code) else {
+        return Err(report(PairError::NoSuchPairing { code: code.clone() }));
+    };
+    pairing::apply(rt, &before, &after)
+        .map_err(|e| miette!("{e}; pairing {code} is still in place"))?;
+    lock.state = after;
+    lock.save().into_diagnostic()?;
+    if json {
+        let out = serde_json::json!({ "dropped": code.as_str(), "jails": rows([&peer]) });
+        println!("{out}");
+    } else {
+        println!(
+            "Dropped pairing {code}: {} remote jail(s) can no longer reach yours, and their names are gone.",
+            peer.jails.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_code(code: &str) -> miette::Result<PairCode> {
+    code.parse().map_err(|_| {
+        miette!(
+            help = "a code looks like 81-zephyr-night-climb: a number and three words",
+            "{code:?} is not a pairing code"
+        )
+    })
+}
+
+fn announce(code: &PairCode, json: bool) {
+    let mut out = std::io::stdout().lock();
+    if json {
+        let line = serde_json::json!({ "event": "created", "code": code.as_str() });
+        let _ = writeln!(out, "{line}");
+    } else {
+        let _ = writeln!(out, "Pairing code: {code}\nTell your peer: jrun pair {code}");
+    }
+    // Whoever reads our stdout needs the code now, not when we exit.
+    let _ = out.flush();
+}
+
+fn print_paired(peer: &MeshPeer, json: bool) {
+    let rows = rows([peer]);
+    if json {
+        let line = serde_json::json!({ "event": "paired", "code": peer.code.as_str(), "jails": rows });
+        println!("{line}");
+        return;
+    }
+    println!(
+        "Paired under {}: your jails now reach {} remote jail(s):",
+        peer.code,
+        rows.len()
+    );
+    for r in &rows {
+        println!("  {}  {}", r.dns, r.address);
+    }
+}
+
+fn rows<'a>(peers: impl IntoIterator<Item = &'a MeshPeer>) -> Vec<Row> {
+    peers
+        .into_iter()
+        .flat_map(|p| {
+            p.jails.iter().map(move |j| Row {
+                name: j.name.to_string(),
+                code: p.code.to_string(),
+                dns: format!("{}.{}.jrun", j.name, p.code),
+                address: j.ygg_address.to_string(),
+                paired_at: p.paired_at,
+                direction: p.direction,
+            })
+        })
+        .collect()
+}
+
+fn print_rows(rows: &[Row], json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(rows).expect("plain data serialises")
+        );
+        return;
+    }
+    if rows.is_empty() {
+        println!("No pairings. `jrun pair` creates one.");
+        return;
+    }
+    println!(
+        "{:<20} {:<28} {:<40} PAIRED AT (UTC)",
+        "NAME", "PEER CODE", "ADDRESS"
+    );
+    for r in rows {
+        println!(
+            "{:<20} {:<28} {:<40} {}",
+            r.name,
+            r.code,
+            r.address,
+            utc(r.paired_at)
+        );
+    }
+}
+
+/// `YYYY-MM-DD HH:MM` for seconds since the epoch (civil-from-days, no time zone data).
+fn utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let (h, m) = ((secs % 86_400) / 3600, (secs % 3600) / 60);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{m:02}")
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn report(e: PairError) -> miette::Report {
+    miette!("{e}")
+}
+
+fn client_report(e: ClientError) -> miette::Report {
+    miette!("{e}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00");
+        assert_eq!(utc(1_700_000_000), "2023-11-14 22:13");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00");
+    }
 }

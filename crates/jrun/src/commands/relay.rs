@@ -59,7 +59,7 @@ pub struct Args {
 }
 
 /// `600` (seconds), `90s`, `10m`, `1h`, `500ms`.
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);
     let n: u64 = digits

@@ -1,0 +1,167 @@
+//! What a pairing changes, as pure functions of the state: this side's roster, the checks a
+//! peer's roster must pass before it is recorded, and the mesh wiring (every jail's
+//! `mesh_peers` set and the resolver's records) that the state implies. `jrun pair` and
+//! `jrun pair --drop` compute the wiring before and after, apply the new one through the
+//! runtime and put the old one back if that fails.
+
+use std::collections::BTreeSet;
+
+use jrun_core::net::{DnsRecords, JailFirewall};
+use jrun_core::runtime::{Runtime, RuntimeError};
+use jrun_core::state::{MeshPeer, PairDirection, RemoteJail, State};
+use jrun_mesh::protocol::{Roster, RosterJail};
+use jrun_mesh::{KeyStore, PairCode};
+
+use crate::wiring;
+
+/// Why a pairing cannot go ahead; each says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum PairError {
+    #[error("no deployed jails to share; run `jrun up <config>` first")]
+    NothingToShare,
+    #[error("jail `{jail}` has no mesh key in {dir} (was it deployed with JRUN_MESH_NETWORK=false?); run `jrun up` with the mesh on")]
+    NoKey { jail: String, dir: String },
+    #[error("cannot read the mesh key of jail `{jail}`: {cause}")]
+    BadKey { jail: String, cause: String },
+    #[error("jail `{jail}` is recorded but its network is not there; run `jrun up` to bring it back, then pair")]
+    NotRunning { jail: String },
+    #[error("jail `{jail}`: the running node says {running}, but its key gives {stored}; run `jrun up --provision` to restart its node")]
+    AddressMismatch {
+        jail: String,
+        running: String,
+        stored: String,
+    },
+    #[error("this instance is already paired under code {code}; `jrun pair --list` shows it, `jrun pair --drop {code}` revokes it")]
+    AlreadyPaired { code: PairCode },
+    #[error("the peer's roster names jail `{name}` twice; nothing was changed. Ask the peer to check their jails and pair again")]
+    NameCollision { name: String },
+    #[error("the peer's roster lists address {address} twice; nothing was changed")]
+    AddressCollision { address: String },
+    #[error("there is no pairing {code}; `jrun pair --list` shows the pairings")]
+    NoSuchPairing { code: PairCode },
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+/// This side's roster: every deployed jail with its node address from the key store,
+/// cross-checked with what the runtime observes of the jail right now.
+pub fn local_roster(
+    state: &State,
+    keys: &KeyStore,
+    rt: &dyn Runtime,
+) -> Result<Roster, PairError> {
+    let mut jails = Vec::new();
+    for jail in state.jails.values().filter(|j| j.deployed) {
+        let key = keys
+            .existing_jail_key(&jail.name)
+            .map_err(|e| PairError::BadKey {
+                jail: jail.name.to_string(),
+                cause: e.to_string(),
+            })?
+            .ok_or_else(|| PairError::NoKey {
+                jail: jail.name.to_string(),
+                dir: keys.dir().display().to_string(),
+            })?;
+        let stored = key.identity.address();
+        let seen = rt.observe_jail(&jail.name)?;
+        if !seen.exists {
+            return Err(PairError::NotRunning {
+                jail: jail.name.to_string(),
+            });
+        }
+        if let Some(running) = seen.mesh_address.filter(|a| *a != stored) {
+            return Err(PairError::AddressMismatch {
+                jail: jail.name.to_string(),
+                running: running.to_string(),
+                stored: stored.to_string(),
+            });
+        }
+        jails.push(RosterJail {
+            name: jail.name.clone(),
+            ygg_address: stored,
+        });
+    }
+    if jails.is_empty() {
+        return Err(PairError::NothingToShare);
+    }
+    Ok(Roster { jails })
+}
+
+/// Refuses a code this instance is already paired under.
+pub fn check_code_free(state: &State, code: &PairCode) -> Result<(), PairError> {
+    if state.peers.contains_key(code) {
+        return Err(PairError::AlreadyPaired { code: code.clone() });
+    }
+    Ok(())
+}
+
+/// The record of a pairing with `remote`, after the checks the state needs: a fresh code,
+/// names and addresses unique within the roster. (The relay client has already validated
+/// each name as a DNS label and each address as a node address in `200::/8`.)
+pub fn new_peer(
+    state: &State,
+    code: &PairCode,
+    direction: PairDirection,
+    paired_at: u64,
+    remote: &Roster,
+) -> Result<MeshPeer, PairError> {
+    check_code_free(state, code)?;
+    let mut names = BTreeSet::new();
+    let mut addresses = BTreeSet::new();
+    for j in &remote.jails {
+        if !names.insert(&j.name) {
+            return Err(PairError::NameCollision {
+                name: j.name.to_string(),
+            });
+        }
+        if !addresses.insert(j.ygg_address) {
+            return Err(PairError::AddressCollision {
+                address: j.ygg_address.to_string(),
+            });
+        }
+    }
+    let mut jails: Vec<RemoteJail> = remote
+        .jails
+        .iter()
+        .map(|j| RemoteJail {
+            name: j.name.clone(),
+            ygg_address: j.ygg_address,
+        })
+        .collect();
+    jails.sort();
+    Ok(MeshPeer {
+        code: code.clone(),
+        direction,
+        paired_at,
+        jails,
+    })
+}
+
+/// The mesh wiring a state implies: one firewall per recorded jail, each accepting every
+/// paired address, and the whole record set (local and remote).
+pub fn mesh_wiring(state: &State) -> (Vec<JailFirewall>, DnsRecords) {
+    let peers: Vec<_> = state.mesh_addresses().collect();
+    let firewalls = state
+        .jails
+        .keys()
+        .map(|name| JailFirewall::new(name.clone(), peers.iter().copied()))
+        .collect();
+    (firewalls, wiring::records(state))
+}
+
+/// Moves the running instance from `before`'s wiring to `after`'s. If that fails part-way,
+/// `before`'s wiring is put back (best effort) and the first error returned.
+pub fn apply(rt: &dyn Runtime, before: &State, after: &State) -> Result<(), RuntimeError> {
+    let (firewalls, records) = mesh_wiring(after);
+    if let Err(e) = rt.apply_mesh(&firewalls, &records) {
+        let (old_fw, old_records) = mesh_wiring(before);
+        if let Err(undo) = rt.apply_mesh(&old_fw, &old_records) {
+            tracing::warn!("could not restore the previous mesh wiring: {undo}");
+        }
+        return Err(e);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
