@@ -9,8 +9,8 @@ use jrun_core::net::{DnsRecords, JailFirewall};
 use jrun_core::runtime::{Runtime, RuntimeError, Step};
 
 use crate::nft::TABLE;
-use crate::runtime::NativeRuntime;
 use crate::plumbing;
+use crate::runtime::NativeRuntime;
 
 /// The name of the set in each jail's table (see [`crate::nft::render_jail`]).
 pub const PEER_SET: &str = "mesh_peers";

@@ -45,11 +45,7 @@ pub enum PairError {
 
 /// This side's roster: every deployed jail with its node address from the key store,
 /// cross-checked with what the runtime observes of the jail right now.
-pub fn local_roster(
-    state: &State,
-    keys: &KeyStore,
-    rt: &dyn Runtime,
-) -> Result<Roster, PairError> {
+pub fn local_roster(state: &State, keys: &KeyStore, rt: &dyn Runtime) -> Result<Roster, PairError> {
     let mut jails = Vec::new();
     for jail in state.jails.values().filter(|j| j.deployed) {
         let key = keys

@@ -125,8 +125,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     // Record and apply under the lock, from the state as it is now.
     let mut lock = store.lock(LockWait::Yes).into_diagnostic()?;
     let before = lock.state.clone();
-    let peer =
-        pairing::new_peer(&before, &code, direction, now(), &remote).map_err(report)?;
+    let peer = pairing::new_peer(&before, &code, direction, now(), &remote).map_err(report)?;
     let mut after = before.clone();
     after.peers.insert(code.clone(), peer.clone());
     pairing::apply(rt, &before, &after)
@@ -148,7 +147,9 @@ fn wait(
 ) -> Result<Roster, ClientError> {
     let spinner = (!json && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
-        bar.set_message(format!("waiting for your peer to join {code} (Ctrl-C cancels)"));
+        bar.set_message(format!(
+            "waiting for your peer to join {code} (Ctrl-C cancels)"
+        ));
         bar.enable_steady_tick(Duration::from_millis(100));
         bar
     });
@@ -215,7 +216,10 @@ fn announce(code: &PairCode, json: bool) {
         let line = serde_json::json!({ "event": "created", "code": code.as_str() });
         let _ = writeln!(out, "{line}");
     } else {
-        let _ = writeln!(out, "Pairing code: {code}\nTell your peer: jrun pair {code}");
+        let _ = writeln!(
+            out,
+            "Pairing code: {code}\nTell your peer: jrun pair {code}"
+        );
     }
     // Whoever reads our stdout needs the code now, not when we exit.
     let _ = out.flush();
@@ -224,7 +228,8 @@ fn announce(code: &PairCode, json: bool) {
 fn print_paired(peer: &MeshPeer, json: bool) {
     let rows = rows([peer]);
     if json {
-        let line = serde_json::json!({ "event": "paired", "code": peer.code.as_str(), "jails": rows });
+        let line =
+            serde_json::json!({ "event": "paired", "code": peer.code.as_str(), "jails": rows });
         println!("{line}");
         return;
     }

@@ -109,7 +109,10 @@ fn collisions_within_one_roster_are_refused() {
 #[test]
 fn the_same_name_under_two_codes_is_two_names() {
     let mut state = state_with_jails(&["web"]);
-    for (c, a) in [("1-apple-berry-cloud", "201::1"), ("2-apple-berry-cloud", "202::1")] {
+    for (c, a) in [
+        ("1-apple-berry-cloud", "201::1"),
+        ("2-apple-berry-cloud", "202::1"),
+    ] {
         let c = code(c);
         let peer = new_peer(&state, &c, PairDirection::Joined, 1, &roster(&[("db", a)])).unwrap();
         state.peers.insert(c, peer);
