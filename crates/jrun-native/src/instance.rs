@@ -295,6 +295,8 @@ pub fn stop(rt: &NativeRuntime) -> Vec<String> {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
     }
+    // The jails' mount namespaces (their services died with the supervisor).
+    errors.extend(crate::jailns::teardown(rt.runner.as_ref(), layout));
     if let Err(e) = plumbing::teardown_instance(rt.runner.as_ref(), layout) {
         errors.push(e);
     }

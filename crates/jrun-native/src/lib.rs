@@ -7,6 +7,7 @@
 
 mod deploy;
 mod instance;
+pub mod jailns;
 mod link;
 pub mod mesh;
 pub mod names;
@@ -14,8 +15,10 @@ pub mod nft;
 mod plumbing;
 mod probe;
 mod runtime;
+mod setup;
 pub mod supervisor;
 pub mod unbound;
+mod workload;
 mod ygg;
 
 pub use deploy::fault_point;

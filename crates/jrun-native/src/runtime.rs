@@ -208,6 +208,8 @@ impl Runtime for NativeRuntime {
             step: Step::Remove,
             message: e,
         };
+        // Services first: none may outlive its jail's namespaces.
+        self.remove_workload(jail)?;
         if instance::supervisor_pid(&self.layout).is_some() {
             let mut s = self.read_supervision()?;
             let name = ygg::jail_child_name(jail);
@@ -322,7 +324,10 @@ impl Runtime for NativeRuntime {
         if !exists {
             return Err(RuntimeError::NoSuchJail(jail.to_string()));
         }
-        exec_in_ns(&ns, argv)
+        // Inside the jail's mount namespace too, so `jrun cmd` sees its mounts.
+        let status = crate::jailns::exec_attached(&self.layout, jail, argv)
+            .map_err(|e| other("cannot enter the jail", e))?;
+        Ok(exit_code(status))
     }
 
     fn exec_in_instance(&self, argv: &[String]) -> Result<i32, RuntimeError> {
@@ -335,14 +340,19 @@ impl Runtime for NativeRuntime {
 /// Runs `argv` in `ns` attached to this terminal. Interactive, so it bypasses the capturing
 /// Runner (still argv, no shell). A signal death maps to 128 + signal, as shells do.
 fn exec_in_ns(ns: &str, argv: &[String]) -> Result<i32, RuntimeError> {
-    use std::os::unix::process::ExitStatusExt;
     let status = std::process::Command::new("ip")
         .args(["netns", "exec", ns])
         .args(argv)
         .status()
         .map_err(|e| other("cannot run ip netns exec", e))?;
-    Ok(status
+    Ok(exit_code(status))
+}
+
+/// The exit code, or 128 + signal for a signal death (as shells do).
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
         .code()
         .or_else(|| status.signal().map(|s| 128 + s))
-        .unwrap_or(1))
+        .unwrap_or(1)
 }

@@ -1,12 +1,15 @@
 //! The instance's supervisor: a daemon (`jrun supervise`, started by `jrun start`) that owns
-//! every long-lived child of the instance — unbound, Yggdrasil nodes, and later the jails'
-//! services — plus the host's forward listeners. Its pid file is the instance's "running"
+//! every long-lived child of the instance — unbound, Yggdrasil nodes and the jails'
+//! services (from `run/services.json`) — plus the host's forward listeners. Its pid file is the instance's "running"
 //! signal. Commands change `run/supervision.json` and ask it to `reload` over its socket;
 //! SIGHUP reloads too, SIGTERM shuts it down.
 
 mod children;
 pub mod control;
 mod forward;
+pub mod logfile;
+pub mod service_spec;
+mod services;
 pub mod spec;
 
 use std::collections::BTreeMap;
@@ -20,6 +23,9 @@ pub use children::ChildStatus;
 use children::Children;
 use control::{Request, Response};
 use forward::Forward;
+use service_spec::ServiceSet;
+use services::Services;
+pub use services::{ServiceState, ServiceStatus};
 use spec::{ForwardSpec, Supervision};
 
 use crate::names::Layout;
@@ -38,6 +44,7 @@ extern "C" fn on_signal(sig: i32) {
 struct Supervisor {
     layout: Layout,
     children: Children,
+    services: Services,
     forwards: BTreeMap<ForwardSpec, Forward>,
 }
 
@@ -45,6 +52,8 @@ impl Supervisor {
     fn reload(&mut self) -> Result<(), String> {
         let wanted = Supervision::read(&self.layout.supervision_file())?;
         let mut errors = self.children.converge(&wanted.children);
+        let services = ServiceSet::read(&ServiceSet::path(&self.layout.run_dir()))?;
+        errors.extend(self.services.converge(&services));
         self.forwards
             .retain(|spec, _| wanted.forwards.contains(spec));
         for spec in wanted.forwards {
@@ -67,6 +76,7 @@ impl Supervisor {
 
     fn shutdown(&mut self) {
         self.forwards.clear();
+        self.services.stop_all();
         self.children.stop_all();
     }
 }
@@ -84,6 +94,7 @@ pub fn run(layout: &Layout) -> Result<(), String> {
     let mut sup = Supervisor {
         layout: layout.clone(),
         children: Children::new(&layout.log_dir()),
+        services: Services::default(),
         forwards: BTreeMap::new(),
     };
     if let Err(e) = sup.reload() {
@@ -127,6 +138,7 @@ pub fn run(layout: &Layout) -> Result<(), String> {
                     Ok(Request::Status) => Response {
                         ok: true,
                         children: sup.children.status(),
+                        services: sup.services.status(),
                         ..Default::default()
                     },
                     Ok(Request::Shutdown) => {
@@ -158,6 +170,7 @@ pub fn run(layout: &Layout) -> Result<(), String> {
         }
         if last_tick.elapsed() >= Duration::from_millis(100) {
             sup.children.tick();
+            sup.services.tick();
             last_tick = Instant::now();
         }
     }

@@ -128,12 +128,13 @@ fn needs_probe(config: &config::Config, state: &State, options: &Options) -> boo
 }
 
 fn execute(
-    rt: &dyn Runtime,
+    native: &jrun_native::NativeRuntime,
     plan: &Plan,
     progress: &mut Progress,
     ssh_port: u16,
     lock: &mut StateLock,
 ) -> Outcome {
+    let rt: &dyn Runtime = native;
     let mut outcome = Outcome::default();
     let mut error: Option<String> = None;
     let save = |lock: &mut StateLock| lock.save().into_diagnostic();
@@ -178,9 +179,18 @@ fn execute(
                 redirects: jp.redirects.clone(),
                 firewall: jp.firewall.clone(),
             };
-            match rt.deploy_jail(&net, &mut |j, step| {
-                progress.step(j.as_str(), step.as_str())
-            }) {
+            match rt
+                .deploy_jail(&net, &mut |j, step| {
+                    progress.step(j.as_str(), step.as_str())
+                })
+                .and_then(|()| {
+                    // Mounts, setup steps and services; a failure rolls the whole jail back.
+                    native
+                        .deploy_workload(jp, &mut |what| progress.step(name, what))
+                        .inspect_err(|_| {
+                            let _ = rt.remove_jail(jp.name());
+                        })
+                }) {
                 Ok(()) => deployed_now.push(jp),
                 Err(e) => {
                     progress.done(name, "failed");

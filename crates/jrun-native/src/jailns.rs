@@ -1,0 +1,291 @@
+//! Each jail's private mount namespace, and how every process of a jail enters it.
+//!
+//! The namespace is made once per jail with `unshare --mount=<file> --propagation private`,
+//! which keeps it alive by bind-mounting its nsfs file at `run/mntns/<jail>` (that folder is
+//! itself a private bind mount, as `unshare` requires). Inside it jrun binds the jail's
+//! resolver (`/etc/netns/<ns>/resolv.conf` on `/etc/resolv.conf`, as `ip netns exec` does)
+//! and the config's `mount`s. Nothing is mounted in the host's own namespace apart from those
+//! two holders, and `remove`/`teardown` take them away again.
+//!
+//! Every process of the jail (services, health checks, setup steps, `jrun cmd`) runs as
+//! `nsenter --net=/run/netns/<ns> --mount=<file> --wd=<dir> -- <argv>`.
+
+use std::path::{Path, PathBuf};
+
+use jrun_core::config::{JailName, Mount};
+use jrun_core::exec::{Cmd, Runner};
+
+use crate::names::Layout;
+
+/// The folder holding every jail's namespace file.
+pub fn mntns_dir(layout: &Layout) -> PathBuf {
+    layout.run_dir().join("mntns")
+}
+
+/// The bind-mounted nsfs file that keeps `jail`'s mount namespace alive.
+pub fn mntns_file(layout: &Layout, jail: &JailName) -> PathBuf {
+    mntns_dir(layout).join(jail.as_str())
+}
+
+/// What is mounted in the jail's namespace (so a later `up` converges, not repeats).
+fn record_file(layout: &Layout, jail: &JailName) -> PathBuf {
+    mntns_dir(layout).join(format!("{jail}.mounts.json"))
+}
+
+/// The argv that runs `argv` inside the jail (its network and mount namespaces) in `dir`.
+pub fn jail_argv(layout: &Layout, jail: &JailName, dir: &str, argv: &[String]) -> Vec<String> {
+    let mut v = vec![
+        "nsenter".to_string(),
+        format!("--net=/run/netns/{}", layout.jail_ns(jail)),
+        format!("--mount={}", mntns_file(layout, jail).display()),
+        format!("--wd={dir}"),
+        "--".to_string(),
+    ];
+    v.extend(argv.iter().cloned());
+    v
+}
+
+/// An identity of the jail's namespaces (their inodes): it changes when either is rebuilt.
+pub fn generation(layout: &Layout, jail: &JailName) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let ino = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.ino());
+    format!(
+        "{}:{}",
+        ino(&Path::new("/run/netns").join(layout.jail_ns(jail))),
+        ino(&mntns_file(layout, jail))
+    )
+}
+
+/// Whether `path` is a mount point in this process's mount namespace.
+pub fn is_mount_point(path: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = path.to_string_lossy();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|m| unescape_mountinfo(m) == want)
+}
+
+/// mountinfo writes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn run(runner: &dyn Runner, argv: &[&str]) -> Result<(), String> {
+    runner
+        .run(&Cmd::new(argv.iter().copied()))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Creates the jail's mount namespace if it does not exist yet, with the jail's resolver.
+pub fn ensure(runner: &dyn Runner, layout: &Layout, jail: &JailName) -> Result<(), String> {
+    let dir = mntns_dir(layout);
+    let file = mntns_file(layout, jail);
+    if is_mount_point(&file) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let d = dir.to_string_lossy();
+    if !is_mount_point(&dir) {
+        run(runner, &["mount", "--bind", &d, &d])?;
+        run(runner, &["mount", "--make-private", &d])?;
+    }
+    std::fs::write(&file, b"").map_err(|e| format!("cannot create {}: {e}", file.display()))?;
+    let _ = std::fs::remove_file(record_file(layout, jail));
+    let f = file.to_string_lossy();
+    let mnt = format!("--mount={f}");
+    run(
+        runner,
+        &["unshare", &mnt, "--propagation", "private", "true"],
+    )?;
+    let resolv = crate::names::Layout::etc_netns(&layout.jail_ns(jail)).join("resolv.conf");
+    let r = resolv.to_string_lossy();
+    run(
+        runner,
+        &[
+            "nsenter",
+            &mnt,
+            "--",
+            "mount",
+            "--bind",
+            &r,
+            "/etc/resolv.conf",
+        ],
+    )
+}
+
+/// Converges the jail's `mount`s: binds new ones, unmounts removed or changed ones. A host
+/// folder that does not exist is an error naming it (nothing is created on the host side).
+pub fn apply_mounts(
+    runner: &dyn Runner,
+    layout: &Layout,
+    jail: &JailName,
+    mounts: &[Mount],
+) -> Result<(), String> {
+    for m in mounts {
+        if !m.host.is_dir() {
+            return Err(format!(
+                "mount `{}`: the host folder {} does not exist; create it or fix `host` in the config",
+                m.name,
+                m.host.display()
+            ));
+        }
+    }
+    let record = record_file(layout, jail);
+    let old: Vec<Mount> = std::fs::read(&record)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let mnt = format!("--mount={}", mntns_file(layout, jail).display());
+    for o in old.iter().filter(|o| !mounts.contains(o)) {
+        let target = o.jail.to_string_lossy();
+        // Lazy: a service may still have files open there; it sees the jail's own folder next.
+        run(runner, &["nsenter", &mnt, "--", "umount", "-l", &target])
+            .map_err(|e| format!("mount `{}`: cannot unmount {target}: {e}", o.name))?;
+    }
+    for m in mounts.iter().filter(|m| !old.contains(m)) {
+        let (host, target) = (m.host.to_string_lossy(), m.jail.to_string_lossy());
+        run(
+            runner,
+            &["nsenter", &mnt, "--", "mkdir", "-p", "--", &target],
+        )
+        .and_then(|()| {
+            run(
+                runner,
+                &[
+                    "nsenter", &mnt, "--", "mount", "--bind", "--", &host, &target,
+                ],
+            )
+        })
+        .map_err(|e| format!("mount `{}` ({host} on {target}): {e}", m.name))?;
+    }
+    let text = serde_json::to_string(mounts).expect("plain data serialises");
+    crate::unbound::write_atomic(&record, &text)
+        .map_err(|e| format!("cannot write {}: {e}", record.display()))
+}
+
+/// Drops the jail's mount namespace (its mounts go with it once no process holds it).
+pub fn remove(runner: &dyn Runner, layout: &Layout, jail: &JailName) -> Result<(), String> {
+    let file = mntns_file(layout, jail);
+    if is_mount_point(&file) {
+        run(runner, &["umount", &file.to_string_lossy()])?;
+    }
+    let _ = std::fs::remove_file(&file);
+    let _ = std::fs::remove_file(record_file(layout, jail));
+    Ok(())
+}
+
+/// Drops every jail's mount namespace and the holder folder (instance stop).
+pub fn teardown(runner: &dyn Runner, layout: &Layout) -> Vec<String> {
+    let dir = mntns_dir(layout);
+    let mut errors = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if is_mount_point(&p) {
+                if let Err(err) = run(runner, &["umount", &p.to_string_lossy()]) {
+                    errors.push(err);
+                }
+            }
+        }
+    }
+    if is_mount_point(&dir) {
+        if let Err(err) = run(runner, &["umount", &dir.to_string_lossy()]) {
+            errors.push(err);
+        }
+    }
+    errors
+}
+
+/// Runs `argv` inside the jail attached to this terminal (`jrun cmd`); a jail deployed before
+/// it had a mount namespace falls back to its network namespace alone.
+pub fn exec_attached(
+    layout: &Layout,
+    jail: &JailName,
+    argv: &[String],
+) -> std::io::Result<std::process::ExitStatus> {
+    let full = if is_mount_point(&mntns_file(layout, jail)) {
+        jail_argv(layout, jail, "/", argv)
+    } else {
+        let mut v = vec![
+            "ip".into(),
+            "netns".into(),
+            "exec".into(),
+            layout.jail_ns(jail),
+        ];
+        v.extend(argv.iter().cloned());
+        v
+    };
+    std::process::Command::new(&full[0])
+        .args(&full[1..])
+        .status()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jrun_core::exec::RecordingRunner;
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape_mountinfo(r"/a\040b\134c"), r"/a b\c");
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+    }
+
+    #[test]
+    fn jail_argv_enters_both_namespaces() {
+        let layout = Layout::new(Path::new("/tmp/jrun-home-x"));
+        let jail = JailName::new("web").unwrap();
+        let argv = jail_argv(
+            &layout,
+            &jail,
+            "/srv",
+            &["/bin/sh".into(), "-c".into(), "x".into()],
+        );
+        assert_eq!(argv[0], "nsenter");
+        assert_eq!(
+            argv[1],
+            format!("--net=/run/netns/{}", layout.jail_ns(&jail))
+        );
+        assert_eq!(argv[2], "--mount=/tmp/jrun-home-x/run/mntns/web");
+        assert_eq!(argv[3], "--wd=/srv");
+        assert_eq!(&argv[4..], ["--", "/bin/sh", "-c", "x"]);
+    }
+
+    #[test]
+    fn a_missing_host_folder_is_named_and_nothing_runs() {
+        let runner = RecordingRunner::new();
+        let layout = Layout::new(Path::new("/tmp/jrun-home-y"));
+        let jail = JailName::new("web").unwrap();
+        let m = Mount {
+            name: "site".into(),
+            host: PathBuf::from("/nonexistent/jrun/site"),
+            jail: PathBuf::from("/srv/site"),
+        };
+        let err = apply_mounts(&runner, &layout, &jail, &[m]).unwrap_err();
+        assert!(err.contains("mount `site`"), "{err}");
+        assert!(
+            err.contains("/nonexistent/jrun/site does not exist"),
+            "{err}"
+        );
+        assert!(runner.calls().is_empty());
+    }
+}

@@ -1,0 +1,133 @@
+//! A service's log: its stdout and stderr arrive on a pipe, a thread appends them to
+//! `logs/<jail>/<exec>.log` and rotates the file when it passes the size limit (the
+//! service keeps writing to the pipe, so rotation never loses its file descriptor).
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Rotated generations kept besides the live file (`.log.1`, `.log.2`).
+const KEEP: u32 = 2;
+
+/// An append-only file that rotates itself.
+pub struct RotatingLog {
+    path: PathBuf,
+    max: u64,
+    file: File,
+    size: u64,
+}
+
+impl RotatingLog {
+    pub fn open(path: &Path, max: u64) -> io::Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let size = file.metadata()?.len();
+        Ok(RotatingLog {
+            path: path.to_path_buf(),
+            max: max.max(1),
+            file,
+            size,
+        })
+    }
+
+    /// Appends `bytes`, rotating first when they would take the file past the limit.
+    pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if self.size > 0 && self.size + bytes.len() as u64 > self.max {
+            self.rotate()?;
+        }
+        self.file.write_all(bytes)?;
+        self.size += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        for n in (1..KEEP).rev() {
+            let _ = std::fs::rename(generation(&self.path, n), generation(&self.path, n + 1));
+        }
+        std::fs::rename(&self.path, generation(&self.path, 1))?;
+        self.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        self.size = 0;
+        Ok(())
+    }
+}
+
+/// `<log>.<n>`.
+pub fn generation(path: &Path, n: u32) -> PathBuf {
+    let mut s = path.as_os_str().to_os_string();
+    s.push(format!(".{n}"));
+    PathBuf::from(s)
+}
+
+/// Copies everything from `pipe` into `log` until every writer has closed it.
+pub fn pump(mut pipe: impl Read, mut log: RotatingLog) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match pipe.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                if let Err(e) = log.write(&buf[..n]) {
+                    tracing::warn!(log = %log.path.display(), error = %e, "cannot write a service log");
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// The last `n` lines of a log (for `jrun status <jail>`); empty when there is none.
+pub fn tail(path: &Path, n: usize) -> Vec<String> {
+    let Ok(text) = std::fs::read(path) else {
+        return Vec::new();
+    };
+    let text = String::from_utf8_lossy(&text);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| l.to_string())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotates_at_the_limit_and_keeps_two_generations() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("web").join("http.log");
+        let mut log = RotatingLog::open(&path, 10).unwrap();
+        for line in ["aaaaaa\n", "bbbbbb\n", "cccccc\n", "dddddd\n"] {
+            log.write(line.as_bytes()).unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "dddddd\n");
+        assert_eq!(
+            std::fs::read_to_string(generation(&path, 1)).unwrap(),
+            "cccccc\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(generation(&path, 2)).unwrap(),
+            "bbbbbb\n"
+        );
+        assert!(!generation(&path, 3).exists());
+    }
+
+    #[test]
+    fn pump_copies_until_the_writer_closes_and_tail_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.log");
+        let (reader, mut writer) = std::io::pipe().unwrap();
+        let log = RotatingLog::open(&path, 1 << 20).unwrap();
+        let t = std::thread::spawn(move || pump(reader, log));
+        writer.write_all(b"one\ntwo\nthree\n").unwrap();
+        drop(writer);
+        t.join().unwrap();
+        assert_eq!(tail(&path, 2), vec!["two", "three"]);
+        assert!(tail(&dir.path().join("none.log"), 5).is_empty());
+    }
+}

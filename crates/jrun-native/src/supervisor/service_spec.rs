@@ -1,0 +1,100 @@
+//! The jails' services the supervisor is asked to keep running: written by `jrun up` to
+//! `run/services.json` (next to `supervision.json`), re-read on every reload.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Rotate a service's log when it passes this size (bytes), unless the set says otherwise.
+pub const DEFAULT_LOG_MAX_BYTES: u64 = 1024 * 1024;
+
+/// Every service of every jail; a reload converges to exactly this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSet {
+    #[serde(default)]
+    pub services: Vec<ServiceSpec>,
+    /// A log past this size is moved to `<exec>.log.1` (the older one to `.log.2`).
+    #[serde(default = "default_log_max")]
+    pub log_max_bytes: u64,
+}
+
+fn default_log_max() -> u64 {
+    DEFAULT_LOG_MAX_BYTES
+}
+
+impl Default for ServiceSet {
+    fn default() -> Self {
+        ServiceSet {
+            services: Vec::new(),
+            log_max_bytes: DEFAULT_LOG_MAX_BYTES,
+        }
+    }
+}
+
+/// One `exec` of one jail. Any change to it (including `generation`) restarts the service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    pub jail: String,
+    /// The exec's name in the config.
+    pub exec: String,
+    /// Full argv, already entering the jail (`nsenter --net=… --mount=… -- /bin/sh -c <cmd>`).
+    pub argv: Vec<String>,
+    /// The whole environment of the service (nothing of the supervisor's leaks in).
+    pub env: BTreeMap<String, String>,
+    /// Where stdout and stderr are appended.
+    pub log: PathBuf,
+    pub health: Option<HealthSpec>,
+    /// Identity of the jail's namespaces; a rebuilt jail gets a new one, so its services
+    /// restart inside the new namespaces.
+    pub generation: String,
+}
+
+/// A health check: `argv` (entering the jail) every `interval_ms`, killed after
+/// `timeout_ms`; `retries` failures in a row restart the service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthSpec {
+    pub argv: Vec<String>,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub retries: u32,
+}
+
+impl ServiceSpec {
+    /// `<jail>/<exec>`: unique within an instance.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.jail, self.exec)
+    }
+}
+
+impl ServiceSet {
+    /// The file under the instance's run folder.
+    pub fn path(run_dir: &Path) -> PathBuf {
+        run_dir.join("services.json")
+    }
+
+    /// Reads the file; a missing file is the empty set.
+    pub fn read(path: &Path) -> Result<Self, String> {
+        match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| format!("{} is not valid: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+
+    /// Writes the file atomically.
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        let text = serde_json::to_string_pretty(self).expect("plain data serialises");
+        crate::unbound::write_atomic(path, &text)
+    }
+
+    /// Replaces every service of `jail` with `services`.
+    pub fn replace_jail(&mut self, jail: &str, services: Vec<ServiceSpec>) {
+        self.services.retain(|s| s.jail != jail);
+        self.services.extend(services);
+    }
+}

@@ -1,0 +1,560 @@
+//! The jails' services under the supervisor: each runs in its own process group (killed as
+//! a whole, so no descendant outlives it) with `PR_SET_PDEATHSIG` (it dies with the
+//! supervisor), restarted with exponential backoff when it exits, marked failed after too
+//! many exits in a window, and restarted when its health check fails `retries` times in a row.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use super::logfile::{self, RotatingLog};
+use super::service_spec::{ServiceSet, ServiceSpec};
+
+/// Between SIGTERM to a service's group and SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+/// The first restart delay; it doubles per quick exit up to `MAX_BACKOFF`.
+const MIN_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// A service that ran this long before exiting restarts after `MIN_BACKOFF` again.
+const STABLE_AFTER: Duration = Duration::from_secs(10);
+/// More than `MAX_EXITS` exits within `EXIT_WINDOW` mark the service failed (no more restarts
+/// until its definition changes or the jail is redeployed).
+const MAX_EXITS: usize = 5;
+const EXIT_WINDOW: Duration = Duration::from_secs(60);
+
+/// What a service is doing, as `jrun status` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceState {
+    Running,
+    /// Exited or being restarted; back after its backoff.
+    Restarting,
+    /// Exited too often; given up on.
+    Failed,
+}
+
+impl std::fmt::Display for ServiceState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ServiceState::Running => "running",
+            ServiceState::Restarting => "restarting",
+            ServiceState::Failed => "failed",
+        })
+    }
+}
+
+/// One service's status, answered to `status` requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    pub jail: String,
+    pub name: String,
+    pub state: ServiceState,
+    pub pid: Option<u32>,
+    pub restarts: u32,
+    /// The last health check: `healthy`, `unhealthy (exit 1)`, `timed out`; none yet: `None`.
+    pub health: Option<String>,
+    pub log: std::path::PathBuf,
+    /// Why it failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A process group we started: its leader and the group id (the leader's pid).
+struct Group {
+    child: Child,
+    pgid: Pid,
+}
+
+impl Group {
+    fn signal(&self, sig: Signal) {
+        let _ = killpg(self.pgid, sig);
+    }
+}
+
+struct Check {
+    group: Group,
+    deadline: Instant,
+}
+
+struct Service {
+    spec: ServiceSpec,
+    proc: Option<Group>,
+    /// Set when the running process was told to stop (health restart): since when.
+    stopping: Option<Instant>,
+    started: Instant,
+    restarts: u32,
+    backoff: Duration,
+    restart_at: Option<Instant>,
+    exits: VecDeque<Instant>,
+    failed: Option<String>,
+    check: Option<Check>,
+    next_check: Instant,
+    failures_in_a_row: u32,
+    last_health: Option<String>,
+}
+
+/// Every service of the instance, by `<jail>/<exec>`.
+#[derive(Default)]
+pub struct Services {
+    log_max_bytes: u64,
+    running: BTreeMap<String, Service>,
+}
+
+impl Services {
+    /// Converges to `set`: stops (and waits for) services removed or changed, starts new
+    /// ones. Unchanged services keep running untouched. Returns start failures.
+    pub fn converge(&mut self, set: &ServiceSet) -> Vec<String> {
+        self.log_max_bytes = set.log_max_bytes;
+        let wanted: BTreeMap<String, &ServiceSpec> =
+            set.services.iter().map(|s| (s.key(), s)).collect();
+        let stale: Vec<String> = self
+            .running
+            .iter()
+            .filter(|(key, s)| wanted.get(key.as_str()) != Some(&&s.spec))
+            .map(|(key, _)| key.clone())
+            .collect();
+        let mut groups = Vec::new();
+        for key in stale {
+            if let Some(s) = self.running.remove(&key) {
+                tracing::info!(service = %key, "stopping");
+                groups.extend(s.into_groups());
+            }
+        }
+        stop_groups(groups);
+        let mut errors = Vec::new();
+        for (key, spec) in wanted {
+            if self.running.contains_key(&key) {
+                continue;
+            }
+            let mut s = Service::new(spec.clone());
+            if let Err(e) = s.spawn(self.log_max_bytes) {
+                errors.push(e.clone());
+                s.failed_start(e);
+            }
+            self.running.insert(key, s);
+        }
+        errors
+    }
+
+    /// Reaps, restarts and health-checks; called about every 100 ms.
+    pub fn tick(&mut self) {
+        let now = Instant::now();
+        let max = self.log_max_bytes;
+        for s in self.running.values_mut() {
+            s.tick(now, max);
+        }
+    }
+
+    pub fn status(&self) -> Vec<ServiceStatus> {
+        self.running.values().map(Service::status).collect()
+    }
+
+    /// Stops every service and waits for their groups to go.
+    pub fn stop_all(&mut self) {
+        let groups = std::mem::take(&mut self.running)
+            .into_values()
+            .flat_map(Service::into_groups)
+            .collect();
+        stop_groups(groups);
+    }
+}
+
+impl Service {
+    fn new(spec: ServiceSpec) -> Self {
+        let now = Instant::now();
+        let interval = spec
+            .health
+            .as_ref()
+            .map_or(Duration::ZERO, |h| Duration::from_millis(h.interval_ms));
+        Service {
+            spec,
+            proc: None,
+            stopping: None,
+            started: now,
+            restarts: 0,
+            backoff: MIN_BACKOFF,
+            restart_at: None,
+            exits: VecDeque::new(),
+            failed: None,
+            check: None,
+            next_check: now + interval,
+            failures_in_a_row: 0,
+            last_health: None,
+        }
+    }
+
+    fn into_groups(mut self) -> Vec<Group> {
+        let mut groups: Vec<Group> = self.proc.take().into_iter().collect();
+        groups.extend(self.check.take().map(|c| c.group));
+        groups
+    }
+
+    fn spawn(&mut self, log_max_bytes: u64) -> Result<(), String> {
+        let key = self.spec.key();
+        let log = RotatingLog::open(&self.spec.log, log_max_bytes).map_err(|e| {
+            format!(
+                "service {key}: cannot open {}: {e}",
+                self.spec.log.display()
+            )
+        })?;
+        let (reader, writer) =
+            std::io::pipe().map_err(|e| format!("service {key}: cannot make a pipe: {e}"))?;
+        let err_writer = writer
+            .try_clone()
+            .map_err(|e| format!("service {key}: cannot make a pipe: {e}"))?;
+        let group = spawn_group(
+            &self.spec.argv,
+            &self.spec.env,
+            Stdio::from(writer),
+            Stdio::from(err_writer),
+        )
+        .map_err(|e| format!("service {key}: cannot start {}: {e}", self.spec.argv[0]))?;
+        std::thread::Builder::new()
+            .name(format!("log {key}"))
+            .spawn(move || logfile::pump(reader, log))
+            .map_err(|e| format!("service {key}: cannot start its log thread: {e}"))?;
+        tracing::info!(service = %key, pid = group.child.id(), "started");
+        self.proc = Some(group);
+        self.started = Instant::now();
+        self.stopping = None;
+        self.restart_at = None;
+        self.failures_in_a_row = 0;
+        if let Some(h) = &self.spec.health {
+            self.next_check = Instant::now() + Duration::from_millis(h.interval_ms);
+        }
+        Ok(())
+    }
+
+    fn failed_start(&mut self, e: String) {
+        tracing::error!(service = %self.spec.key(), error = %e, "start failed");
+        self.record_exit(Instant::now(), e);
+    }
+
+    /// Counts an exit; schedules the restart or gives up.
+    fn record_exit(&mut self, now: Instant, why: String) {
+        self.exits.push_back(now);
+        while self.exits.front().is_some_and(|t| now - *t > EXIT_WINDOW) {
+            self.exits.pop_front();
+        }
+        if self.exits.len() > MAX_EXITS {
+            let msg = format!(
+                "exited {} times within {}s (last: {why}); fix it and run `jrun up` again",
+                self.exits.len(),
+                EXIT_WINDOW.as_secs()
+            );
+            tracing::error!(service = %self.spec.key(), "{msg}");
+            self.failed = Some(msg);
+            self.restart_at = None;
+            return;
+        }
+        if self.started.elapsed() > STABLE_AFTER {
+            self.backoff = MIN_BACKOFF;
+        }
+        tracing::warn!(service = %self.spec.key(), %why, delay_ms = self.backoff.as_millis() as u64, "restarting");
+        self.restart_at = Some(now + self.backoff);
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+    }
+
+    fn tick(&mut self, now: Instant, log_max_bytes: u64) {
+        if self.failed.is_some() {
+            return;
+        }
+        if let Some(group) = self.proc.as_mut() {
+            if let Ok(Some(status)) = group.child.try_wait() {
+                // Whatever the leader left behind in its group goes with it.
+                group.signal(Signal::SIGKILL);
+                self.proc = None;
+                self.kill_check();
+                if self.stopping.take().is_some() {
+                    self.restart_at = Some(now);
+                } else {
+                    self.record_exit(now, status.to_string());
+                }
+            } else if self.stopping.is_some_and(|t| now - t > STOP_GRACE) {
+                group.signal(Signal::SIGKILL);
+            }
+        }
+        if self.proc.is_some() && self.stopping.is_none() {
+            self.health_tick(now);
+        }
+        if self.proc.is_none() && self.restart_at.is_some_and(|t| t <= now) {
+            self.restarts += 1;
+            if let Err(e) = self.spawn(log_max_bytes) {
+                self.failed_start(e);
+            }
+        }
+    }
+
+    fn health_tick(&mut self, now: Instant) {
+        let Some(h) = self.spec.health.clone() else {
+            return;
+        };
+        let result = match self.check.as_mut() {
+            Some(c) => match c.group.child.try_wait() {
+                Ok(Some(st)) if st.success() => Some(Ok(())),
+                Ok(Some(st)) => Some(Err(match st.code() {
+                    Some(code) => format!("unhealthy (exit {code})"),
+                    None => format!("unhealthy ({st})"),
+                })),
+                _ if now >= c.deadline => {
+                    c.group.signal(Signal::SIGKILL);
+                    let _ = c.group.child.wait();
+                    Some(Err(format!("timed out after {} ms", h.timeout_ms)))
+                }
+                _ => None,
+            },
+            None => {
+                if now >= self.next_check {
+                    self.next_check = now + Duration::from_millis(h.interval_ms);
+                    match spawn_group(&h.argv, &self.spec.env, Stdio::null(), Stdio::null()) {
+                        Ok(group) => {
+                            self.check = Some(Check {
+                                group,
+                                deadline: now + Duration::from_millis(h.timeout_ms),
+                            });
+                            None
+                        }
+                        Err(e) => Some(Err(format!("cannot run the check: {e}"))),
+                    }
+                } else {
+                    None
+                }
+            }
+        };
+        let Some(result) = result else {
+            return;
+        };
+        if let Some(c) = self.check.take() {
+            c.group.signal(Signal::SIGKILL);
+        }
+        match result {
+            Ok(()) => {
+                self.failures_in_a_row = 0;
+                self.last_health = Some("healthy".into());
+            }
+            Err(why) => {
+                self.failures_in_a_row += 1;
+                tracing::warn!(service = %self.spec.key(), %why, in_a_row = self.failures_in_a_row, "health check failed");
+                self.last_health = Some(why);
+                if self.failures_in_a_row >= h.retries.max(1) {
+                    tracing::warn!(service = %self.spec.key(), "unhealthy; restarting");
+                    if let Some(g) = &self.proc {
+                        g.signal(Signal::SIGTERM);
+                    }
+                    self.stopping = Some(now);
+                    self.failures_in_a_row = 0;
+                }
+            }
+        }
+    }
+
+    fn kill_check(&mut self) {
+        if let Some(mut c) = self.check.take() {
+            c.group.signal(Signal::SIGKILL);
+            let _ = c.group.child.wait();
+        }
+    }
+
+    fn status(&self) -> ServiceStatus {
+        let state = if self.failed.is_some() {
+            ServiceState::Failed
+        } else if self.proc.is_some() && self.stopping.is_none() {
+            ServiceState::Running
+        } else {
+            ServiceState::Restarting
+        };
+        ServiceStatus {
+            jail: self.spec.jail.clone(),
+            name: self.spec.exec.clone(),
+            state,
+            pid: self.proc.as_ref().map(|g| g.child.id()),
+            restarts: self.restarts,
+            health: self.last_health.clone(),
+            log: self.spec.log.clone(),
+            error: self.failed.clone(),
+        }
+    }
+}
+
+/// Starts `argv` as the leader of a new process group, with exactly `env`, killed by the
+/// kernel if the supervisor dies.
+fn spawn_group(
+    argv: &[String],
+    env: &BTreeMap<String, String>,
+    stdout: Stdio,
+    stderr: Stdio,
+) -> std::io::Result<Group> {
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| std::io::Error::other("empty argv"))?;
+    let parent = nix::unistd::getpid();
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .env_clear()
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .process_group(0);
+    // SAFETY: between fork and exec this only calls prctl and getppid, both
+    // async-signal-safe, and allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
+            // The supervisor may have died before the line above: then nobody would kill us.
+            if nix::unistd::getppid() != parent {
+                return Err(std::io::Error::other("the supervisor is gone"));
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn()?;
+    let pgid = Pid::from_raw(child.id() as i32);
+    Ok(Group { child, pgid })
+}
+
+/// SIGTERM to every group, then waits (in parallel) up to the grace period, then SIGKILL.
+fn stop_groups(mut groups: Vec<Group>) {
+    for g in &groups {
+        g.signal(Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + STOP_GRACE;
+    while Instant::now() < deadline {
+        groups.retain_mut(|g| match g.child.try_wait() {
+            Ok(Some(_)) => {
+                g.signal(Signal::SIGKILL);
+                false
+            }
+            Ok(None) => true,
+            Err(_) => false,
+        });
+        if groups.is_empty() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for mut g in groups {
+        g.signal(Signal::SIGKILL);
+        let _ = g.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::supervisor::service_spec::HealthSpec;
+
+    fn spec(dir: &std::path::Path, name: &str, script: &str) -> ServiceSpec {
+        ServiceSpec {
+            jail: "web".into(),
+            exec: name.into(),
+            argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
+            env: [("PATH".to_string(), "/usr/bin:/bin".to_string())].into(),
+            log: dir.join("web").join(format!("{name}.log")),
+            health: None,
+            generation: "1".into(),
+        }
+    }
+
+    fn tick_for(s: &mut Services, d: Duration) {
+        let end = Instant::now() + d;
+        while Instant::now() < end {
+            s.tick();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn alive(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, r)| !r.trim_start().starts_with('Z'))
+        })
+    }
+
+    #[test]
+    fn a_service_that_exits_is_restarted_and_output_is_logged() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Services::default();
+        let set = ServiceSet {
+            services: vec![spec(dir.path(), "blink", "echo hello $PATH; sleep 0.1")],
+            ..Default::default()
+        };
+        assert!(s.converge(&set).is_empty());
+        tick_for(&mut s, Duration::from_millis(900));
+        let st = &s.status()[0];
+        assert!(st.restarts >= 1, "{st:?}");
+        let log = std::fs::read_to_string(dir.path().join("web/blink.log")).unwrap();
+        assert!(log.starts_with("hello /usr/bin:/bin\n"), "{log}");
+        s.stop_all();
+    }
+
+    #[test]
+    fn too_many_exits_mark_the_service_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Services::default();
+        let mut sp = spec(dir.path(), "crash", "exit 3");
+        sp.argv[2] = "exit 3".into();
+        s.converge(&ServiceSet {
+            services: vec![sp],
+            ..Default::default()
+        });
+        // 0.2 + 0.4 + 0.8 + 1.6 + 3.2 s of backoff before the sixth exit.
+        tick_for(&mut s, Duration::from_millis(6800));
+        let st = &s.status()[0];
+        assert_eq!(st.state, ServiceState::Failed, "{st:?}");
+        assert_eq!(st.restarts, 5);
+        assert!(st.error.as_deref().unwrap().contains("exit status: 3"));
+    }
+
+    #[test]
+    fn a_failing_health_check_restarts_and_removal_kills_the_whole_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let flag = dir.path().join("healthy");
+        std::fs::write(&flag, "").unwrap();
+        let mut sp = spec(dir.path(), "svc", "sleep 30 & sleep 30; wait");
+        sp.health = Some(HealthSpec {
+            argv: vec!["test".into(), "-e".into(), flag.display().to_string()],
+            interval_ms: 100,
+            timeout_ms: 1000,
+            retries: 2,
+        });
+        let mut s = Services::default();
+        let set = ServiceSet {
+            services: vec![sp],
+            ..Default::default()
+        };
+        s.converge(&set);
+        tick_for(&mut s, Duration::from_millis(400));
+        let first = s.status()[0].clone();
+        assert_eq!(first.health.as_deref(), Some("healthy"));
+        assert_eq!(first.restarts, 0);
+        std::fs::remove_file(&flag).unwrap();
+        tick_for(&mut s, Duration::from_millis(800));
+        let after = s.status()[0].clone();
+        assert!(after.restarts >= 1, "{after:?}");
+        assert_ne!(after.pid, first.pid);
+        assert!(!alive(first.pid.unwrap()));
+
+        let pid = after.pid.unwrap();
+        s.converge(&ServiceSet::default());
+        assert!(s.status().is_empty());
+        assert!(!alive(pid));
+        // No process of the old group is left (the background `sleep 30` included).
+        let group_left = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+            .filter_map(|st| {
+                let rest = st.rsplit_once(')')?.1.to_string();
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                Some((f[0].to_string(), f[2].parse::<u32>().ok()?))
+            })
+            .any(|(state, pgrp)| pgrp == pid && state != "Z");
+        assert!(!group_left);
+    }
+}

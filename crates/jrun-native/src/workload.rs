@@ -1,0 +1,135 @@
+//! What runs in a deployed jail besides its network: its mount namespace and `mount`s, its
+//! `setup` steps (on create and with `--provision`) and its `exec` services, handed to the
+//! supervisor through `run/services.json`.
+
+use jrun_core::config::{Exec, JailName};
+use jrun_core::plan::{JailPlan, Op};
+use jrun_core::runtime::RuntimeError;
+
+use crate::names::Layout;
+use crate::runtime::{other, NativeRuntime};
+use crate::supervisor::control::{self, Request};
+use crate::supervisor::service_spec::{HealthSpec, ServiceSet, ServiceSpec};
+use crate::{jailns, setup};
+
+/// `JRUN_LOG_MAX_BYTES`: the size at which service logs rotate (default 1 MiB).
+const LOG_MAX_ENV: &str = "JRUN_LOG_MAX_BYTES";
+
+/// `logs/<jail>/<exec>.log`.
+pub fn service_log(layout: &Layout, jail: &JailName, exec: &str) -> std::path::PathBuf {
+    layout
+        .log_dir()
+        .join(jail.as_str())
+        .join(format!("{exec}.log"))
+}
+
+/// The supervisor's spec for one exec of a deployed jail.
+pub fn service_spec(layout: &Layout, jail: &JailName, exec: &Exec) -> ServiceSpec {
+    let dir = exec.dir.as_deref().unwrap_or("/");
+    let sh = |script: &str| vec!["/bin/sh".to_string(), "-c".to_string(), script.to_string()];
+    let mut env = setup::base_env();
+    env.extend(exec.env.clone());
+    ServiceSpec {
+        jail: jail.to_string(),
+        exec: exec.name.clone(),
+        argv: jailns::jail_argv(layout, jail, dir, &sh(&exec.cmd)),
+        env,
+        log: service_log(layout, jail, &exec.name),
+        health: exec.healthcheck.as_ref().map(|h| HealthSpec {
+            argv: jailns::jail_argv(layout, jail, dir, &sh(&h.test)),
+            interval_ms: h.interval.as_millis() as u64,
+            timeout_ms: h.timeout.as_millis() as u64,
+            retries: h.retries,
+        }),
+        generation: jailns::generation(layout, jail),
+    }
+}
+
+impl NativeRuntime {
+    fn services_file(&self) -> std::path::PathBuf {
+        ServiceSet::path(&self.layout.run_dir())
+    }
+
+    /// Brings a jail whose network is deployed to what its plan describes: mount namespace
+    /// and mounts, setup steps when the plan rebuilds it or asks for them, then its services
+    /// (only changed ones restart). `progress` hears the phase and each setup output line.
+    pub fn deploy_workload(
+        &self,
+        jp: &JailPlan,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<(), RuntimeError> {
+        let jail = jp.name();
+        let runner = self.runner.as_ref();
+        let fail = |what: &str, e: String| other(format!("jail `{jail}`, {what}"), e);
+        progress("mounts");
+        jailns::ensure(runner, &self.layout, jail).map_err(|e| fail("mount namespace", e))?;
+        jailns::apply_mounts(runner, &self.layout, jail, &jp.jail.mounts)
+            .map_err(|e| fail("mounts", e))?;
+        let run_setup = jp.is_rebuild() || jp.actions.iter().any(|a| a.op == Op::RunSetup);
+        if run_setup && !jp.jail.setup.is_empty() {
+            setup::run_steps(&self.layout, jail, &jp.jail.setup, &mut |step, line| {
+                progress(&format!("setup {step}: {line}"));
+            })
+            .map_err(|message| other("setup", message))?;
+        }
+        progress("services");
+        let services = jp
+            .jail
+            .execs
+            .iter()
+            .map(|e| service_spec(&self.layout, jail, e))
+            .collect();
+        self.set_services(jail, services)
+    }
+
+    /// Stops the jail's services and drops its mount namespace (its network is separate).
+    pub fn remove_workload(&self, jail: &JailName) -> Result<(), RuntimeError> {
+        if crate::instance::supervisor_pid(&self.layout).is_some() {
+            let set = ServiceSet::read(&self.services_file()).map_err(|e| other("services", e))?;
+            if set.services.iter().any(|s| s.jail == jail.as_str()) {
+                self.set_services(jail, Vec::new())?;
+            }
+        }
+        jailns::remove(self.runner.as_ref(), &self.layout, jail)
+            .map_err(|e| other(format!("jail `{jail}`, mount namespace"), e))
+    }
+
+    fn set_services(
+        &self,
+        jail: &JailName,
+        services: Vec<ServiceSpec>,
+    ) -> Result<(), RuntimeError> {
+        let path = self.services_file();
+        let mut set = ServiceSet::read(&path).map_err(|e| other("services", e))?;
+        let before = set.clone();
+        set.replace_jail(jail.as_str(), services);
+        if let Some(max) = std::env::var(LOG_MAX_ENV).ok().and_then(|v| v.parse().ok()) {
+            set.log_max_bytes = max;
+        }
+        if set == before {
+            return Ok(());
+        }
+        set.write(&path).map_err(|source| RuntimeError::Io {
+            what: "cannot write the services' spec".into(),
+            path: path.clone(),
+            source,
+        })?;
+        let resp = control::request(&self.layout.control_socket(), &Request::Reload)
+            .map_err(|e| other("cannot reach the supervisor", e))?;
+        if resp.ok {
+            Ok(())
+        } else {
+            Err(other(
+                format!("jail `{jail}`: the supervisor could not start every service"),
+                resp.error.unwrap_or_default(),
+            ))
+        }
+    }
+
+    /// The services' status from the supervisor (empty when it does not answer).
+    pub fn services(&self) -> Vec<crate::supervisor::ServiceStatus> {
+        control::request(&self.layout.control_socket(), &Request::Status)
+            .map(|r| r.services)
+            .unwrap_or_default()
+    }
+}
