@@ -1,0 +1,304 @@
+//! Native, end to end (root), all on this machine: a relay (`jrun relay` with its own
+//! Yggdrasil node) and three instances A, B, C (separate `JRUN_HOME`s, separate VM
+//! namespaces, each reaching the relay only through its own uplink). A and B pair; their
+//! jails reach each other by name over the mesh, C (same relay, not paired) reaches
+//! neither, pairings survive `up`, `down`, `stop`/`start`, and `--drop` revokes.
+//! Yggdrasil needs a few seconds to find routes: reachability is polled with a deadline.
+
+mod native_support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use native_support::{free_port, instance_id, Instance};
+
+/// How long the mesh may take to carry a first packet between two jails.
+const CONVERGE: Duration = Duration::from_secs(40);
+
+/// `jrun relay` with a Yggdrasil node; killed on drop.
+struct Relay {
+    child: Child,
+    url: String,
+    ygg_port: u16,
+    _home: tempfile::TempDir,
+}
+
+impl Relay {
+    fn start() -> Self {
+        let home = tempfile::Builder::new()
+            .prefix("jrun-e2e-relay-")
+            .tempdir()
+            .unwrap();
+        let port = free_port();
+        let ygg_port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let child = Command::new(env!("CARGO_BIN_EXE_jrun"))
+            .args(["relay", "--listen", &listen])
+            .args(["--ygg-listen", &format!("tcp://0.0.0.0:{ygg_port}")])
+            // Three instances on one address would share the per-client limits.
+            .args(["--rate", "1000", "--burst", "1000"])
+            .env("JRUN_HOME", home.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let relay = Relay {
+            child,
+            url: format!("http://{listen}"),
+            ygg_port,
+            _home: home,
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(&listen).is_err()
+            || std::net::TcpStream::connect(("127.0.0.1", ygg_port)).is_err()
+        {
+            assert!(Instant::now() < deadline, "jrun relay did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        relay
+    }
+
+    /// An instance using this relay for pairing and as its VM node's mesh peer.
+    fn instance(&self, jails: &[&str]) -> Instance {
+        let mut inst = Instance::new(true);
+        inst.set_env("JRUN_RELAY", &self.url);
+        inst.set_env("JRUN_RELAY_PEER", &format!("tcp://host:{}", self.ygg_port));
+        inst.start();
+        up(&inst, jails);
+        inst
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `jrun pair` running in the background; killed on drop if still running.
+struct Creator(Child);
+
+impl Drop for Creator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn up(inst: &Instance, jails: &[&str]) {
+    let text: String = jails
+        .iter()
+        .map(|j| format!("jail \"{j}\" {{ }}\n"))
+        .collect();
+    let cfg = inst.config(&text);
+    inst.up(&cfg);
+}
+
+fn mesh_addr(inst: &Instance, jail: &str) -> String {
+    let status = inst.status();
+    status["jails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == jail)
+        .and_then(|j| j["mesh_address"].as_str())
+        .unwrap_or_else(|| panic!("no mesh address for {jail}: {status}"))
+        .to_string()
+}
+
+fn ping(inst: &Instance, jail: &str, target: &str) -> bool {
+    inst.in_jail(jail, &["ping", "-6", "-c", "1", "-W", "1", target])
+        .0
+        == 0
+}
+
+/// What a TCP connection from `jail` to `host:port` reads ("" when it fails).
+fn tcp(inst: &Instance, jail: &str, host: &str, port: u16) -> String {
+    const CLIENT: &str = "import socket,sys\n\
+        s=socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)\n\
+        print(s.recv(100).decode().strip())";
+    inst.in_jail(jail, &["python3", "-c", CLIENT, host, &port.to_string()])
+        .1
+        .trim()
+        .to_string()
+}
+
+/// Polls `f` until it holds or [`CONVERGE`] passes.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + CONVERGE;
+    while !f() {
+        assert!(Instant::now() < deadline, "{what}: not within {CONVERGE:?}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// A TCP server on `[::]:port` in `jail` answering every connection with `reply`.
+fn serve6(inst: &Instance, jail: &str, port: u16, reply: &str) -> Server {
+    const SERVER: &str = "import socket,sys\n\
+        s=socket.socket(socket.AF_INET6)\n\
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+        s.bind(('::', int(sys.argv[1])))\n\
+        s.listen(16)\n\
+        while True:\n\
+        \x20   c,_=s.accept()\n\
+        \x20   c.sendall(sys.argv[2].encode()+b'\\n')\n\
+        \x20   c.close()\n";
+    use std::os::unix::process::CommandExt;
+    let port = port.to_string();
+    let child = inst
+        .command(&["cmd", jail, "python3", "-c", SERVER, &port, reply])
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    Server(child)
+}
+
+/// A server process inside a jail; its process group is killed on drop.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill").args(["-9", "--", &group]).status();
+        let _ = self.0.wait();
+    }
+}
+
+/// The drop counter of a jail's mesh rule: packets its firewall refused.
+fn dropped(inst: &Instance, jail: &str) -> u64 {
+    let ns = format!("jrun-{}-j-{jail}", instance_id(inst.home.path()));
+    let out = Command::new("ip")
+        .args([
+            "netns", "exec", &ns, "nft", "list", "chain", "inet", "jrun", "input",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find(|l| l.contains("ygg0") && l.contains("drop"))
+        .and_then(|l| l.split("packets ").nth(1))
+        .and_then(|n| n.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no drop counter in:\n{text}"))
+}
+
+/// `from`'s jail cannot reach `target`, and the packets do arrive at `to`'s jail, whose
+/// firewall drops them (so the failure is the firewall, not a missing route).
+fn refused(from: (&Instance, &str), to: (&Instance, &str), target: &str) {
+    let before = dropped(to.0, to.1);
+    eventually(
+        &format!("{} → {target} dropped by {}", from.1, to.1),
+        || {
+            assert!(
+                !ping(from.0, from.1, target),
+                "{} reached {target}, which should drop it",
+                from.1
+            );
+            dropped(to.0, to.1) > before
+        },
+    );
+}
+
+/// Runs `jrun pair` on `creator` and `jrun pair <code>` on `joiner`; returns the code.
+fn pair(creator: &Instance, joiner: &Instance) -> String {
+    let mut child = Creator(
+        creator
+            .command(&["pair", "--json", "--timeout", "60s"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
+    let first: serde_json::Value =
+        serde_json::from_str(&lines.next().expect("a line with the code").unwrap()).unwrap();
+    assert_eq!(first["event"], "created");
+    let code = first["code"].as_str().unwrap().to_string();
+    let joined: serde_json::Value =
+        serde_json::from_str(&joiner.ok(&["pair", &code, "--json"])).unwrap();
+    assert_eq!(joined["code"], code.as_str());
+    let last: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(last["event"], "paired");
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "jrun pair on the creator: {status}");
+    code
+}
+
+fn listed(inst: &Instance) -> Vec<String> {
+    let rows: serde_json::Value =
+        serde_json::from_str(&inst.ok(&["pair", "--list", "--json"])).unwrap();
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["dns"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn two_instances_pair_through_a_relay_and_nobody_else_gets_in() {
+    let relay = Relay::start();
+    let a = relay.instance(&["a1", "a2"]);
+    let b = relay.instance(&["b1", "b2"]);
+    let c = relay.instance(&["c1"]);
+    let (a1, b1) = (mesh_addr(&a, "a1"), mesh_addr(&b, "b1"));
+    let _b_server = serve6(&b, "b1", 7000, "hello from b1");
+    let _a_server = serve6(&a, "a1", 7000, "hello from a1");
+
+    // Before pairing: nothing gets through.
+    assert!(!ping(&a, "a1", &b1));
+
+    let code = pair(&a, &b);
+    let (b1_name, a1_name) = (format!("b1.{code}.jrun"), format!("a1.{code}.jrun"));
+    assert_eq!(
+        listed(&a),
+        [format!("b1.{code}.jrun"), format!("b2.{code}.jrun")]
+    );
+    assert_eq!(listed(&b), [a1_name.clone(), format!("a2.{code}.jrun")]);
+
+    eventually("a1 pings b1 by name", || ping(&a, "a1", &b1_name));
+    eventually("b2 pings a1 by name", || ping(&b, "b2", &a1_name));
+    assert_eq!(tcp(&a, "a1", &b1_name, 7000), "hello from b1");
+    assert_eq!(tcp(&b, "b1", &a1_name, 7000), "hello from a1");
+
+    // C shares the relay but paired with nobody: both firewalls drop it.
+    refused((&c, "c1"), (&b, "b1"), &b1);
+    refused((&c, "c1"), (&a, "a1"), &a1);
+    assert_eq!(c.dns_status("c1", &b1_name), "NXDOMAIN");
+
+    // A jail added after pairing gets every pairing's set, but is not in B's roster.
+    up(&a, &["a1", "a2", "a3"]);
+    let a3 = mesh_addr(&a, "a3");
+    assert!(!listed(&b).iter().any(|n| n.starts_with("a3.")));
+    assert_eq!(b.dns_status("b1", &format!("a3.{code}.jrun")), "NXDOMAIN");
+    eventually("b1 reaches a3 (a3 accepts B's jails)", || {
+        ping(&b, "b1", &a3)
+    });
+    refused((&a, "a3"), (&b, "b1"), &b1);
+    // Removing another jail leaves the pairing in place.
+    a.ok(&["down", "a2"]);
+    eventually("a1 still reaches b1 by name after `down a2`", || {
+        ping(&a, "a1", &b1_name)
+    });
+
+    // A restarts: its jails come back with their sets and names, rebuilt from state.
+    a.ok(&["stop"]);
+    a.start();
+    up(&a, &["a1", "a3"]);
+    let _a_server = serve6(&a, "a1", 7000, "hello again from a1");
+    eventually("a1 pings b1 by name after stop/start", || {
+        ping(&a, "a1", &b1_name)
+    });
+    eventually("b1 reaches a1 by name after stop/start", || {
+        tcp(&b, "b1", &a1_name, 7000) == "hello again from a1"
+    });
+    assert_eq!(tcp(&a, "a1", &b1_name, 7000), "hello from b1");
+
+    // Dropping on A: B's traffic is refused by A's jails and the names are gone on A.
+    a.ok(&["pair", "--drop", &code]);
+    assert!(listed(&a).is_empty());
+    assert_eq!(a.dns_status("a1", &b1_name), "NXDOMAIN");
+    refused((&b, "b1"), (&a, "a1"), &a1);
+    assert_eq!(tcp(&b, "b1", &a1, 7000), "");
+}
