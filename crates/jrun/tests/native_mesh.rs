@@ -21,7 +21,7 @@ struct Relay {
     child: Child,
     url: String,
     ygg_port: u16,
-    _home: tempfile::TempDir,
+    home: tempfile::TempDir,
 }
 
 impl Relay {
@@ -47,7 +47,7 @@ impl Relay {
             child,
             url: format!("http://{listen}"),
             ygg_port,
-            _home: home,
+            home,
         };
         let deadline = Instant::now() + Duration::from_secs(15);
         while std::net::TcpStream::connect(&listen).is_err()
@@ -72,8 +72,24 @@ impl Relay {
 
 impl Drop for Relay {
     fn drop(&mut self) {
+        // SIGTERM lets the relay stop its Yggdrasil node; SIGKILL would orphan it.
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Whatever survived (a relay that was killed anyway) is found by its home.
+        for p in native_support::processes_mentioning(&self.home.path().display().to_string()) {
+            if let Some(pid) = p.split(':').next().and_then(|p| p.parse::<i32>().ok()) {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+        }
     }
 }
 
