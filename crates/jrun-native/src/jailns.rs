@@ -8,7 +8,8 @@
 //! two holders, and `remove`/`teardown` take them away again.
 //!
 //! Every process of the jail (services, health checks, setup steps, `jrun cmd`) runs as
-//! `nsenter --net=/run/netns/<ns> --mount=<file> --wd=<dir> -- <argv>`.
+//! `nsenter --net=/run/netns/<ns> --mount=<file> -- env --chdir=<dir> -- <argv>` (`env`, not
+//! nsenter's `--wd`, which opens the folder before entering and so lands in the host's one).
 
 use std::path::{Path, PathBuf};
 
@@ -38,7 +39,9 @@ pub fn jail_argv(layout: &Layout, jail: &JailName, dir: &str, argv: &[String]) -
         "nsenter".to_string(),
         format!("--net=/run/netns/{}", layout.jail_ns(jail)),
         format!("--mount={}", mntns_file(layout, jail).display()),
-        format!("--wd={dir}"),
+        "--".to_string(),
+        "env".to_string(),
+        format!("--chdir={dir}"),
         "--".to_string(),
     ];
     v.extend(argv.iter().cloned());
@@ -132,14 +135,16 @@ pub fn ensure(runner: &dyn Runner, layout: &Layout, jail: &JailName) -> Result<(
     )
 }
 
-/// Converges the jail's `mount`s: binds new ones, unmounts removed or changed ones. A host
-/// folder that does not exist is an error naming it (nothing is created on the host side).
-pub fn apply_mounts(
-    runner: &dyn Runner,
-    layout: &Layout,
-    jail: &JailName,
-    mounts: &[Mount],
-) -> Result<(), String> {
+/// Fails naming the first mount (of a jail the plan changes) whose host folder is missing,
+/// so `up` refuses the config before anything changes.
+pub fn check_host_folders(plan: &jrun_core::plan::Plan) -> Result<(), String> {
+    for jp in plan.jails.iter().filter(|j| !j.actions.is_empty()) {
+        check_mounts(&jp.jail.mounts).map_err(|e| format!("jail `{}`: {e}", jp.name()))?;
+    }
+    Ok(())
+}
+
+fn check_mounts(mounts: &[Mount]) -> Result<(), String> {
     for m in mounts {
         if !m.host.is_dir() {
             return Err(format!(
@@ -149,6 +154,18 @@ pub fn apply_mounts(
             ));
         }
     }
+    Ok(())
+}
+
+/// Converges the jail's `mount`s: binds new ones, unmounts removed or changed ones. A host
+/// folder that does not exist is an error naming it (nothing is created on the host side).
+pub fn apply_mounts(
+    runner: &dyn Runner,
+    layout: &Layout,
+    jail: &JailName,
+    mounts: &[Mount],
+) -> Result<(), String> {
+    check_mounts(mounts)?;
     let record = record_file(layout, jail);
     let old: Vec<Mount> = std::fs::read(&record)
         .ok()
@@ -266,8 +283,10 @@ mod tests {
             format!("--net=/run/netns/{}", layout.jail_ns(&jail))
         );
         assert_eq!(argv[2], "--mount=/tmp/jrun-home-x/run/mntns/web");
-        assert_eq!(argv[3], "--wd=/srv");
-        assert_eq!(&argv[4..], ["--", "/bin/sh", "-c", "x"]);
+        assert_eq!(
+            &argv[3..],
+            ["--", "env", "--chdir=/srv", "--", "/bin/sh", "-c", "x"]
+        );
     }
 
     #[test]

@@ -100,7 +100,7 @@ pub fn run_steps(
         let (argv, env) = step_command(layout, jail, step).map_err(fail)?;
         line(&step.name, "starting");
         let status = run_streaming(&argv, &env, &mut |l| line(&step.name, l))
-            .map_err(|e| fail(format!("cannot run {}: {e}", argv[5..].join(" "))))?;
+            .map_err(|e| fail(format!("cannot run {}: {e}", argv[7..].join(" "))))?;
         if !status.success() {
             return Err(fail(format!(
                 "it failed ({status}); its output is above. Fix it and run `jrun up` again"
@@ -161,8 +161,8 @@ mod tests {
         );
         let (argv, env) = step_command(&layout, &jail, &s).unwrap();
         assert_eq!(argv[0], "nsenter");
-        assert_eq!(argv[3], "--wd=/cfg/setup");
-        assert_eq!(&argv[4..], ["--", "/bin/sh", "/cfg/setup/init.sh"]);
+        assert_eq!(argv[5], "--chdir=/cfg/setup");
+        assert_eq!(&argv[6..], ["--", "/bin/sh", "/cfg/setup/init.sh"]);
         assert_eq!(env["GREETING"], "hi there");
         assert!(env["PATH"].contains("/usr/bin"));
     }

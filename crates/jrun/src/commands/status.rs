@@ -1,5 +1,7 @@
-//! `jrun status [jail] [--show ip|all] [--json]`: the instance (running or not, since when)
-//! and a table of jails: state (up / failed / missing), IP, forwards, mesh address.
+//! `jrun status [jail] [--show ip|services|all] [--json]`: the instance (running or not,
+//! since when), a table of jails (state up / failed / missing, IP, forwards, mesh address)
+//! and their services (state, pid, restarts, last health check). `status <jail>` shows one
+//! jail in full, with the last lines of each service's log.
 
 use std::process::ExitCode;
 
@@ -9,6 +11,8 @@ use jrun_core::runtime::Runtime;
 use jrun_core::state::{JailState, StateStore};
 use miette::{miette, IntoDiagnostic};
 use serde::Serialize;
+
+use jrun_native::supervisor::{logfile, ServiceStatus};
 
 use crate::runtimes;
 
@@ -40,7 +44,21 @@ struct Report {
     jails: Vec<JailRow>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     processes: Vec<jrun_native::supervisor::ChildStatus>,
+    /// The jails' `exec` services (native runtime, instance running).
+    services: Vec<ServiceRow>,
 }
+
+#[derive(Debug, Serialize)]
+struct ServiceRow {
+    #[serde(flatten)]
+    status: ServiceStatus,
+    /// The last lines of its log (`status <jail>` only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    log_tail: Vec<String>,
+}
+
+/// Log lines `status <jail>` shows per service.
+const TAIL_LINES: usize = 10;
 
 #[derive(Debug, Serialize)]
 struct Instance {
@@ -107,6 +125,22 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             }
             _ => Vec::new(),
         },
+        services: match &selected {
+            runtimes::Selected::Native(native) if inst.running => native
+                .services()
+                .into_iter()
+                .filter(|s| only.as_ref().is_none_or(|o| o.as_str() == s.jail))
+                .map(|status| ServiceRow {
+                    log_tail: if only.is_some() {
+                        logfile::tail(&status.log, TAIL_LINES)
+                    } else {
+                        Vec::new()
+                    },
+                    status,
+                })
+                .collect(),
+            _ => Vec::new(),
+        },
     };
     if args.json {
         println!(
@@ -115,7 +149,10 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         );
     } else {
         let mesh = matches!(args.show, Some(Show::Ip | Show::All)) || only.is_some();
-        print!("{}", render(&report, mesh, wants_services));
+        print!(
+            "{}",
+            render(&report, mesh, wants_services || only.is_some())
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -186,10 +223,54 @@ fn render(report: &Report, mesh: bool, services: bool) -> String {
         }
     }
     if services {
+        out.push_str(&render_services(&report.services));
+    }
+    if services && !report.processes.is_empty() {
         out.push_str(&format!("\n{:<24} {:<8} RESTARTS\n", "PROCESS", "PID"));
         for c in &report.processes {
             let pid = c.pid.map_or_else(|| "-".to_string(), |p| p.to_string());
             out.push_str(&format!("{:<24} {:<8} {}\n", c.name, pid, c.restarts));
+        }
+    }
+    out
+}
+
+/// The services table, then each service's log tail when there is one.
+fn render_services(services: &[ServiceRow]) -> String {
+    let mut out = String::new();
+    if services.is_empty() {
+        out.push_str("\nno services\n");
+        return out;
+    }
+    out.push_str(&format!(
+        "\n{:<20} {:<16} {:<11} {:<8} {:<9} HEALTH\n",
+        "JAIL", "SERVICE", "STATE", "PID", "RESTARTS"
+    ));
+    for row in services {
+        let s = &row.status;
+        out.push_str(&format!(
+            "{:<20} {:<16} {:<11} {:<8} {:<9} {}\n",
+            s.jail,
+            s.name,
+            s.state.to_string(),
+            s.pid.map_or_else(|| "-".to_string(), |p| p.to_string()),
+            s.restarts,
+            s.health.as_deref().unwrap_or("-")
+        ));
+        if let Some(e) = &s.error {
+            out.push_str(&format!("  failed: {e}\n"));
+        }
+    }
+    for row in services.iter().filter(|r| !r.log_tail.is_empty()) {
+        out.push_str(&format!(
+            "\n--- {}/{} ({}) ---\n",
+            row.status.jail,
+            row.status.name,
+            row.status.log.display()
+        ));
+        for line in &row.log_tail {
+            out.push_str(line);
+            out.push('\n');
         }
     }
     out

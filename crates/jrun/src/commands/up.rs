@@ -101,6 +101,15 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     // A busy host port is refused before anything changes.
     rt.check_host_ports(&plan.vm_firewall.redirects)
         .into_diagnostic()?;
+    // So is a mount whose host folder is missing (a config error, named).
+    if let runtimes::Selected::Native(_) = &selected {
+        jrun_native::jailns::check_host_folders(&plan).map_err(|e| {
+            miette!(
+                help = "create the folder or fix `host` in the config",
+                "{e}"
+            )
+        })?;
+    }
 
     let mut progress = Progress::new(args.json);
     let outcome = match &selected {

@@ -1,0 +1,342 @@
+//! Services in native jails, end to end (root): an exec answers through its forward, comes
+//! back after a kill, is restarted when its health check fails, logs and rotates; mounts are
+//! shared both ways without touching the host's mount table; setup steps run once, again
+//! with `--provision`, and a failing one is retried; `down` and `stop` leave no process.
+
+mod native_support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use native_support::{free_port, processes_mentioning, Instance};
+
+/// An instance whose drop also clears any mount a failed test left under its home.
+struct Jrun {
+    inst: Instance,
+}
+
+impl Jrun {
+    fn new() -> Self {
+        let mut inst = Instance::new(false);
+        inst.set_env("JRUN_LOG_MAX_BYTES", "4000");
+        inst.start();
+        Jrun { inst }
+    }
+
+    fn home(&self) -> &Path {
+        self.inst.home.path()
+    }
+
+    /// `status --json`'s services of `jail`, by name.
+    fn service(&self, jail: &str, name: &str) -> serde_json::Value {
+        self.inst.status()["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["jail"] == jail && s["name"] == name)
+            .cloned()
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Polls `service` until `pred` holds (at most `secs`); returns the last value seen.
+    fn wait_service(
+        &self,
+        jail: &str,
+        name: &str,
+        secs: u64,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let s = self.service(jail, name);
+            if pred(&s) || Instant::now() > deadline {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Jrun {
+    fn drop(&mut self) {
+        let _ = self.inst.run(&["stop"]);
+        for m in mount_points_under(self.home()) {
+            let _ = std::process::Command::new("umount")
+                .args(["-l", &m])
+                .status();
+        }
+    }
+}
+
+/// Mount points of this (the host's) mount namespace at or under `dir`.
+fn mount_points_under(dir: &Path) -> Vec<String> {
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| Path::new(m).starts_with(&dir))
+        .map(str::to_string)
+        .collect()
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(3)))?;
+            s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())?;
+            let mut text = String::new();
+            s.read_to_string(&mut text)?;
+            Ok(text)
+        });
+        match got {
+            Ok(t) if t.starts_with("HTTP/") => return t,
+            _ if Instant::now() > deadline => return String::new(),
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// A folder next to the config with `files` in it.
+fn folder(home: &Path, name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let dir = home.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for (f, text) in files {
+        std::fs::write(dir.join(f), text).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn a_service_answers_comes_back_after_a_kill_restarts_when_unhealthy_and_logs_rotate() {
+    let j = Jrun::new();
+    let site = folder(
+        j.home(),
+        "site",
+        &[("index.html", "hello from the web jail\n"), ("healthy", "")],
+    );
+    let port = free_port();
+    let cfg = j.inst.config(&format!(
+        r#"jail "web" {{
+  mount {{ site {{ host = "site"; jail = "/srv/jrun-e2e-www-{port}"; }} }}
+  forward {{ http {{ host = {port}; jail = 8080; }} }}
+  exec {{
+    http {{
+      cmd = "exec python3 -m http.server 8080";
+      dir = "/srv/jrun-e2e-www-{port}";
+      env {{ PYTHONUNBUFFERED = "1"; }}
+      healthcheck {{ test = "test -e healthy"; interval = "300ms"; timeout = "2s"; retries = 2; }}
+    }}
+  }}
+}}
+"#
+    ));
+    j.inst.up(&cfg);
+    assert!(http_get(port, "/index.html").contains("hello from the web jail"));
+
+    let first = j.wait_service("web", "http", 5, |s| s["health"] == "healthy");
+    assert_eq!(first["state"], "running", "{first}");
+    assert_eq!(first["restarts"], 0);
+    let pid1 = first["pid"].as_u64().unwrap();
+
+    // Killed: back within the backoff, answering through the forward again.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid1 as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let back = j.wait_service("web", "http", 5, |s| {
+        s["restarts"] == 1 && s["state"] == "running" && s["pid"].as_u64() != Some(pid1)
+    });
+    assert_eq!(back["restarts"], 1, "{back}");
+    assert!(http_get(port, "/index.html").contains("hello from the web jail"));
+
+    // The health check starts failing: restarted after two failures in a row.
+    std::fs::remove_file(site.join("healthy")).unwrap();
+    let sick = j.wait_service("web", "http", 8, |s| s["restarts"].as_u64() >= Some(2));
+    assert!(sick["restarts"].as_u64() >= Some(2), "{sick}");
+    assert!(
+        sick["health"].as_str().unwrap().starts_with("unhealthy"),
+        "{sick}"
+    );
+    std::fs::write(site.join("healthy"), "").unwrap();
+
+    // Requests are logged (http.server logs to stderr), and the log rotates at 4000 bytes.
+    for _ in 0..60 {
+        assert!(http_get(port, "/index.html").contains("hello"));
+    }
+    let log = j.home().join("logs/web/http.log");
+    let rotated = j.home().join("logs/web/http.log.1");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !rotated.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(std::fs::read_to_string(&rotated)
+        .unwrap()
+        .contains("GET /index.html"));
+    assert!(std::fs::metadata(&log).unwrap().len() <= 4000);
+
+    // `status web` shows the service and the last lines of its log.
+    let text = j.inst.ok(&["status", "web"]);
+    assert!(text.contains("http"), "{text}");
+    assert!(text.contains("--- web/http"), "{text}");
+    assert!(text.contains("GET /index.html"), "{text}");
+    let table = j.inst.ok(&["status", "--show", "services"]);
+    assert!(
+        table.contains("RESTARTS") && table.contains("running"),
+        "{table}"
+    );
+    drop(j);
+    let _ = std::fs::remove_dir(format!("/srv/jrun-e2e-www-{port}"));
+}
+
+#[test]
+fn a_mount_is_shared_both_ways_and_the_host_mount_table_is_untouched() {
+    let j = Jrun::new();
+    let data = folder(
+        j.home(),
+        "data",
+        &[("from-host.txt", "written on the host\n")],
+    );
+    let target = format!("/srv/jrun-e2e-data-{}", free_port());
+    let cfg = j.inst.config(&format!(
+        "jail \"box\" {{\n  mount {{ data {{ host = \"data\"; jail = \"{target}\"; }} }}\n}}\n"
+    ));
+    j.inst.up(&cfg);
+    let (code, out) = j.inst.in_jail(
+        "box",
+        &[
+            "sh",
+            "-c",
+            &format!("cat {target}/from-host.txt && echo jail > {target}/from-jail.txt"),
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out, "written on the host\n");
+    assert_eq!(
+        std::fs::read_to_string(data.join("from-jail.txt")).unwrap(),
+        "jail\n"
+    );
+    // The bind lives in the jail's namespace only.
+    let host_mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!host_mounts.contains(&target), "{host_mounts}");
+    assert!(!Path::new(&target).join("from-host.txt").exists());
+
+    // A missing host folder is refused, naming it.
+    let cfg2 = j.inst.config(&format!(
+        "jail \"box\" {{\n  mount {{ data {{ host = \"nowhere\"; jail = \"{target}\"; }} }}\n}}\n"
+    ));
+    let out = j.inst.run(&["up", cfg2.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("mount `data`") && err.contains("nowhere"),
+        "{err}"
+    );
+    // Refused before anything changed: the jail still runs with its mount.
+    assert_eq!(j.inst.jails()[0].1, "up");
+    assert_eq!(
+        j.inst
+            .in_jail("box", &["cat", &format!("{target}/from-jail.txt")])
+            .1,
+        "jail\n"
+    );
+
+    j.inst.ok(&["stop"]);
+    assert!(mount_points_under(j.home()).is_empty());
+    let _ = std::fs::remove_dir(&target);
+}
+
+#[test]
+fn setup_runs_on_create_not_again_with_provision_and_a_failing_step_is_retried() {
+    let j = Jrun::new();
+    let marks = j.home().join("marks");
+    let gate = j.home().join("gate");
+    folder(
+        j.home(),
+        "steps",
+        &[
+            (
+                "mark.sh",
+                "echo \"marking $WHO\"\necho \"$WHO\" >> \"$MARKS\"\n",
+            ),
+            (
+                "gated.sh",
+                "echo checking the gate\ntest -e \"$GATE\" || { echo no gate >&2; exit 3; }\n",
+            ),
+        ],
+    );
+    let cfg = j.inst.config(&format!(
+        r#"jail "one" {{
+  setup {{ mark {{ type = "shell"; file = "steps/mark.sh"; vars {{ WHO = "one"; MARKS = "{}"; }} }} }}
+}}
+jail "two" {{
+  setup {{ gated {{ type = "shell"; file = "steps/gated.sh"; vars {{ GATE = "{}"; }} }} }}
+}}
+"#,
+        marks.display(),
+        gate.display()
+    ));
+    let out = j.inst.run(&["up", cfg.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("jail `two`, setup step `gated`"), "{err}");
+    assert!(err.contains("no gate"), "the step's output is shown: {err}");
+    assert!(err.contains("marking one"), "{err}");
+    assert_eq!(std::fs::read_to_string(&marks).unwrap(), "one\n");
+    let states: Vec<(String, String)> = j.inst.jails().into_iter().map(|j| (j.0, j.1)).collect();
+    assert_eq!(
+        states,
+        [("one".into(), "up".into()), ("two".into(), "failed".into())]
+    );
+
+    // The next up retries the failed jail only; the step passes now.
+    std::fs::write(&gate, "").unwrap();
+    j.inst.up(&cfg);
+    assert_eq!(std::fs::read_to_string(&marks).unwrap(), "one\n");
+    assert!(j.inst.jails().iter().all(|j| j.1 == "up"));
+    j.inst.up(&cfg);
+    assert_eq!(std::fs::read_to_string(&marks).unwrap(), "one\n");
+    j.inst.ok(&["up", cfg.to_str().unwrap(), "--provision"]);
+    assert_eq!(std::fs::read_to_string(&marks).unwrap(), "one\none\n");
+}
+
+#[test]
+fn changes_restart_only_their_service_and_down_and_stop_leave_no_process() {
+    let j = Jrun::new();
+    // Each service forks a child: the whole group must go, not just the shell.
+    let tag = free_port();
+    let cfg_text = |a: &str| {
+        format!(
+            "jail \"w\" {{\n  exec {{\n    a {{ cmd = \"sleep {a}{tag} & sleep {a}{tag}; wait\"; }}\n    b {{ cmd = \"sleep 62{tag} & sleep 62{tag}; wait\"; }}\n  }}\n}}\n"
+        )
+    };
+    let cfg = j.inst.config(&cfg_text("61"));
+    j.inst.up(&cfg);
+    let a1 = j.wait_service("w", "a", 5, |s| s["state"] == "running");
+    let b1 = j.service("w", "b");
+    // The shell and its two sleeps.
+    assert_eq!(processes_mentioning(&format!("sleep 61{tag}")).len(), 3);
+
+    let cfg = j.inst.config(&cfg_text("63"));
+    j.inst.up(&cfg);
+    let a2 = j.wait_service("w", "a", 5, |s| s["state"] == "running");
+    assert_ne!(a2["pid"], a1["pid"]);
+    assert_eq!(j.service("w", "b")["pid"], b1["pid"]);
+    assert!(processes_mentioning(&format!("sleep 61{tag}")).is_empty());
+
+    j.inst.ok(&["down", "w"]);
+    assert!(processes_mentioning(&format!("{tag}"))
+        .iter()
+        .all(|p| !p.contains("sleep")));
+    assert_eq!(j.service("w", "a"), serde_json::Value::Null);
+
+    j.inst.up(&cfg);
+    assert_eq!(processes_mentioning(&format!("sleep 62{tag}")).len(), 3);
+    j.inst.ok(&["stop"]);
+    assert!(processes_mentioning(&format!("{tag}"))
+        .iter()
+        .all(|p| !p.contains("sleep")));
+}
