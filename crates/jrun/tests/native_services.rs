@@ -118,14 +118,17 @@ fn a_service_answers_comes_back_after_a_kill_restarts_when_unhealthy_and_logs_ro
         &[("index.html", "hello from the web jail\n"), ("healthy", "")],
     );
     let port = free_port();
+    // Jails share the host's root: a missing mount point is created there, so keep it
+    // inside the test's home.
+    let www = j.home().join("jail-www").display().to_string();
     let cfg = j.inst.config(&format!(
         r#"jail "web" {{
-  mount {{ site {{ host = "site"; jail = "/srv/jrun-e2e-www-{port}"; }} }}
+  mount {{ site {{ host = "site"; jail = "{www}"; }} }}
   forward {{ http {{ host = {port}; jail = 8080; }} }}
   exec {{
     http {{
       cmd = "exec python3 -m http.server 8080";
-      dir = "/srv/jrun-e2e-www-{port}";
+      dir = "{www}";
       env {{ PYTHONUNBUFFERED = "1"; }}
       healthcheck {{ test = "test -e healthy"; interval = "300ms"; timeout = "2s"; retries = 2; }}
     }}
@@ -188,8 +191,6 @@ fn a_service_answers_comes_back_after_a_kill_restarts_when_unhealthy_and_logs_ro
         table.contains("RESTARTS") && table.contains("running"),
         "{table}"
     );
-    drop(j);
-    let _ = std::fs::remove_dir(format!("/srv/jrun-e2e-www-{port}"));
 }
 
 #[test]
@@ -200,7 +201,7 @@ fn a_mount_is_shared_both_ways_and_the_host_mount_table_is_untouched() {
         "data",
         &[("from-host.txt", "written on the host\n")],
     );
-    let target = format!("/srv/jrun-e2e-data-{}", free_port());
+    let target = j.home().join("jail-data").display().to_string();
     let cfg = j.inst.config(&format!(
         "jail \"box\" {{\n  mount {{ data {{ host = \"data\"; jail = \"{target}\"; }} }}\n}}\n"
     ));
@@ -246,7 +247,6 @@ fn a_mount_is_shared_both_ways_and_the_host_mount_table_is_untouched() {
 
     j.inst.ok(&["stop"]);
     assert!(mount_points_under(j.home()).is_empty());
-    let _ = std::fs::remove_dir(&target);
 }
 
 #[test]
