@@ -340,3 +340,32 @@ fn changes_restart_only_their_service_and_down_and_stop_leave_no_process() {
         .iter()
         .all(|p| !p.contains("sleep")));
 }
+
+#[test]
+fn a_dead_supervisor_takes_its_services_along_and_stop_sweeps_the_rest() {
+    let j = Jrun::new();
+    let tag = free_port();
+    let cfg = j.inst.config(&format!(
+        "jail \"w\" {{\n  exec {{\n    lead {{ cmd = \"exec sleep 71{tag}\"; }}\n    kids {{ cmd = \"sleep 72{tag} & sleep 72{tag}; wait\"; }}\n  }}\n}}\n"
+    ));
+    j.inst.up(&cfg);
+    let lead = j.wait_service("w", "lead", 5, |s| s["state"] == "running");
+    let lead_pid = lead["pid"].as_u64().unwrap() as i32;
+    let pid_file = std::fs::read_to_string(j.home().join("run/supervisor.pid")).unwrap();
+    let supervisor: i32 = pid_file.split_whitespace().next().unwrap().parse().unwrap();
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(supervisor),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // PR_SET_PDEATHSIG: the services' leaders die with the supervisor.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::path::Path::new(&format!("/proc/{lead_pid}")).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(processes_mentioning(&format!("sleep 71{tag}")).is_empty());
+    // `stop` sweeps whatever is still inside the jail's namespace (the leader's children).
+    j.inst.ok(&["stop"]);
+    assert!(processes_mentioning(&format!("sleep 72{tag}")).is_empty());
+}
