@@ -93,6 +93,7 @@ golden!(
     "healthcheck.ucl",
     [MissingKey, BadValue, BadValue, BadValue]
 );
+golden!(huge_duration, "huge-duration.ucl", [BadValue, BadValue]);
 golden!(
     setup,
     "setup.ucl",

@@ -27,9 +27,13 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     seconds(num * scale)
 }
 
-/// A number of seconds as a duration, if finite and not negative.
+/// A number of seconds as a duration, if finite and not negative. A number too large for
+/// `Duration` saturates to `Duration::MAX`, so callers report it as "too long" (never a panic).
 pub fn seconds(secs: f64) -> Option<Duration> {
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+    if !(secs.is_finite() && secs >= 0.0) {
+        return None;
+    }
+    Some(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX))
 }
 
 /// Names of the items of a block (`forward { http { } }`, `exec { server { } }`) become parts
@@ -211,6 +215,9 @@ mod tests {
         for bad in ["", "s", "ten", "10 sec", "10d", "-1s", "1.2.3s"] {
             assert_eq!(d(bad), None, "{bad}");
         }
+        assert_eq!(d("99999999999999999999s"), Some(Duration::MAX));
+        assert_eq!(seconds(1e20), Some(Duration::MAX));
+        assert_eq!(seconds(f64::INFINITY), None);
     }
 
     #[test]
