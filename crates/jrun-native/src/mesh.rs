@@ -5,6 +5,7 @@
 
 use std::fmt::Write;
 
+use jrun_core::exec::Cmd;
 use jrun_core::net::{DnsRecords, JailFirewall};
 use jrun_core::runtime::{Runtime, RuntimeError, Step};
 
@@ -31,8 +32,11 @@ pub fn render_peer_set(fw: &JailFirewall) -> String {
     text
 }
 
-/// Updates every listed jail whose namespace exists, then the records. The first failure
-/// stops the run and names the jail; the caller restores the previous sets.
+/// Updates every listed jail whose namespace exists, then the records. Every jail's
+/// transaction is its own, so they run side by side: each nft commit mostly waits on the
+/// kernel, and in sequence those waits add up with the number of jails. Any failure is
+/// returned naming the jail (the first in the list that failed), before the records are
+/// touched; the caller restores the previous sets.
 pub fn apply(
     rt: &NativeRuntime,
     firewalls: &[JailFirewall],
@@ -40,20 +44,53 @@ pub fn apply(
 ) -> Result<(), RuntimeError> {
     rt.require_root("changing mesh pairings")?;
     rt.require_running()?;
-    for fw in firewalls {
-        let ns = rt.layout.jail_ns(&fw.jail);
-        if !plumbing::namespace_exists(&ns) {
-            continue;
-        }
-        plumbing::nft_apply(rt.runner.as_ref(), &ns, &render_peer_set(fw)).map_err(|e| {
-            RuntimeError::Step {
-                jail: fw.jail.clone(),
-                step: Step::Mesh,
-                message: format!("cannot update its mesh_peers set: {e}"),
-            }
-        })?;
-    }
+    let present: Vec<(&JailFirewall, String)> = firewalls
+        .iter()
+        .map(|fw| (fw, rt.layout.jail_ns(&fw.jail)))
+        .filter(|(_, ns)| plumbing::namespace_exists(ns))
+        .collect();
+    let runner = rt.runner.as_ref();
+    let results: Vec<Result<(), RuntimeError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = present
+            .chunks(JAILS_PER_THREAD)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|(fw, ns)| update_set(runner, fw, ns))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("an nft thread does not panic"))
+            .collect()
+    });
+    results.into_iter().collect::<Result<(), _>>()?;
     rt.set_records(records)
+}
+
+/// How many jails one thread updates in turn.
+const JAILS_PER_THREAD: usize = 4;
+
+fn update_set(
+    runner: &dyn jrun_core::exec::Runner,
+    fw: &JailFirewall,
+    ns: &str,
+) -> Result<(), RuntimeError> {
+    // `nsenter --net` rather than `ip netns exec`: nft needs only the network namespace,
+    // not the mount namespace `ip netns exec` sets up.
+    let netns = format!("--net=/run/netns/{ns}");
+    let cmd = Cmd::new(["nsenter", netns.as_str(), "nft", "-f", "-"]).stdin(render_peer_set(fw));
+    runner
+        .run(&cmd)
+        .map(|_| ())
+        .map_err(|e| RuntimeError::Step {
+            jail: fw.jail.clone(),
+            step: Step::Mesh,
+            message: format!("cannot update its mesh_peers set: {e}"),
+        })
 }
 
 #[cfg(test)]

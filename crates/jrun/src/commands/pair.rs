@@ -156,9 +156,12 @@ fn wait(
     if spinner.is_none() && !json {
         eprintln!("jrun: waiting up to {deadline:?} for the peer to join {code}…");
     }
+    // At most a second between polls: once the peer joined, this side applies the
+    // pairing within about a second (a relay allows 10 requests a second per client).
     let options = PollOptions {
         deadline,
-        ..PollOptions::default()
+        first_interval: Duration::from_millis(250),
+        max_interval: Duration::from_secs(1),
     };
     let cancel = async {
         // Without a handler Ctrl-C would kill us mid-write; with it, the wait just ends.
