@@ -86,11 +86,23 @@ impl Runner for SystemRunner {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(spawn_err)?;
-        if let Some(bytes) = &cmd.stdin {
-            let mut stdin = child.stdin.take().expect("stdin was piped");
-            stdin.write_all(bytes).map_err(spawn_err)?;
-        }
-        let out = child.wait_with_output().map_err(spawn_err)?;
+        // stdin is fed on its own thread while this one drains stdout and stderr: a child
+        // that writes a lot before reading everything would otherwise block both sides.
+        let stdin = child.stdin.take();
+        let (out, written) = std::thread::scope(|scope| {
+            let writer = stdin.zip(cmd.stdin.as_deref()).map(|(mut pipe, bytes)| {
+                scope.spawn(move || match pipe.write_all(bytes) {
+                    // The child stopped reading (exited early): its exit status and stderr
+                    // say why, so they are what gets reported.
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                    other => other,
+                })
+            });
+            let out = child.wait_with_output();
+            let written = writer.map_or(Ok(()), |w| w.join().expect("stdin writer panicked"));
+            (out, written)
+        });
+        let out = out.map_err(spawn_err)?;
         if !out.status.success() {
             return Err(ExecError::Failed {
                 cmd: cmd.display(),
@@ -98,6 +110,7 @@ impl Runner for SystemRunner {
                 stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
             });
         }
+        written.map_err(spawn_err)?;
         Ok(Output {
             stdout: out.stdout,
             stderr: out.stderr,
@@ -200,5 +213,41 @@ mod tests {
             .unwrap();
         assert_eq!(out.stdout, b"$(id) ; x");
         assert!(SystemRunner.run(&Cmd::new(["false"])).is_err());
+    }
+
+    /// Runs `cmd` on a thread so a deadlock fails the test instead of hanging it.
+    fn run_with_watchdog(cmd: Cmd) -> Result<Output, ExecError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(SystemRunner.run(&cmd)));
+        rx.recv_timeout(std::time::Duration::from_secs(30))
+            .expect("SystemRunner deadlocked")
+    }
+
+    #[test]
+    fn system_runner_reads_output_while_writing_stdin() {
+        // `cat` echoes a megabyte: far more than a pipe buffer in each direction.
+        let input: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
+        let out = run_with_watchdog(Cmd::new(["cat"]).stdin(input.clone())).unwrap();
+        assert_eq!(out.stdout.len(), input.len());
+        assert!(out.stdout == input);
+    }
+
+    #[test]
+    fn system_runner_reports_exit_status_when_child_stops_reading() {
+        let input = vec![b'x'; 1 << 20];
+        let cmd = Cmd::new(["sh", "-c", "echo refused >&2; exit 3"]).stdin(input);
+        match run_with_watchdog(cmd) {
+            Err(ExecError::Failed { status, stderr, .. }) => {
+                assert!(status.contains('3'), "{status}");
+                assert_eq!(stderr, "refused");
+            }
+            other => panic!("expected the exit status and stderr, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn system_runner_accepts_a_child_that_ignores_stdin() {
+        let out = run_with_watchdog(Cmd::new(["true"]).stdin(vec![0u8; 1 << 20])).unwrap();
+        assert!(out.stdout.is_empty());
     }
 }
