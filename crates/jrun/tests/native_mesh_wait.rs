@@ -1,0 +1,99 @@
+//! Native, end to end (root): `jrun pair` waiting for its peer does not hold the state
+//! lock (another command runs meanwhile), Ctrl-C ends the wait with exit code 130 and
+//! changes nothing, and a joiner with a bad or used code gets a clear message.
+
+mod native_support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use native_support::{free_port, Instance};
+
+/// `jrun relay` (no Yggdrasil node), killed on drop.
+struct Relay(Child, tempfile::TempDir);
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn relay() -> (Relay, String) {
+    let home = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_jrun"))
+        .args([
+            "relay",
+            "--listen",
+            &listen,
+            "--home",
+            "/nonexistent-unused",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(&listen).is_err() {
+        assert!(Instant::now() < deadline, "jrun relay did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (Relay(child, home), format!("http://{listen}"))
+}
+
+fn state(inst: &Instance) -> String {
+    std::fs::read_to_string(inst.home.path().join("state.json")).unwrap()
+}
+
+#[test]
+fn the_wait_holds_no_lock_and_ctrl_c_changes_nothing() {
+    let (_relay, url) = relay();
+    let mut inst = Instance::new(true);
+    inst.set_env("JRUN_RELAY", &url);
+    inst.start();
+    let cfg = inst.config("jail \"web\" { }\n");
+    inst.up(&cfg);
+    let before = state(&inst);
+
+    let mut creator = inst
+        .command(&["pair", "--json", "--timeout", "60s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(creator.stdout.take().unwrap()).lines();
+    let first: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(first["event"], "created");
+
+    // While it waits, commands that need the lock run (and do not wait for it).
+    let out = inst.ok(&["up", cfg.to_str().unwrap()]);
+    assert!(out.contains("Nothing to change"), "{out}");
+    let down = inst.run(&["pair", "--drop", "1-not-paired-here"]);
+    assert!(String::from_utf8_lossy(&down.stderr).contains("no pairing 1-not-paired-here"));
+
+    let pid = nix::unistd::Pid::from_raw(creator.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = creator.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "Ctrl-C exits with 130");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut creator.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(
+        err.contains("cancelled") && err.contains("nothing was changed"),
+        "{err}"
+    );
+    assert_eq!(state(&inst), before);
+
+    // A joiner with an unknown code, and with something that is no code at all.
+    let unknown = inst.run(&["pair", "9-never-issued-code"]);
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("expired or already used"),
+        "{}",
+        String::from_utf8_lossy(&unknown.stderr)
+    );
+    let garbage = inst.run(&["pair", "x; rm -rf /"]);
+    assert!(String::from_utf8_lossy(&garbage.stderr).contains("is not a pairing code"));
+    assert_eq!(state(&inst), before);
+}
