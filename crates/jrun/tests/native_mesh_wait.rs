@@ -11,12 +11,15 @@ use std::time::{Duration, Instant};
 use native_support::{free_port, Instance};
 
 /// `jrun relay` (no Yggdrasil node), killed on drop.
-struct Relay(Child, tempfile::TempDir);
+struct Relay {
+    child: Child,
+    _home: tempfile::TempDir,
+}
 
 impl Drop for Relay {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -40,7 +43,7 @@ fn relay() -> (Relay, String) {
         assert!(Instant::now() < deadline, "jrun relay did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
-    (Relay(child, home), format!("http://{listen}"))
+    (Relay { child, _home: home }, format!("http://{listen}"))
 }
 
 fn state(inst: &Instance) -> String {
