@@ -65,7 +65,7 @@ pub fn generation(path: &Path, n: u32) -> PathBuf {
 
 /// Copies everything from `pipe` into `log` until every writer has closed it.
 pub fn pump(mut pipe: impl Read, mut log: RotatingLog) {
-    let mut buf = vec![0u8; 16 * 1024];
+    let mut buf = vec![0u8; 4096];
     loop {
         match pipe.read(&mut buf) {
             Ok(0) => return,

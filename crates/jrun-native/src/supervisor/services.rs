@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use super::logfile::{self, RotatingLog};
 use super::service_spec::{ServiceSet, ServiceSpec};
 
+/// Stack of a service's log thread.
+const LOG_THREAD_STACK: usize = 64 * 1024;
 /// Between SIGTERM to a service's group and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(3);
 /// The first restart delay; it doubles per quick exit up to `MAX_BACKOFF`.
@@ -216,6 +218,8 @@ impl Service {
         .map_err(|e| format!("service {key}: cannot start {}: {e}", self.spec.argv[0]))?;
         std::thread::Builder::new()
             .name(format!("log {key}"))
+            // It only copies bytes: a small stack keeps 20 idle services cheap.
+            .stack_size(LOG_THREAD_STACK)
             .spawn(move || logfile::pump(reader, log))
             .map_err(|e| format!("service {key}: cannot start its log thread: {e}"))?;
         tracing::info!(service = %key, pid = group.child.id(), "started");
