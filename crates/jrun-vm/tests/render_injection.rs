@@ -107,7 +107,7 @@ proptest! {
         prop_assert_eq!(installed.get(&format!("{root}/var/jrun/setup/0.sh")), Some(&setup_text));
         let var_arg = format!("V={var_val}");
         prop_assert!(run.calls.iter().any(|c| c[0] == "jexec" && c.contains(&var_arg)));
-        prop_assert!(run.calls.iter().any(|c| c[0] == "fetch" && c.last() == Some(&url)));
+        prop_assert!(run.calls.iter().any(|c| c[0] == "jexec" && c[2] == "fetch" && c.last() == Some(&url)));
         let mkdir_target = format!("{root}{}", target.display());
         prop_assert!(run.calls.iter().any(|c| c[0] == "mkdir" && c.last() == Some(&mkdir_target)));
 

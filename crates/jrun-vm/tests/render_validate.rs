@@ -244,3 +244,111 @@ fn a_pairing_changes_only_records_and_mesh_firewalls() {
         ]
     );
 }
+
+/// A jail that planted a link where jrun writes (its `/etc`, or `/etc/pf.conf`) must not
+/// make VM root write outside the jail: the pairing script stops at that jail's step and
+/// the link's target is untouched; jails without links get their file, written for real.
+#[test]
+fn a_jail_planted_link_does_not_redirect_a_write() {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    let spec = common::stack(YggVersion::V0_5);
+    let files = jrun_vm::render::guest_files(&spec).unwrap();
+    let script = jrun_vm::render::pairing_script(&spec, &files);
+    let steps: Vec<String> = script.steps.iter().map(|s| s.to_string()).collect();
+
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("loader.conf");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let pf = |j: &str| {
+        files
+            .iter()
+            .find(|f| f.guest_path == format!("/usr/local/jrun/jails/{j}/etc/pf.conf"))
+            .unwrap()
+            .content
+            .clone()
+    };
+
+    // 1. postgres (the first jail) made its /etc/pf.conf a link to the VM's file.
+    let dir = tempfile::tempdir().unwrap();
+    let etc = dir.path().join("jails/postgres/etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    symlink(&victim, etc.join("pf.conf")).unwrap();
+    let out = common::sandbox::run_real_jail_writes(&script.text, dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the write through a link is refused");
+    let failed = steps
+        .iter()
+        .position(|s| s == "jail postgres: mesh firewall")
+        .unwrap()
+        + 1;
+    assert!(
+        stderr.contains(&format!("jrun-failed {failed} ")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("symbolic link"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    assert!(std::fs::symlink_metadata(etc.join("pf.conf"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(
+        std::fs::read_dir(&etc).unwrap().count(),
+        1,
+        "no temp file left"
+    );
+
+    // 2. web made its whole /etc a link to a VM folder; postgres and worker are clean.
+    let dir = tempfile::tempdir().unwrap();
+    let jails = dir.path().join("jails");
+    for j in ["postgres", "web", "worker"] {
+        std::fs::create_dir_all(jails.join(j)).unwrap();
+    }
+    symlink(outside.path(), jails.join("web/etc")).unwrap();
+    let out = common::sandbox::run_real_jail_writes(&script.text, dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    let failed = steps
+        .iter()
+        .position(|s| s == "jail web: mesh firewall")
+        .unwrap()
+        + 1;
+    assert!(
+        stderr.contains(&format!("jrun-failed {failed} ")),
+        "{stderr}"
+    );
+    let left: Vec<_> = std::fs::read_dir(outside.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        left,
+        ["loader.conf"],
+        "nothing written into the link's target"
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    // The jail before it was written for real, with its mode.
+    let written = jails.join("postgres/etc/pf.conf");
+    assert_eq!(std::fs::read_to_string(&written).unwrap(), pf("postgres"));
+    let mode = std::fs::metadata(&written).unwrap().permissions().mode() & 0o777;
+    let rendered = files
+        .iter()
+        .find(|f| f.guest_path.ends_with("/postgres/etc/pf.conf"))
+        .unwrap();
+    assert_eq!(mode, rendered.mode);
+
+    // 3. Without links every jail's file lands (each jail root exists: its dataset).
+    let dir = tempfile::tempdir().unwrap();
+    for j in ["postgres", "web", "worker"] {
+        std::fs::create_dir_all(dir.path().join("jails").join(j)).unwrap();
+    }
+    let out = common::sandbox::run_real_jail_writes(&script.text, dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for j in ["postgres", "web", "worker"] {
+        let p = dir.path().join(format!("jails/{j}/etc/pf.conf"));
+        assert_eq!(std::fs::read_to_string(p).unwrap(), pf(j));
+    }
+}

@@ -74,6 +74,26 @@ impl Builder<'_> {
         );
     }
 
+    /// Installs the rendered file at `path` inside jail `j` (see `put_jail_file`: a jail
+    /// may have planted links under its root, so VM root never writes through one).
+    fn put_jail(&mut self, j: &JailName, path: &str) {
+        let full = paths::in_jail(j, path);
+        let f = self
+            .files
+            .iter()
+            .find(|f| f.guest_path == full)
+            .unwrap_or_else(|| panic!("{full} was not rendered"));
+        let _ = writeln!(
+            self.text,
+            "put_jail_file {} {} {} {:o} {}",
+            sh_quote(j.as_str()),
+            sh_quote(&paths::jail_root(j)),
+            sh_quote(path),
+            f.mode,
+            sh_quote(&f.content)
+        );
+    }
+
     fn has(&self, guest_path: &str) -> bool {
         self.files.iter().any(|f| f.guest_path == guest_path)
     }
@@ -266,9 +286,9 @@ fn jail_steps(
     if b.has(&paths::jail_fstab(n)) {
         b.put(&paths::jail_fstab(n));
     }
+    let mut targets = Vec::new();
     for m in &j.mounts {
-        let target = fstab_path(n, "mount", &m.jail)?;
-        let _ = writeln!(b.text, "mkdir -p {}", sh_quote(&paths::in_jail(n, &target)));
+        targets.push(fstab_path(n, "mount", &m.jail)?);
     }
     for p in [
         "/etc/rc.conf.local",
@@ -276,25 +296,29 @@ fn jail_steps(
         "/etc/pf.conf",
         "/usr/local/etc/rc.d/jrun_services",
     ] {
-        b.put(&paths::in_jail(n, p));
+        b.put_jail(n, p);
     }
     if spec.mesh.is_some() {
         for p in [super::ygg::KEY_PATH, super::ygg::CONF_PATH] {
-            let full = paths::in_jail(n, p);
-            if b.has(&full) {
-                b.put(&full);
+            if b.has(&paths::in_jail(n, p)) {
+                b.put_jail(n, p);
             }
         }
         let _ = writeln!(b.text, "ensure_pkg yggdrasil {root}");
     }
 
+    // Mount targets are made while the jail is stopped, so no jail process can swap a
+    // checked folder for a link before `jail -c` mounts on it.
     b.step(Some(n), "start");
-    let _ = writeln!(b.text, "if jls -j {name} >/dev/null 2>&1; then");
     let _ = writeln!(
         b.text,
-        "    if [ \"$jrun_dirty\" = 1 ]; then jail -rc {name}; fi"
+        "if [ \"$jrun_dirty\" = 1 ] && jls -j {name} >/dev/null 2>&1; then jail -r {name}; fi"
     );
-    let _ = writeln!(b.text, "else\n    jail -c {name}\nfi");
+    let _ = writeln!(b.text, "if ! jls -j {name} >/dev/null 2>&1; then");
+    for target in &targets {
+        let _ = writeln!(b.text, "    jail_dir {root} {}", sh_quote(target));
+    }
+    let _ = writeln!(b.text, "    jail -c {name}\nfi");
 
     b.step(Some(n), "firewall");
     let _ = writeln!(b.text, "jexec {name} pfctl -nf /etc/pf.conf");
@@ -357,14 +381,40 @@ fn setup_step(
         (false, None) => format!("[ ! -f {marker} ]"),
     };
     let _ = writeln!(b.text, "if {guard}; then");
-    match &s.source {
-        SetupSource::File(p) => {
+    // A jail's setup file is written by the running jail itself (put_jail_file, jexec
+    // fetch): VM root never writes through a path the jail controls.
+    match (&s.source, jail) {
+        (SetupSource::File(p), _) => {
             let text = sources
                 .get(p)
                 .ok_or_else(|| RenderError::MissingSource(p.clone()))?;
-            let _ = writeln!(b.text, "    put_file {q} 700 {}", sh_quote(text));
+            match jail {
+                Some(j) => {
+                    let _ = writeln!(
+                        b.text,
+                        "    put_jail_file {} {} {} 700 {}",
+                        sh_quote(j.as_str()),
+                        sh_quote(&paths::jail_root(j)),
+                        sh_quote(&in_root),
+                        sh_quote(text)
+                    );
+                }
+                None => {
+                    let _ = writeln!(b.text, "    put_file {q} 700 {}", sh_quote(text));
+                }
+            }
         }
-        SetupSource::Url(u) => {
+        (SetupSource::Url(u), Some(j)) => {
+            let jq = sh_quote(j.as_str());
+            let _ = writeln!(b.text, "    jexec {jq} mkdir -p /var/jrun/setup");
+            let _ = writeln!(
+                b.text,
+                "    jexec {jq} fetch -o {} {}",
+                sh_quote(&in_root),
+                sh_quote(u)
+            );
+        }
+        (SetupSource::Url(u), None) => {
             let _ = writeln!(b.text, "    mkdir -p \"$(dirname {q})\"");
             let _ = writeln!(b.text, "    fetch -o {q} {}", sh_quote(u));
         }
@@ -410,7 +460,7 @@ pub fn pairing_script(spec: &GuestSpec, files: &[GuestFile]) -> Script {
     for j in &spec.jails {
         let name = sh_quote(j.name.as_str());
         b.step(Some(&j.name), "mesh firewall");
-        b.put(&paths::in_jail(&j.name, "/etc/pf.conf"));
+        b.put_jail(&j.name, "/etc/pf.conf");
         let _ = writeln!(b.text, "if jls -j {name} >/dev/null 2>&1; then");
         let _ = writeln!(b.text, "    jexec {name} pfctl -nf /etc/pf.conf");
         let _ = writeln!(b.text, "    jexec {name} pfctl -f /etc/pf.conf");

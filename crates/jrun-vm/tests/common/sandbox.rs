@@ -42,6 +42,8 @@ put_file() {
     printf '%s' "$3" > "$OUT/files/$n.content"
     jrun_dirty=1
 }
+put_jail_file() { put_file "$2$3" "$4" "$5"; }
+jail_dir() { mkdir -p "$1$2"; }
 is_mounted() { return 1; }
 ensure_pkg() { "$OUT/bin/pkg" "$@"; }
 release_url() { printf 'https://download.invalid/%s/base.txz' "$1"; }
@@ -127,4 +129,41 @@ pub fn run(script: &str, dir: &Path) -> Run {
         }
     }
     run
+}
+
+/// Runs `script` with the prelude's real jail-file functions writing for real under
+/// `dir/jails` (the guest's jail roots moved there), VM files recorded as in [`run`], and
+/// the FreeBSD commands stubbed (every jail stopped). The script may fail: the output is
+/// returned as it is.
+pub fn run_real_jail_writes(script: &str, dir: &Path) -> std::process::Output {
+    let body = script
+        .split_once(SCRIPT_PRELUDE)
+        .expect("the script starts with the prelude")
+        .1;
+    let jails = dir.join("jails");
+    let body = body.replace(jrun_vm::paths::JAILS_DIR, jails.to_str().unwrap());
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(dir.join("files")).unwrap();
+    for name in ["service", "unbound-checkconf", "jls", "jexec", "pfctl"] {
+        let p = bin.join(name);
+        std::fs::write(&p, STUB).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let record_vm_files = r#"n=0
+put_file() {
+    n=$((n + 1))
+    printf '%s' "$1" > "$OUT/files/$n.path"
+    printf '%s' "$3" > "$OUT/files/$n.content"
+}
+"#;
+    Command::new("/bin/sh")
+        .arg("-c")
+        .arg(format!("{SCRIPT_PRELUDE}{record_vm_files}{body}"))
+        .env_clear()
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .env("OUT", dir)
+        .output()
+        .unwrap()
 }
