@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod exec;
+pub mod fs;
 pub mod net;
 pub mod plan;
 pub mod runtime;

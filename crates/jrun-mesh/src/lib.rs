@@ -7,6 +7,7 @@
 
 #[cfg(feature = "client")]
 mod client;
+pub mod fsutil;
 mod identity;
 mod key_store;
 mod label;

@@ -235,52 +235,26 @@ fn check_consistent(state: &State) -> Result<(), String> {
     Ok(())
 }
 
-/// Temp file in the same folder, fsync, rename, fsync the folder.
+/// Temp file in the same folder, fsync, rename, fsync the folder ([`crate::fs::write_atomic`]).
 pub(crate) fn write_state(path: &Path, state: &State) -> Result<(), StateError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = temp_path(path);
-    let io = |action: &'static str, p: &Path| {
-        let p = p.to_path_buf();
-        move |source| StateError::Io {
-            action,
-            path: p,
-            source,
-        }
-    };
     let mut json = serde_json::to_vec_pretty(state).expect("the state always serialises");
     json.push(b'\n');
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io("create", &tmp))?;
-        file.write_all(&json).map_err(io("write", &tmp))?;
-        file.sync_all().map_err(io("fsync", &tmp))?;
-        fs::rename(&tmp, path).map_err(io("rename the new state over", path))?;
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io("fsync the folder", dir))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    } else {
-        remove_stale_temps(path);
-    }
-    result
+    crate::fs::write_atomic(path, &json, 0o600).map_err(|source| StateError::Io {
+        action: "write",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    remove_stale_temps(path);
+    Ok(())
 }
 
 /// Temp files of writers that crashed before their rename. Only called under the lock,
 /// so no live writer owns one; failing to remove one is harmless.
 fn remove_stale_temps(path: &Path) {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+    let Some(dir) = path.parent() else {
         return;
     };
-    let mut prefix = name.to_os_string();
-    prefix.push(".tmp.");
-    let prefix = prefix.to_string_lossy().into_owned();
+    let prefix = crate::fs::temp_prefix(path).to_string_lossy().into_owned();
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
@@ -289,13 +263,6 @@ fn remove_stale_temps(path: &Path) {
             let _ = fs::remove_file(entry.path());
         }
     }
-}
-
-/// One temp name per process: a crashed writer's leftover is simply overwritten later.
-pub(crate) fn temp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp.{}", std::process::id()));
-    path.with_file_name(name)
 }
 
 #[cfg(test)]
@@ -315,7 +282,9 @@ mod tests {
 
         let mut new = old.clone();
         new.runtime.insert("native".into(), serde_json::json!(1));
-        let tmp = temp_path(&store.path());
+        let mut tmp = crate::fs::temp_prefix(&store.path());
+        tmp.push("crashed");
+        let tmp = store.path().with_file_name(tmp);
         // What the writer had done when it died: the whole new state in the temp file,
         // and for good measure a half-written one from another pid.
         std::fs::write(&tmp, serde_json::to_vec(&new).unwrap()).unwrap();
@@ -326,10 +295,7 @@ mod tests {
         assert_eq!(lock.state, old);
         lock.state = new.clone();
         lock.save().unwrap();
-        assert!(
-            !tmp.exists(),
-            "the save reused and renamed the leftover name"
-        );
+        assert!(!tmp.exists(), "the save swept the leftover");
         assert!(!store.path().with_extension("json.tmp.1").exists());
         assert_eq!(store.read().unwrap(), new);
     }
