@@ -3,7 +3,8 @@
 
 use std::fmt;
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Read};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
@@ -34,6 +35,14 @@ pub enum IdentityError {
         path: PathBuf,
         /// What the decoder said.
         cause: String,
+    },
+    /// A key file is readable or writable by users other than its owner.
+    #[error("the key file {path} has mode {mode:04o}: other users may read or change this private key; run `chmod 600 {path}` (and consider the key leaked if others could read it)")]
+    Shared {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
     },
     /// A key file could not be written.
     #[error("cannot write the key file {path}: {source}")]
@@ -111,14 +120,22 @@ impl Identity {
     }
 
     /// Reads a key file written by [`Identity::write_new`] (or any ed25519 PKCS#8 PEM file).
+    /// A key file that others may read or write is refused ([`IdentityError::Shared`]).
     pub fn load(path: &Path) -> Result<Self, IdentityError> {
-        let pem =
-            Zeroizing::new(
-                fs::read_to_string(path).map_err(|source| IdentityError::Read {
-                    path: path.to_path_buf(),
-                    source,
-                })?,
-            );
+        let read_err = |source| IdentityError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = fs::File::open(path).map_err(read_err)?;
+        let meta = file.metadata().map_err(read_err)?;
+        if crate::fsutil::is_shared(&meta) {
+            return Err(IdentityError::Shared {
+                path: path.to_path_buf(),
+                mode: meta.permissions().mode() & 0o7777,
+            });
+        }
+        let mut pem = Zeroizing::new(String::new());
+        file.read_to_string(&mut pem).map_err(read_err)?;
         Identity::from_pkcs8_pem(&pem).map_err(|cause| IdentityError::Malformed {
             path: path.to_path_buf(),
             cause,
@@ -132,29 +149,16 @@ impl Identity {
             path: path.to_path_buf(),
             source,
         };
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        // tempfile creates the file with mode 0600, so the key is never readable by others,
-        // not even for a moment.
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".key-")
-            .tempfile_in(dir)
-            .map_err(write_err)?;
-        tmp.write_all(self.to_pkcs8_pem().as_bytes())
-            .and_then(|()| tmp.as_file().sync_all())
-            .map_err(write_err)?;
-        tmp.persist_noclobber(path).map_err(|e| {
-            if e.error.kind() == io::ErrorKind::AlreadyExists {
-                IdentityError::Exists(path.to_path_buf())
-            } else {
-                write_err(e.error)
-            }
-        })?;
-        fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(write_err)
+        // Owner-only from the first byte; an existing key is never replaced.
+        crate::fsutil::write_atomic_new(path, self.to_pkcs8_pem().as_bytes(), 0o600).map_err(
+            |source| {
+                if source.kind() == io::ErrorKind::AlreadyExists {
+                    IdentityError::Exists(path.to_path_buf())
+                } else {
+                    write_err(source)
+                }
+            },
+        )
     }
 
     /// The key at `path`, created (atomically, 0600) if there is none yet. An existing file
@@ -275,5 +279,23 @@ mod tests {
         let err = Identity::load_or_create(&path).unwrap_err();
         assert!(matches!(err, IdentityError::Malformed { .. }), "{err}");
         assert_eq!(fs::read_to_string(&path).unwrap(), "not a key");
+    }
+
+    #[test]
+    fn load_refuses_keys_others_can_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.pem");
+        let id = Identity::generate().unwrap();
+        id.write_new(&path).unwrap();
+        for mode in [0o644, 0o640, 0o604, 0o620] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            let err = Identity::load(&path).unwrap_err();
+            assert!(matches!(err, IdentityError::Shared { .. }), "{mode:o}: {err}");
+            let text = err.to_string();
+            assert!(text.contains(&format!("chmod 600 {}", path.display())), "{text}");
+            assert!(Identity::load_or_create(&path).is_err());
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o400)).unwrap();
+        assert_eq!(Identity::load(&path).unwrap(), id);
     }
 }
