@@ -5,13 +5,15 @@
 
 use std::fmt::Write;
 
+use jrun_core::config::JailName;
 use jrun_core::exec::Cmd;
 use jrun_core::net::{DnsRecords, JailFirewall};
 use jrun_core::runtime::{Runtime, RuntimeError, Step};
+use jrun_mesh::YggAddress;
 
 use crate::nft::TABLE;
-use crate::plumbing;
 use crate::runtime::NativeRuntime;
+use crate::{plumbing, ygg};
 
 /// The name of the set in each jail's table (see [`crate::nft::render_jail`]).
 pub const PEER_SET: &str = "mesh_peers";
@@ -93,17 +95,51 @@ fn update_set(
         })
 }
 
+/// The address a jail's running node reports (`yggdrasilctl getSelf` on the node's
+/// private admin socket), or `None` while it does not answer. Both Yggdrasil 0.4 and 0.5
+/// answer with a top-level `address`.
+pub fn running_address(rt: &NativeRuntime, jail: &JailName) -> Option<YggAddress> {
+    let endpoint = format!(
+        "-endpoint=unix://{}",
+        ygg::jail_admin_socket(&rt.layout, jail).display()
+    );
+    let out = rt
+        .runner
+        .run(&Cmd::new([
+            "yggdrasilctl",
+            "-json",
+            endpoint.as_str(),
+            "getSelf",
+        ]))
+        .ok()?;
+    parse_self_address(&out.stdout)
+}
+
+fn parse_self_address(json: &[u8]) -> Option<YggAddress> {
+    let v: serde_json::Value = serde_json::from_slice(json).ok()?;
+    v.get("address")?.as_str()?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jrun_core::config::JailName;
-    use jrun_mesh::YggAddress;
 
     fn fw(addrs: &[&str]) -> JailFirewall {
         JailFirewall::new(
             JailName::new("web").unwrap(),
             addrs.iter().map(|a| a.parse::<YggAddress>().unwrap()),
         )
+    }
+
+    #[test]
+    fn the_running_address_is_read_from_get_self() {
+        let answer = br#"{"build_name":"unknown","key":"42b3","address":"201:f530:a1cb:e554:f900:728c:f9fd:b2b","coords":[],"subnet":"301:f530:a1cb:e554::/64"}"#;
+        assert_eq!(
+            parse_self_address(answer),
+            Some("201:f530:a1cb:e554:f900:728c:f9fd:b2b".parse().unwrap())
+        );
+        assert_eq!(parse_self_address(br#"{"address":"::/0"}"#), None);
+        assert_eq!(parse_self_address(b"not json"), None);
     }
 
     #[test]

@@ -5,12 +5,14 @@
 //! runtime and put the old one back if that fails.
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
+use jrun_core::config::JailName;
 use jrun_core::net::{DnsRecords, JailFirewall};
 use jrun_core::runtime::{Runtime, RuntimeError};
 use jrun_core::state::{MeshPeer, PairDirection, RemoteJail, State};
 use jrun_mesh::protocol::{Roster, RosterJail};
-use jrun_mesh::{KeyStore, PairCode};
+use jrun_mesh::{KeyStore, PairCode, YggAddress};
 
 use crate::wiring;
 
@@ -25,6 +27,8 @@ pub enum PairError {
     BadKey { jail: String, cause: String },
     #[error("jail `{jail}` is recorded but its network is not there; run `jrun up` to bring it back, then pair")]
     NotRunning { jail: String },
+    #[error("the Yggdrasil node of jail `{jail}` did not answer within {waited:?}; `jrun status` shows it, `jrun up` restarts it")]
+    NodeSilent { jail: String, waited: Duration },
     #[error("jail `{jail}`: the running node says {running}, but its key gives {stored}; run `jrun up --provision` to restart its node")]
     AddressMismatch {
         jail: String,
@@ -43,9 +47,19 @@ pub enum PairError {
     Runtime(#[from] RuntimeError),
 }
 
+/// Asks a jail's running node for its address (`None` while it does not answer).
+pub type RunningAddress<'a> = &'a dyn Fn(&JailName) -> Option<YggAddress>;
+
 /// This side's roster: every deployed jail with its node address from the key store,
-/// cross-checked with what the runtime observes of the jail right now.
-pub fn local_roster(state: &State, keys: &KeyStore, rt: &dyn Runtime) -> Result<Roster, PairError> {
+/// cross-checked with the jail's running node (given `patience` to answer: a node started
+/// by the last `up` may still be coming up).
+pub fn local_roster(
+    state: &State,
+    keys: &KeyStore,
+    rt: &dyn Runtime,
+    running: RunningAddress<'_>,
+    patience: Duration,
+) -> Result<Roster, PairError> {
     let mut jails = Vec::new();
     for jail in state.jails.values().filter(|j| j.deployed) {
         let key = keys
@@ -59,16 +73,28 @@ pub fn local_roster(state: &State, keys: &KeyStore, rt: &dyn Runtime) -> Result<
                 dir: keys.dir().display().to_string(),
             })?;
         let stored = key.identity.address();
-        let seen = rt.observe_jail(&jail.name)?;
-        if !seen.exists {
+        if !rt.observe_jail(&jail.name)?.exists {
             return Err(PairError::NotRunning {
                 jail: jail.name.to_string(),
             });
         }
-        if let Some(running) = seen.mesh_address.filter(|a| *a != stored) {
+        let deadline = Instant::now() + patience;
+        let seen = loop {
+            match running(&jail.name) {
+                Some(a) => break a,
+                None if Instant::now() >= deadline => {
+                    return Err(PairError::NodeSilent {
+                        jail: jail.name.to_string(),
+                        waited: patience,
+                    })
+                }
+                None => std::thread::sleep(Duration::from_millis(200)),
+            }
+        };
+        if seen != stored {
             return Err(PairError::AddressMismatch {
                 jail: jail.name.to_string(),
-                running: running.to_string(),
+                running: seen.to_string(),
                 stored: stored.to_string(),
             });
         }

@@ -9,6 +9,7 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use jrun_core::config::JailName;
 use jrun_core::state::{LockWait, MeshPeer, PairDirection, StateStore};
 use jrun_mesh::protocol::Roster;
 use jrun_mesh::{ClientError, KeyStore, PairCode, PollOptions, RelayClient};
@@ -41,6 +42,9 @@ pub struct Args {
     pub json: bool,
 }
 
+/// How long a jail's node, started by the last `up`, may take to answer.
+const NODE_PATIENCE: Duration = Duration::from_secs(10);
+
 /// The exit code of a wait cancelled with Ctrl-C, as shells report SIGINT.
 const CANCELLED: u8 = 130;
 
@@ -68,6 +72,12 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         native.require_root("jrun pair").into_diagnostic()?;
     }
     let rt = selected.runtime();
+    if !settings.mesh_network && args.drop.is_none() {
+        return Err(miette!(
+            help = "set JRUN_MESH_NETWORK=true, run `jrun up` again, then pair",
+            "the mesh is off on this instance (JRUN_MESH_NETWORK=false): jails have no nodes to pair"
+        ));
+    }
     if !rt.instance().into_diagnostic()?.running {
         return Err(miette!(
             help = "run `jrun start` and `jrun up <config>` first",
@@ -89,8 +99,18 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             }
             None => None,
         };
-        let roster = pairing::local_roster(&lock.state, &KeyStore::open(&settings.home), rt)
-            .map_err(report)?;
+        let running = |jail: &JailName| match &selected {
+            Selected::Native(native) => jrun_native::mesh::running_address(native, jail),
+            Selected::Vm(_) => rt.observe_jail(jail).ok().and_then(|o| o.mesh_address),
+        };
+        let roster = pairing::local_roster(
+            &lock.state,
+            &KeyStore::open(&settings.home),
+            rt,
+            &running,
+            NODE_PATIENCE,
+        )
+        .map_err(report)?;
         (roster, joining)
     };
     let client = RelayClient::new(&settings.relay).map_err(client_report)?;
