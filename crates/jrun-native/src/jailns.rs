@@ -28,6 +28,14 @@ pub fn mntns_file(layout: &Layout, jail: &JailName) -> PathBuf {
     mntns_dir(layout).join(jail.as_str())
 }
 
+/// One mount in place, with the folders jrun had to create for its mount point (jails share
+/// the host's root, so they exist on the host too; they are removed again with the mount).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Mounted {
+    mount: Mount,
+    created: Vec<PathBuf>,
+}
+
 /// What is mounted in the jail's namespace (so a later `up` converges, not repeats).
 fn record_file(layout: &Layout, jail: &JailName) -> PathBuf {
     mntns_dir(layout).join(format!("{jail}.mounts.json"))
@@ -167,18 +175,23 @@ pub fn apply_mounts(
 ) -> Result<(), String> {
     check_mounts(mounts)?;
     let record = record_file(layout, jail);
-    let old: Vec<Mount> = std::fs::read(&record)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
+    let old = read_record(&record);
+    let mut now: Vec<Mounted> = Vec::new();
     let mnt = format!("--mount={}", mntns_file(layout, jail).display());
-    for o in old.iter().filter(|o| !mounts.contains(o)) {
-        let target = o.jail.to_string_lossy();
+    for o in old {
+        if mounts.contains(&o.mount) {
+            now.push(o);
+            continue;
+        }
+        let target = o.mount.jail.to_string_lossy();
         // Lazy: a service may still have files open there; it sees the jail's own folder next.
         run(runner, &["nsenter", &mnt, "--", "umount", "-l", &target])
-            .map_err(|e| format!("mount `{}`: cannot unmount {target}: {e}", o.name))?;
+            .map_err(|e| format!("mount `{}`: cannot unmount {target}: {e}", o.mount.name))?;
+        remove_created(&o.created);
     }
-    for m in mounts.iter().filter(|m| !old.contains(m)) {
+    let kept: Vec<Mount> = now.iter().map(|n| n.mount.clone()).collect();
+    for m in mounts.iter().filter(|m| !kept.contains(m)) {
+        let created = missing_ancestors(&m.jail);
         let (host, target) = (m.host.to_string_lossy(), m.jail.to_string_lossy());
         run(
             runner,
@@ -193,20 +206,51 @@ pub fn apply_mounts(
             )
         })
         .map_err(|e| format!("mount `{}` ({host} on {target}): {e}", m.name))?;
+        now.push(Mounted {
+            mount: m.clone(),
+            created,
+        });
     }
-    let text = serde_json::to_string(mounts).expect("plain data serialises");
+    let text = serde_json::to_string(&now).expect("plain data serialises");
     crate::unbound::write_atomic(&record, &text)
         .map_err(|e| format!("cannot write {}: {e}", record.display()))
 }
 
-/// Drops the jail's mount namespace (its mounts go with it once no process holds it).
+fn read_record(path: &Path) -> Vec<Mounted> {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// `path` and its ancestors that do not exist, deepest first.
+fn missing_ancestors(path: &Path) -> Vec<PathBuf> {
+    path.ancestors()
+        .take_while(|p| !p.exists())
+        .map(Path::to_path_buf)
+        .collect()
+}
+
+/// Removes folders jrun created for mount points, deepest first; only empty ones go.
+fn remove_created(created: &[PathBuf]) {
+    for dir in created {
+        let _ = std::fs::remove_dir(dir);
+    }
+}
+
+/// Drops the jail's mount namespace (its mounts go with it once no process holds it) and
+/// the mount point folders jrun created.
 pub fn remove(runner: &dyn Runner, layout: &Layout, jail: &JailName) -> Result<(), String> {
     let file = mntns_file(layout, jail);
     if is_mount_point(&file) {
         run(runner, &["umount", &file.to_string_lossy()])?;
     }
     let _ = std::fs::remove_file(&file);
-    let _ = std::fs::remove_file(record_file(layout, jail));
+    let record = record_file(layout, jail);
+    for m in read_record(&record) {
+        remove_created(&m.created);
+    }
+    let _ = std::fs::remove_file(record);
     Ok(())
 }
 
@@ -214,14 +258,20 @@ pub fn remove(runner: &dyn Runner, layout: &Layout, jail: &JailName) -> Result<(
 pub fn teardown(runner: &dyn Runner, layout: &Layout) -> Vec<String> {
     let dir = mntns_dir(layout);
     let mut errors = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(&dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            if is_mount_point(&p) {
-                if let Err(err) = run(runner, &["umount", &p.to_string_lossy()]) {
-                    errors.push(err);
-                }
-            }
+    let entries: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    for p in entries.iter().filter(|p| is_mount_point(p)) {
+        if let Err(err) = run(runner, &["umount", &p.to_string_lossy()]) {
+            errors.push(err);
+        }
+    }
+    for p in entries
+        .iter()
+        .filter(|p| p.to_string_lossy().ends_with(".mounts.json"))
+    {
+        for m in read_record(p) {
+            remove_created(&m.created);
         }
     }
     if is_mount_point(&dir) {
@@ -260,6 +310,22 @@ pub fn exec_attached(
 mod tests {
     use super::*;
     use jrun_core::exec::RecordingRunner;
+
+    #[test]
+    fn created_mount_points_are_listed_deepest_first_and_removed_when_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("a/b/c");
+        let missing = missing_ancestors(&target);
+        assert_eq!(
+            missing,
+            [target.clone(), dir.path().join("a/b"), dir.path().join("a")]
+        );
+        std::fs::create_dir_all(&target).unwrap();
+        std::fs::write(dir.path().join("a/keep.txt"), "x").unwrap();
+        remove_created(&missing);
+        assert!(!dir.path().join("a/b").exists());
+        assert!(dir.path().join("a/keep.txt").exists());
+    }
 
     #[test]
     fn mountinfo_escapes() {

@@ -247,6 +247,8 @@ fn a_mount_is_shared_both_ways_and_the_host_mount_table_is_untouched() {
 
     j.inst.ok(&["stop"]);
     assert!(mount_points_under(j.home()).is_empty());
+    // The mount point jrun had to create (on the shared root) is gone again.
+    assert!(!Path::new(&target).exists());
 }
 
 #[test]
