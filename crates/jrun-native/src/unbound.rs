@@ -122,11 +122,10 @@ pub fn render_records(records: &DnsRecords) -> String {
     out
 }
 
-/// Writes `contents` to `path` atomically (temp file + rename).
+/// Writes `contents` to `path` atomically, mode 0644 (unique temp file, fsync, rename,
+/// fsync the folder: [`jrun_core::fs::write_atomic`]).
 pub fn write_atomic(path: &Path, contents: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, contents)?;
-    std::fs::rename(&tmp, path)
+    jrun_core::fs::write_atomic(path, contents.as_bytes(), 0o644)
 }
 
 #[cfg(test)]
@@ -151,6 +150,26 @@ mod tests {
             data: RecordData::Aaaa("200:848a:604f:bb7e:4384:65db:8db6:6895".parse().unwrap()),
         });
         set
+    }
+
+    #[test]
+    fn write_atomic_ignores_a_planted_temp_link_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        let path = dir.path().join("records.conf");
+        // The fixed temp name the old writer used.
+        std::os::unix::fs::symlink(&victim, dir.path().join("records.tmp")).unwrap();
+        write_atomic(&path, "local-data: x\n").unwrap();
+        write_atomic(&path, "local-data: y\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "local-data: y\n");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.contains("tmp."))
+            .collect();
+        assert!(names.is_empty(), "{names:?}");
     }
 
     #[test]
