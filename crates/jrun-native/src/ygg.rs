@@ -3,9 +3,7 @@
 //! `jrun_mesh` for the installed version from the persistent key store; the supervisor runs
 //! them inside their namespaces.
 
-use std::io::Write;
 use std::net::Ipv4Addr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use jrun_core::config::JailName;
@@ -94,13 +92,22 @@ pub fn jail_node(layout: &Layout, version: YggVersion, jail: &JailName) -> Resul
     )
 }
 
-/// A jail's mesh address from its stored key, without creating a key.
-pub fn jail_address(layout: &Layout, jail: &JailName) -> Option<YggAddress> {
-    KeyStore::open(&layout.home)
+/// A jail's mesh address from its stored key, without creating a key. A key file that
+/// cannot be used (unreadable, malformed, readable by others) is an error naming the file.
+pub fn try_jail_address(layout: &Layout, jail: &JailName) -> Result<Option<YggAddress>, String> {
+    let key = KeyStore::open(&layout.home)
         .existing_jail_key(jail)
-        .ok()
-        .flatten()
-        .map(|k| k.identity.address())
+        .map_err(|e| e.to_string())?;
+    Ok(key.map(|k| k.identity.address()))
+}
+
+/// Like [`try_jail_address`] for callers that can only show an address or none: a broken
+/// key file is logged as a warning (with the fix) instead of silently meaning "no address".
+pub fn jail_address(layout: &Layout, jail: &JailName) -> Option<YggAddress> {
+    try_jail_address(layout, jail).unwrap_or_else(|e| {
+        tracing::warn!(jail = %jail, "no mesh address: {e}");
+        None
+    })
 }
 
 /// A jail node's admin socket. Named by a hash of the jail's name: a unix socket path
@@ -137,17 +144,9 @@ fn write_node(
     let dir = layout.ygg_dir();
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let path = dir.join(format!("{name}.conf"));
-    let tmp = path.with_extension("tmp");
     // The file holds the private key (0.4 format): owner-only from the first byte.
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(text.as_bytes()))
-        .and_then(|()| std::fs::rename(&tmp, &path));
-    written.map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    jrun_core::fs::write_atomic(&path, text.as_bytes(), 0o600)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(Node {
         child: ChildSpec {
             name: format!("ygg-{name}"),
@@ -182,5 +181,39 @@ mod tests {
             "tls://relay.example:443"
         );
         assert!(relay_peer_uri("tcp://host:9001\nListen", host).is_err());
+    }
+
+    #[test]
+    fn node_config_is_private_and_a_planted_temp_link_is_not_followed() {
+        use std::os::unix::fs::PermissionsExt;
+        let home = tempfile::tempdir().unwrap();
+        let layout = Layout::new(home.path());
+        let jail = JailName::new("web").unwrap();
+        std::fs::create_dir_all(layout.ygg_dir()).unwrap();
+        let victim = home.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        // The name the old writer used for its temp file.
+        std::os::unix::fs::symlink(&victim, layout.ygg_dir().join("j-web.tmp")).unwrap();
+        jail_node(&layout, YggVersion::V0_4, &jail).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        let conf = layout.ygg_dir().join("j-web.conf");
+        let mode = std::fs::metadata(&conf).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let text = std::fs::read_to_string(&conf).unwrap();
+        assert!(text.contains("PrivateKey"), "{text}");
+    }
+
+    #[test]
+    fn a_broken_jail_key_is_an_error_not_a_missing_address() {
+        let home = tempfile::tempdir().unwrap();
+        let layout = Layout::new(home.path());
+        let jail = JailName::new("db").unwrap();
+        assert_eq!(try_jail_address(&layout, &jail).unwrap(), None);
+        let path = KeyStore::open(home.path()).jail_key_path(&jail);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        jrun_core::fs::write_atomic(&path, b"not a key", 0o600).unwrap();
+        let err = try_jail_address(&layout, &jail).unwrap_err();
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert_eq!(jail_address(&layout, &jail), None);
     }
 }
