@@ -25,7 +25,9 @@ use crate::qemu::{
 use crate::render::{load_setup_sources, render_all, shares, Share};
 use crate::spec::Release;
 use crate::ssh::{Progress, RemoteExec, SshExecutor, SshTarget};
-use crate::up::{apply, hostfwds, restart_reason, ForwardControl, HostFwdChanges, GUEST_SSH_PORT};
+use crate::up::{
+    apply, hostfwds, jail_hostfwds, restart_reason, ForwardControl, HostFwdChanges, GUEST_SSH_PORT,
+};
 use crate::{build, seed};
 
 /// Where the vm runtime keeps its files.
@@ -81,6 +83,11 @@ pub struct Wiring {
     /// The host port that reaches the VM's SSH (moved up from `JRUN_SSH_PORT` if taken).
     pub ssh_port: u16,
     pub hostfwds: Vec<HostFwd>,
+    /// Which of `hostfwds` serve jail forwards (the others are SSH and base forwards).
+    /// Recorded rather than guessed from the ports, since a base forward may map P to P too;
+    /// live forward changes replace only these.
+    #[serde(default)]
+    pub jail_hostfwds: Vec<HostFwd>,
     pub shares: Vec<Share>,
 }
 
@@ -257,6 +264,18 @@ impl VmRuntime {
         shares: &[Share],
         events: &mut dyn FnMut(VmEvent),
     ) -> Result<Started, VmError> {
+        self.start_wired(forwards, &[], shares, events)
+    }
+
+    /// [`Self::start`], recording which of `forwards` serve jail forwards
+    /// (`jail_forwards`, a subset) in the wiring.
+    pub fn start_wired(
+        &self,
+        forwards: &[HostFwd],
+        jail_forwards: &[HostFwd],
+        shares: &[Share],
+        events: &mut dyn FnMut(VmEvent),
+    ) -> Result<Started, VmError> {
         if self.process().is_some() {
             return Ok(Started::AlreadyRunning);
         }
@@ -328,9 +347,15 @@ impl VmRuntime {
         };
         events(VmEvent::Booting { ssh_port });
         Qemu::launch(&spec, self.opts.qemu_binary.as_deref())?;
+        let jail_hostfwds = jail_forwards
+            .iter()
+            .filter(|f| all[1..].contains(f))
+            .copied()
+            .collect();
         self.save_wiring(&Wiring {
             ssh_port,
             hostfwds: all,
+            jail_hostfwds,
             shares: shares.to_vec(),
         })?;
         Ok(Started::Started { ssh_port })
@@ -424,10 +449,11 @@ impl VmRuntime {
         let rendered = render_all(&spec, &load_setup_sources(&spec)?)?;
         let desired_shares = shares(&spec);
         let desired_fwds = hostfwds(plan, wiring.ssh_port);
+        let jail_fwds = jail_hostfwds(plan);
         if let Some(why) = restart_reason(&wiring.shares, &desired_shares) {
             events(VmEvent::Restarting(&why));
             self.stop(&mut |_| {})?;
-            self.start(&desired_fwds[1..], &desired_shares, events)?;
+            self.start_wired(&desired_fwds[1..], &jail_fwds, &desired_shares, events)?;
             self.wait_for_ssh()?;
             // The new VM was launched with every forward; only the script remains.
             let vm = self.process().ok_or(VmError::NotRunning)?;
@@ -445,6 +471,7 @@ impl VmRuntime {
         }
         crate::up::apply_forwards(ctl, &changes).map_err(crate::up::UpError::from)?;
         wiring.hostfwds = desired_fwds;
+        wiring.jail_hostfwds = jail_fwds;
         self.save_wiring(&wiring)?;
         remote
             .run_script(&rendered.script, &mut |p| events(VmEvent::Script(p)))

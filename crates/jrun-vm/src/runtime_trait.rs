@@ -22,7 +22,7 @@ use jrun_core::state::{State, StateStore};
 use crate::paths;
 use crate::qemu::HostFwd;
 use crate::render::{Script, Share};
-use crate::runtime::{Started, VmRuntime};
+use crate::runtime::{Started, VmRuntime, Wiring};
 use crate::ssh::{Progress, RemoteExec};
 use crate::up::{apply_forwards, HostFwdChanges};
 
@@ -40,9 +40,20 @@ fn whole_plans(what: &str) -> RuntimeError {
     }
 }
 
+/// What the VM boots with, from the state.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BootWiring {
+    /// Every forward besides SSH.
+    pub forwards: Vec<HostFwd>,
+    /// Which of `forwards` serve jail forwards.
+    pub jail_forwards: Vec<HostFwd>,
+    pub shares: Vec<Share>,
+}
+
 /// The forwards (besides SSH) and shares the VM should boot with, from the state.
-pub fn boot_wiring(state: &State) -> (Vec<HostFwd>, Vec<Share>) {
+pub fn boot_wiring(state: &State) -> BootWiring {
     let mut fwds = Vec::new();
+    let mut jail_fwds = Vec::new();
     let mut shares: Vec<Share> = Vec::new();
     let mut share = |host: &std::path::Path| {
         let tag = paths::share_tag(host);
@@ -62,16 +73,55 @@ pub fn boot_wiring(state: &State) -> (Vec<HostFwd>, Vec<Share>) {
         base.mounts.iter().for_each(|m| share(&m.host));
     }
     for j in state.jails.values() {
-        fwds.extend(j.forwards.iter().map(|f| HostFwd {
+        jail_fwds.extend(j.forwards.iter().map(|f| HostFwd {
             proto: f.proto,
             host_port: f.host,
             guest_port: f.host,
         }));
         j.mounts.iter().for_each(|m| share(&m.host));
     }
+    jail_fwds.sort();
+    jail_fwds.dedup();
+    fwds.extend(jail_fwds.iter().copied());
     fwds.sort();
     fwds.dedup();
-    (fwds, shares)
+    BootWiring {
+        forwards: fwds,
+        jail_forwards: jail_fwds,
+        shares,
+    }
+}
+
+/// The wiring after the jail forwards become `redirects`: SSH and base forwards stay as
+/// they are, whatever their ports; the jail forwards recorded in `wiring` are replaced.
+pub fn with_jail_forwards(wiring: &Wiring, redirects: &[Redirect]) -> Wiring {
+    let mut jail: Vec<HostFwd> = redirects
+        .iter()
+        .map(|r| HostFwd {
+            proto: r.proto,
+            host_port: r.host_port,
+            guest_port: r.host_port,
+        })
+        .collect();
+    jail.sort();
+    jail.dedup();
+    let mut hostfwds: Vec<HostFwd> = wiring
+        .hostfwds
+        .iter()
+        .filter(|f| !wiring.jail_hostfwds.contains(f))
+        .copied()
+        .collect();
+    for f in &jail {
+        if !hostfwds.contains(f) {
+            hostfwds.push(*f);
+        }
+    }
+    Wiring {
+        ssh_port: wiring.ssh_port,
+        hostfwds,
+        jail_hostfwds: jail,
+        shares: wiring.shares.clone(),
+    }
 }
 
 impl VmRuntime {
@@ -116,9 +166,14 @@ impl Runtime for VmRuntime {
     }
 
     fn start(&self) -> Result<StartOutcome, RuntimeError> {
-        let (fwds, shares) = boot_wiring(&self.home_state()?);
+        let boot = boot_wiring(&self.home_state()?);
         match self
-            .start(&fwds, &shares, &mut |_| {})
+            .start_wired(
+                &boot.forwards,
+                &boot.jail_forwards,
+                &boot.shares,
+                &mut |_| {},
+            )
             .map_err(|e| other("starting the VM", e))?
         {
             Started::AlreadyRunning => Ok(StartOutcome::AlreadyRunning),
@@ -220,33 +275,15 @@ impl Runtime for VmRuntime {
 
     fn set_forwards(&self, redirects: &[Redirect]) -> Result<(), RuntimeError> {
         let vm = self.process().ok_or(RuntimeError::NotRunning)?;
-        let mut wiring = self
+        let wiring = self
             .wiring()
             .map_err(|e| other("reading the VM wiring", e))?
             .ok_or(RuntimeError::NotRunning)?;
-        // Keep SSH and base forwards; replace the jail forwards (host P → guest P).
-        let jail_ports: BTreeSet<(Proto, u16)> = wiring
-            .hostfwds
-            .iter()
-            .filter(|f| f.host_port == f.guest_port && f.host_port != wiring.ssh_port)
-            .map(|f| (f.proto, f.host_port))
-            .collect();
-        let mut desired: Vec<HostFwd> = wiring
-            .hostfwds
-            .iter()
-            .filter(|f| !jail_ports.contains(&(f.proto, f.host_port)))
-            .copied()
-            .collect();
-        desired.extend(redirects.iter().map(|r| HostFwd {
-            proto: r.proto,
-            host_port: r.host_port,
-            guest_port: r.host_port,
-        }));
-        let changes = HostFwdChanges::between(&wiring.hostfwds, &desired);
+        let desired = with_jail_forwards(&wiring, redirects);
+        let changes = HostFwdChanges::between(&wiring.hostfwds, &desired.hostfwds);
         let mut qmp = vm.qmp().map_err(|e| other("changing forwards", e))?;
         apply_forwards(&mut qmp, &changes).map_err(|e| other("changing forwards", e))?;
-        wiring.hostfwds = desired;
-        self.save_wiring(&wiring)
+        self.save_wiring(&desired)
             .map_err(|e| other("saving the VM wiring", e))
     }
 
@@ -365,9 +402,10 @@ mod tests {
         js.name = JailName::new("api").unwrap();
         js.forwards[0].host = 8000;
         state.jails.insert(js.name.clone(), js);
-        let (fwds, shares) = boot_wiring(&state);
+        let boot = boot_wiring(&state);
+        assert_eq!(boot.jail_forwards, boot.forwards, "both come from jails");
         assert_eq!(
-            fwds,
+            boot.forwards,
             [
                 HostFwd {
                     proto: Proto::Tcp,
@@ -381,6 +419,62 @@ mod tests {
                 }
             ]
         );
-        assert_eq!(shares.len(), 1, "one share per host folder");
+        assert_eq!(boot.shares.len(), 1, "one share per host folder");
+    }
+
+    fn fwd(host_port: u16, guest_port: u16) -> HostFwd {
+        HostFwd {
+            proto: Proto::Tcp,
+            host_port,
+            guest_port,
+        }
+    }
+
+    #[test]
+    fn changing_jail_forwards_keeps_base_forwards_with_equal_ports() {
+        // SSH, a base forward 9100 → 9100 (same shape as a jail forward), a base forward
+        // 8443 → 443, and a jail forward on 8080.
+        let wiring = Wiring {
+            ssh_port: 2222,
+            hostfwds: vec![
+                fwd(2222, 22),
+                fwd(9100, 9100),
+                fwd(8443, 443),
+                fwd(8080, 8080),
+            ],
+            jail_hostfwds: vec![fwd(8080, 8080)],
+            shares: vec![],
+        };
+        let redirect = |port| Redirect {
+            proto: Proto::Tcp,
+            host_port: port,
+            jail: JailName::new("web").unwrap(),
+            jail_ip: Ipv4Addr::new(10, 17, 89, 10),
+            jail_port: 80,
+        };
+        let after = with_jail_forwards(&wiring, &[redirect(8000)]);
+        assert_eq!(
+            after.hostfwds,
+            [
+                fwd(2222, 22),
+                fwd(9100, 9100),
+                fwd(8443, 443),
+                fwd(8000, 8000)
+            ]
+        );
+        assert_eq!(after.jail_hostfwds, [fwd(8000, 8000)]);
+        let changes = HostFwdChanges::between(&wiring.hostfwds, &after.hostfwds);
+        assert_eq!(changes.remove, [fwd(8080, 8080)]);
+        assert_eq!(changes.add, [fwd(8000, 8000)]);
+        // Dropping every jail forward leaves SSH and both base forwards.
+        let none = with_jail_forwards(&after, &[]);
+        assert_eq!(
+            none.hostfwds,
+            [fwd(2222, 22), fwd(9100, 9100), fwd(8443, 443)]
+        );
+        assert!(none.jail_hostfwds.is_empty());
+        // The origin survives the wiring file.
+        let back: Wiring = serde_json::from_str(&serde_json::to_string(&after).unwrap()).unwrap();
+        assert_eq!(back, after);
     }
 }

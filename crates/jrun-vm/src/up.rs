@@ -34,12 +34,21 @@ pub fn hostfwds(plan: &Plan, ssh_port: u16) -> Vec<HostFwd> {
             guest_port: f.target,
         }));
     }
-    out.extend(plan.vm_firewall.redirects.iter().map(|r| HostFwd {
-        proto: r.proto,
-        host_port: r.host_port,
-        guest_port: r.host_port,
-    }));
+    out.extend(jail_hostfwds(plan));
     out
+}
+
+/// The `hostfwd`s that serve jail forwards: host P → guest P, which pf redirects.
+pub fn jail_hostfwds(plan: &Plan) -> Vec<HostFwd> {
+    plan.vm_firewall
+        .redirects
+        .iter()
+        .map(|r| HostFwd {
+            proto: r.proto,
+            host_port: r.host_port,
+            guest_port: r.host_port,
+        })
+        .collect()
 }
 
 /// What QEMU must add and remove to go from `running` to `desired`.

@@ -172,6 +172,11 @@ fn up_changes_forwards_live_and_sends_one_script() {
                 guest_port: 9000,
             },
         ],
+        jail_hostfwds: vec![HostFwd {
+            proto: Proto::Tcp,
+            host_port: 9000,
+            guest_port: 9000,
+        }],
         shares: vec![],
     };
     std::fs::write(rt.paths().wiring(), serde_json::to_vec(&old).unwrap()).unwrap();
@@ -208,6 +213,11 @@ fn up_changes_forwards_live_and_sends_one_script() {
             host_port: 8080,
             guest_port: 8080
         }
+    );
+    assert_eq!(
+        w.jail_hostfwds,
+        w.hostfwds[1..],
+        "recorded as a jail forward"
     );
     // The script carries the redirect to the jail's port.
     assert!(remote.scripts()[0].contains("port 8080 -> 10.17.89.10 port 80"));
