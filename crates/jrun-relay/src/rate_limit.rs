@@ -10,6 +10,10 @@ use crate::clock::Clock;
 /// More than this many tracked addresses triggers dropping the idle ones.
 const PRUNE_ABOVE: usize = 10_000;
 
+/// The slowest rate a limiter uses (one request a day); a slower, zero, negative or NaN
+/// rate is taken as this one. `jrun relay` refuses such rates before they get here.
+pub const MIN_RATE: f64 = 1.0 / 86_400.0;
+
 struct Bucket {
     tokens: f64,
     last: Instant,
@@ -31,10 +35,11 @@ struct Buckets {
 }
 
 impl RateLimiter {
-    /// `rate` requests per second on average, `burst` at once.
+    /// `rate` requests per second on average (at least [`MIN_RATE`]), `burst` at once.
     pub fn new(rate: f64, burst: u32, clock: Arc<dyn Clock>) -> Self {
+        // `f64::max` ignores a NaN operand, so NaN becomes MIN_RATE too.
         RateLimiter {
-            rate: rate.max(f64::MIN_POSITIVE),
+            rate: rate.max(MIN_RATE),
             burst: f64::from(burst.max(1)),
             clock,
             buckets: Mutex::new(Buckets {
@@ -50,7 +55,7 @@ impl RateLimiter {
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if buckets.map.len() > buckets.prune_at {
             // An address whose bucket refilled is indistinguishable from a new one.
-            let full_after = Duration::from_secs_f64(self.burst / self.rate);
+            let full_after = seconds(self.burst / self.rate);
             buckets
                 .map
                 .retain(|_, b| now.duration_since(b.last) < full_after);
@@ -67,9 +72,14 @@ impl RateLimiter {
             bucket.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / self.rate))
+            Err(seconds((1.0 - bucket.tokens) / self.rate))
         }
     }
+}
+
+/// A positive number of seconds as a duration, saturating instead of panicking.
+fn seconds(secs: f64) -> Duration {
+    Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
 }
 
 #[cfg(test)]
@@ -95,6 +105,22 @@ mod tests {
         clock.advance(Duration::from_millis(500));
         rl.check(a).unwrap();
         assert!(rl.check(a).is_err());
+    }
+
+    #[test]
+    fn zero_tiny_and_nan_rates_do_not_panic() {
+        for rate in [0.0, -1.0, 1e-300, f64::NAN] {
+            let clock = Arc::new(ManualClock::new());
+            let rl = RateLimiter::new(rate, 1, clock.clone());
+            let a: IpAddr = "127.0.0.1".parse().unwrap();
+            rl.check(a).unwrap();
+            let wait = rl.check(a).unwrap_err();
+            assert!(wait <= Duration::from_secs(86_400), "{rate}: {wait:?}");
+            // Pruning computes the refill time too.
+            for i in 0..=PRUNE_ABOVE as u32 + 1 {
+                let _ = rl.check(IpAddr::from(i.to_be_bytes()));
+            }
+        }
     }
 
     #[test]
