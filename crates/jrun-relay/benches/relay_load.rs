@@ -156,6 +156,10 @@ fn main() {
             rate_per_second: 1e9,
             rate_burst: u32::MAX,
             max_pending_per_client: usize::MAX,
+            max_connections_per_client: usize::MAX,
+            // The memory measurement holds this many pairings: lift the defaults for it.
+            max_pending: PENDING_FOR_MEMORY,
+            max_pending_bytes: usize::MAX,
             ..RelayConfig::default()
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -215,6 +215,8 @@ async fn join(
     let creators = state.store.join(&code, roster).map_err(|e| match e {
         JoinError::NotFound => ApiError::no_pairing(),
         JoinError::AlreadyJoined => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+        JoinError::Full => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            .retry_after(std::time::Duration::from_secs(60)),
     })?;
     info!(%client, %code, jails, "pairing joined");
     Ok(Json(Roster::clone(&creators)))

@@ -23,6 +23,6 @@ pub mod ygg_node;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use code::{draw_code, words};
-pub use config::RelayConfig;
+pub use config::{RelayConfig, MAX_TTL};
 pub use server::Relay;
 pub use store::{JoinError, Store, StoreError};

@@ -1,9 +1,11 @@
 //! Serving the API: our own accept loop, so that slow clients time out, connections are
 //! capped, and shutdown lets requests in flight finish.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -71,6 +73,7 @@ impl Relay {
         let router = self.router();
         let config = &self.state.config;
         let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
+        let per_client = Arc::new(ConnectionCounts::default());
         let graceful = GracefulShutdown::new();
         let sweeper = tokio::spawn(sweep_forever(self.state.clone()));
         tokio::pin!(shutdown);
@@ -92,6 +95,21 @@ impl Relay {
                     }
                 },
             };
+            // Behind a local proxy every connection comes from loopback: the proxy is one
+            // peer, not one client, so only the total cap applies to it.
+            let counted = !(config.behind_proxy && peer.ip().is_loopback());
+            let held = if counted {
+                let client = api::client_key(peer.ip());
+                match per_client.enter(client, config.max_connections_per_client) {
+                    Some(held) => Some(held),
+                    None => {
+                        debug!(%peer, "too many connections from this client; closed");
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
             let _ = stream.set_nodelay(true);
             let router = router.clone();
             let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
@@ -109,6 +127,7 @@ impl Relay {
                     debug!(%peer, error = %e, "connection ended with an error");
                 }
                 drop(permit);
+                drop(held);
             });
         }
         sweeper.abort();
@@ -124,11 +143,72 @@ impl Relay {
     }
 }
 
+/// Open connections per client (IPv4 address or IPv6 /64).
+#[derive(Default)]
+struct ConnectionCounts(Mutex<HashMap<IpAddr, usize>>);
+
+/// One counted connection; dropping it frees the client's place.
+struct Held {
+    counts: Arc<ConnectionCounts>,
+    client: IpAddr,
+}
+
+impl ConnectionCounts {
+    /// Counts a connection of `client`, unless it holds `max` already.
+    fn enter(self: &Arc<Self>, client: IpAddr, max: usize) -> Option<Held> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(client).or_default();
+        if *n >= max.max(1) {
+            if *n == 0 {
+                map.remove(&client);
+            }
+            return None;
+        }
+        *n += 1;
+        Some(Held {
+            counts: Arc::clone(self),
+            client,
+        })
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut map = self.counts.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.client);
+            }
+        }
+    }
+}
+
 /// Frees expired pairings even when no request comes to do it.
 async fn sweep_forever(state: Arc<AppState>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
         state.store.sweep_expired();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_are_capped_per_client_and_freed_on_drop() {
+        let counts = Arc::new(ConnectionCounts::default());
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let first = counts.enter(a, 2).unwrap();
+        let _second = counts.enter(a, 2).unwrap();
+        assert!(counts.enter(a, 2).is_none());
+        let _other = counts.enter(b, 2).unwrap();
+        drop(first);
+        let _third = counts.enter(a, 2).unwrap();
+        drop((_second, _third, _other));
+        assert!(counts.0.lock().unwrap().is_empty());
     }
 }

@@ -1,17 +1,18 @@
 //! The pending pairings: created, joined once, collected once, then gone; expired ones are
-//! swept. Memory stays bounded by `max_pending` pairings of bounded rosters.
+//! swept. Memory stays bounded by `max_pending` pairings and `max_pending_bytes` of rosters.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::IpAddr;
+use std::mem::size_of;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use jrun_mesh::protocol::{PollStatus, Roster};
+use jrun_mesh::protocol::{PollStatus, Roster, RosterJail};
 use jrun_mesh::PairCode;
 
 use crate::clock::Clock;
 use crate::code::draw_code;
-use crate::RelayConfig;
+use crate::{RelayConfig, MAX_TTL};
 
 /// Why a pairing could not be created.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -19,7 +20,7 @@ pub enum StoreError {
     /// The relay holds as many pending pairings as it allows.
     #[error("the relay has too many pending pairings; try again in a few minutes")]
     Full,
-    /// This client address has as many pending pairings as it may.
+    /// This client address (or its IPv6 /48) has as many pending pairings as it may.
     #[error("too many pending pairings from your address; finish or let some expire first")]
     ClientFull,
     /// The OS random number generator failed.
@@ -36,6 +37,9 @@ pub enum JoinError {
     /// Someone joined already; a code is single use.
     #[error("this pairing was already joined; a code can be used once")]
     AlreadyJoined,
+    /// The pending rosters take all the memory the relay allows.
+    #[error("the relay is holding too many rosters; try again in a few minutes")]
+    Full,
 }
 
 struct Pairing {
@@ -43,12 +47,18 @@ struct Pairing {
     creator_roster: Arc<Roster>,
     joiner_roster: Option<Roster>,
     expires_at: Instant,
+    /// What this pairing counts against `max_pending_bytes`.
+    bytes: usize,
 }
 
 #[derive(Default)]
 struct Inner {
     pairings: HashMap<PairCode, Pairing>,
     pending_by_client: HashMap<IpAddr, usize>,
+    /// Pending pairings per IPv6 /48 (IPv4 clients are not counted here).
+    pending_by_network: HashMap<Ipv6Addr, usize>,
+    /// The sum of the pairings' `bytes`.
+    bytes: usize,
     /// Deadlines in the order they were set (the TTL is fixed, so this order is also their
     /// time order); an entry may be stale if the pairing left or got a later deadline.
     deadlines: VecDeque<(Instant, PairCode)>,
@@ -62,8 +72,9 @@ pub struct Store {
 }
 
 impl Store {
-    /// An empty store.
-    pub fn new(config: RelayConfig, clock: Arc<dyn Clock>) -> Self {
+    /// An empty store. A TTL over [`MAX_TTL`] is cut to it.
+    pub fn new(mut config: RelayConfig, clock: Arc<dyn Clock>) -> Self {
+        config.ttl = config.ttl.min(MAX_TTL);
         Store {
             inner: Mutex::new(Inner::default()),
             clock,
@@ -95,6 +106,17 @@ impl Store {
         if mine >= self.config.max_pending_per_client {
             return Err(StoreError::ClientFull);
         }
+        let network = network_of(creator);
+        if let Some(net) = network {
+            let ours = inner.pending_by_network.get(&net).copied().unwrap_or(0);
+            if ours >= self.config.max_pending_per_network {
+                return Err(StoreError::ClientFull);
+            }
+        }
+        let bytes = PAIRING_BYTES + roster_bytes(&roster);
+        if inner.bytes.saturating_add(bytes) > self.config.max_pending_bytes {
+            return Err(StoreError::Full);
+        }
         // Collisions are astronomically rare, but a live code is never handed out twice.
         let code = loop {
             let code = draw_code().map_err(|_| StoreError::Rng)?;
@@ -110,9 +132,14 @@ impl Store {
                 creator_roster: Arc::new(roster),
                 joiner_roster: None,
                 expires_at,
+                bytes,
             },
         );
         *inner.pending_by_client.entry(creator).or_default() += 1;
+        if let Some(net) = network {
+            *inner.pending_by_network.entry(net).or_default() += 1;
+        }
+        inner.bytes += bytes;
         inner.deadlines.push_back((expires_at, code.clone()));
         Ok(code)
     }
@@ -137,14 +164,21 @@ impl Store {
         let mut inner = self.lock();
         self.sweep(&mut inner);
         let expires_at = self.clock.now() + self.config.ttl;
+        let used = inner.bytes;
         let pairing = inner.pairings.get_mut(code).ok_or(JoinError::NotFound)?;
         if pairing.joiner_roster.is_some() {
             return Err(JoinError::AlreadyJoined);
         }
+        let bytes = roster_bytes(&roster);
+        if used.saturating_add(bytes) > self.config.max_pending_bytes {
+            return Err(JoinError::Full);
+        }
         pairing.joiner_roster = Some(roster);
+        pairing.bytes += bytes;
         // The creator gets a full TTL to collect, counted from the join.
         pairing.expires_at = expires_at;
         let creator_roster = Arc::clone(&pairing.creator_roster);
+        inner.bytes += bytes;
         inner.deadlines.push_back((expires_at, code.clone()));
         Ok(creator_roster)
     }
@@ -170,8 +204,40 @@ impl Store {
     }
 }
 
+/// What a pairing costs besides its rosters: the map entry, its code, a deadline entry.
+const PAIRING_BYTES: usize =
+    size_of::<(PairCode, Pairing)>() + size_of::<(Instant, PairCode)>() + 2 * 64;
+
+/// The heap a roster takes, as counted against `max_pending_bytes`: its entries and their
+/// names (a serialised answer is made from it per request and not kept).
+pub(crate) fn roster_bytes(roster: &Roster) -> usize {
+    size_of::<Roster>()
+        + roster
+            .jails
+            .iter()
+            .map(|j| size_of::<RosterJail>() + j.name.as_str().len())
+            .sum::<usize>()
+}
+
+/// The IPv6 /48 a client is in (IPv4 clients: none).
+fn network_of(client: IpAddr) -> Option<Ipv6Addr> {
+    match client {
+        IpAddr::V4(_) => None,
+        IpAddr::V6(v6) => Some(Ipv6Addr::from(u128::from(v6) & !((1u128 << 80) - 1))),
+    }
+}
+
 fn remove(inner: &mut Inner, code: &PairCode) -> Option<Pairing> {
     let pairing = inner.pairings.remove(code)?;
+    inner.bytes -= pairing.bytes;
+    if let Some(net) = network_of(pairing.creator) {
+        if let Some(n) = inner.pending_by_network.get_mut(&net) {
+            *n -= 1;
+            if *n == 0 {
+                inner.pending_by_network.remove(&net);
+            }
+        }
+    }
     if let Some(n) = inner.pending_by_client.get_mut(&pairing.creator) {
         *n -= 1;
         if *n == 0 {
@@ -262,5 +328,84 @@ mod tests {
         assert_eq!(s.pending(), 0);
         s.create(A, roster("a")).unwrap();
         s.create(A, roster("a")).unwrap();
+    }
+
+    #[test]
+    fn pending_pairings_per_ipv6_48() {
+        let config = RelayConfig {
+            max_pending_per_client: 2,
+            max_pending_per_network: 3,
+            ..RelayConfig::default()
+        };
+        let (s, _) = store(config);
+        // Three /64s of one /48 (as the API hands them over), then another /48.
+        let c = |t: &str| t.parse::<IpAddr>().unwrap();
+        s.create(c("2001:db8:1:1::"), roster("a")).unwrap();
+        s.create(c("2001:db8:1:2::"), roster("a")).unwrap();
+        let third = s.create(c("2001:db8:1:3::"), roster("a")).unwrap();
+        assert_eq!(
+            s.create(c("2001:db8:1:4::"), roster("a")),
+            Err(StoreError::ClientFull)
+        );
+        s.create(c("2001:db8:2:1::"), roster("a")).unwrap();
+        // Collecting one frees a place in its /48.
+        s.join(&third, roster("b")).unwrap();
+        s.poll(&third).unwrap();
+        s.create(c("2001:db8:1:4::"), roster("a")).unwrap();
+    }
+
+    fn big_roster(jails: usize) -> Roster {
+        Roster {
+            jails: (0..jails)
+                .map(|i| RosterJail {
+                    name: format!("{}{i}", "j".repeat(50)).try_into().unwrap(),
+                    ygg_address: "200::1".parse().unwrap(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_rosters_memory_is_budgeted() {
+        let big = big_roster(256);
+        let one = PAIRING_BYTES + roster_bytes(&big);
+        let config = RelayConfig {
+            max_pending_bytes: 3 * one,
+            max_pending_per_client: usize::MAX,
+            ..RelayConfig::default()
+        };
+        let (s, clock) = store(config);
+        let first = s.create(A, big.clone()).unwrap();
+        let second = s.create(A, big.clone()).unwrap();
+        s.create(A, roster("a")).unwrap();
+        // A third big one does not fit, nor does a big joiner roster.
+        assert_eq!(s.create(A, big.clone()), Err(StoreError::Full));
+        assert_eq!(s.join(&first, big.clone()), Err(JoinError::Full));
+        // A small join fits; the pairing stays joinable after a refused join.
+        s.join(&second, roster("b")).unwrap();
+        assert_eq!(s.poll(&first), Some(PollStatus::Waiting));
+        // Collecting frees its bytes.
+        s.poll(&second).unwrap();
+        s.join(&first, big.clone()).unwrap();
+        s.poll(&first).unwrap();
+        s.create(A, big.clone()).unwrap();
+        s.create(A, big.clone()).unwrap();
+        // Expiry frees everything.
+        clock.advance(Duration::from_secs(600));
+        assert_eq!(s.pending(), 0);
+        assert_eq!(s.lock().bytes, 0);
+    }
+
+    #[test]
+    fn a_huge_ttl_is_cut_to_a_day() {
+        let config = RelayConfig {
+            ttl: Duration::MAX,
+            ..RelayConfig::default()
+        };
+        let (s, clock) = store(config);
+        let code = s.create(A, roster("a")).unwrap();
+        s.join(&code, roster("b")).unwrap();
+        clock.advance(MAX_TTL);
+        assert_eq!(s.poll(&code), None);
     }
 }

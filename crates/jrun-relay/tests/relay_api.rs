@@ -432,3 +432,45 @@ async fn shutdown_lets_the_listener_go() {
     relay.shutdown().await;
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+#[tokio::test]
+async fn one_client_cannot_hold_every_connection() {
+    let relay = TestRelay::start(RelayConfig {
+        max_connections_per_client: 2,
+        ..relaxed()
+    })
+    .await;
+    let first = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
+    let mut second = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
+    // Over the cap: closed at once, without an answer.
+    let mut third = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
+    let _ = third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the connection over the cap was kept open");
+    assert!(buf.is_empty(), "{}", String::from_utf8_lossy(&buf));
+    // The held ones are served.
+    second
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    second.read_to_end(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"));
+    // Closing connections frees places.
+    drop((first, second));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let answer = Client::new()
+            .get(format!("{}/healthz", relay.url))
+            .send()
+            .await;
+        if answer.is_ok_and(|r| r.status() == StatusCode::OK) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "places were not freed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
