@@ -2,7 +2,6 @@
 //! persistent key, started, restarted when it dies, stopped with the relay.
 
 use std::io;
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -115,11 +114,8 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> io::Result<()> {
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(std::path::Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new().prefix(".ygg-").tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    // The config holds the private key (0.4 format): owner-only from the first byte.
+    jrun_mesh::fsutil::write_atomic(path, bytes, 0o600)
 }
 
 fn spawn(spec: &YggNodeSpec) -> io::Result<Child> {
