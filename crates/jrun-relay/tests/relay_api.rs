@@ -470,7 +470,10 @@ async fn one_client_cannot_hold_every_connection() {
         if answer.is_ok_and(|r| r.status() == StatusCode::OK) {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "places were not freed");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "places were not freed"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -16,8 +16,9 @@ pub struct Args {
     /// Address to serve the HTTP API on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// How long a pairing waits to be joined, then to be collected (e.g. 600, 90s, 10m, 1h).
-    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    /// How long a pairing waits to be joined, then to be collected (e.g. 600, 90s, 10m, 1h;
+    /// at most a day).
+    #[arg(long, default_value = "10m", value_parser = parse_relay_duration)]
     pub ttl: Duration,
     /// Largest request body in bytes (larger: 413).
     #[arg(long, default_value_t = 16 * 1024)]
@@ -26,23 +27,33 @@ pub struct Args {
     #[arg(long, default_value_t = 256)]
     pub max_roster: usize,
     /// Most pending pairings in total (more: 503).
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = 10_000)]
     pub max_pending: usize,
-    /// Most pending pairings created from one client address (more: 429).
+    /// Most bytes the pending pairings' rosters may take in total (more: 503).
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    pub max_pending_bytes: usize,
+    /// Most pending pairings created from one client address (IPv6: its /64) (more: 429).
     #[arg(long, default_value_t = 32)]
     pub max_pending_per_client: usize,
-    /// Requests per second allowed per client address, on average (more: 429).
-    #[arg(long, default_value_t = 10.0)]
+    /// Most pending pairings created from one IPv6 /48 (more: 429).
+    #[arg(long, default_value_t = 256)]
+    pub max_pending_per_network: usize,
+    /// Requests per second allowed per client address, on average (more: 429); above 0.
+    #[arg(long, default_value_t = 10.0, value_parser = parse_rate)]
     pub rate: f64,
     /// Requests a client address may make in a burst.
     #[arg(long, default_value_t = 40)]
     pub burst: u32,
-    /// How long a client may take to send its headers, then its body (e.g. 10s).
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    /// How long a client may take to send its headers, then its body (e.g. 10s; at most a
+    /// day).
+    #[arg(long, default_value = "10s", value_parser = parse_relay_duration)]
     pub read_timeout: Duration,
     /// Most connections served at once.
     #[arg(long, default_value_t = 4096)]
     pub max_connections: usize,
+    /// Most connections one client address (IPv6: its /64) may hold open at once.
+    #[arg(long, default_value_t = 64)]
+    pub max_connections_per_client: usize,
     /// The relay sits behind a reverse proxy on this machine: for connections from
     /// loopback, limits count the client named last in X-Forwarded-For.
     #[arg(long)]
@@ -58,21 +69,50 @@ pub struct Args {
     pub home: Option<PathBuf>,
 }
 
-/// `600` (seconds), `90s`, `10m`, `1h`, `500ms`.
+/// The longest duration any jrun flag takes: a week. Longer ones are refused before they
+/// can overflow a clock (`Instant + Duration` panics).
+pub(crate) const MAX_FLAG_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// `600` (seconds), `90s`, `10m`, `1h`, `500ms`; at most [`MAX_FLAG_DURATION`].
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);
     let n: u64 = digits
         .parse()
         .map_err(|_| format!("{s:?} is not a duration (e.g. 600, 90s, 10m, 1h)"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "ms" => return Ok(Duration::from_millis(n)),
-        "m" | "min" => n * 60,
-        "h" => n * 3600,
+    let scale = match unit {
+        "" | "s" => 1000,
+        "ms" => 1,
+        "m" | "min" => 60 * 1000,
+        "h" => 3600 * 1000,
         _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
     };
-    Ok(Duration::from_secs(secs))
+    let too_long = || format!("{s:?} is too long; at most a week (168h) is allowed");
+    let millis = n.checked_mul(scale).ok_or_else(too_long)?;
+    let d = Duration::from_millis(millis);
+    if d > MAX_FLAG_DURATION {
+        return Err(too_long());
+    }
+    Ok(d)
+}
+
+/// A relay duration (`--ttl`, `--read-timeout`): as [`parse_duration`], at most a day.
+fn parse_relay_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d > jrun_relay::MAX_TTL {
+        return Err(format!("{s:?} is too long; at most a day (24h) is allowed"));
+    }
+    Ok(d)
+}
+
+/// Requests per second: a finite number above 0.
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!(
+            "{s:?} is not a rate; give requests per second above 0 (e.g. 10 or 0.5)"
+        )),
+    }
 }
 
 pub fn run(args: Args) -> miette::Result<ExitCode> {
@@ -81,11 +121,14 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         max_body_bytes: args.max_body,
         max_roster_jails: args.max_roster,
         max_pending: args.max_pending,
+        max_pending_bytes: args.max_pending_bytes,
         max_pending_per_client: args.max_pending_per_client,
+        max_pending_per_network: args.max_pending_per_network,
         rate_per_second: args.rate,
         rate_burst: args.burst,
         read_timeout: args.read_timeout,
         max_connections: args.max_connections,
+        max_connections_per_client: args.max_connections_per_client,
         behind_proxy: args.behind_proxy,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -180,6 +223,34 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         for bad in ["", "m", "10 m", "10x", "-1"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations_are_bounded_without_overflow() {
+        assert_eq!(parse_duration("168h"), Ok(MAX_FLAG_DURATION));
+        for bad in [
+            "169h",
+            "5124095576030432h",
+            "18446744073709551615m",
+            "99999999999999999999",
+        ] {
+            let err = parse_duration(bad).unwrap_err();
+            assert!(
+                err.contains("too long") || err.contains("not a duration"),
+                "{bad}: {err}"
+            );
+        }
+        assert_eq!(parse_relay_duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert!(parse_relay_duration("25h").is_err());
+    }
+
+    #[test]
+    fn rates_are_positive_and_finite() {
+        assert_eq!(parse_rate("10"), Ok(10.0));
+        assert_eq!(parse_rate("0.5"), Ok(0.5));
+        for bad in ["0", "-1", "NaN", "inf", "1e999", "x", ""] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
         }
     }
 }
