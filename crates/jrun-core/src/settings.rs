@@ -59,11 +59,18 @@ pub enum SettingsError {
     DotEnvSyntax { path: PathBuf, line: usize },
     #[error("cannot find a home folder for JRUN_HOME; set JRUN_HOME")]
     NoHome,
+    #[error("could not {action} the jrun home folder {path}: {source}; set JRUN_HOME to a folder you can write")]
+    Home {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl Settings {
     /// Reads the process environment, with `./.env` (if present) filling in variables
-    /// the environment does not set.
+    /// the environment does not set. `home` is then created if missing and made canonical
+    /// (see [`prepare_home`]).
     pub fn load() -> Result<Self, SettingsError> {
         let mut vars: HashMap<String, String> = std::env::vars().collect();
         let dotenv = Path::new(".env");
@@ -72,7 +79,9 @@ impl Settings {
                 vars.entry(k).or_insert(v);
             }
         }
-        Self::from_vars(&vars)
+        let mut settings = Self::from_vars(&vars)?;
+        settings.home = prepare_home(&settings.home)?;
+        Ok(settings)
     }
 
     /// Builds settings from a variable map (the environment, in production).
@@ -135,6 +144,31 @@ impl Settings {
             relay_peer: get("JRUN_RELAY_PEER"),
         })
     }
+}
+
+/// Creates `home` (mode 0700) when it is missing and returns its canonical path. The
+/// native instance id and mount-point checks derive from this path, so a trailing `/`, a
+/// symlink, `..` or a relative spelling of `JRUN_HOME` must all name one instance.
+pub fn prepare_home(home: &Path) -> Result<PathBuf, SettingsError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let err = |action: &'static str| {
+        move |source| SettingsError::Home {
+            action,
+            path: home.to_path_buf(),
+            source,
+        }
+    };
+    if !home.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(home)
+            .map_err(err("create"))?;
+        // The mode asked for is masked by the umask; the home holds keys, so set it.
+        std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o700))
+            .map_err(err("set the mode of"))?;
+    }
+    std::fs::canonicalize(home).map_err(err("resolve"))
 }
 
 fn parse_num<T: std::str::FromStr>(
@@ -246,5 +280,34 @@ mod tests {
             read_dotenv(&p),
             Err(SettingsError::DotEnvSyntax { line: 1, .. })
         ));
+    }
+
+    #[test]
+    fn home_is_created_private_and_every_spelling_is_one_path() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(dir.path()).unwrap();
+        let spelled = base.join("x/../jrun/");
+        let home = prepare_home(&spelled).unwrap();
+        assert_eq!(home, base.join("jrun"));
+        let mode = std::fs::metadata(&home).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        // A symlink to it, and the folder itself, give the same path.
+        std::os::unix::fs::symlink(&home, base.join("link")).unwrap();
+        assert_eq!(prepare_home(&base.join("link")).unwrap(), home);
+        assert_eq!(prepare_home(&base.join("jrun")).unwrap(), home);
+        // An existing home keeps the mode its owner gave it.
+        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o750)).unwrap();
+        prepare_home(&home).unwrap();
+        let mode = std::fs::metadata(&home).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o750);
+        // A home that cannot be made names the folder.
+        std::fs::write(base.join("file"), "").unwrap();
+        let err = prepare_home(&base.join("file/jrun")).unwrap_err();
+        assert!(err.to_string().contains("file/jrun"), "{err}");
+        // from_vars stays pure: nothing is created or resolved.
+        let s = Settings::from_vars(&vars(&[("JRUN_HOME", "rel/./h/")])).unwrap();
+        assert_eq!(s.home, PathBuf::from("rel/./h/"));
+        assert!(!Path::new("rel").exists());
     }
 }
