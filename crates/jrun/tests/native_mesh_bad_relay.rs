@@ -211,4 +211,23 @@ fn a_hostile_roster_changes_nothing() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("already paired"));
     inst.ok(&["pair", "--drop", "7-apple-berry-cloud"]);
     assert_eq!(snapshot(&inst, &["web", "db"]), before);
+
+    // A pairing survives stop/start (rebuilt from state by `up`), and can be dropped
+    // while the instance is stopped.
+    let out = inst
+        .command(&["pair", "8-apple-berry-cloud"])
+        .env("JRUN_RELAY", relay.url())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let paired = snapshot(&inst, &["web", "db"]);
+    inst.ok(&["stop"]);
+    inst.start();
+    inst.up(&cfg);
+    assert_eq!(snapshot(&inst, &["web", "db"]), paired);
+    inst.ok(&["stop"]);
+    inst.ok(&["pair", "--drop", "8-apple-berry-cloud"]);
+    inst.start();
+    inst.up(&cfg);
+    assert_eq!(snapshot(&inst, &["web", "db"]), before);
 }

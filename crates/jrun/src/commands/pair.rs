@@ -78,14 +78,17 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             "the mesh is off on this instance (JRUN_MESH_NETWORK=false): jails have no nodes to pair"
         ));
     }
-    if !rt.instance().into_diagnostic()?.running {
+    let running = rt.instance().into_diagnostic()?.running;
+    if let Some(code) = &args.drop {
+        // A stopped instance has no sets or records to change: the next `up` rebuilds
+        // them from the state, without this pairing.
+        return drop_pairing(running.then_some(rt), &store, &parse_code(code)?, args.json);
+    }
+    if !running {
         return Err(miette!(
             help = "run `jrun start` and `jrun up <config>` first",
             "the instance is not running"
         ));
-    }
-    if let Some(code) = &args.drop {
-        return drop_pairing(rt, &store, &parse_code(code)?, args.json);
     }
 
     // Read this side's roster under the lock, then let the lock go.
@@ -197,7 +200,7 @@ fn wait(
 }
 
 fn drop_pairing(
-    rt: &dyn jrun_core::runtime::Runtime,
+    rt: Option<&dyn jrun_core::runtime::Runtime>,
     store: &StateStore,
     code: &PairCode,
     json: bool,
@@ -208,8 +211,10 @@ fn drop_pairing(
     let Some(peer) = after.peers.remove(code) else {
         return Err(report(PairError::NoSuchPairing { code: code.clone() }));
     };
-    pairing::apply(rt, &before, &after)
-        .map_err(|e| miette!("{e}; pairing {code} is still in place"))?;
+    if let Some(rt) = rt {
+        pairing::apply(rt, &before, &after)
+            .map_err(|e| miette!("{e}; pairing {code} is still in place"))?;
+    }
     lock.state = after;
     lock.save().into_diagnostic()?;
     if json {

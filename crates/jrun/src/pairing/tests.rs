@@ -1,3 +1,4 @@
+use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
 use jrun_core::config::JailName;
@@ -171,4 +172,127 @@ fn dropping_one_pairing_leaves_the_other() {
     assert_eq!(set, ["201::1"]);
     let names: Vec<String> = records.peers().map(|r| r.name.to_string()).collect();
     assert_eq!(names, ["x.1-apple-berry-cloud.jrun"]);
+}
+
+/// A runtime that records each `apply_mesh` and fails the first one when told to; every
+/// other primitive is refused (pairing must not use them).
+struct MeshOnly {
+    fail_first: bool,
+    calls: std::cell::RefCell<Vec<(Vec<JailFirewall>, DnsRecords)>>,
+}
+
+impl MeshOnly {
+    fn new(fail_first: bool) -> Self {
+        MeshOnly {
+            fail_first,
+            calls: Default::default(),
+        }
+    }
+}
+
+fn refused<T>() -> Result<T, RuntimeError> {
+    Err(RuntimeError::Other {
+        what: "test runtime".into(),
+        message: "pairing must not call this".into(),
+    })
+}
+
+impl Runtime for MeshOnly {
+    fn kind(&self) -> jrun_core::settings::RuntimeKind {
+        jrun_core::settings::RuntimeKind::Native
+    }
+    fn start(&self) -> Result<jrun_core::runtime::StartOutcome, RuntimeError> {
+        refused()
+    }
+    fn stop(&self) -> Result<(), RuntimeError> {
+        refused()
+    }
+    fn instance(&self) -> Result<jrun_core::runtime::InstanceStatus, RuntimeError> {
+        refused()
+    }
+    fn probe_in_use(&self) -> Result<BTreeSet<Ipv4Addr>, RuntimeError> {
+        refused()
+    }
+    fn check_host_ports(&self, _: &[jrun_core::net::Redirect]) -> Result<(), RuntimeError> {
+        refused()
+    }
+    fn deploy_jail(
+        &self,
+        _: &jrun_core::runtime::JailNetwork,
+        _: &mut dyn FnMut(&JailName, jrun_core::runtime::Step),
+    ) -> Result<(), RuntimeError> {
+        refused()
+    }
+    fn remove_jail(&self, _: &JailName) -> Result<(), RuntimeError> {
+        refused()
+    }
+    fn set_records(&self, _: &DnsRecords) -> Result<(), RuntimeError> {
+        refused()
+    }
+    fn apply_mesh(&self, fw: &[JailFirewall], records: &DnsRecords) -> Result<(), RuntimeError> {
+        let mut calls = self.calls.borrow_mut();
+        calls.push((fw.to_vec(), records.clone()));
+        if self.fail_first && calls.len() == 1 {
+            return Err(RuntimeError::Step {
+                jail: fw[0].jail.clone(),
+                step: jrun_core::runtime::Step::Mesh,
+                message: "injected".into(),
+            });
+        }
+        Ok(())
+    }
+    fn set_forwards(&self, _: &[jrun_core::net::Redirect]) -> Result<(), RuntimeError> {
+        refused()
+    }
+    fn jails_present(&self) -> Result<BTreeSet<JailName>, RuntimeError> {
+        refused()
+    }
+    fn observe_jail(&self, _: &JailName) -> Result<jrun_core::runtime::JailObserved, RuntimeError> {
+        refused()
+    }
+    fn exec_in_jail(&self, _: &JailName, _: &[String]) -> Result<i32, RuntimeError> {
+        refused()
+    }
+    fn exec_in_instance(&self, _: &[String]) -> Result<i32, RuntimeError> {
+        refused()
+    }
+}
+
+fn paired_state() -> (State, State) {
+    let before = state_with_jails(&["web", "api"]);
+    let mut after = before.clone();
+    let c = code("81-zephyr-night-climb");
+    let peer = new_peer(
+        &after,
+        &c,
+        PairDirection::Created,
+        1,
+        &roster(&[("db", "201::2")]),
+    )
+    .unwrap();
+    after.peers.insert(c, peer);
+    (before, after)
+}
+
+#[test]
+fn apply_sends_the_whole_new_wiring_once() {
+    let (before, after) = paired_state();
+    let rt = MeshOnly::new(false);
+    apply(&rt, &before, &after).unwrap();
+    let calls = rt.calls.borrow();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0], mesh_wiring(&after));
+}
+
+#[test]
+fn a_failed_apply_puts_the_previous_wiring_back() {
+    let (before, after) = paired_state();
+    let rt = MeshOnly::new(true);
+    let err = apply(&rt, &before, &after).unwrap_err();
+    assert!(err.to_string().contains("injected"), "{err}");
+    let calls = rt.calls.borrow();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0], mesh_wiring(&after));
+    assert_eq!(calls[1], mesh_wiring(&before));
+    assert!(calls[1].0.iter().all(|fw| fw.mesh_peers.is_empty()));
 }
