@@ -15,6 +15,12 @@ use crate::PairCode;
 /// The largest answer read from a relay; a valid one is far smaller.
 const MAX_ANSWER_BYTES: usize = 256 * 1024;
 
+/// The most characters of a relay's own words shown to the user.
+const MAX_RELAY_TEXT_CHARS: usize = 200;
+
+/// The longest a client waits for a peer to join (a longer deadline is cut to this).
+pub const MAX_DEADLINE: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Why talking to the relay failed, in words for the user.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -183,14 +189,15 @@ impl RelayClient {
         cancel: impl Future<Output = ()>,
     ) -> Result<Roster, ClientError> {
         let started = Instant::now();
-        let deadline = started + options.deadline;
+        let waited = options.deadline.min(MAX_DEADLINE);
+        let deadline = started + waited;
         let mut interval = options.first_interval;
         tokio::pin!(cancel);
         loop {
             let pause = tokio::select! {
                 () = &mut cancel => return Err(ClientError::Cancelled { code: code.clone() }),
                 () = tokio::time::sleep_until(deadline) => {
-                    return Err(ClientError::TimedOut { code: code.clone(), waited: options.deadline })
+                    return Err(ClientError::TimedOut { code: code.clone(), waited })
                 }
                 answer = self.poll(code) => match answer {
                     Ok(PollStatus::Joined(roster)) => return Ok(roster),
@@ -204,9 +211,9 @@ impl RelayClient {
             };
             tokio::select! {
                 () = &mut cancel => return Err(ClientError::Cancelled { code: code.clone() }),
-                () = tokio::time::sleep_until(deadline.min(Instant::now() + pause)) => {}
+                () = tokio::time::sleep_until(Instant::now().checked_add(pause).map_or(deadline, |t| t.min(deadline))) => {}
             }
-            interval = (interval * 2).min(options.max_interval);
+            interval = interval.saturating_mul(2).min(options.max_interval);
         }
     }
 
@@ -259,12 +266,7 @@ impl RelayClient {
         if status.is_success() {
             return Ok(body);
         }
-        let message = protocol::parse_error(&body)
-            .map(|e| match e.field {
-                Some(f) => format!("{f}: {}", e.error),
-                None => e.error,
-            })
-            .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string());
+        let message = error_message(status, &body);
         let url = self.base.to_string();
         Err(match (status, code) {
             (StatusCode::NOT_FOUND, Some(code)) => ClientError::CodeGone { code: code.clone() },
@@ -305,14 +307,61 @@ impl RelayClient {
     fn garbage_text(&self, cause: String) -> ClientError {
         ClientError::Garbage {
             url: self.base.to_string(),
-            cause,
+            cause: relay_text(&cause),
         }
     }
+}
+
+/// What an error answer says, fit for a terminal.
+fn error_message(status: StatusCode, body: &[u8]) -> String {
+    protocol::parse_error(body)
+        .map(|e| match e.field {
+            Some(f) => format!("{}: {}", relay_text(&f), relay_text(&e.error)),
+            None => relay_text(&e.error),
+        })
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string())
+}
+
+/// Text that came from the relay, made safe to print: control characters (escape
+/// sequences could rewrite the terminal) are dropped and the length is capped.
+fn relay_text(text: &str) -> String {
+    let mut clean: String = text.chars().filter(|c| !c.is_control()).collect();
+    if let Some((cut, _)) = clean.char_indices().nth(MAX_RELAY_TEXT_CHARS) {
+        clean.truncate(cut);
+        clean.push('…');
+    }
+    clean
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relay_words_lose_control_characters_and_are_capped() {
+        let body = serde_json::json!({
+            "error": format!("\u{1b}]0;pwned\u{7}\u{1b}[2Jbad\r\nthing\u{9b}31m{}", "x".repeat(300_000)),
+            "field": "jails\u{1b}[1A",
+        });
+        let body = serde_json::to_vec(&body).unwrap();
+        let message = error_message(StatusCode::BAD_REQUEST, &body);
+        assert!(!message.chars().any(char::is_control), "{message:?}");
+        assert!(
+            message.starts_with("jails[1A: ]0;pwned[2Jbadthing31mxxx"),
+            "{message:?}"
+        );
+        assert!(
+            message.chars().count() <= 2 * MAX_RELAY_TEXT_CHARS + 4,
+            "{}",
+            message.len()
+        );
+        assert!(message.ends_with('…'));
+        assert_eq!(relay_text("short é"), "short é");
+        assert_eq!(
+            error_message(StatusCode::BAD_GATEWAY, b"not json"),
+            "Bad Gateway"
+        );
+    }
 
     #[test]
     fn urls() {

@@ -228,3 +228,36 @@ async fn waiting_rides_out_a_busy_relay() {
     // The relay asked for a second's pause, and got it.
     assert!(started.elapsed() >= Duration::from_secs(1));
 }
+
+#[tokio::test]
+async fn huge_deadlines_and_intervals_do_not_overflow_the_clock() {
+    let relay = TestRelay::start(relaxed()).await;
+    let a = RelayClient::new(&relay.url).unwrap();
+    let b = RelayClient::new(&relay.url).unwrap();
+    let code = a.create(&roster(&["web"], 1)).await.unwrap();
+    let huge = PollOptions {
+        deadline: Duration::MAX,
+        first_interval: Duration::from_millis(10),
+        max_interval: Duration::MAX,
+    };
+    let cancel = tokio::time::sleep(Duration::from_millis(300));
+    let err = a.wait_for_join(&code, &huge, cancel).await.unwrap_err();
+    assert!(matches!(err, ClientError::Cancelled { .. }), "{err}");
+    // Still joinable, and a waiting client with a huge deadline gets the roster.
+    let waiting = {
+        let (a, code) = (a.clone(), code.clone());
+        let first = PollOptions {
+            max_interval: Duration::from_millis(50),
+            ..huge
+        };
+        tokio::spawn(async move { a.wait_for_join(&code, &first, std::future::pending()).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    b.join(&code, &roster(&["api"], 9)).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the waiting client saw the join")
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, roster(&["api"], 9));
+}
