@@ -290,9 +290,15 @@ mod tests {
         for mode in [0o644, 0o640, 0o604, 0o620] {
             fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
             let err = Identity::load(&path).unwrap_err();
-            assert!(matches!(err, IdentityError::Shared { .. }), "{mode:o}: {err}");
+            assert!(
+                matches!(err, IdentityError::Shared { .. }),
+                "{mode:o}: {err}"
+            );
             let text = err.to_string();
-            assert!(text.contains(&format!("chmod 600 {}", path.display())), "{text}");
+            assert!(
+                text.contains(&format!("chmod 600 {}", path.display())),
+                "{text}"
+            );
             assert!(Identity::load_or_create(&path).is_err());
         }
         fs::set_permissions(&path, fs::Permissions::from_mode(0o400)).unwrap();
