@@ -178,7 +178,9 @@ fn supervisor_restarts_a_child_that_dies() {
     // The new resolver serves the whole record set.
     let ip = inst.ip_of("w");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while inst.resolve("w", "w") != ip && std::time::Instant::now() < deadline {}
+    while inst.resolve("w", "w") != ip && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     assert_eq!(inst.resolve("w", "w"), ip);
 }
 
@@ -201,4 +203,111 @@ fn purge_deletes_state_and_logs_but_keeps_keys_and_vm_runtime_says_not_wired() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not running"), "{err}");
+}
+
+#[test]
+fn stop_purge_and_start_refuse_while_another_jrun_holds_the_lock() {
+    use jrun_core::state::{LockWait, StateStore};
+    let inst = Instance::new(false);
+    inst.start();
+    let id = instance_id(inst.home.path());
+    let home = inst.home.path();
+    let store = StateStore::new(home);
+    let held = store.lock(LockWait::No).unwrap();
+    for args in [&["stop"][..], &["purge", "-y"], &["start"]] {
+        let out = inst.run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "jrun {args:?} ran under another's lock"
+        );
+        assert!(err.contains("another jrun"), "jrun {args:?}: {err}");
+    }
+    // Nothing was torn down under the holder.
+    assert!(!leftovers(&id).is_empty());
+    assert_eq!(inst.status()["instance"]["running"], true);
+    drop(held);
+
+    inst.ok(&["purge", "-y"]);
+    assert_eq!(leftovers(&id), Vec::<String>::new());
+    assert!(!home.join("state.json").exists());
+    // The lock file stays: a process waiting on it must lock the same file as the next.
+    assert!(home.join("state.lock").exists());
+    let again = store.lock(LockWait::No).unwrap();
+    assert!(again.state.jails.is_empty());
+}
+
+#[test]
+fn every_spelling_of_the_home_is_one_instance() {
+    let inst = Instance::new(false);
+    let home = inst.home.path();
+    let id = instance_id(home);
+    let links = tempfile::tempdir().unwrap();
+    let link = links.path().join("home");
+    std::os::unix::fs::symlink(home, &link).unwrap();
+    // Started through a symlink with a trailing slash…
+    let out = inst
+        .command(&["start"])
+        .env("JRUN_HOME", format!("{}/", link.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // …it is the instance of the plain path, its supervisor named by the real path…
+    assert_eq!(inst.id(), id);
+    assert_eq!(inst.status()["instance"]["running"], true);
+    let canonical = home.canonicalize().unwrap().display().to_string();
+    let supervisors = processes_mentioning(&format!("supervise --home {canonical}"));
+    assert_eq!(supervisors.len(), 1, "{supervisors:?}");
+    // …and stopped through a `..` spelling, nothing of it is left.
+    let dotted = home.join("..").join(home.file_name().unwrap());
+    let out = inst
+        .command(&["stop"])
+        .env("JRUN_HOME", &dotted)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(leftovers(&id), Vec::<String>::new());
+    assert_eq!(processes_mentioning(&canonical), Vec::<String>::new());
+}
+
+#[test]
+fn stop_never_signals_a_process_that_is_not_this_instances_supervisor() {
+    use std::os::unix::process::CommandExt;
+    let inst = Instance::new(false);
+    let home = inst.home.path();
+    // A stale pid file naming a live process that looks like a supervisor: another
+    // instance's, and one of an older jrun without --home.
+    for decoy_args in [
+        vec!["supervise", "--home", "/tmp/another-jrun-home"],
+        vec!["supervise"],
+    ] {
+        let mut decoy = Command::new("sh");
+        decoy
+            .args(["-c", "sleep 60", "sh"])
+            .args(&decoy_args)
+            .process_group(0);
+        let mut decoy = decoy.spawn().unwrap();
+        std::fs::create_dir_all(home.join("run")).unwrap();
+        std::fs::write(
+            home.join("run/supervisor.pid"),
+            format!("{} 0\n", decoy.id()),
+        )
+        .unwrap();
+        inst.ok(&["stop"]);
+        let alive = decoy.try_wait().unwrap().is_none();
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(decoy.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = decoy.wait();
+        assert!(alive, "jrun stop killed {decoy_args:?}");
+    }
 }
