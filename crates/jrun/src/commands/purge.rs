@@ -4,6 +4,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
+use jrun_core::state::{LockWait, StateStore};
 use miette::{miette, IntoDiagnostic};
 
 use crate::runtimes;
@@ -29,12 +30,18 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         eprintln!("jrun: nothing deleted.");
         return Ok(ExitCode::from(1));
     }
+    // Held throughout; `state.lock` itself is never deleted, or a process waiting on it
+    // would lock a deleted file while the next one locks a new one.
+    let lock = StateStore::new(home).lock(LockWait::No).into_diagnostic()?;
     rt.stop().into_diagnostic()?;
     if let runtimes::Selected::Vm(vm) = &selected {
         vm.purge().into_diagnostic()?;
     }
-    for name in ["state.json", "state.lock", "logs", "run"] {
-        let path = home.join(name);
+    for path in [
+        lock.path().to_path_buf(),
+        home.join("logs"),
+        home.join("run"),
+    ] {
         let removed = if path.is_dir() {
             std::fs::remove_dir_all(&path)
         } else {
@@ -46,6 +53,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             Err(e) => return Err(miette!("cannot delete {}: {e}", path.display())),
         }
     }
+    drop(lock);
     println!("jrun: instance purged ({}).", home.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use jrun_core::runtime::{Runtime, StartOutcome};
+use jrun_core::state::{LockWait, StateStore};
 use miette::IntoDiagnostic;
 
 use crate::runtimes;
@@ -33,6 +34,10 @@ pub struct Args {
 pub fn run(args: Args) -> miette::Result<ExitCode> {
     let settings = runtimes::settings()?;
     let rt = runtimes::native(&settings, "start")?;
+    // Held until the instance is up, so `stop`/`purge` cannot tear it down half-built.
+    let _lock = StateStore::new(&settings.home)
+        .lock(LockWait::No)
+        .into_diagnostic()?;
     if args.base.is_some() {
         eprintln!("note: --base (base setup) is not supported by the native runtime yet; ignored");
     }

@@ -16,17 +16,18 @@ pub fn run(_args: Args) -> miette::Result<ExitCode> {
     let settings = runtimes::settings()?;
     let selected = runtimes::select(&settings)?;
     let rt = selected.runtime();
+    // Held from before the teardown to the end, so a concurrent `up` or `pair` never has
+    // its namespaces deleted under it.
+    let mut lock = StateStore::new(&settings.home)
+        .lock(LockWait::No)
+        .into_diagnostic()?;
     let was_running = rt.instance().into_diagnostic()?.running;
     rt.stop().into_diagnostic()?;
     // The wiring is gone with the instance.
-    if StateStore::new(&settings.home).path().exists() {
-        let mut lock = StateStore::new(&settings.home)
-            .lock(LockWait::Yes)
-            .into_diagnostic()?;
-        if lock.state.vm.take().is_some() {
-            lock.save().into_diagnostic()?;
-        }
+    if lock.state.vm.take().is_some() {
+        lock.save().into_diagnostic()?;
     }
+    drop(lock);
     if was_running {
         println!("jrun: instance stopped; nothing of it is left on this machine.");
     } else {
