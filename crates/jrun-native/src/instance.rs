@@ -53,16 +53,30 @@ impl InstanceInfo {
 /// The name of the unbound child.
 pub const UNBOUND_CHILD: &str = "unbound";
 
-/// The supervisor's pid, if its pid file names a live supervisor.
+/// The supervisor's pid, if its pid file names a live supervisor of this instance.
 pub fn supervisor_pid(layout: &Layout) -> Option<(i32, u64)> {
     let text = std::fs::read_to_string(layout.pid_file()).ok()?;
     let mut parts = text.split_whitespace();
     let pid: i32 = parts.next()?.parse().ok()?;
     let since: u64 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let is_ours = cmdline.split(|b| *b == 0).any(|arg| arg == b"supervise");
-    is_ours.then_some((pid, since))
+    is_supervisor_of(&cmdline, &layout.home).then_some((pid, since))
 }
+
+/// Whether a `/proc/<pid>/cmdline` is the supervisor of the instance in `home`: it runs
+/// `supervise --home <home>` (see [`SUPERVISOR_HOME_FLAG`]). A stale pid file whose pid
+/// was reused, even by another instance's supervisor, does not match.
+pub fn is_supervisor_of(cmdline: &[u8], home: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    args.contains(&&b"supervise"[..])
+        && args
+            .windows(2)
+            .any(|w| w[0] == SUPERVISOR_HOME_FLAG.as_bytes() && w[1] == home.as_os_str().as_bytes())
+}
+
+/// The flag naming the instance's home in the supervisor's argv.
+pub const SUPERVISOR_HOME_FLAG: &str = "--home";
 
 pub fn start(rt: &NativeRuntime) -> Result<(), RuntimeError> {
     let layout = &rt.layout;
@@ -217,6 +231,8 @@ fn spawn_supervisor(rt: &NativeRuntime) -> Result<(), RuntimeError> {
         .ok_or_else(|| other("cannot start the supervisor", "no command given"))?;
     let mut cmd = Command::new(program);
     cmd.args(args)
+        .arg(SUPERVISOR_HOME_FLAG)
+        .arg(&layout.home)
         .env("JRUN_HOME", &layout.home)
         .stdin(Stdio::null())
         .stdout(log)
@@ -383,6 +399,26 @@ mod tests {
         assert!(check_home(Path::new("/root/.jrun")).is_ok());
         assert!(check_home(Path::new("/tmp/a\"b")).is_err());
         assert!(check_home(Path::new("/tmp/a\nb")).is_err());
+    }
+
+    #[test]
+    fn only_this_instances_supervisor_matches() {
+        let home = Path::new("/root/.jrun");
+        let argv = |args: &[&str]| args.join("\0").into_bytes();
+        assert!(is_supervisor_of(
+            &argv(&["/usr/bin/jrun", "supervise", "--home", "/root/.jrun", ""]),
+            home
+        ));
+        // Another instance's supervisor, an old-style one, and an unrelated process.
+        for other in [
+            argv(&["/usr/bin/jrun", "supervise", "--home", "/tmp/other", ""]),
+            argv(&["/usr/bin/jrun", "supervise", "--home", "/root/.jrun/x", ""]),
+            argv(&["/usr/bin/jrun", "supervise", ""]),
+            argv(&["/usr/bin/vim", "supervise", "/root/.jrun", ""]),
+            argv(&["/usr/bin/grep", "--home", "/root/.jrun", ""]),
+        ] {
+            assert!(!is_supervisor_of(&other, home), "{other:?}");
+        }
     }
 
     #[test]

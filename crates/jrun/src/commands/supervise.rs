@@ -1,5 +1,6 @@
 //! `jrun supervise` (hidden): the instance's supervisor daemon, started by `jrun start`.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use jrun_native::names::Layout;
@@ -8,10 +9,18 @@ use miette::miette;
 use crate::runtimes;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The instance's home (canonical), as `jrun start` passes it; it also marks this
+    /// process as that instance's supervisor, so `stop` never signals another one.
+    #[arg(long, value_name = "DIR")]
+    pub home: Option<PathBuf>,
+}
 
-pub fn run(_args: Args) -> miette::Result<ExitCode> {
-    let settings = runtimes::settings()?;
-    jrun_native::supervisor::run(&Layout::new(&settings.home)).map_err(|e| miette!("{e}"))?;
+pub fn run(args: Args) -> miette::Result<ExitCode> {
+    let home = match args.home {
+        Some(home) => home,
+        None => runtimes::settings()?.home,
+    };
+    jrun_native::supervisor::run(&Layout::new(&home)).map_err(|e| miette!("{e}"))?;
     Ok(ExitCode::SUCCESS)
 }
