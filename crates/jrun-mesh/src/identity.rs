@@ -128,18 +128,21 @@ impl Identity {
         };
         let mut file = fs::File::open(path).map_err(read_err)?;
         let meta = file.metadata().map_err(read_err)?;
+        let mut pem = Zeroizing::new(String::new());
+        file.read_to_string(&mut pem).map_err(read_err)?;
+        let id = Identity::from_pkcs8_pem(&pem).map_err(|cause| IdentityError::Malformed {
+            path: path.to_path_buf(),
+            cause,
+        })?;
+        // Checked once the file is known to be a key: a shared file that holds none is
+        // better reported as what it is.
         if crate::fsutil::is_shared(&meta) {
             return Err(IdentityError::Shared {
                 path: path.to_path_buf(),
                 mode: meta.permissions().mode() & 0o7777,
             });
         }
-        let mut pem = Zeroizing::new(String::new());
-        file.read_to_string(&mut pem).map_err(read_err)?;
-        Identity::from_pkcs8_pem(&pem).map_err(|cause| IdentityError::Malformed {
-            path: path.to_path_buf(),
-            cause,
-        })
+        Ok(id)
     }
 
     /// Writes this key to `path` atomically with mode 0600; never replaces an existing file
