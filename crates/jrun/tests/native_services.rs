@@ -329,6 +329,18 @@ fn changes_restart_only_their_service_and_down_and_stop_leave_no_process() {
     assert_eq!(j.service("w", "b")["pid"], b1["pid"]);
     assert!(processes_mentioning(&format!("sleep 61{tag}")).is_empty());
 
+    // An exec removed from the config is stopped, with its children; the other stays.
+    let only_a = j.inst.config(&format!(
+        "jail \"w\" {{\n  exec {{\n    a {{ cmd = \"sleep 63{tag} & sleep 63{tag}; wait\"; }}\n  }}\n}}\n"
+    ));
+    j.inst.up(&only_a);
+    assert_eq!(j.service("w", "b"), serde_json::Value::Null);
+    assert!(processes_mentioning(&format!("sleep 62{tag}")).is_empty());
+    assert_eq!(j.service("w", "a")["pid"], a2["pid"]);
+    // (`config` rewrites the same file.)
+    let cfg = j.inst.config(&cfg_text("63"));
+    j.inst.up(&cfg);
+
     j.inst.ok(&["down", "w"]);
     assert!(processes_mentioning(&format!("{tag}"))
         .iter()
