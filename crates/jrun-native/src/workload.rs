@@ -133,3 +133,49 @@ impl NativeRuntime {
             .unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jrun_core::config::Healthcheck;
+    use std::time::Duration;
+
+    #[test]
+    fn an_exec_becomes_a_service_entering_the_jail_with_its_env_and_check() {
+        let layout = Layout::new(std::path::Path::new("/tmp/jrun-home-w"));
+        let jail = JailName::new("api").unwrap();
+        let exec = Exec {
+            name: "web".into(),
+            cmd: "python3 -m http.server 8080".into(),
+            dir: None,
+            env: [("PORT".to_string(), "8080".to_string())].into(),
+            healthcheck: Some(Healthcheck {
+                test: "nc -z 127.0.0.1 8080".into(),
+                interval: Duration::from_millis(1500),
+                timeout: Duration::from_secs(2),
+                retries: 4,
+            }),
+        };
+        let s = service_spec(&layout, &jail, &exec);
+        assert_eq!(s.key(), "api/web");
+        assert_eq!(s.argv[0], "nsenter");
+        assert_eq!(
+            &s.argv[3..],
+            [
+                "--",
+                "env",
+                "--chdir=/",
+                "--",
+                "/bin/sh",
+                "-c",
+                "python3 -m http.server 8080"
+            ]
+        );
+        assert_eq!(s.env["PORT"], "8080");
+        assert!(s.env["PATH"].starts_with("/usr/local/sbin"));
+        assert_eq!(s.log, layout.log_dir().join("api").join("web.log"));
+        let h = s.health.unwrap();
+        assert_eq!(h.argv.last().unwrap(), "nc -z 127.0.0.1 8080");
+        assert_eq!((h.interval_ms, h.timeout_ms, h.retries), (1500, 2000, 4));
+    }
+}
