@@ -84,6 +84,7 @@ pub fn start(rt: &NativeRuntime) -> Result<(), RuntimeError> {
     check_home(&layout.home)?;
     // Leftovers of an instance that died without `stop` would collide with the new one.
     let _ = plumbing::teardown_instance(runner, layout);
+    let _ = crate::jailns::teardown(runner, layout);
     let _ = std::fs::remove_dir_all(layout.run_dir());
     for dir in [
         layout.run_dir(),

@@ -356,7 +356,7 @@ fn changes_restart_only_their_service_and_down_and_stop_leave_no_process() {
 }
 
 #[test]
-fn a_dead_supervisor_takes_its_services_along_and_stop_sweeps_the_rest() {
+fn a_dead_supervisor_takes_its_services_along_and_start_sweeps_the_rest() {
     let j = Jrun::new();
     let tag = free_port();
     let cfg = j.inst.config(&format!(
@@ -379,7 +379,9 @@ fn a_dead_supervisor_takes_its_services_along_and_stop_sweeps_the_rest() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(processes_mentioning(&format!("sleep 71{tag}")).is_empty());
-    // `stop` sweeps whatever is still inside the jail's namespace (the leader's children).
-    j.inst.ok(&["stop"]);
+    // Starting again (like `stop`) sweeps whatever is still inside the dead instance's jail
+    // namespaces (the leaders' children) and its jails' mount namespaces.
+    j.inst.start();
     assert!(processes_mentioning(&format!("sleep 72{tag}")).is_empty());
+    assert!(mount_points_under(j.home()).is_empty());
 }
