@@ -385,3 +385,46 @@ fn a_dead_supervisor_takes_its_services_along_and_start_sweeps_the_rest() {
     assert!(processes_mentioning(&format!("sleep 72{tag}")).is_empty());
     assert!(mount_points_under(j.home()).is_empty());
 }
+
+/// Copies `examples/<name>` into the test's home, with its host ports moved to free ones.
+fn example(j: &Jrun, name: &str, ports: &[(u16, u16)]) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(name);
+    let dst = j.home().join(name);
+    let st = std::process::Command::new("cp")
+        .args(["-r", &src.display().to_string(), &dst.display().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let cfg = dst.join("jrun.ucl");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    for (from, to) in ports {
+        text = text.replace(&format!("host = {from};"), &format!("host = {to};"));
+    }
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
+#[test]
+fn the_examples_run_as_the_readme_says() {
+    let j = Jrun::new();
+    let web_port = free_port();
+    let web = example(&j, "web", &[(8080, web_port)]);
+    j.inst.up(&web);
+    assert!(http_get(web_port, "/").contains("Hello from a jrun jail"));
+
+    // `up` of another file replaces the first one's jails.
+    let app_port = free_port();
+    let app = example(&j, "app-db", &[(8081, app_port)]);
+    j.inst.up(&app);
+    let first = http_get(app_port, "/");
+    assert!(
+        first.contains("visit 1 (greeting: hello from setup)"),
+        "{first}"
+    );
+    assert!(http_get(app_port, "/").contains("visit 2"));
+    // The database keeps its store in the mounted `data` folder on the host.
+    let store = std::fs::read_to_string(j.home().join("app-db/data/store.json")).unwrap();
+    assert!(store.contains("\"visits\": \"2\""), "{store}");
+}
