@@ -252,7 +252,7 @@ fn a_mount_is_shared_both_ways_and_the_host_mount_table_is_untouched() {
 }
 
 #[test]
-fn setup_runs_on_create_not_again_with_provision_and_a_failing_step_is_retried() {
+fn setup_runs_on_create_not_on_the_next_up_again_with_provision_and_a_failing_step_is_retried() {
     let j = Jrun::new();
     let marks = j.home().join("marks");
     let gate = j.home().join("gate");
