@@ -48,7 +48,7 @@ pub fn deploy_jail(
     let ns = rt.layout.jail_ns(&jail.name);
     let runner = rt.runner.as_ref();
     let existed = plumbing::namespace_exists(&ns);
-    let fresh = !(existed && plumbing::jail_ready(runner, &ns, jail.ip));
+    let fresh = !rt.jail_built(&jail.name, jail.ip);
     let mut run = |step: Step, f: &mut dyn FnMut() -> Result<(), String>| {
         progress(&jail.name, step);
         injected_failure(step)
@@ -96,6 +96,15 @@ pub fn deploy_jail(
         let _ = crate::runtime::remove_jail_quietly(rt, &jail.name);
     }
     result
+}
+
+impl NativeRuntime {
+    /// Whether the jail's network is already built at `ip`: a deploy then only updates it,
+    /// and a failure must leave it (and its services) as it was rather than remove it.
+    pub fn jail_built(&self, jail: &JailName, ip: std::net::Ipv4Addr) -> bool {
+        let ns = self.layout.jail_ns(jail);
+        plumbing::namespace_exists(&ns) && plumbing::jail_ready(self.runner.as_ref(), &ns, ip)
+    }
 }
 
 fn mesh_node(rt: &NativeRuntime, jail: &JailName) -> Result<(), String> {

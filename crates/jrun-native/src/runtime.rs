@@ -208,19 +208,35 @@ impl Runtime for NativeRuntime {
             step: Step::Remove,
             message: e,
         };
-        // Services first: none may outlive its jail's namespaces.
-        self.remove_workload(jail)?;
+        // Services first: none may outlive its jail's namespaces. Each part is best
+        // effort so that one failure (a services reload) never keeps the namespace alive.
+        let mut errors = Vec::new();
+        if let Err(e) = self.remove_workload(jail) {
+            errors.push(e.to_string());
+        }
         if instance::supervisor_pid(&self.layout).is_some() {
-            let mut s = self.read_supervision()?;
             let name = ygg::jail_child_name(jail);
-            if s.children.iter().any(|c| c.name == name) {
-                s.remove_child(&name);
-                self.write_supervision(&s)?;
+            let dropped = self.read_supervision().and_then(|mut s| {
+                if s.children.iter().any(|c| c.name == name) {
+                    s.remove_child(&name);
+                    self.write_supervision(&s)?;
+                }
+                Ok(())
+            });
+            if let Err(e) = dropped {
+                errors.push(e.to_string());
             }
         }
         let _ = std::fs::remove_file(self.layout.ygg_dir().join(format!("j-{jail}.conf")));
         let ns = self.layout.jail_ns(jail);
-        plumbing::delete_namespace(self.runner.as_ref(), &ns).map_err(step_err)
+        if let Err(e) = plumbing::delete_namespace(self.runner.as_ref(), &ns) {
+            errors.push(e);
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(step_err(errors.join("; ")))
+        }
     }
 
     fn set_records(&self, records: &DnsRecords) -> Result<(), RuntimeError> {

@@ -83,15 +83,29 @@ impl NativeRuntime {
     }
 
     /// Stops the jail's services and drops its mount namespace (its network is separate).
+    /// Best effort: the mount namespace goes even when the services' step failed; every
+    /// error is reported.
     pub fn remove_workload(&self, jail: &JailName) -> Result<(), RuntimeError> {
+        let mut errors = Vec::new();
         if crate::instance::supervisor_pid(&self.layout).is_some() {
-            let set = ServiceSet::read(&self.services_file()).map_err(|e| other("services", e))?;
-            if set.services.iter().any(|s| s.jail == jail.as_str()) {
-                self.set_services(jail, Vec::new())?;
+            match ServiceSet::read(&self.services_file()) {
+                Ok(set) if set.services.iter().any(|s| s.jail == jail.as_str()) => {
+                    if let Err(e) = self.set_services(jail, Vec::new()) {
+                        errors.push(e.to_string());
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => errors.push(format!("services: {e}")),
             }
         }
-        jailns::remove(self.runner.as_ref(), &self.layout, jail)
-            .map_err(|e| other(format!("jail `{jail}`, mount namespace"), e))
+        if let Err(e) = jailns::remove(self.runner.as_ref(), &self.layout, jail) {
+            errors.push(format!("mount namespace: {e}"));
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(other(format!("jail `{jail}`"), errors.join("; ")))
+        }
     }
 
     fn set_services(
@@ -116,13 +130,12 @@ impl NativeRuntime {
         })?;
         let resp = control::request(&self.layout.control_socket(), &Request::Reload)
             .map_err(|e| other("cannot reach the supervisor", e))?;
-        if resp.ok {
-            Ok(())
-        } else {
-            Err(other(
+        match resp.jail_error(jail.as_str()) {
+            None => Ok(()),
+            Some(e) => Err(other(
                 format!("jail `{jail}`: the supervisor could not start every service"),
-                resp.error.unwrap_or_default(),
-            ))
+                e,
+            )),
         }
     }
 

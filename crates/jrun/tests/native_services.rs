@@ -428,3 +428,50 @@ fn the_examples_run_as_the_readme_says() {
     let store = std::fs::read_to_string(j.home().join("app-db/data/store.json")).unwrap();
     assert!(store.contains("\"visits\": \"2\""), "{store}");
 }
+
+#[test]
+fn a_failing_step_on_a_running_jail_leaves_it_and_its_services_running() {
+    let j = Jrun::new();
+    let gate = j.home().join("gate");
+    std::fs::write(&gate, "").unwrap();
+    folder(
+        j.home(),
+        "steps",
+        &[(
+            "gated.sh",
+            "test -e \"$GATE\" || { echo no gate >&2; exit 3; }\n",
+        )],
+    );
+    let tag = free_port();
+    let cfg = j.inst.config(&format!(
+        r#"jail "w" {{
+  setup {{ gated {{ type = "shell"; file = "steps/gated.sh"; vars {{ GATE = "{}"; }} }} }}
+  exec {{ a {{ cmd = "sleep 64{tag}"; }} }}
+}}
+"#,
+        gate.display()
+    ));
+    j.inst.up(&cfg);
+    let before = j.wait_service("w", "a", 5, |s| s["state"] == "running");
+    assert_eq!(before["state"], "running");
+    let procs = processes_mentioning(&format!("sleep 64{tag}"));
+    assert!(!procs.is_empty());
+
+    std::fs::remove_file(&gate).unwrap();
+    let out = j.inst.run(&["up", cfg.to_str().unwrap(), "--provision"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("left running"), "{err}");
+    // The jail, its network and its service are untouched.
+    assert_eq!(j.service("w", "a")["pid"], before["pid"]);
+    assert_eq!(processes_mentioning(&format!("sleep 64{tag}")), procs);
+    let (code, _) = j.inst.in_jail("w", &["true"]);
+    assert_eq!(code, 0);
+    assert_eq!(j.inst.jails()[0].1, "failed");
+
+    // The next up retries and records it deployed again, still without a restart.
+    std::fs::write(&gate, "").unwrap();
+    j.inst.up(&cfg);
+    assert_eq!(j.inst.jails()[0].1, "up");
+    assert_eq!(j.service("w", "a")["pid"], before["pid"]);
+}

@@ -11,6 +11,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde::Serialize;
 
+use super::control::Failure;
 use super::spec::ChildSpec;
 
 /// How long a stopping child gets between SIGTERM and SIGKILL.
@@ -58,7 +59,7 @@ impl Children {
 
     /// Converges to `wanted`: stops children no longer wanted or whose argv changed,
     /// starts the new ones. Returns start failures (the child is retried later).
-    pub fn converge(&mut self, wanted: &[ChildSpec]) -> Vec<String> {
+    pub fn converge(&mut self, wanted: &[ChildSpec]) -> Vec<Failure> {
         let keep: BTreeMap<&str, &ChildSpec> =
             wanted.iter().map(|c| (c.name.as_str(), c)).collect();
         let stale: Vec<String> = self
@@ -87,7 +88,10 @@ impl Children {
                 restart_at: None,
             };
             if let Err(e) = self.spawn(&mut r) {
-                errors.push(e);
+                errors.push(Failure {
+                    key: spec.name.clone(),
+                    error: e,
+                });
                 r.restart_at = Some(Instant::now() + r.backoff);
             }
             self.running.insert(spec.name.clone(), r);

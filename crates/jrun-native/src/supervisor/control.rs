@@ -31,6 +31,63 @@ pub struct Response {
     /// The jails' services (`exec`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<ServiceStatus>,
+    /// What a reload could not start, item by item, so a caller looks only at its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<Failure>,
+}
+
+/// One item a reload could not bring up: a service (`<jail>/<exec>`), a child (its name) or
+/// a forward (`forward <proto>/<listen>`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Failure {
+    pub key: String,
+    pub error: String,
+}
+
+impl Response {
+    /// The answer to a reload: whole-reload trouble (`Err`) or the items that failed.
+    pub fn reloaded(result: Result<Vec<Failure>, String>) -> Self {
+        match result {
+            Ok(failures) => Response {
+                ok: failures.is_empty(),
+                error: (!failures.is_empty()).then(|| join(&failures)),
+                failures,
+                ..Default::default()
+            },
+            Err(e) => Response {
+                ok: false,
+                error: Some(e),
+                ..Default::default()
+            },
+        }
+    }
+
+    /// This reload's trouble for the services of `jail` only: a failure elsewhere (another
+    /// jail's service, a forward that cannot bind) is not the caller's.
+    pub fn jail_error(&self, jail: &str) -> Option<String> {
+        if self.ok {
+            return None;
+        }
+        if self.failures.is_empty() {
+            return Some(self.error.clone().unwrap_or_default());
+        }
+        let prefix = format!("{jail}/");
+        let own: Vec<Failure> = self
+            .failures
+            .iter()
+            .filter(|f| f.key.starts_with(&prefix))
+            .cloned()
+            .collect();
+        (!own.is_empty()).then(|| join(&own))
+    }
+}
+
+fn join(failures: &[Failure]) -> String {
+    failures
+        .iter()
+        .map(|f| format!("{}: {}", f.key, f.error))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Sends one request and waits for its answer.
@@ -78,5 +135,35 @@ mod tests {
         );
         let r: Response = serde_json::from_str(r#"{"ok":false,"error":"port busy"}"#).unwrap();
         assert_eq!(r.error.as_deref(), Some("port busy"));
+    }
+
+    fn failure(key: &str, error: &str) -> Failure {
+        Failure {
+            key: key.into(),
+            error: error.into(),
+        }
+    }
+
+    #[test]
+    fn a_jail_hears_only_its_own_reload_failures() {
+        let r = Response::reloaded(Ok(vec![
+            failure("forward tcp/127.0.0.1:8080", "address in use"),
+            failure("api/web", "no such file"),
+            failure("apix/web", "other"),
+        ]));
+        assert!(!r.ok);
+        assert_eq!(r.jail_error("db"), None);
+        assert_eq!(
+            r.jail_error("api").as_deref(),
+            Some("api/web: no such file")
+        );
+        assert!(r.error.unwrap().contains("forward tcp/127.0.0.1:8080"));
+        let clean = Response::reloaded(Ok(Vec::new()));
+        assert!(clean.ok && clean.jail_error("api").is_none());
+        let broken = Response::reloaded(Err("bad services.json".into()));
+        assert_eq!(
+            broken.jail_error("api").as_deref(),
+            Some("bad services.json")
+        );
     }
 }

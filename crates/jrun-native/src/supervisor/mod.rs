@@ -21,7 +21,7 @@ use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal
 
 pub use children::ChildStatus;
 use children::Children;
-use control::{Request, Response};
+use control::{Failure, Request, Response};
 use forward::Forward;
 use service_spec::ServiceSet;
 use services::Services;
@@ -49,7 +49,9 @@ struct Supervisor {
 }
 
 impl Supervisor {
-    fn reload(&mut self) -> Result<(), String> {
+    /// Converges on the wanted files; `Err` when they cannot be read, else the items that
+    /// could not be started (each keyed, so a caller can pick out its own).
+    fn reload(&mut self) -> Result<Vec<Failure>, String> {
         let wanted = Supervision::read(&self.layout.supervision_file())?;
         let mut errors = self.children.converge(&wanted.children);
         let services = ServiceSet::read(&ServiceSet::path(&self.layout.run_dir()))?;
@@ -64,14 +66,13 @@ impl Supervisor {
                 Ok(f) => {
                     self.forwards.insert(spec, f);
                 }
-                Err(e) => errors.push(format!("{}/{}: {e}", spec.proto, spec.listen)),
+                Err(e) => errors.push(Failure {
+                    key: format!("forward {}/{}", spec.proto, spec.listen),
+                    error: e.to_string(),
+                }),
             }
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors.join("; "))
-        }
+        Ok(errors)
     }
 
     fn shutdown(&mut self) {
@@ -97,7 +98,7 @@ pub fn run(layout: &Layout) -> Result<(), String> {
         services: Services::default(),
         forwards: BTreeMap::new(),
     };
-    if let Err(e) = sup.reload() {
+    if let Some(e) = Response::reloaded(sup.reload()).error {
         tracing::error!(error = %e, "initial reload incomplete");
     }
     // The pid file goes last: its presence means "ready".
@@ -115,7 +116,7 @@ pub fn run(layout: &Layout) -> Result<(), String> {
             break;
         }
         if HANGUP.swap(false, Ordering::SeqCst) {
-            if let Err(e) = sup.reload() {
+            if let Some(e) = Response::reloaded(sup.reload()).error {
                 tracing::error!(error = %e, "reload incomplete");
             }
         }
@@ -124,17 +125,7 @@ pub fn run(layout: &Layout) -> Result<(), String> {
                 let _ = stream.set_nonblocking(false);
                 let req = control::read_request(&stream);
                 let resp = match req {
-                    Ok(Request::Reload) => match sup.reload() {
-                        Ok(()) => Response {
-                            ok: true,
-                            ..Default::default()
-                        },
-                        Err(e) => Response {
-                            ok: false,
-                            error: Some(e),
-                            ..Default::default()
-                        },
-                    },
+                    Ok(Request::Reload) => Response::reloaded(sup.reload()),
                     Ok(Request::Status) => Response {
                         ok: true,
                         children: sup.children.status(),

@@ -12,6 +12,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
+use super::control::Failure;
 use super::logfile::{self, RotatingLog};
 use super::service_spec::{ServiceSet, ServiceSpec};
 
@@ -110,7 +111,7 @@ pub struct Services {
 impl Services {
     /// Converges to `set`: stops (and waits for) services removed or changed, starts new
     /// ones. Unchanged services keep running untouched. Returns start failures.
-    pub fn converge(&mut self, set: &ServiceSet) -> Vec<String> {
+    pub fn converge(&mut self, set: &ServiceSet) -> Vec<Failure> {
         self.log_max_bytes = set.log_max_bytes;
         let wanted: BTreeMap<String, &ServiceSpec> =
             set.services.iter().map(|s| (s.key(), s)).collect();
@@ -135,7 +136,10 @@ impl Services {
             }
             let mut s = Service::new(spec.clone());
             if let Err(e) = s.spawn(self.log_max_bytes) {
-                errors.push(e.clone());
+                errors.push(Failure {
+                    key: key.clone(),
+                    error: e.clone(),
+                });
                 s.failed_start(e);
             }
             self.running.insert(key, s);

@@ -188,24 +188,32 @@ fn execute(
                 redirects: jp.redirects.clone(),
                 firewall: jp.firewall.clone(),
             };
+            // Only a jail this run builds is undone on failure; one that was already
+            // running stays as it was (recorded not deployed, so the next up retries it).
+            let fresh = !native.jail_built(jp.name(), jp.ip);
             match rt
                 .deploy_jail(&net, &mut |j, step| {
                     progress.step(j.as_str(), step.as_str())
                 })
                 .and_then(|()| {
-                    // Mounts, setup steps and services; a failure rolls the whole jail back.
+                    // Mounts, setup steps and services.
                     native
                         .deploy_workload(jp, &mut |what| progress.step(name, what))
                         .inspect_err(|_| {
-                            let _ = rt.remove_jail(jp.name());
+                            if fresh {
+                                let _ = rt.remove_jail(jp.name());
+                            }
                         })
                 }) {
                 Ok(()) => deployed_now.push(jp),
                 Err(e) => {
                     progress.done(name, "failed");
-                    error = Some(format!(
-                        "{e}; the jail was rolled back and the next `jrun up` retries it"
-                    ));
+                    let what = if fresh {
+                        "the jail was rolled back"
+                    } else {
+                        "the jail was left running as it was"
+                    };
+                    error = Some(format!("{e}; {what} and the next `jrun up` retries it"));
                     break;
                 }
             }
