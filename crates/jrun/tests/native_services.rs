@@ -475,3 +475,34 @@ fn a_failing_step_on_a_running_jail_leaves_it_and_its_services_running() {
     assert_eq!(j.inst.jails()[0].1, "up");
     assert_eq!(j.service("w", "a")["pid"], before["pid"]);
 }
+
+#[test]
+fn an_idle_control_client_does_not_freeze_the_supervisor() {
+    let j = Jrun::new();
+    let tag = free_port();
+    let cfg = j.inst.config(&format!(
+        "jail \"w\" {{\n  exec {{ a {{ cmd = \"exec sleep 65{tag}\"; }} }}\n}}\n"
+    ));
+    j.inst.up(&cfg);
+    let first = j.wait_service("w", "a", 5, |s| s["state"] == "running");
+    let pid1 = first["pid"].as_u64().unwrap();
+
+    // Connected, sending nothing, kept open for the whole test; another writes no newline.
+    let socket = j.home().join("run/supervisor.sock");
+    let _silent = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    let mut endless = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    use std::io::Write;
+    let _ = endless.write_all(&[b'x'; 4096]);
+
+    // Still answers others, and still restarts a killed service.
+    assert_eq!(j.service("w", "a")["pid"], first["pid"]);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid1 as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let back = j.wait_service("w", "a", 10, |s| {
+        s["state"] == "running" && s["pid"].as_u64() != Some(pid1)
+    });
+    assert_eq!(back["restarts"], 1, "{back}");
+}

@@ -1,7 +1,7 @@
 //! The supervisor's control protocol: one JSON request line, one JSON response line, over
 //! the unix socket `run/supervisor.sock` (mode 0600 under a root-owned run dir).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
@@ -108,13 +108,27 @@ pub fn request(socket: &Path, req: &Request) -> Result<Response, String> {
         .map_err(|e| format!("supervisor answered {answer:?}, which is not a response: {e}"))
 }
 
-/// Reads one request line from a connection.
+/// The longest request line read; requests are a few bytes, so anything longer is garbage.
+const MAX_REQUEST: u64 = 64 * 1024;
+/// How long the supervisor's single loop waits for a client's request line.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Reads one request line from an accepted connection, bounded in size and time: a client
+/// that sends nothing (or no newline) costs the supervisor's loop at most a second.
 pub fn read_request(stream: &UnixStream) -> Result<Request, String> {
-    let mut line = String::new();
-    BufReader::new(stream)
-        .read_line(&mut line)
+    stream
+        .set_nonblocking(false)
+        .and_then(|()| stream.set_read_timeout(Some(REQUEST_TIMEOUT)))
+        .and_then(|()| stream.set_write_timeout(Some(REQUEST_TIMEOUT)))
         .map_err(|e| e.to_string())?;
-    serde_json::from_str(&line).map_err(|e| format!("bad request {line:?}: {e}"))
+    let mut line = String::new();
+    BufReader::new(stream.take(MAX_REQUEST))
+        .read_line(&mut line)
+        .map_err(|e| format!("no request line: {e}"))?;
+    serde_json::from_str(&line).map_err(|e| {
+        let shown: String = line.chars().take(200).collect();
+        format!("bad request {shown:?}: {e}")
+    })
 }
 
 pub fn write_response(mut stream: &UnixStream, resp: &Response) {
@@ -135,6 +149,31 @@ mod tests {
         );
         let r: Response = serde_json::from_str(r#"{"ok":false,"error":"port busy"}"#).unwrap();
         assert_eq!(r.error.as_deref(), Some("port busy"));
+    }
+
+    #[test]
+    fn a_silent_or_endless_client_is_cut_off() {
+        let (client, server) = UnixStream::pair().unwrap();
+        let started = std::time::Instant::now();
+        let err = read_request(&server).unwrap_err();
+        assert!(err.contains("no request line"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+
+        // No newline, more than the limit: read up to the limit, then refused.
+        let writer = std::thread::spawn(move || {
+            let mut c = client;
+            let chunk = vec![b'x'; 16 * 1024];
+            for _ in 0..64 {
+                if c.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+        });
+        let err = read_request(&server).unwrap_err();
+        assert!(err.starts_with("bad request"), "{err}");
+        assert!(err.len() < 1000);
+        drop(server);
+        writer.join().unwrap();
     }
 
     fn failure(key: &str, error: &str) -> Failure {

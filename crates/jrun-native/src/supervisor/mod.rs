@@ -122,7 +122,6 @@ pub fn run(layout: &Layout) -> Result<(), String> {
         }
         match listener.accept() {
             Ok((stream, _)) => {
-                let _ = stream.set_nonblocking(false);
                 let req = control::read_request(&stream);
                 let resp = match req {
                     Ok(Request::Reload) => Response::reloaded(sup.reload()),
