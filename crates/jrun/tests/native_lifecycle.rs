@@ -311,3 +311,68 @@ fn stop_never_signals_a_process_that_is_not_this_instances_supervisor() {
         assert!(alive, "jrun stop killed {decoy_args:?}");
     }
 }
+
+/// A namespace deleted on drop.
+struct Netns(String);
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+#[test]
+fn a_static_ip_something_else_answers_on_is_refused_and_nothing_changes() {
+    let inst = Instance::new(false);
+    inst.start();
+    let id = instance_id(inst.home.path());
+    let cfg = inst.config("jail \"a\" { }\n");
+    inst.up(&cfg);
+    // Something jrun does not know answers at .60 on the bridge.
+    let vm = format!("jrun-{id}-vm");
+    let foreign = Netns(format!("jrun-{id}-squat"));
+    sh(&["ip", "netns", "add", &foreign.0]);
+    sh(&[
+        "ip", "-n", &vm, "link", "add", "sq", "type", "veth", "peer", "name", "eth0", "netns",
+        &foreign.0,
+    ]);
+    sh(&["ip", "-n", &vm, "link", "set", "sq", "master", "br0", "up"]);
+    sh(&[
+        "ip",
+        "-n",
+        &foreign.0,
+        "addr",
+        "add",
+        "10.17.89.60/24",
+        "dev",
+        "eth0",
+    ]);
+    sh(&["ip", "-n", &foreign.0, "link", "set", "eth0", "up"]);
+    let state_before = std::fs::read_to_string(inst.home.path().join("state.json")).unwrap();
+    let jails_before = inst.jails();
+
+    // A new jail with that static address, then the running jail moved onto it.
+    for text in [
+        "jail \"a\" { }\njail \"s\" { ip = \"10.17.89.60\"; }\n",
+        "jail \"a\" { ip = \"10.17.89.60\"; }\n",
+    ] {
+        let cfg = inst.config(text);
+        let out = inst.run(&["up", cfg.to_str().unwrap()]);
+        assert!(!out.status.success(), "{text}");
+        // (miette wraps the message: compare its words.)
+        let err = String::from_utf8_lossy(&out.stderr);
+        let words: Vec<&str> = err
+            .split_whitespace()
+            .filter(|w| !matches!(*w, "│" | "×"))
+            .collect();
+        assert!(
+            words.join(" ").contains(
+                "ip = \"10.17.89.60\", but something jrun does not manage already answers"
+            ),
+            "{err}"
+        );
+        let state = std::fs::read_to_string(inst.home.path().join("state.json")).unwrap();
+        assert_eq!(state, state_before);
+        assert_eq!(inst.jails(), jails_before);
+    }
+}

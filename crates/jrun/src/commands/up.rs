@@ -125,15 +125,21 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     }
 }
 
-/// Whether some jail in scope needs a new address (no static `ip`, none recorded): only
-/// then is the bridge probed, which keeps a no-op `up` fast.
+/// Whether some jail in scope takes an address nobody in state holds: it needs a new one
+/// from the pool (no static `ip`, none recorded) or its static `ip` is new. Only then is
+/// the bridge probed (a foreign answer refuses a static address, DESIGN §2), which keeps a
+/// no-op `up` fast.
 fn needs_probe(config: &config::Config, state: &State, options: &Options) -> bool {
     let scope: BTreeSet<&JailName> = options.only.iter().collect();
+    let held: BTreeSet<std::net::Ipv4Addr> = state.jails.values().map(|j| j.ip).collect();
     config
         .jails
         .iter()
         .filter(|j| scope.is_empty() || scope.contains(&j.name))
-        .any(|j| j.ip.is_none() && !state.jails.contains_key(&j.name))
+        .any(|j| match j.ip {
+            Some(ip) => !held.contains(&ip),
+            None => !state.jails.contains_key(&j.name),
+        })
 }
 
 fn execute(
@@ -361,4 +367,51 @@ fn reason_word(reason: &jrun_core::plan::Reason) -> String {
         .ok()
         .and_then(|v| v.get("why").and_then(|w| w.as_str()).map(str::to_string))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jrun_core::state::JailState;
+
+    fn setup(src: &str, recorded: &[(&str, [u8; 4])]) -> (config::Config, State) {
+        let config = config::load_str(std::path::Path::new("t.ucl"), src, 2222)
+            .unwrap()
+            .config;
+        let mut state = State::default();
+        for (name, ip) in recorded {
+            let jail = config.jail(name).unwrap();
+            let ip = std::net::Ipv4Addr::from(*ip);
+            state
+                .jails
+                .insert(jail.name.clone(), JailState::from_jail(jail, ip, true));
+        }
+        (config, state)
+    }
+
+    fn probes(src: &str, recorded: &[(&str, [u8; 4])]) -> bool {
+        let (config, state) = setup(src, recorded);
+        let options = Options {
+            only: Vec::new(),
+            provision: false,
+            ssh_port: 2222,
+        };
+        needs_probe(&config, &state, &options)
+    }
+
+    #[test]
+    fn the_bridge_is_probed_for_new_addresses_static_or_not() {
+        let a10 = ("a", [10, 17, 89, 10]);
+        // Everything recorded where the config wants it: no probe.
+        assert!(!probes("jail \"a\" { }\n", &[a10]));
+        assert!(!probes("jail \"a\" { ip = \"10.17.89.10\"; }\n", &[a10]));
+        // A new jail from the pool.
+        assert!(probes("jail \"a\" { }\njail \"b\" { }\n", &[a10]));
+        // A static address nobody in state holds: new jail, or a changed one.
+        assert!(probes(
+            "jail \"a\" { }\njail \"s\" { ip = \"10.17.89.60\"; }\n",
+            &[a10]
+        ));
+        assert!(probes("jail \"a\" { ip = \"10.17.89.60\"; }\n", &[a10]));
+    }
 }
