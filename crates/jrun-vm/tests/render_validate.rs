@@ -196,6 +196,33 @@ fn the_script_installs_exactly_the_rendered_files() {
         "-l".into(),
         "postgres".into()
     ]) && c.contains(&"PG_VERSION=17".to_string())));
+    // A jail's packages go in only through the running jail (`pkg -j`), after it started
+    // and its firewall is up; never by its root folder (`pkg -c`, chroot), where the
+    // jail's own /bin/sh would run as VM root.
+    let at = |want: &[&str]| run.calls.iter().position(|c| c == want);
+    assert!(
+        at(&["pkg", "install", "-y", "yggdrasil"]).is_some(),
+        "the VM's node"
+    );
+    for j in &spec.jails {
+        let n = j.name.as_str();
+        let install = at(&["pkg", "-j", n, "install", "-y", "yggdrasil"])
+            .unwrap_or_else(|| panic!("{n}: no `pkg -j {n} install`"));
+        assert_eq!(
+            at(&["pkg", "-j", n, "info", "-e", "yggdrasil"]),
+            Some(install - 1)
+        );
+        let started = at(&["jail", "-c", n]).unwrap();
+        let firewalled = at(&["jexec", n, "pfctl", "-f", "/etc/pf.conf"]).unwrap();
+        assert!(started < firewalled && firewalled < install, "{n}: order");
+        assert!(at(&["jexec", n, "service", "yggdrasil", "status"]) > Some(install));
+    }
+    let root_dir = jrun_vm::paths::JAILS_DIR;
+    for c in run.calls.iter().filter(|c| c[0] == "pkg") {
+        assert!(!c.contains(&"-c".to_string()), "{c:?}");
+        assert!(!c.iter().any(|a| a.contains(root_dir)), "{c:?}");
+    }
+    assert!(!r.script.text.contains("pkg -c") && !r.script.text.contains("chroot"));
     // The removed jail's config goes (its dataset too, when it exists).
     assert!(run
         .calls

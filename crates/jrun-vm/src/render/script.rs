@@ -304,7 +304,6 @@ fn jail_steps(
                 b.put_jail(n, p);
             }
         }
-        let _ = writeln!(b.text, "ensure_pkg yggdrasil {root}");
     }
 
     // Mount targets are made while the jail is stopped, so no jail process can swap a
@@ -324,6 +323,18 @@ fn jail_steps(
     let _ = writeln!(b.text, "jexec {name} pfctl -nf /etc/pf.conf");
     let _ = writeln!(b.text, "jexec {name} pfctl -f /etc/pf.conf");
     let _ = writeln!(b.text, "jexec {name} pfctl -e >/dev/null 2>&1 || true");
+
+    // The node's package goes in through the running jail, after its firewall is up:
+    // package scripts then run confined to the jail, never as VM root in files the jail
+    // controls. rc.conf.local enables the node, so later boots start it by themselves.
+    if spec.mesh.is_some() {
+        b.step(Some(n), "mesh node");
+        let _ = writeln!(b.text, "ensure_jail_pkg {name} yggdrasil");
+        let _ = writeln!(
+            b.text,
+            "jexec {name} service yggdrasil status >/dev/null 2>&1 || jexec {name} service yggdrasil start"
+        );
+    }
 
     for (i, s) in j.setup.iter().enumerate() {
         b.step(Some(n), format!("setup {}", s.name));

@@ -69,13 +69,17 @@ put_jail_file() {
 is_mounted() {
     [ "$(df -P "$1" 2>/dev/null | awk 'NR==2 { print $6 }')" = "$1" ]
 }
-# ensure_pkg PKG [ROOT]: installs a package in the VM, or in the jail root ROOT.
+# ensure_pkg PKG: installs a package in the VM.
 ensure_pkg() {
-    if [ -n "${2:-}" ]; then
-        pkg -c "$2" info -e "$1" || ASSUME_ALWAYS_YES=yes pkg -c "$2" install -y "$1"
-    else
-        pkg info -e "$1" || ASSUME_ALWAYS_YES=yes pkg install -y "$1"
-    fi
+    pkg info -e "$1" || ASSUME_ALWAYS_YES=yes pkg install -y "$1"
+}
+# ensure_jail_pkg JAIL PKG: installs a package in the running jail JAIL through the jail
+# itself (pkg -j attaches to it first), so the package's scripts run confined to the jail.
+# Never install from outside into the jail's root folder (pkg's root-folder option, or a
+# change of root): that runs the jail's own /bin/sh as VM root, and a jail that has run
+# may have replaced it.
+ensure_jail_pkg() {
+    pkg -j "$1" info -e "$2" || ASSUME_ALWAYS_YES=yes pkg -j "$1" install -y "$2"
 }
 # release_url RELEASE: where that release's base.txz lives for this machine's architecture.
 release_url() {

@@ -45,7 +45,6 @@ put_file() {
 put_jail_file() { put_file "$2$3" "$4" "$5"; }
 jail_dir() { mkdir -p "$1$2"; }
 is_mounted() { return 1; }
-ensure_pkg() { "$OUT/bin/pkg" "$@"; }
 release_url() { printf 'https://download.invalid/%s/base.txz' "$1"; }
 "#;
 
@@ -54,8 +53,25 @@ const STUB: &str = r#"#!/bin/sh
 case "${0##*/} ${1:-}" in
     "zfs list"|"jls -j") exit 1 ;;
 esac
+# No package is installed yet.
+if [ "${0##*/}" = pkg ]; then
+    for a in "$@"; do [ "$a" = info ] && exit 1; done
+fi
 exit 0
 "#;
+
+/// The definition of the prelude's shell function `name`, through its closing `}`.
+fn prelude_function(name: &str) -> String {
+    let start = SCRIPT_PRELUDE
+        .find(&format!("\n{name}() {{\n"))
+        .unwrap_or_else(|| panic!("the prelude defines {name}"))
+        + 1;
+    let len = SCRIPT_PRELUDE[start..]
+        .find("\n}\n")
+        .expect("the function ends")
+        + 3;
+    SCRIPT_PRELUDE[start..start + len].to_string()
+}
 
 /// What running the script did.
 #[derive(Debug, Default)]
@@ -88,7 +104,11 @@ pub fn run(script: &str, dir: &Path) -> Run {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    let test_script = format!("{TEST_PRELUDE}{body}");
+    // The package functions are the real ones, so their command lines are what is recorded.
+    let pkg_fns = ["ensure_pkg", "ensure_jail_pkg"]
+        .map(prelude_function)
+        .concat();
+    let test_script = format!("{TEST_PRELUDE}{pkg_fns}{body}");
     let out = Command::new("/bin/sh")
         .arg("-c")
         .arg(&test_script)
