@@ -38,6 +38,42 @@ pub struct Settings {
     pub relay: String,
     /// `JRUN_RELAY_PEER`: the relay's Yggdrasil peer URI (`tls://host:port`), if any.
     pub relay_peer: Option<String>,
+    /// `JRUN_QEMU_ACCEL` (default: the platform's, e.g. `kvm:tcg` on Linux): the QEMU
+    /// accelerators to try, in order. Set `tcg` where `/dev/kvm` exists but hangs guests.
+    pub qemu_accel: Option<QemuAccel>,
+}
+
+/// The accelerators `JRUN_QEMU_ACCEL` may name.
+pub const QEMU_ACCELERATORS: &[&str] = &["kvm", "hvf", "whpx", "nvmm", "tcg"];
+
+/// A colon list of distinct [`QEMU_ACCELERATORS`] (`kvm`, `kvm:tcg`): safe to put in
+/// QEMU's `-machine accel=` value, since no other character gets through.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct QemuAccel(String);
+
+impl QemuAccel {
+    /// `None` unless every `:`-separated part is a known accelerator, named once.
+    pub fn parse(s: &str) -> Option<Self> {
+        let parts: Vec<&str> = s.split(':').collect();
+        let known = parts.iter().all(|p| QEMU_ACCELERATORS.contains(p));
+        let distinct = parts
+            .iter()
+            .enumerate()
+            .all(|(i, p)| !parts[..i].contains(p));
+        (known && distinct).then(|| QemuAccel(s.to_string()))
+    }
+
+    /// The list as QEMU takes it (`kvm:tcg`).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for QemuAccel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 pub const DEFAULT_RELAY: &str = "https://relay.jail.run";
@@ -131,6 +167,14 @@ impl Settings {
                 }
             },
         };
+        let qemu_accel = match get("JRUN_QEMU_ACCEL") {
+            None => None,
+            Some(v) => Some(QemuAccel::parse(&v).ok_or(SettingsError::Invalid {
+                var: "JRUN_QEMU_ACCEL",
+                value: v,
+                expected: "kvm, hvf, whpx, nvmm or tcg, or a `:` list of them (kvm:tcg)",
+            })?),
+        };
         Ok(Settings {
             home,
             runtime,
@@ -142,6 +186,7 @@ impl Settings {
             mesh_network,
             relay: get("JRUN_RELAY").unwrap_or_else(|| DEFAULT_RELAY.into()),
             relay_peer: get("JRUN_RELAY_PEER"),
+            qemu_accel,
         })
     }
 }
@@ -236,6 +281,35 @@ mod tests {
         assert_eq!(s.bsd_version, "15.0");
         assert!(s.mesh_network);
         assert_eq!(s.relay, DEFAULT_RELAY);
+        assert_eq!(s.qemu_accel, None);
+    }
+
+    #[test]
+    fn qemu_accel_is_a_list_of_known_accelerators() {
+        let accel = |v: &str| Settings::from_vars(&vars(&[("HOME", "/h"), ("JRUN_QEMU_ACCEL", v)]));
+        for ok in ["tcg", "kvm", "hvf", "kvm:tcg", "hvf:tcg", "whpx:nvmm:tcg"] {
+            let s = accel(ok).unwrap();
+            assert_eq!(s.qemu_accel.as_ref().map(QemuAccel::as_str), Some(ok));
+        }
+        // Empty is unset, like every other variable.
+        assert_eq!(accel("").unwrap().qemu_accel, None);
+        for bad in [
+            "xen",
+            "KVM",
+            "kvm:",
+            ":tcg",
+            "kvm::tcg",
+            "kvm:kvm",
+            "kvm,tcg",
+            "tcg,kernel-irqchip=off",
+            " kvm",
+        ] {
+            let err = accel(bad).unwrap_err();
+            assert!(
+                err.to_string().starts_with("JRUN_QEMU_ACCEL="),
+                "{bad:?}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -329,7 +329,7 @@ impl VmRuntime {
         all.extend(forwards.iter().filter(|f| f.host_port != ssh_port).copied());
         let spec = QemuSpec {
             arch,
-            accel: Accel::for_host(),
+            accel: Accel::from_settings(&self.settings),
             memory: self.settings.qemu_memory.clone(),
             cpus: self.settings.qemu_cpus,
             boot: Boot::Disk {

@@ -33,6 +33,9 @@ fn settings(home: &std::path::Path, ssh_port: u16) -> Settings {
         ("JRUN_QEMU_DISK_SIZE", "64M".into()),
         ("JRUN_BSD_VERSION", "15.0".into()),
         ("JRUN_RELAY_PEER", "tls://relay.example:443".into()),
+        // This test proves the wiring, not the speed: TCG runs on any host (a /dev/kvm
+        // can exist and still hang guests).
+        ("JRUN_QEMU_ACCEL", "tcg".into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -113,6 +116,15 @@ fn start_boots_from_the_mirror_image_and_stop_escalates() {
     assert_eq!(w.hostfwds.len(), 2);
     let vm = rt.process().expect("running");
     assert!(vm.qmp().unwrap().running().unwrap());
+    // JRUN_QEMU_ACCEL reached QEMU in place of the platform default.
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", vm.pid)).unwrap();
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let machine = args.iter().position(|a| *a == b"-machine").unwrap();
+    assert!(
+        args[machine + 1].ends_with(b",accel=tcg"),
+        "{}",
+        String::from_utf8_lossy(args[machine + 1])
+    );
     assert_eq!(
         rt.start(&[], &[], &mut |_| {}).unwrap(),
         Started::AlreadyRunning

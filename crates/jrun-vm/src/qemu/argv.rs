@@ -5,6 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use jrun_core::config::Proto;
+use jrun_core::settings::{QemuAccel, Settings};
 
 use crate::render::Share;
 
@@ -41,8 +42,9 @@ impl Arch {
     }
 }
 
-/// Acceleration: the hypervisor of the host OS, with TCG as fallback.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Acceleration: the hypervisor of the host OS, with TCG as fallback, unless
+/// `JRUN_QEMU_ACCEL` chose.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Accel {
     /// `kvm:tcg` (Linux).
     Kvm,
@@ -50,6 +52,9 @@ pub enum Accel {
     Hvf,
     /// `tcg` (anything else, or when asked).
     Tcg,
+    /// The validated list from `JRUN_QEMU_ACCEL`, as given (`tcg` where `/dev/kvm`
+    /// exists but hangs guests).
+    Chosen(QemuAccel),
 }
 
 impl Accel {
@@ -64,11 +69,20 @@ impl Accel {
         }
     }
 
-    fn arg(self) -> &'static str {
+    /// `JRUN_QEMU_ACCEL` when set, otherwise what this host should use.
+    pub fn from_settings(settings: &Settings) -> Self {
+        settings
+            .qemu_accel
+            .clone()
+            .map_or_else(Self::for_host, Accel::Chosen)
+    }
+
+    fn arg(&self) -> &str {
         match self {
             Accel::Kvm => "kvm:tcg",
             Accel::Hvf => "hvf:tcg",
             Accel::Tcg => "tcg",
+            Accel::Chosen(list) => list.as_str(),
         }
     }
 }
@@ -325,6 +339,53 @@ mod tests {
         assert!(!a.contains(&"-cpu".to_string()));
         assert!(!a.contains(&"none".to_string()) || a.iter().filter(|x| *x == "none").count() == 1);
         assert!(!a.iter().any(|x| x.starts_with("file:")));
+    }
+
+    #[test]
+    fn jrun_qemu_accel_replaces_the_platform_default() {
+        let settings = |accel: Option<&str>| {
+            let mut vars: std::collections::HashMap<String, String> =
+                [("HOME".to_string(), "/home/u".to_string())].into();
+            if let Some(a) = accel {
+                vars.insert("JRUN_QEMU_ACCEL".into(), a.into());
+            }
+            Settings::from_vars(&vars).unwrap()
+        };
+        let machine = |accel: Accel| {
+            let mut s = spec();
+            s.accel = accel;
+            let a = s.argv();
+            let i = a.iter().position(|x| x == "-machine").unwrap();
+            a[i + 1].clone()
+        };
+        // Unset: the platform's choice.
+        assert_eq!(Accel::from_settings(&settings(None)), Accel::for_host());
+        if cfg!(target_os = "linux") {
+            assert_eq!(
+                machine(Accel::from_settings(&settings(None))),
+                "q35,accel=kvm:tcg"
+            );
+        }
+        // Set: exactly that list, in that order, and nothing else changes.
+        for (env, want) in [
+            ("tcg", "q35,accel=tcg"),
+            ("kvm", "q35,accel=kvm"),
+            ("tcg:kvm", "q35,accel=tcg:kvm"),
+        ] {
+            let accel = Accel::from_settings(&settings(Some(env)));
+            assert_eq!(machine(accel.clone()), want);
+            let mut chosen = spec();
+            chosen.accel = accel;
+            let mut default = spec();
+            default.accel = Accel::Kvm;
+            let differ: Vec<_> = chosen
+                .argv()
+                .into_iter()
+                .zip(default.argv())
+                .filter(|(a, b)| a != b)
+                .collect();
+            assert_eq!(differ.len(), 1, "{env}: only -machine changes");
+        }
     }
 
     #[test]
