@@ -107,7 +107,9 @@ struct HostNode {
 }
 
 impl HostNode {
-    fn start(port: u16) -> Self {
+    /// Listens only on `host` (an instance's host-side link address), never on every
+    /// interface of the machine.
+    fn start(host: &str, port: u16) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let out = Command::new("yggdrasil")
             .args(["-genconf", "-json"])
@@ -115,7 +117,7 @@ impl HostNode {
             .unwrap();
         let mut conf: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let admin = dir.path().join("admin.sock");
-        conf["Listen"] = serde_json::json!([format!("tcp://0.0.0.0:{port}")]);
+        conf["Listen"] = serde_json::json!([format!("tcp://{host}:{port}")]);
         conf["AdminListen"] = format!("unix://{}", admin.display()).into();
         conf["IfName"] = "none".into();
         conf["MulticastInterfaces"] = serde_json::json!([]);
@@ -163,10 +165,12 @@ impl Drop for HostNode {
 #[test]
 fn vm_node_peers_with_the_relay_peer_on_this_machine() {
     let port = native_support::free_port();
-    let relay = HostNode::start(port);
     let mut inst = Instance::new(true);
     inst.set_env("JRUN_RELAY_PEER", &format!("tcp://host:{port}"));
     inst.start();
+    // The stand-in relay listens on the link's host side, which exists once started.
+    let relay = HostNode::start(&inst.host_address(), port);
+    inst.redial_vm_node();
     let deadline = Instant::now() + Duration::from_secs(15);
     while relay.peer_count() == 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));

@@ -16,50 +16,67 @@ use native_support::{free_port, instance_id, Instance};
 /// How long the mesh may take to carry a first packet between two jails.
 const CONVERGE: Duration = Duration::from_secs(40);
 
-/// `jrun relay` with a Yggdrasil node; killed on drop.
+/// `jrun relay` with a Yggdrasil node; killed on drop. Its node listens only on the
+/// instances' host-side link addresses (never on every interface of the machine), so it
+/// is launched once the instances have started.
 struct Relay {
-    child: Child,
+    child: Option<Child>,
+    port: u16,
     url: String,
     ygg_port: u16,
     home: tempfile::TempDir,
 }
 
 impl Relay {
-    fn start() -> Self {
+    fn new() -> Self {
         let home = tempfile::Builder::new()
             .prefix("jrun-e2e-relay-")
             .tempdir()
             .unwrap();
         let port = free_port();
-        let ygg_port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let child = Command::new(env!("CARGO_BIN_EXE_jrun"))
-            .args(["relay", "--listen", &listen])
-            .args(["--ygg-listen", &format!("tcp://0.0.0.0:{ygg_port}")])
+        Relay {
+            child: None,
+            port,
+            url: format!("http://127.0.0.1:{port}"),
+            ygg_port: free_port(),
+            home,
+        }
+    }
+
+    /// Starts the relay, its node listening on each instance's host-side address.
+    fn launch(&mut self, instances: &[&Instance]) {
+        let listen = format!("127.0.0.1:{}", self.port);
+        let hosts: Vec<String> = instances.iter().map(|i| i.host_address()).collect();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_jrun"));
+        cmd.args(["relay", "--listen", &listen]);
+        for host in &hosts {
+            cmd.args(["--ygg-listen", &format!("tcp://{host}:{}", self.ygg_port)]);
+        }
+        let child = cmd
             // Three instances on one address would share the per-client limits.
             .args(["--rate", "1000", "--burst", "1000"])
-            .env("JRUN_HOME", home.path())
+            .env("JRUN_HOME", self.home.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let relay = Relay {
-            child,
-            url: format!("http://{listen}"),
-            ygg_port,
-            home,
-        };
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(15);
         while std::net::TcpStream::connect(&listen).is_err()
-            || std::net::TcpStream::connect(("127.0.0.1", ygg_port)).is_err()
+            || hosts
+                .iter()
+                .any(|h| std::net::TcpStream::connect((h.as_str(), self.ygg_port)).is_err())
         {
             assert!(Instant::now() < deadline, "jrun relay did not come up");
             std::thread::sleep(Duration::from_millis(100));
         }
-        relay
+        for inst in instances {
+            inst.redial_vm_node();
+        }
     }
 
-    /// An instance using this relay for pairing and as its VM node's mesh peer.
+    /// An instance using this relay for pairing and as its VM node's mesh peer (dialled
+    /// again once the relay is launched).
     fn instance(&self, jails: &[&str]) -> Instance {
         let mut inst = Instance::new(true);
         inst.set_env("JRUN_RELAY", &self.url);
@@ -72,18 +89,20 @@ impl Relay {
 
 impl Drop for Relay {
     fn drop(&mut self) {
-        // SIGTERM lets the relay stop its Yggdrasil node; SIGKILL would orphan it.
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
+        if let Some(child) = self.child.as_mut() {
+            // SIGTERM lets the relay stop its Yggdrasil node; SIGKILL would orphan it.
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
             }
-            std::thread::sleep(Duration::from_millis(50));
+            let _ = child.kill();
+            let _ = child.wait();
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
         // Whatever survived (a relay that was killed anyway) is found by its home.
         for p in native_support::processes_mentioning(&self.home.path().display().to_string()) {
             if let Some(pid) = p.split(':').next().and_then(|p| p.parse::<i32>().ok()) {
@@ -254,10 +273,11 @@ fn listed(inst: &Instance) -> Vec<String> {
 
 #[test]
 fn two_instances_pair_through_a_relay_and_nobody_else_gets_in() {
-    let relay = Relay::start();
+    let mut relay = Relay::new();
     let a = relay.instance(&["a1", "a2"]);
     let b = relay.instance(&["b1", "b2"]);
     let c = relay.instance(&["c1"]);
+    relay.launch(&[&a, &b, &c]);
     let (a1, b1) = (mesh_addr(&a, "a1"), mesh_addr(&b, "b1"));
     let _b_server = serve6(&b, "b1", 7000, "hello from b1");
     let _a_server = serve6(&a, "a1", 7000, "hello from a1");
@@ -299,8 +319,14 @@ fn two_instances_pair_through_a_relay_and_nobody_else_gets_in() {
     });
 
     // A restarts: its jails come back with their sets and names, rebuilt from state.
+    let a_host = a.host_address();
     a.ok(&["stop"]);
     a.start();
+    assert_eq!(
+        a.host_address(),
+        a_host,
+        "the relay's node listens on the old one"
+    );
     up(&a, &["a1", "a3"]);
     let _a_server = serve6(&a, "a1", 7000, "hello again from a1");
     eventually("a1 pings b1 by name after stop/start", || {

@@ -166,6 +166,33 @@ impl Instance {
             .collect()
     }
 
+    /// The host's side of the running instance's link (`run/instance.json`): where a
+    /// relay on this machine listens for it, instead of on every interface.
+    pub fn host_address(&self) -> String {
+        let path = self.home.path().join("run/instance.json");
+        let info: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        info["link"]["host"].as_str().unwrap().to_string()
+    }
+
+    /// Restarts the VM's Yggdrasil node (the supervisor brings it back at once) so that it
+    /// dials its relay peer now, not at its next retry a minute away: for a relay started
+    /// after the instance.
+    pub fn redial_vm_node(&self) {
+        let status = self.status();
+        let pid = status["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "ygg-vm")
+            .and_then(|c| c["pid"].as_u64())
+            .expect("the VM node runs");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+
     pub fn ip_of(&self, jail: &str) -> String {
         self.jails()
             .into_iter()
