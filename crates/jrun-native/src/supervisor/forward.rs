@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -14,12 +14,46 @@ use jrun_core::config::Proto;
 
 use super::spec::ForwardSpec;
 
-/// A UDP client with no traffic for this long loses its relay socket.
-const UDP_IDLE: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(200);
 
-/// Per client address: its relay socket and when it was last heard from.
-type UdpClients = Arc<Mutex<HashMap<SocketAddr, (Arc<UdpSocket>, Instant)>>>;
+/// What one listener may hold at once: each UDP client costs a socket and a thread, each
+/// TCP connection two threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// UDP clients with a relay socket; a new one beyond evicts the least recently heard.
+    pub udp_clients: usize,
+    /// A UDP client with no traffic for this long loses its relay socket.
+    pub udp_idle: Duration,
+    /// Concurrent TCP connections; more are refused (closed at once).
+    pub tcp_connections: usize,
+}
+
+impl Limits {
+    /// The limits of `spec`'s listener. The resolver's upstream relay (the one listener
+    /// restricted to a source, see [`ForwardSpec::only_from`]) sees a new source port for
+    /// nearly every query unbound sends: its clients are short-lived.
+    pub fn for_spec(spec: &ForwardSpec) -> Self {
+        Limits {
+            udp_clients: 256,
+            udp_idle: if spec.only_from.is_some() {
+                Duration::from_secs(5)
+            } else {
+                Duration::from_secs(60)
+            },
+            tcp_connections: 512,
+        }
+    }
+}
+
+/// One UDP client's relay socket, when it was last heard from, and the flag that tells
+/// its reply thread to stop (set when it is evicted).
+struct UdpClient {
+    relay: Arc<UdpSocket>,
+    seen: Instant,
+    closed: Arc<AtomicBool>,
+}
+
+type UdpClients = Arc<Mutex<HashMap<SocketAddr, UdpClient>>>;
 
 /// One running listener; dropping it stops it.
 pub struct Forward {
@@ -30,18 +64,22 @@ pub struct Forward {
 impl Forward {
     /// Binds the listener now (so a busy port is reported at once) and serves it on a thread.
     pub fn start(spec: ForwardSpec) -> io::Result<Self> {
+        Self::start_with(spec, Limits::for_spec(&spec))
+    }
+
+    fn start_with(spec: ForwardSpec, limits: Limits) -> io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let handle = match spec.proto {
             Proto::Tcp => {
                 let listener = TcpListener::bind(spec.listen)?;
                 listener.set_nonblocking(true)?;
-                thread::spawn(move || serve_tcp(listener, spec, flag))
+                thread::spawn(move || serve_tcp(listener, spec, limits, flag))
             }
             Proto::Udp => {
                 let socket = UdpSocket::bind(spec.listen)?;
                 socket.set_read_timeout(Some(POLL))?;
-                thread::spawn(move || serve_udp(socket, spec, flag))
+                thread::spawn(move || serve_udp(socket, spec, limits, flag))
             }
         };
         Ok(Forward {
@@ -60,7 +98,17 @@ impl Drop for Forward {
     }
 }
 
-fn serve_tcp(listener: TcpListener, spec: ForwardSpec, stop: Arc<AtomicBool>) {
+/// Counts a live connection; dropping it (the relay ended) frees its place.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn serve_tcp(listener: TcpListener, spec: ForwardSpec, limits: Limits, stop: Arc<AtomicBool>) {
+    let active = Arc::new(AtomicUsize::new(0));
     while !stop.load(Ordering::SeqCst) {
         match listener.accept() {
             Ok((client, peer)) => {
@@ -70,7 +118,14 @@ fn serve_tcp(listener: TcpListener, spec: ForwardSpec, stop: Arc<AtomicBool>) {
                 {
                     continue;
                 }
+                if active.load(Ordering::SeqCst) >= limits.tcp_connections {
+                    tracing::warn!(listen = %spec.listen, %peer, "too many connections, refused");
+                    continue;
+                }
+                active.fetch_add(1, Ordering::SeqCst);
+                let slot = Slot(active.clone());
                 thread::spawn(move || {
+                    let _slot = slot;
                     if let Err(e) = relay_tcp(client, spec) {
                         tracing::debug!(listen = %spec.listen, error = %e, "tcp relay ended");
                     }
@@ -106,8 +161,9 @@ fn pipe(mut from: TcpStream, mut to: TcpStream) {
 }
 
 /// Each client address gets its own connected socket towards the target, so replies find
-/// their way back; a thread per client relays the replies.
-fn serve_udp(socket: UdpSocket, spec: ForwardSpec, stop: Arc<AtomicBool>) {
+/// their way back; a thread per client relays the replies. At most `limits.udp_clients`
+/// at once: a new client evicts the least recently heard one.
+fn serve_udp(socket: UdpSocket, spec: ForwardSpec, limits: Limits, stop: Arc<AtomicBool>) {
     let socket = Arc::new(socket);
     let clients: UdpClients = Default::default();
     let mut buf = vec![0u8; 65536];
@@ -136,17 +192,34 @@ fn serve_udp(socket: UdpSocket, spec: ForwardSpec, stop: Arc<AtomicBool>) {
         }
         let relay = {
             let mut map = clients.lock().expect("udp client map");
-            if let Some((relay, seen)) = map.get_mut(&from) {
-                *seen = Instant::now();
-                Some(relay.clone())
+            if let Some(c) = map.get_mut(&from) {
+                c.seen = Instant::now();
+                Some(c.relay.clone())
             } else {
                 match new_udp_relay(&spec) {
                     Ok(relay) => {
-                        map.insert(from, (relay.clone(), Instant::now()));
-                        let (reply_to, clients, stop) =
-                            (socket.clone(), clients.clone(), stop.clone());
-                        let back = relay.clone();
-                        thread::spawn(move || udp_replies(back, reply_to, from, clients, stop));
+                        while map.len() >= limits.udp_clients.max(1) {
+                            evict_oldest(&mut map);
+                        }
+                        let closed = Arc::new(AtomicBool::new(false));
+                        map.insert(
+                            from,
+                            UdpClient {
+                                relay: relay.clone(),
+                                seen: Instant::now(),
+                                closed: closed.clone(),
+                            },
+                        );
+                        let replies = UdpReplies {
+                            relay: relay.clone(),
+                            reply_to: socket.clone(),
+                            client: from,
+                            clients: clients.clone(),
+                            idle: limits.udp_idle,
+                            stop: stop.clone(),
+                            closed,
+                        };
+                        thread::spawn(move || replies.run());
                         Some(relay)
                     }
                     Err(e) => {
@@ -162,6 +235,18 @@ fn serve_udp(socket: UdpSocket, spec: ForwardSpec, stop: Arc<AtomicBool>) {
     }
 }
 
+/// Drops the least recently heard client; its reply thread sees the flag within `POLL`
+/// and ends, closing the socket.
+fn evict_oldest(map: &mut HashMap<SocketAddr, UdpClient>) {
+    let oldest = map
+        .iter()
+        .min_by_key(|(_, c)| c.seen)
+        .map(|(addr, _)| *addr);
+    if let Some(c) = oldest.and_then(|addr| map.remove(&addr)) {
+        c.closed.store(true, Ordering::SeqCst);
+    }
+}
+
 fn new_udp_relay(spec: &ForwardSpec) -> io::Result<Arc<UdpSocket>> {
     let s = UdpSocket::bind("0.0.0.0:0")?;
     s.connect(spec.target)?;
@@ -169,40 +254,53 @@ fn new_udp_relay(spec: &ForwardSpec) -> io::Result<Arc<UdpSocket>> {
     Ok(Arc::new(s))
 }
 
-fn udp_replies(
+/// The reply side of one UDP client.
+struct UdpReplies {
     relay: Arc<UdpSocket>,
     reply_to: Arc<UdpSocket>,
     client: SocketAddr,
     clients: UdpClients,
+    idle: Duration,
     stop: Arc<AtomicBool>,
-) {
-    let mut buf = vec![0u8; 65536];
-    while !stop.load(Ordering::SeqCst) {
-        match relay.recv(&mut buf) {
-            Ok(n) => {
-                let _ = reply_to.send_to(&buf[..n], client);
-                if let Some(entry) = clients.lock().expect("udp client map").get_mut(&client) {
-                    entry.1 = Instant::now();
+    closed: Arc<AtomicBool>,
+}
+
+impl UdpReplies {
+    fn run(self) {
+        let mut buf = vec![0u8; 65536];
+        while !self.stop.load(Ordering::SeqCst) && !self.closed.load(Ordering::SeqCst) {
+            match self.relay.recv(&mut buf) {
+                Ok(n) => {
+                    let _ = self.reply_to.send_to(&buf[..n], self.client);
+                    if let Some(c) = self.own(&mut self.clients.lock().expect("udp client map")) {
+                        c.seen = Instant::now();
+                    }
                 }
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                let mut map = clients.lock().expect("udp client map");
-                if map
-                    .get(&client)
-                    .is_some_and(|(_, seen)| seen.elapsed() > UDP_IDLE)
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
                 {
-                    map.remove(&client);
-                    return;
+                    let mut map = self.clients.lock().expect("udp client map");
+                    if self
+                        .own(&mut map)
+                        .is_some_and(|c| c.seen.elapsed() > self.idle)
+                    {
+                        map.remove(&self.client);
+                        return;
+                    }
                 }
+                // ICMP port unreachable from the target surfaces here; keep the relay.
+                Err(_) => {}
             }
-            // ICMP port unreachable from the target surfaces here; keep the relay.
-            Err(_) => {}
         }
+    }
+
+    /// This client's entry, unless it was evicted (and the address perhaps taken again).
+    fn own<'m>(&self, map: &'m mut HashMap<SocketAddr, UdpClient>) -> Option<&'m mut UdpClient> {
+        map.get_mut(&self.client)
+            .filter(|c| Arc::ptr_eq(&c.closed, &self.closed))
     }
 }
 
@@ -298,6 +396,146 @@ mod tests {
             .unwrap();
         client.send_to(b"ping", closed).unwrap();
         assert!(client.recv_from(&mut buf).is_err());
+    }
+
+    /// A UDP target that answers each datagram with the source port it came from.
+    fn port_echo() -> SocketAddrV4 {
+        let target = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = match target.local_addr().unwrap() {
+            SocketAddr::V4(a) => a,
+            SocketAddr::V6(_) => unreachable!(),
+        };
+        thread::spawn(move || loop {
+            let mut buf = [0u8; 64];
+            let (_, from) = target.recv_from(&mut buf).unwrap();
+            let _ = target.send_to(from.port().to_string().as_bytes(), from);
+        });
+        addr
+    }
+
+    fn limits(udp_clients: usize, udp_idle: Duration, tcp_connections: usize) -> Limits {
+        Limits {
+            udp_clients,
+            udp_idle,
+            tcp_connections,
+        }
+    }
+
+    /// The relay source port the target saw for one datagram from `client`.
+    fn relay_port(client: &UdpSocket, listen: SocketAddrV4) -> String {
+        client.send_to(b"x", listen).unwrap();
+        let mut buf = [0u8; 64];
+        let (n, _) = client.recv_from(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    fn udp_client() -> UdpSocket {
+        let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        c
+    }
+
+    #[test]
+    fn udp_clients_beyond_the_cap_evict_the_least_recently_heard() {
+        let listen = local(free_port());
+        let spec = ForwardSpec {
+            proto: Proto::Udp,
+            listen,
+            target: port_echo(),
+            only_from: None,
+        };
+        let _fwd = Forward::start_with(spec, limits(2, Duration::from_secs(60), 8)).unwrap();
+        let (a, b, c) = (udp_client(), udp_client(), udp_client());
+        let a1 = relay_port(&a, listen);
+        let b1 = relay_port(&b, listen);
+        // Within the cap, each client keeps its relay socket.
+        assert_eq!(relay_port(&a, listen), a1);
+        // A third client evicts b (a was heard since), whose next datagram gets a new one.
+        relay_port(&c, listen);
+        assert_eq!(relay_port(&a, listen), a1);
+        assert_ne!(relay_port(&b, listen), b1);
+    }
+
+    #[test]
+    fn an_idle_udp_client_loses_its_relay_socket() {
+        let listen = local(free_port());
+        let spec = ForwardSpec {
+            proto: Proto::Udp,
+            listen,
+            target: port_echo(),
+            only_from: None,
+        };
+        let _fwd = Forward::start_with(spec, limits(8, Duration::from_millis(300), 8)).unwrap();
+        let a = udp_client();
+        let first = relay_port(&a, listen);
+        assert_eq!(relay_port(&a, listen), first);
+        thread::sleep(Duration::from_millis(1000));
+        assert_ne!(relay_port(&a, listen), first);
+    }
+
+    #[test]
+    fn the_resolver_relay_forgets_its_clients_sooner() {
+        let mut spec = ForwardSpec {
+            proto: Proto::Udp,
+            listen: local(53),
+            target: local(53),
+            only_from: None,
+        };
+        let open = Limits::for_spec(&spec);
+        spec.only_from = Some(Ipv4Addr::new(10, 17, 88, 2));
+        let dns = Limits::for_spec(&spec);
+        assert!(dns.udp_idle < open.udp_idle);
+        assert_eq!(dns.udp_idle, Duration::from_secs(5));
+        assert_eq!((open.udp_clients, open.tcp_connections), (256, 512));
+    }
+
+    #[test]
+    fn tcp_connections_beyond_the_cap_are_refused_until_one_ends() {
+        let target = TcpListener::bind("127.0.0.1:0").unwrap();
+        let target_addr = match target.local_addr().unwrap() {
+            SocketAddr::V4(a) => a,
+            SocketAddr::V6(_) => unreachable!(),
+        };
+        // Greets every connection and holds it open until the client leaves.
+        thread::spawn(move || {
+            for c in target.incoming() {
+                let mut c = c.unwrap();
+                thread::spawn(move || {
+                    let _ = c.write_all(b"hi");
+                    let _ = io::copy(&mut c.try_clone().unwrap(), &mut io::sink());
+                });
+            }
+        });
+        let listen = local(free_port());
+        let spec = ForwardSpec {
+            proto: Proto::Tcp,
+            listen,
+            target: target_addr,
+            only_from: None,
+        };
+        let _fwd = Forward::start_with(spec, limits(8, Duration::from_secs(60), 2)).unwrap();
+        let greeted = |c: &mut TcpStream| {
+            c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut buf = [0u8; 2];
+            c.read_exact(&mut buf).is_ok()
+        };
+        let mut one = TcpStream::connect(listen).unwrap();
+        let mut two = TcpStream::connect(listen).unwrap();
+        assert!(greeted(&mut one) && greeted(&mut two));
+        let mut three = TcpStream::connect(listen).unwrap();
+        assert!(!greeted(&mut three), "a third connection is closed at once");
+        drop(one);
+        // The freed place is taken again (the relay notices the close shortly).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let mut again = TcpStream::connect(listen).unwrap();
+            if greeted(&mut again) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the place was never freed");
+            thread::sleep(Duration::from_millis(50));
+        }
+        drop(two);
     }
 
     #[test]
