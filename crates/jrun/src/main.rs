@@ -5,6 +5,7 @@ mod commands;
 mod pairing;
 mod progress;
 mod runtimes;
+mod time_fmt;
 mod wiring;
 
 use std::process::ExitCode;

@@ -309,25 +309,9 @@ fn print_rows(rows: &[Row], json: bool) {
             r.name,
             r.code,
             r.address,
-            utc(r.paired_at)
+            crate::time_fmt::utc_minutes(r.paired_at)
         );
     }
-}
-
-/// `YYYY-MM-DD HH:MM` for seconds since the epoch (civil-from-days, no time zone data).
-fn utc(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let (h, m) = ((secs % 86_400) / 3600, (secs % 3600) / 60);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(mo <= 2);
-    format!("{y:04}-{mo:02}-{d:02} {h:02}:{m:02}")
 }
 
 fn now() -> u64 {
@@ -342,16 +326,4 @@ fn report(e: PairError) -> miette::Report {
 
 fn client_report(e: ClientError) -> miette::Report {
     miette!("{e}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utc_dates() {
-        assert_eq!(utc(0), "1970-01-01 00:00");
-        assert_eq!(utc(1_700_000_000), "2023-11-14 22:13");
-        assert_eq!(utc(951_782_400), "2000-02-29 00:00");
-    }
 }

@@ -185,7 +185,8 @@ fn render(report: &Report, mesh: bool, services: bool) -> String {
     if i.running {
         out.push_str(&format!(
             "instance: running since {} ({})\n",
-            i.since.map_or_else(|| "?".into(), utc),
+            i.since
+                .map_or_else(|| "?".into(), crate::time_fmt::utc_seconds),
             i.namespace.as_deref().unwrap_or("")
         ));
     } else {
@@ -274,36 +275,4 @@ fn render_services(services: &[ServiceRow]) -> String {
         }
     }
     out
-}
-
-/// `YYYY-MM-DD HH:MM:SS UTC` from Unix seconds (civil-from-days, no time zone database).
-fn utc(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utc_dates() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(utc(1_700_000_000), "2023-11-14 22:13:20 UTC");
-    }
 }
