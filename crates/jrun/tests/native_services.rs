@@ -468,6 +468,8 @@ fn a_failing_step_on_a_running_jail_leaves_it_and_its_services_running() {
     let (code, _) = j.inst.in_jail("w", &["true"]);
     assert_eq!(code, 0);
     assert_eq!(j.inst.jails()[0].1, "failed");
+    // Its name still resolves (its records and forwards are kept while it runs).
+    assert_eq!(j.inst.resolve("w", "w"), j.inst.ip_of("w"));
 
     // The next up retries and records it deployed again, still without a restart.
     std::fs::write(&gate, "").unwrap();

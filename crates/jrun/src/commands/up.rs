@@ -171,6 +171,9 @@ fn execute(
     }
 
     let mut deployed_now = Vec::new();
+    // What was deployed before this run: a jail this run fails on (or never reaches) but
+    // whose network is still built at that address keeps its names and forwards.
+    let before = lock.state.clone();
     // Every jail about to change is recorded as not deployed (at its planned address)
     // before any of them is touched: one durable write instead of one per jail.
     if error.is_none() {
@@ -230,6 +233,14 @@ fn execute(
     let mut wanted = lock.state.clone();
     for jp in &deployed_now {
         wanted.mark_deployed(jp);
+    }
+    for jp in plan.jails.iter().filter(|j| !j.actions.is_empty()) {
+        let was = before.jails.get(jp.name()).filter(|j| j.deployed);
+        if let Some(was) = was {
+            if !deployed_now.contains(&jp) && native.jail_built(&was.name, was.ip) {
+                wanted.jails.insert(was.name.clone(), was.clone());
+            }
+        }
     }
     for jp in &deployed_now {
         progress.step(jp.name().as_str(), Step::Records.as_str());
