@@ -104,6 +104,11 @@ golden!(
     "bad-values.ucl",
     [BadValue, BadValue, BadValue, BadValue, BadValue]
 );
+golden!(
+    item_names,
+    "item-names.ucl",
+    [BadValue, BadValue, BadValue, BadValue, BadValue, BadValue, BadValue, BadValue, BadValue]
+);
 golden!(syntax, "syntax.ucl", [Syntax]);
 golden!(
     many_errors,
