@@ -6,13 +6,13 @@
 //! only after every primitive for it succeeded.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
 use std::path::PathBuf;
 
 use jrun_mesh::YggAddress;
 use serde::{Deserialize, Serialize};
 
-use crate::config::JailName;
+use crate::config::{JailName, Proto};
 use crate::net::{DnsRecords, JailFirewall, Redirect};
 use crate::settings::RuntimeKind;
 
@@ -176,4 +176,77 @@ pub trait Runtime {
     fn exec_in_jail(&self, jail: &JailName, argv: &[String]) -> Result<i32, RuntimeError>;
     /// Runs `argv` in the instance itself (the VM, or the native VM namespace).
     fn exec_in_instance(&self, argv: &[String]) -> Result<i32, RuntimeError>;
+}
+
+/// The check behind [`Runtime::check_host_ports`], the same on every runtime: each
+/// redirect's host port is either one the instance already listens on (`held`, as
+/// (proto, port)) or free to bind on 127.0.0.1 right now. The first busy one fails with
+/// [`RuntimeError::PortBusy`]. Binds and releases at once; changes nothing.
+pub fn ensure_host_ports_free(
+    redirects: &[Redirect],
+    held: &BTreeSet<(Proto, u16)>,
+) -> Result<(), RuntimeError> {
+    for r in redirects {
+        if held.contains(&(r.proto, r.host_port)) {
+            continue;
+        }
+        let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, r.host_port);
+        let free = match r.proto {
+            Proto::Tcp => TcpListener::bind(addr).is_ok(),
+            Proto::Udp => UdpSocket::bind(addr).is_ok(),
+        };
+        if !free {
+            return Err(RuntimeError::PortBusy {
+                proto: r.proto.to_string(),
+                port: r.host_port,
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redirect(proto: Proto, host_port: u16) -> Redirect {
+        Redirect {
+            proto,
+            host_port,
+            jail: JailName::new("web").unwrap(),
+            jail_ip: Ipv4Addr::new(10, 17, 89, 10),
+            jail_port: 80,
+        }
+    }
+
+    #[test]
+    fn a_port_held_by_someone_else_is_busy_unless_the_instance_holds_it() {
+        let tcp = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let (tport, uport) = (
+            tcp.local_addr().unwrap().port(),
+            udp.local_addr().unwrap().port(),
+        );
+        let none = BTreeSet::new();
+
+        let err = ensure_host_ports_free(&[redirect(Proto::Tcp, tport)], &none).unwrap_err();
+        assert!(
+            matches!(err, RuntimeError::PortBusy { ref proto, port } if proto == "tcp" && port == tport),
+            "{err:?}"
+        );
+        let err = ensure_host_ports_free(&[redirect(Proto::Udp, uport)], &none).unwrap_err();
+        assert!(
+            matches!(err, RuntimeError::PortBusy { ref proto, port } if proto == "udp" && port == uport),
+            "{err:?}"
+        );
+
+        // The instance's own listeners are not a conflict.
+        let held = BTreeSet::from([(Proto::Tcp, tport), (Proto::Udp, uport)]);
+        let both = [redirect(Proto::Tcp, tport), redirect(Proto::Udp, uport)];
+        ensure_host_ports_free(&both, &held).unwrap();
+
+        // Released ports are free again.
+        drop((tcp, udp));
+        ensure_host_ports_free(&both, &none).unwrap();
+    }
 }

@@ -2,7 +2,6 @@
 //! resolver's records, sent as one script ([`VmRuntime::apply_pairing`]) that touches
 //! nothing else.
 
-use jrun_core::config::{Config, Jail};
 use jrun_core::net::{DnsRecords, JailFirewall};
 use jrun_core::plan::{self, Options, Plan, Probe};
 use jrun_core::runtime::RuntimeError;
@@ -26,27 +25,7 @@ pub fn pairing_plan(
     firewalls: &[JailFirewall],
     records: &DnsRecords,
 ) -> Result<Plan, RuntimeError> {
-    let jails = state
-        .jails
-        .values()
-        .map(|j| Jail {
-            name: j.name.clone(),
-            release: j.release.clone(),
-            // No static address: the planner keeps the recorded one.
-            ip: None,
-            base: j.base.clone(),
-            depends: j.depends.clone(),
-            mounts: j.mounts.clone(),
-            forwards: j.forwards.clone(),
-            execs: j.execs.clone(),
-            setup: j.setup.clone(),
-        })
-        .collect();
-    let config = Config {
-        path: "state.json".into(),
-        base: state.base.clone(),
-        jails,
-    };
+    let config = state.as_config("state.json");
     let options = Options {
         ssh_port,
         ..Options::default()

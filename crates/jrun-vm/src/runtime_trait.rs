@@ -7,14 +7,15 @@
 //! so; `jrun up` calls [`VmRuntime::up`] for this runtime.
 
 use std::collections::BTreeSet;
-use std::net::{Ipv4Addr, TcpListener, UdpSocket};
+use std::net::Ipv4Addr;
 use std::process::Command;
 use std::time::UNIX_EPOCH;
 
 use jrun_core::config::{JailName, Proto};
 use jrun_core::net::{in_subnet, DnsRecords, Redirect};
 use jrun_core::runtime::{
-    InstanceStatus, JailNetwork, JailObserved, Runtime, RuntimeError, StartOutcome, Step,
+    ensure_host_ports_free, InstanceStatus, JailNetwork, JailObserved, Runtime, RuntimeError,
+    StartOutcome, Step,
 };
 use jrun_core::settings::RuntimeKind;
 use jrun_core::state::{State, StateStore};
@@ -222,31 +223,16 @@ impl Runtime for VmRuntime {
     }
 
     fn check_host_ports(&self, redirects: &[Redirect]) -> Result<(), RuntimeError> {
-        let held: Vec<HostFwd> = self
+        let held: BTreeSet<(Proto, u16)> = self
             .wiring()
             .ok()
             .flatten()
             .map(|w| w.hostfwds)
-            .unwrap_or_default();
-        for r in redirects {
-            if held
-                .iter()
-                .any(|f| f.proto == r.proto && f.host_port == r.host_port)
-            {
-                continue;
-            }
-            let free = match r.proto {
-                Proto::Tcp => TcpListener::bind((Ipv4Addr::LOCALHOST, r.host_port)).is_ok(),
-                Proto::Udp => UdpSocket::bind((Ipv4Addr::LOCALHOST, r.host_port)).is_ok(),
-            };
-            if !free {
-                return Err(RuntimeError::PortBusy {
-                    proto: r.proto.to_string(),
-                    port: r.host_port,
-                });
-            }
-        }
-        Ok(())
+            .unwrap_or_default()
+            .iter()
+            .map(|f| (f.proto, f.host_port))
+            .collect();
+        ensure_host_ports_free(redirects, &held)
     }
 
     fn deploy_jail(
@@ -326,6 +312,7 @@ mod tests {
     use super::*;
     use jrun_core::config::{Forward, Mount};
     use jrun_core::state::JailState;
+    use std::net::TcpListener;
 
     fn runtime(home: &std::path::Path) -> VmRuntime {
         let vars = [("JRUN_HOME".to_string(), home.display().to_string())]

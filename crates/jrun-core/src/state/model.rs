@@ -2,12 +2,13 @@
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 
 use jrun_mesh::{DnsLabel, PairCode, YggAddress};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{
-    Base, BaseForward, BaseMount, Exec, Forward, Jail, JailName, Mount, SetupStep,
+    Base, BaseForward, BaseMount, Config, Exec, Forward, Jail, JailName, Mount, SetupStep,
 };
 use crate::net::Redirect;
 
@@ -141,6 +142,22 @@ impl JailState {
             deployed,
         }
     }
+
+    /// The jail as a config declares it. It carries no static address: planned against
+    /// the state it came from, the jail keeps its recorded one.
+    pub fn as_jail(&self) -> Jail {
+        Jail {
+            name: self.name.clone(),
+            release: self.release.clone(),
+            ip: None,
+            base: self.base.clone(),
+            depends: self.depends.clone(),
+            mounts: self.mounts.clone(),
+            forwards: self.forwards.clone(),
+            execs: self.execs.clone(),
+            setup: self.setup.clone(),
+        }
+    }
 }
 
 impl State {
@@ -151,10 +168,78 @@ impl State {
             .flat_map(|p| p.jails.iter().map(|j| j.ygg_address))
     }
 
+    /// The recorded base and jails as a config (named `path` in messages): planning it
+    /// against this state keeps everything as it is, which is where `down` (drop some
+    /// jails first) and pairing changes (swap firewalls and records) start from.
+    pub fn as_config(&self, path: impl Into<PathBuf>) -> Config {
+        Config {
+            path: path.into(),
+            base: self.base.clone(),
+            jails: self.jails.values().map(JailState::as_jail).collect(),
+        }
+    }
+
     /// Every remote jail with the code it is reachable under.
     pub fn remote_jails(&self) -> impl Iterator<Item = (&PairCode, &RemoteJail)> {
         self.peers
             .values()
             .flat_map(|p| p.jails.iter().map(move |j| (&p.code, j)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Proto;
+    use crate::plan::{self, Options, Probe};
+
+    fn jail(name: &str, depends: &[&str], ip: Option<Ipv4Addr>) -> Jail {
+        Jail {
+            name: JailName::new(name).unwrap(),
+            release: Some("15.0-RELEASE".into()),
+            ip,
+            base: None,
+            depends: depends.iter().map(|d| JailName::new(*d).unwrap()).collect(),
+            mounts: Vec::new(),
+            forwards: vec![Forward {
+                name: "http".into(),
+                proto: Proto::Tcp,
+                host: 8000 + u16::from(name.len() as u8),
+                jail: 80,
+            }],
+            execs: Vec::new(),
+            setup: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn as_config_plans_the_recorded_jails_unchanged() {
+        let db_ip = Ipv4Addr::new(10, 17, 89, 40);
+        let web_ip = Ipv4Addr::new(10, 17, 89, 7);
+        let db = jail("db", &[], Some(db_ip));
+        let web = jail("web", &["db"], None);
+        let mut state = State::default();
+        for (j, ip) in [(&db, db_ip), (&web, web_ip)] {
+            let record = JailState::from_jail(j, ip, true);
+            state.jails.insert(record.name.clone(), record);
+        }
+        state.base = Some(Base::default());
+
+        let config = state.as_config("/home/me/.jrun/state.json");
+        assert_eq!(config.path, PathBuf::from("/home/me/.jrun/state.json"));
+        assert_eq!(config.base, state.base);
+        // The same jails, without static addresses (the recorded one is kept by the planner).
+        let db_unpinned = Jail { ip: None, ..db };
+        assert_eq!(config.jails, [db_unpinned, web]);
+
+        let plan = plan::plan(&config, &state, &Probe::default(), &Options::default()).unwrap();
+        assert!(plan.removals.is_empty(), "{plan:?}");
+        let ips: Vec<_> = plan
+            .jails
+            .iter()
+            .map(|j| (j.jail.name.as_str(), j.ip))
+            .collect();
+        assert_eq!(ips, [("db", db_ip), ("web", web_ip)]);
+        assert!(plan.jails.iter().all(|j| j.actions.is_empty()), "{plan:?}");
     }
 }

@@ -147,30 +147,9 @@ fn plan_without(
     names: &[JailName],
     settings: &jrun_core::settings::Settings,
 ) -> Result<jrun_core::plan::Plan, jrun_core::plan::PlanError> {
-    use jrun_core::config::{Config, Jail};
     use jrun_core::plan::{self, Options, Probe};
-    let keep = state
-        .jails
-        .values()
-        .filter(|j| !names.contains(&j.name))
-        .map(|j| Jail {
-            name: j.name.clone(),
-            release: j.release.clone(),
-            // No static address: the planner keeps the recorded one.
-            ip: None,
-            base: j.base.clone(),
-            depends: j.depends.clone(),
-            mounts: j.mounts.clone(),
-            forwards: j.forwards.clone(),
-            execs: j.execs.clone(),
-            setup: j.setup.clone(),
-        })
-        .collect();
-    let config = Config {
-        path: settings.home.join("state.json"),
-        base: state.base.clone(),
-        jails: keep,
-    };
+    let mut config = state.as_config(settings.home.join("state.json"));
+    config.jails.retain(|j| !names.contains(&j.name));
     let options = Options {
         ssh_port: settings.ssh_port,
         ..Options::default()
