@@ -14,6 +14,7 @@ pub mod names;
 pub mod nft;
 mod plumbing;
 mod probe;
+mod procgroup;
 mod runtime;
 mod setup;
 pub mod supervisor;
