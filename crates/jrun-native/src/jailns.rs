@@ -1,6 +1,8 @@
 //! Each jail's private mount namespace, and how every process of a jail enters it.
 //!
-//! The namespace is made once per jail with `unshare --mount=<file> --propagation private`,
+//! The namespace is made once per jail with `unshare --mount=<file> --propagation slave`
+//! (host mounts and unmounts reach the jail later too, so it never pins a host mount the
+//! host has since taken away; the jail's own binds stay out of the host),
 //! which keeps it alive by bind-mounting its nsfs file at `run/mntns/<jail>` (that folder is
 //! itself a private bind mount, as `unshare` requires). Inside it jrun binds the jail's
 //! resolver (`/etc/netns/<ns>/resolv.conf` on `/etc/resolv.conf`, as `ip netns exec` does)
@@ -123,13 +125,10 @@ pub fn ensure(runner: &dyn Runner, layout: &Layout, jail: &JailName) -> Result<(
     let _ = std::fs::remove_file(record_file(layout, jail));
     let f = file.to_string_lossy();
     let mnt = format!("--mount={f}");
-    run(
-        runner,
-        &["unshare", &mnt, "--propagation", "private", "true"],
-    )?;
+    run(runner, &["unshare", &mnt, "--propagation", "slave", "true"])?;
     let resolv = crate::names::Layout::etc_netns(&layout.jail_ns(jail)).join("resolv.conf");
     let r = resolv.to_string_lossy();
-    run(
+    let bound = run(
         runner,
         &[
             "nsenter",
@@ -140,7 +139,17 @@ pub fn ensure(runner: &dyn Runner, layout: &Layout, jail: &JailName) -> Result<(
             &r,
             "/etc/resolv.conf",
         ],
-    )
+    );
+    if let Err(e) = bound {
+        // A namespace without the jail's resolver must not count as made on the next try.
+        let undo = run(runner, &["umount", &f]);
+        let _ = std::fs::remove_file(&file);
+        return Err(match undo {
+            Ok(()) => e,
+            Err(u) => format!("{e}; undoing the namespace also failed: {u}"),
+        });
+    }
+    Ok(())
 }
 
 /// Fails naming the first mount (of a jail the plan changes) whose host folder is missing,
@@ -165,8 +174,10 @@ fn check_mounts(mounts: &[Mount]) -> Result<(), String> {
     Ok(())
 }
 
-/// Converges the jail's `mount`s: binds new ones, unmounts removed or changed ones. A host
-/// folder that does not exist is an error naming it (nothing is created on the host side).
+/// Converges the jail's `mount`s: binds new ones (parents first), unmounts removed or
+/// changed ones (children first). A host folder that does not exist is an error naming it
+/// (nothing is created on the host side). The record is rewritten after every step, so a
+/// failure part-way leaves it true to what is mounted.
 pub fn apply_mounts(
     runner: &dyn Runner,
     layout: &Layout,
@@ -175,25 +186,46 @@ pub fn apply_mounts(
 ) -> Result<(), String> {
     check_mounts(mounts)?;
     let record = record_file(layout, jail);
-    let old = read_record(&record);
-    let mut now: Vec<Mounted> = Vec::new();
+    let mut now = read_record(&record);
+    let save = |now: &Vec<Mounted>| {
+        let text = serde_json::to_string(now).expect("plain data serialises");
+        crate::unbound::write_atomic(&record, &text)
+            .map_err(|e| format!("cannot write {}: {e}", record.display()))
+    };
     let mnt = format!("--mount={}", mntns_file(layout, jail).display());
-    for o in old {
-        if mounts.contains(&o.mount) {
-            now.push(o);
-            continue;
-        }
+    let mut gone: Vec<Mounted> = now
+        .iter()
+        .filter(|o| !mounts.contains(&o.mount))
+        .cloned()
+        .collect();
+    gone.sort_by_key(|o| std::cmp::Reverse(depth(&o.mount.jail)));
+    for o in gone {
         let target = o.mount.jail.to_string_lossy();
         // Lazy: a service may still have files open there; it sees the jail's own folder next.
-        run(runner, &["nsenter", &mnt, "--", "umount", "-l", &target])
-            .map_err(|e| format!("mount `{}`: cannot unmount {target}: {e}", o.mount.name))?;
+        match run(runner, &["nsenter", &mnt, "--", "umount", "-l", &target]) {
+            Ok(()) => {}
+            // Already gone (unmounted by hand, or a record left by a failed run): done.
+            Err(e) if e.contains("not mounted") || e.contains("no mount point") => {}
+            Err(e) => {
+                return Err(format!(
+                    "mount `{}`: cannot unmount {target}: {e}",
+                    o.mount.name
+                ))
+            }
+        }
         remove_created(&o.created);
+        now.retain(|n| n != &o);
+        save(&now)?;
     }
-    let kept: Vec<Mount> = now.iter().map(|n| n.mount.clone()).collect();
-    for m in mounts.iter().filter(|m| !kept.contains(m)) {
+    let mut new: Vec<&Mount> = mounts
+        .iter()
+        .filter(|m| !now.iter().any(|n| &n.mount == *m))
+        .collect();
+    new.sort_by_key(|m| depth(&m.jail));
+    for m in new {
         let created = missing_ancestors(&m.jail);
         let (host, target) = (m.host.to_string_lossy(), m.jail.to_string_lossy());
-        run(
+        let made = run(
             runner,
             &["nsenter", &mnt, "--", "mkdir", "-p", "--", &target],
         )
@@ -204,16 +236,23 @@ pub fn apply_mounts(
                     "nsenter", &mnt, "--", "mount", "--bind", "--", &host, &target,
                 ],
             )
-        })
-        .map_err(|e| format!("mount `{}` ({host} on {target}): {e}", m.name))?;
+        });
+        if let Err(e) = made {
+            remove_created(&created);
+            return Err(format!("mount `{}` ({host} on {target}): {e}", m.name));
+        }
         now.push(Mounted {
             mount: m.clone(),
             created,
         });
+        save(&now)?;
     }
-    let text = serde_json::to_string(&now).expect("plain data serialises");
-    crate::unbound::write_atomic(&record, &text)
-        .map_err(|e| format!("cannot write {}: {e}", record.display()))
+    save(&now)
+}
+
+/// How many components `path` has (a parent sorts before its children).
+fn depth(path: &Path) -> usize {
+    path.components().count()
 }
 
 fn read_record(path: &Path) -> Vec<Mounted> {
@@ -372,5 +411,101 @@ mod tests {
             "{err}"
         );
         assert!(runner.calls().is_empty());
+    }
+
+    fn mount(name: &str, host: &Path, jail: &Path) -> Mount {
+        Mount {
+            name: name.into(),
+            host: host.to_path_buf(),
+            jail: jail.to_path_buf(),
+        }
+    }
+
+    #[test]
+    fn a_failure_part_way_keeps_the_record_of_what_was_mounted_parents_first() {
+        let home = tempfile::tempdir().unwrap();
+        let layout = Layout::new(home.path());
+        std::fs::create_dir_all(mntns_dir(&layout)).unwrap();
+        let jail = JailName::new("web").unwrap();
+        let host = home.path();
+        let top = home.path().join("j/a");
+        let child = home.path().join("j/a/b");
+        let other = home.path().join("j/y/x/w");
+        let runner = RecordingRunner::new();
+        let mnt = format!("--mount={}", mntns_file(&layout, &jail).display());
+        let z = other.to_string_lossy().to_string();
+        runner.fail(
+            &[
+                "nsenter",
+                &mnt,
+                "--",
+                "mount",
+                "--bind",
+                "--",
+                &host.to_string_lossy(),
+                &z,
+            ],
+            "boom",
+        );
+        let mounts = [
+            mount("child", host, &child),
+            mount("top", host, &top),
+            mount("other", host, &other),
+        ];
+        let err = apply_mounts(&runner, &layout, &jail, &mounts).unwrap_err();
+        assert!(err.contains("mount `other`"), "{err}");
+        let binds: Vec<String> = runner
+            .calls()
+            .into_iter()
+            .filter(|c| c.contains(&"--bind".to_string()))
+            .map(|c| c.last().unwrap().clone())
+            .collect();
+        assert_eq!(binds[..2], [top.to_string_lossy(), child.to_string_lossy()]);
+        let recorded: Vec<String> = read_record(&record_file(&layout, &jail))
+            .into_iter()
+            .map(|m| m.mount.name)
+            .collect();
+        assert_eq!(recorded, ["top", "child"]);
+
+        // Removing both: children unmount first; one already gone by hand counts as done.
+        let runner = RecordingRunner::new();
+        let t = top.to_string_lossy().to_string();
+        runner.fail(
+            &["nsenter", &mnt, "--", "umount", "-l", &t],
+            "umount: not mounted.",
+        );
+        apply_mounts(&runner, &layout, &jail, &[]).unwrap();
+        let unmounts: Vec<String> = runner
+            .calls()
+            .into_iter()
+            .map(|c| c.last().unwrap().clone())
+            .collect();
+        assert_eq!(unmounts, [child.to_string_lossy(), top.to_string_lossy()]);
+        assert!(read_record(&record_file(&layout, &jail)).is_empty());
+    }
+
+    #[test]
+    fn a_resolver_bind_that_fails_undoes_the_namespace() {
+        let home = tempfile::tempdir().unwrap();
+        let layout = Layout::new(home.path());
+        let jail = JailName::new("web").unwrap();
+        let runner = RecordingRunner::new();
+        let mnt = format!("--mount={}", mntns_file(&layout, &jail).display());
+        runner.fail(&["nsenter", &mnt, "--", "mount"], "no resolv.conf");
+        let err = ensure(&runner, &layout, &jail).unwrap_err();
+        assert!(err.contains("no resolv.conf"), "{err}");
+        let calls = runner.calls();
+        assert!(calls
+            .iter()
+            .any(|c| c[..2] == ["unshare".to_string(), mnt.clone()]
+                && c.contains(&"slave".to_string())));
+        assert_eq!(
+            calls.last().unwrap(),
+            &[
+                "umount".to_string(),
+                mntns_file(&layout, &jail).display().to_string()
+            ]
+        );
+        assert!(!mntns_file(&layout, &jail).exists());
     }
 }

@@ -508,3 +508,95 @@ fn an_idle_control_client_does_not_freeze_the_supervisor() {
     });
     assert_eq!(back["restarts"], 1, "{back}");
 }
+
+#[test]
+fn a_setup_step_that_backgrounds_a_process_ends_and_leaves_nothing_behind() {
+    let j = Jrun::new();
+    folder(
+        j.home(),
+        "steps",
+        &[("bg.sh", "sleep 97531 &\necho left a sleep behind\n")],
+    );
+    let cfg = j.inst.config(
+        r#"jail "bg" {
+  setup { bg { type = "shell"; file = "steps/bg.sh"; } }
+}
+"#,
+    );
+    let mut up = j
+        .inst
+        .command(&["up", cfg.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = up.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = up.kill();
+            let _ = up.wait();
+            panic!("`jrun up` still waits on the step's background process");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success());
+    assert!(processes_mentioning("sleep 97531").is_empty());
+}
+
+/// A shared bind mount of `dir` on itself (this host may mount `/` private, and only a
+/// shared mount propagates), undone on drop.
+struct SharedMount(PathBuf);
+
+impl SharedMount {
+    fn new(dir: &Path) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let d = dir.to_str().unwrap();
+        let guard = SharedMount(dir.to_path_buf());
+        for args in [["--bind", d, d].as_slice(), &["--make-shared", d]] {
+            assert!(std::process::Command::new("mount")
+                .args(args)
+                .status()
+                .unwrap()
+                .success());
+        }
+        guard
+    }
+}
+
+impl Drop for SharedMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .args(["-R", "-l", self.0.to_str().unwrap()])
+            .status();
+    }
+}
+
+#[test]
+fn a_host_unmount_reaches_a_jail_created_while_it_was_mounted() {
+    let j = Jrun::new();
+    let shared = SharedMount::new(&j.home().join("shared"));
+    let inner = shared.0.join("inner");
+    std::fs::create_dir_all(&inner).unwrap();
+    let i = inner.to_str().unwrap();
+    assert!(std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "jrun-e2e-tmpfs", i])
+        .status()
+        .unwrap()
+        .success());
+    let cfg = j.inst.config("jail \"m\" {}\n");
+    j.inst.up(&cfg);
+    let mountinfo = || j.inst.in_jail("m", &["cat", "/proc/self/mountinfo"]).1;
+    assert!(mountinfo().contains(i), "the jail sees the host's mount");
+    assert!(std::process::Command::new("umount")
+        .arg(i)
+        .status()
+        .unwrap()
+        .success());
+    assert!(
+        !mountinfo().contains(i),
+        "the host's unmount reached the jail"
+    );
+}
