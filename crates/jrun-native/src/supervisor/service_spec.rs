@@ -86,15 +86,34 @@ impl ServiceSet {
         }
     }
 
-    /// Writes the file atomically.
+    /// Writes the file atomically, readable by root only (it holds every exec's env, which may hold secrets).
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
         let text = serde_json::to_string_pretty(self).expect("plain data serialises");
-        crate::unbound::write_atomic(path, &text)
+        jrun_core::fs::write_atomic(path, text.as_bytes(), 0o600)
     }
 
     /// Replaces every service of `jail` with `services`.
     pub fn replace_jail(&mut self, jail: &str, services: Vec<ServiceSpec>) {
         self.services.retain(|s| s.jail != jail);
         self.services.extend(services);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_service_and_supervision_files_are_readable_by_root_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = ServiceSet::path(dir.path());
+        ServiceSet::default().write(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let sup = dir.path().join("supervision.json");
+        super::super::spec::Supervision::default().write(&sup).unwrap();
+        let mode = std::fs::metadata(&sup).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 }

@@ -54,10 +54,10 @@ impl Supervision {
         }
     }
 
-    /// Writes the file atomically.
+    /// Writes the file atomically, readable by root only (it holds child argv and env).
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
         let text = serde_json::to_string_pretty(self).expect("plain data serialises");
-        crate::unbound::write_atomic(path, &text)
+        jrun_core::fs::write_atomic(path, text.as_bytes(), 0o600)
     }
 
     /// Replaces the child named `spec.name` (or adds it).
