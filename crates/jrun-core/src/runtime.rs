@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{JailName, Proto};
 use crate::net::{DnsRecords, JailFirewall, Redirect};
 use crate::settings::RuntimeKind;
+use crate::state::State;
 
 /// Everything a runtime needs to bring one jail's network to life.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,6 +167,19 @@ pub trait Runtime {
         firewalls: &[JailFirewall],
         records: &DnsRecords,
     ) -> Result<(), RuntimeError>;
+    /// [`Runtime::apply_mesh`] for the sets and records derived from `state`, which may be
+    /// newer than `state.json` (a caller holding the lock and not yet saved). A runtime
+    /// that re-renders the recorded jails to apply a pairing (the vm runtime) renders them
+    /// from `state`; the default ignores it.
+    fn apply_mesh_from(
+        &self,
+        state: &State,
+        firewalls: &[JailFirewall],
+        records: &DnsRecords,
+    ) -> Result<(), RuntimeError> {
+        let _ = state;
+        self.apply_mesh(firewalls, records)
+    }
     /// Replaces the whole set of host forwards.
     fn set_forwards(&self, redirects: &[Redirect]) -> Result<(), RuntimeError>;
     /// The jails whose network exists on the machine right now (one cheap look).

@@ -5,7 +5,7 @@
 use jrun_core::net::{DnsRecords, JailFirewall};
 use jrun_core::plan::{self, Options, Plan, Probe};
 use jrun_core::runtime::RuntimeError;
-use jrun_core::state::{State, StateStore};
+use jrun_core::state::State;
 use jrun_mesh::KeyStore;
 
 use crate::runtime::VmRuntime;
@@ -41,9 +41,11 @@ pub fn pairing_plan(
     Ok(plan)
 }
 
-/// Applies the sets and records in the running guest.
+/// Applies the sets and records in the running guest, rendering the jails recorded in
+/// `state` (the caller's, which may not be saved yet: never re-read from disk here).
 pub fn apply(
     vm: &VmRuntime,
+    state: &State,
     firewalls: &[JailFirewall],
     records: &DnsRecords,
 ) -> Result<(), RuntimeError> {
@@ -51,10 +53,7 @@ pub fn apply(
         return Err(RuntimeError::NotRunning);
     }
     let home = &vm.settings().home;
-    let state = StateStore::new(home)
-        .read()
-        .map_err(|e| other("reading jrun's state", e))?;
-    let plan = pairing_plan(&state, vm.settings().ssh_port, firewalls, records)?;
+    let plan = pairing_plan(state, vm.settings().ssh_port, firewalls, records)?;
     let remote = vm
         .executor()
         .map_err(|e| other("reaching the VM over SSH", e))?;

@@ -256,7 +256,16 @@ impl Runtime for VmRuntime {
         firewalls: &[jrun_core::net::JailFirewall],
         records: &DnsRecords,
     ) -> Result<(), RuntimeError> {
-        crate::mesh_apply::apply(self, firewalls, records)
+        crate::mesh_apply::apply(self, &self.home_state()?, firewalls, records)
+    }
+
+    fn apply_mesh_from(
+        &self,
+        state: &State,
+        firewalls: &[jrun_core::net::JailFirewall],
+        records: &DnsRecords,
+    ) -> Result<(), RuntimeError> {
+        crate::mesh_apply::apply(self, state, firewalls, records)
     }
 
     fn set_forwards(&self, redirects: &[Redirect]) -> Result<(), RuntimeError> {

@@ -175,9 +175,9 @@ pub fn mesh_wiring(state: &State) -> (Vec<JailFirewall>, DnsRecords) {
 /// `before`'s wiring is put back (best effort) and the first error returned.
 pub fn apply(rt: &dyn Runtime, before: &State, after: &State) -> Result<(), RuntimeError> {
     let (firewalls, records) = mesh_wiring(after);
-    if let Err(e) = rt.apply_mesh(&firewalls, &records) {
+    if let Err(e) = rt.apply_mesh_from(after, &firewalls, &records) {
         let (old_fw, old_records) = mesh_wiring(before);
-        if let Err(undo) = rt.apply_mesh(&old_fw, &old_records) {
+        if let Err(undo) = rt.apply_mesh_from(before, &old_fw, &old_records) {
             tracing::warn!("could not restore the previous mesh wiring: {undo}");
         }
         return Err(e);

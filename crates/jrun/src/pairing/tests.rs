@@ -174,11 +174,12 @@ fn dropping_one_pairing_leaves_the_other() {
     assert_eq!(names, ["x.1-apple-berry-cloud.jrun"]);
 }
 
-/// A runtime that records each `apply_mesh` and fails the first one when told to; every
-/// other primitive is refused (pairing must not use them).
+/// A runtime that records each `apply_mesh` (and the state it was given) and fails the
+/// first one when told to; every other primitive is refused (pairing must not use them).
 struct MeshOnly {
     fail_first: bool,
     calls: std::cell::RefCell<Vec<(Vec<JailFirewall>, DnsRecords)>>,
+    states: std::cell::RefCell<Vec<State>>,
 }
 
 impl MeshOnly {
@@ -186,6 +187,7 @@ impl MeshOnly {
         MeshOnly {
             fail_first,
             calls: Default::default(),
+            states: Default::default(),
         }
     }
 }
@@ -241,6 +243,15 @@ impl Runtime for MeshOnly {
         }
         Ok(())
     }
+    fn apply_mesh_from(
+        &self,
+        state: &State,
+        fw: &[JailFirewall],
+        records: &DnsRecords,
+    ) -> Result<(), RuntimeError> {
+        self.states.borrow_mut().push(state.clone());
+        self.apply_mesh(fw, records)
+    }
     fn set_forwards(&self, _: &[jrun_core::net::Redirect]) -> Result<(), RuntimeError> {
         refused()
     }
@@ -282,6 +293,8 @@ fn apply_sends_the_whole_new_wiring_once() {
     let calls = rt.calls.borrow();
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0], mesh_wiring(&after));
+    // The vm runtime renders the jails from the state it is handed (unsaved `after`).
+    assert_eq!(*rt.states.borrow(), [after]);
 }
 
 #[test]
@@ -295,4 +308,5 @@ fn a_failed_apply_puts_the_previous_wiring_back() {
     assert_eq!(calls[0], mesh_wiring(&after));
     assert_eq!(calls[1], mesh_wiring(&before));
     assert!(calls[1].0.iter().all(|fw| fw.mesh_peers.is_empty()));
+    assert_eq!(*rt.states.borrow(), [after, before]);
 }
