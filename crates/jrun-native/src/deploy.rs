@@ -2,7 +2,7 @@
 //! the jail's partial work undone when a step fails.
 
 use jrun_core::config::JailName;
-use jrun_core::runtime::{JailNetwork, RuntimeError, Step};
+use jrun_core::runtime::{JailNetwork, Runtime, RuntimeError, Step};
 
 use crate::instance::InstanceInfo;
 use crate::runtime::NativeRuntime;
@@ -91,14 +91,48 @@ pub fn deploy_jail(
         }
         Ok(())
     })();
-    if result.is_err() && fresh {
+    match result {
         // Undo what this run created; the jail stays recorded as not deployed.
-        let _ = crate::runtime::remove_jail_quietly(rt, &jail.name);
+        Err(e) if fresh => match rt.remove_jail(&jail.name) {
+            Ok(()) => Err(e),
+            Err(undo) => Err(with_failed_rollback(e, &jail.name, &undo)),
+        },
+        other => other,
     }
-    result
+}
+
+/// `err` with the news that undoing the jail's partial work failed too (named, with why).
+pub(crate) fn with_failed_rollback(
+    err: RuntimeError,
+    jail: &JailName,
+    undo: &RuntimeError,
+) -> RuntimeError {
+    let note = format!(
+        "rolling back jail `{jail}` failed too ({undo}); `jrun up` again or `jrun down {jail}` clears what is left"
+    );
+    match err {
+        RuntimeError::Step {
+            jail,
+            step,
+            message,
+        } => RuntimeError::Step {
+            jail,
+            step,
+            message: format!("{message}; {note}"),
+        },
+        other => RuntimeError::Other {
+            what: other.to_string(),
+            message: note,
+        },
+    }
 }
 
 impl NativeRuntime {
+    /// Whether anything of the jail's network namespace is left (after a rollback).
+    pub fn jail_namespace_exists(&self, jail: &JailName) -> bool {
+        plumbing::namespace_exists(&self.layout.jail_ns(jail))
+    }
+
     /// Whether the jail's network is already built at `ip`: a deploy then only updates it,
     /// and a failure must leave it (and its services) as it was rather than remove it.
     pub fn jail_built(&self, jail: &JailName, ip: std::net::Ipv4Addr) -> bool {
@@ -116,4 +150,38 @@ fn mesh_node(rt: &NativeRuntime, jail: &JailName) -> Result<(), String> {
     }
     s.upsert_child(node.child);
     rt.write_supervision(&s).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_rollback_is_reported_with_the_jail_and_the_step() {
+        let jail = JailName::new("web").unwrap();
+        let err = RuntimeError::Step {
+            jail: jail.clone(),
+            step: Step::Firewall,
+            message: "nft said no".into(),
+        };
+        let undo = RuntimeError::Other {
+            what: "cannot delete jrun-x-web".into(),
+            message: "busy".into(),
+        };
+        let text = with_failed_rollback(err, &jail, &undo).to_string();
+        assert!(
+            text.contains("jail `web`, step firewall: nft said no"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rolling back jail `web` failed too (cannot delete jrun-x-web: busy)"),
+            "{text}"
+        );
+        let text = with_failed_rollback(RuntimeError::NotRunning, &jail, &undo).to_string();
+        assert!(text.contains("the instance is not running"), "{text}");
+        assert!(
+            text.contains("rolling back jail `web` failed too"),
+            "{text}"
+        );
+    }
 }

@@ -114,11 +114,6 @@ impl NativeRuntime {
     }
 }
 
-/// Removes a jail, ignoring the outcome (rollback of a failed deploy).
-pub(crate) fn remove_jail_quietly(rt: &NativeRuntime, jail: &JailName) -> Result<(), RuntimeError> {
-    rt.remove_jail(jail)
-}
-
 impl Runtime for NativeRuntime {
     fn kind(&self) -> RuntimeKind {
         RuntimeKind::Native

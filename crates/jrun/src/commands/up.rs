@@ -200,6 +200,9 @@ fn execute(
             // Only a jail this run builds is undone on failure; one that was already
             // running stays as it was (recorded not deployed, so the next up retries it).
             let fresh = !native.jail_built(jp.name(), jp.ip);
+            // The runtime undoes a fresh jail's failed network itself (and says so in its
+            // error when that fails too); a failed workload is undone here.
+            let mut undo_error = None;
             match rt
                 .deploy_jail(&net, &mut |j, step| {
                     progress.step(j.as_str(), step.as_str())
@@ -210,19 +213,24 @@ fn execute(
                         .deploy_workload(jp, &mut |what| progress.step(name, what))
                         .inspect_err(|_| {
                             if fresh {
-                                let _ = rt.remove_jail(jp.name());
+                                undo_error = rt.remove_jail(jp.name()).err();
                             }
                         })
                 }) {
                 Ok(()) => deployed_now.push(jp),
                 Err(e) => {
                     progress.done(name, "failed");
-                    let what = if fresh {
-                        "the jail was rolled back"
-                    } else {
-                        "the jail was left running as it was"
+                    let what = match undo_error {
+                        Some(undo) => format!(
+                            "rolling back jail `{name}` failed too ({undo}); `jrun down {name}` clears what is left, or"
+                        ),
+                        None if fresh && native.jail_namespace_exists(jp.name()) => format!(
+                            "jail `{name}` was not fully rolled back (its namespace is still there); `jrun down {name}` clears it, or"
+                        ),
+                        None if fresh => "the jail was rolled back and".to_string(),
+                        None => "the jail was left running as it was and".to_string(),
                     };
-                    error = Some(format!("{e}; {what} and the next `jrun up` retries it"));
+                    error = Some(format!("{e}; {what} the next `jrun up` retries it"));
                     break;
                 }
             }
