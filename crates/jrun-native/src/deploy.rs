@@ -145,11 +145,17 @@ fn mesh_node(rt: &NativeRuntime, jail: &JailName) -> Result<(), String> {
     let version = ygg::detect_version()?;
     let node = ygg::jail_node(&rt.layout, version, jail)?;
     let mut s = rt.read_supervision().map_err(|e| e.to_string())?;
-    if s.children.contains(&node.child) {
-        return Ok(());
-    }
+    let name = node.child.name.clone();
+    // Reloaded even when unchanged, so a node that could not start before is retried and
+    // its failure reported; others' failures are not this jail's.
     s.upsert_child(node.child);
-    rt.write_supervision(&s).map_err(|e| e.to_string())
+    let resp = rt.write_supervision(&s).map_err(|e| e.to_string())?;
+    match resp.items_error(|key| key == name) {
+        None => Ok(()),
+        Some(e) => Err(format!(
+            "the supervisor could not start its Yggdrasil node: {e}"
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use jrun_core::settings::RuntimeKind;
 
 use crate::instance::{self, InstanceInfo};
 use crate::names::Layout;
-use crate::supervisor::control::{self, Request};
+use crate::supervisor::control::{self, Request, Response};
 use crate::supervisor::spec::{ForwardSpec, Supervision};
 use crate::unbound::{self, UnboundFiles};
 use crate::{deploy, nft, plumbing, probe, ygg};
@@ -80,8 +80,10 @@ impl NativeRuntime {
         Supervision::read(&self.layout.supervision_file()).map_err(|e| other("supervisor spec", e))
     }
 
-    /// Writes the spec and has the supervisor converge to it.
-    pub(crate) fn write_supervision(&self, s: &Supervision) -> Result<(), RuntimeError> {
+    /// Writes the spec and has the supervisor converge to it. `Err` when the supervisor
+    /// cannot be asked or the reload failed as a whole; otherwise its answer, whose
+    /// per-item failures each caller filters for its own ([`Response::items_error`]).
+    pub(crate) fn write_supervision(&self, s: &Supervision) -> Result<Response, RuntimeError> {
         s.write(&self.layout.supervision_file())
             .map_err(|source| RuntimeError::Io {
                 what: "cannot write the supervisor's spec".into(),
@@ -90,14 +92,20 @@ impl NativeRuntime {
             })?;
         let resp = control::request(&self.layout.control_socket(), &Request::Reload)
             .map_err(|e| other("cannot reach the supervisor", e))?;
-        if resp.ok {
-            Ok(())
-        } else {
-            Err(other(
+        if !resp.ok && resp.failures.is_empty() {
+            return Err(other(
                 "the supervisor could not apply the change",
                 resp.error.unwrap_or_default(),
-            ))
+            ));
         }
+        Ok(resp)
+    }
+
+    /// The forwards the supervisor holds bound now (none when it does not answer).
+    fn bound_forwards(&self) -> Vec<ForwardSpec> {
+        control::request(&self.layout.control_socket(), &Request::Status)
+            .map(|r| r.forwards)
+            .unwrap_or_default()
     }
 
     /// This machine as the running instance's VM namespace reaches it (the host's side of
@@ -160,9 +168,10 @@ impl Runtime for NativeRuntime {
     }
 
     fn check_host_ports(&self, redirects: &[Redirect]) -> Result<(), RuntimeError> {
-        let held: BTreeSet<(Proto, u16)> = Supervision::read(&self.layout.supervision_file())
-            .unwrap_or_default()
-            .forwards
+        // Only a port our supervisor really holds is ours; one it is merely asked to hold
+        // (and could not bind) is as busy as any other.
+        let held: BTreeSet<(Proto, u16)> = self
+            .bound_forwards()
             .iter()
             .filter(|f| f.listen.ip().is_loopback())
             .map(|f| (f.proto, f.listen.port()))
@@ -214,6 +223,7 @@ impl Runtime for NativeRuntime {
             let dropped = self.read_supervision().and_then(|mut s| {
                 if s.children.iter().any(|c| c.name == name) {
                     s.remove_child(&name);
+                    // Others' items that fail to start are theirs to report.
                     self.write_supervision(&s)?;
                 }
                 Ok(())
@@ -255,9 +265,13 @@ impl Runtime for NativeRuntime {
                 e,
             ));
         }
-        files
-            .reload(self.runner.as_ref())
-            .map_err(|e| other("cannot reload the resolver", e))
+        if let Err(e) = files.reload(self.runner.as_ref()) {
+            // Put the old records back: the file must say what the resolver serves, or the
+            // next call sees no change and never retries the reload.
+            unbound::write_atomic(&files.records(), &old).map_err(io)?;
+            return Err(other("cannot reload the resolver", e));
+        }
+        Ok(())
     }
 
     fn apply_mesh(
@@ -290,11 +304,19 @@ impl Runtime for NativeRuntime {
             target: SocketAddrV4::new(info.link.vm, r.host_port),
             only_from: None,
         }));
-        if wanted == s.forwards {
-            return Ok(());
-        }
+        // Reloaded even when the spec is unchanged: a listener that could not bind before
+        // is retried, and its failure is reported again rather than hidden.
+        let mine: BTreeSet<String> = wanted
+            .iter()
+            .filter(|f| f.listen.ip().is_loopback())
+            .map(control::forward_key)
+            .collect();
         s.forwards = wanted;
-        self.write_supervision(&s)
+        let resp = self.write_supervision(&s)?;
+        match resp.items_error(|key| mine.contains(key)) {
+            None => Ok(()),
+            Some(e) => Err(other("the supervisor could not bind every forward", e)),
+        }
     }
 
     fn jails_present(&self) -> Result<BTreeSet<JailName>, RuntimeError> {

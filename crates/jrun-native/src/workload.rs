@@ -120,14 +120,15 @@ impl NativeRuntime {
         if let Some(max) = std::env::var(LOG_MAX_ENV).ok().and_then(|v| v.parse().ok()) {
             set.log_max_bytes = max;
         }
-        if set == before {
-            return Ok(());
+        // Reloaded even when unchanged: a reload that failed before (the supervisor was
+        // busy or gone) is retried rather than skipped as "nothing to do".
+        if set != before {
+            set.write(&path).map_err(|source| RuntimeError::Io {
+                what: "cannot write the services' spec".into(),
+                path: path.clone(),
+                source,
+            })?;
         }
-        set.write(&path).map_err(|source| RuntimeError::Io {
-            what: "cannot write the services' spec".into(),
-            path: path.clone(),
-            source,
-        })?;
         let resp = control::request(&self.layout.control_socket(), &Request::Reload)
             .map_err(|e| other("cannot reach the supervisor", e))?;
         match resp.jail_error(jail.as_str()) {

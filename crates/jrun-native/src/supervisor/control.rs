@@ -34,6 +34,9 @@ pub struct Response {
     /// What a reload could not start, item by item, so a caller looks only at its own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<Failure>,
+    /// The forwards whose listener is bound right now (a `status` answer).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forwards: Vec<super::spec::ForwardSpec>,
 }
 
 /// One item a reload could not bring up: a service (`<jail>/<exec>`), a child (its name) or
@@ -65,21 +68,32 @@ impl Response {
     /// This reload's trouble for the services of `jail` only: a failure elsewhere (another
     /// jail's service, a forward that cannot bind) is not the caller's.
     pub fn jail_error(&self, jail: &str) -> Option<String> {
+        let prefix = format!("{jail}/");
+        self.items_error(|key| key.starts_with(&prefix))
+    }
+
+    /// This reload's trouble for the items `mine` picks out by key (or the whole reload's,
+    /// when it failed as a whole).
+    pub fn items_error(&self, mine: impl Fn(&str) -> bool) -> Option<String> {
         if self.ok {
             return None;
         }
         if self.failures.is_empty() {
             return Some(self.error.clone().unwrap_or_default());
         }
-        let prefix = format!("{jail}/");
         let own: Vec<Failure> = self
             .failures
             .iter()
-            .filter(|f| f.key.starts_with(&prefix))
+            .filter(|f| mine(&f.key))
             .cloned()
             .collect();
         (!own.is_empty()).then(|| join(&own))
     }
+}
+
+/// The key a reload failure of `spec`'s listener has.
+pub fn forward_key(spec: &super::spec::ForwardSpec) -> String {
+    format!("forward {}/{}", spec.proto, spec.listen)
 }
 
 fn join(failures: &[Failure]) -> String {
@@ -196,9 +210,15 @@ mod tests {
             r.jail_error("api").as_deref(),
             Some("api/web: no such file")
         );
-        assert!(r.error.unwrap().contains("forward tcp/127.0.0.1:8080"));
+        assert!(r.error.as_deref().unwrap().contains("forward tcp/127.0.0.1:8080"));
         let clean = Response::reloaded(Ok(Vec::new()));
         assert!(clean.ok && clean.jail_error("api").is_none());
+        assert_eq!(
+            r.items_error(|k| k == "forward tcp/127.0.0.1:8080")
+                .as_deref(),
+            Some("forward tcp/127.0.0.1:8080: address in use")
+        );
+        assert_eq!(r.items_error(|k| k == "ygg-web"), None);
         let broken = Response::reloaded(Err("bad services.json".into()));
         assert_eq!(
             broken.jail_error("api").as_deref(),

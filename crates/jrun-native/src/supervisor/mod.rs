@@ -67,7 +67,7 @@ impl Supervisor {
                     self.forwards.insert(spec, f);
                 }
                 Err(e) => errors.push(Failure {
-                    key: format!("forward {}/{}", spec.proto, spec.listen),
+                    key: control::forward_key(&spec),
                     error: e.to_string(),
                 }),
             }
@@ -129,6 +129,7 @@ pub fn run(layout: &Layout) -> Result<(), String> {
                         ok: true,
                         children: sup.children.status(),
                         services: sup.services.status(),
+                        forwards: sup.forwards.keys().copied().collect(),
                         ..Default::default()
                     },
                     Ok(Request::Shutdown) => {
