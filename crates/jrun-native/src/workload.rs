@@ -23,8 +23,9 @@ pub fn service_log(layout: &Layout, jail: &JailName, exec: &str) -> std::path::P
         .join(format!("{exec}.log"))
 }
 
-/// The supervisor's spec for one exec of a deployed jail.
-pub fn service_spec(layout: &Layout, jail: &JailName, exec: &Exec) -> ServiceSpec {
+/// The supervisor's spec for one exec of a deployed jail; `deploy` names the provisioning
+/// its services belong to (a new one restarts them, after setup ran again).
+pub fn service_spec(layout: &Layout, jail: &JailName, exec: &Exec, deploy: &str) -> ServiceSpec {
     let dir = exec.dir.as_deref().unwrap_or("/");
     let sh = |script: &str| vec!["/bin/sh".to_string(), "-c".to_string(), script.to_string()];
     let mut env = setup::base_env();
@@ -41,8 +42,16 @@ pub fn service_spec(layout: &Layout, jail: &JailName, exec: &Exec) -> ServiceSpe
             timeout_ms: h.timeout.as_millis() as u64,
             retries: h.retries,
         }),
-        generation: jailns::generation(layout, jail),
+        generation: format!("{}#{deploy}", jailns::generation(layout, jail)),
     }
+}
+
+/// A deploy id not used before: the time in nanoseconds.
+fn fresh_deploy_id() -> String {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+        .to_string()
 }
 
 impl NativeRuntime {
@@ -73,13 +82,53 @@ impl NativeRuntime {
             .map_err(|message| other("setup", message))?;
         }
         progress("services");
+        // Setup ran again (rebuild or --provision): the services restart after it, even
+        // where their definition is unchanged; otherwise they keep their deploy id.
+        let deploy = if run_setup {
+            fresh_deploy_id()
+        } else {
+            self.current_deploy_id(jail)
+        };
         let services = jp
             .jail
             .execs
             .iter()
-            .map(|e| service_spec(&self.layout, jail, e))
+            .map(|e| service_spec(&self.layout, jail, e, &deploy))
             .collect();
         self.set_services(jail, services)
+    }
+
+    /// The deploy id the jail's services run under now ("0" when it has none).
+    fn current_deploy_id(&self, jail: &JailName) -> String {
+        ServiceSet::read(&self.services_file())
+            .ok()
+            .and_then(|set| {
+                set.services
+                    .iter()
+                    .find(|s| s.jail == jail.as_str())
+                    .and_then(|s| s.generation.rsplit_once('#'))
+                    .map(|(_, id)| id.to_string())
+            })
+            .unwrap_or_else(|| "0".to_string())
+    }
+
+    /// Asks the supervisor to start again the failed services of `jails` (after the user
+    /// fixed what made them fail and ran `up`). Returns the `<jail>/<exec>` keys revived.
+    pub fn revive_failed_services(&self, jails: &[JailName]) -> Result<Vec<String>, RuntimeError> {
+        let req = Request::Revive(jails.iter().map(|j| j.to_string()).collect());
+        let resp = control::request(&self.layout.control_socket(), &req)
+            .map_err(|e| other("cannot reach the supervisor", e))?;
+        if !resp.ok {
+            return Err(other(
+                "the supervisor could not restart the failed services",
+                resp.error.unwrap_or_default(),
+            ));
+        }
+        Ok(resp
+            .services
+            .into_iter()
+            .map(|s| format!("{}/{}", s.jail, s.name))
+            .collect())
     }
 
     /// Stops the jail's services and drops its mount namespace (its network is separate).
@@ -170,7 +219,8 @@ mod tests {
                 retries: 4,
             }),
         };
-        let s = service_spec(&layout, &jail, &exec);
+        let s = service_spec(&layout, &jail, &exec, "7");
+        assert!(s.generation.ends_with("#7"), "{}", s.generation);
         assert_eq!(s.key(), "api/web");
         assert_eq!(s.argv[0], "nsenter");
         assert_eq!(

@@ -600,3 +600,36 @@ fn a_host_unmount_reaches_a_jail_created_while_it_was_mounted() {
         "the host's unmount reached the jail"
     );
 }
+
+#[test]
+fn up_revives_a_failed_service_and_provision_restarts_services_after_setup() {
+    let j = Jrun::new();
+    let flag = j.home().join("ready");
+    folder(j.home(), "steps", &[("noop.sh", "echo provisioned\n")]);
+    let cfg = j.inst.config(&format!(
+        r#"jail "rv" {{
+  setup {{ noop {{ type = "shell"; file = "steps/noop.sh"; }} }}
+  exec {{ svc {{ cmd = "test -e {} || exit 3; exec sleep 86421"; }} }}
+}}
+"#,
+        flag.display()
+    ));
+    j.inst.up(&cfg);
+    let failed = j.wait_service("rv", "svc", 60, |s| s["state"] == "failed");
+    assert_eq!(failed["state"], "failed", "{failed}");
+
+    // The cause is fixed; an `up` with the same config starts it again.
+    std::fs::write(&flag, "").unwrap();
+    let out = j.inst.up(&cfg);
+    assert!(out.contains("rv/svc") && out.contains("restarted"), "{out}");
+    let running = j.wait_service("rv", "svc", 30, |s| s["state"] == "running");
+    assert_eq!(running["state"], "running", "{running}");
+    let pid = running["pid"].clone();
+
+    // --provision runs setup again, and the services restart after it.
+    j.inst.ok(&["up", cfg.to_str().unwrap(), "--provision"]);
+    let after = j.wait_service("rv", "svc", 30, |s| {
+        s["state"] == "running" && s["pid"] != pid
+    });
+    assert_ne!(after["pid"], pid, "{after}");
+}

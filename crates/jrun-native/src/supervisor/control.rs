@@ -17,6 +17,8 @@ pub enum Request {
     /// Re-read `supervision.json` and converge; answers once listeners are bound.
     Reload,
     Status,
+    /// Start again the failed services of these jails (answers with the ones revived).
+    Revive(Vec<String>),
     /// Stop every child and listener, then exit.
     Shutdown,
 }
@@ -210,7 +212,11 @@ mod tests {
             r.jail_error("api").as_deref(),
             Some("api/web: no such file")
         );
-        assert!(r.error.as_deref().unwrap().contains("forward tcp/127.0.0.1:8080"));
+        assert!(r
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("forward tcp/127.0.0.1:8080"));
         let clean = Response::reloaded(Ok(Vec::new()));
         assert!(clean.ok && clean.jail_error("api").is_none());
         assert_eq!(

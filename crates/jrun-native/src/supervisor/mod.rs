@@ -132,6 +132,11 @@ pub fn run(layout: &Layout) -> Result<(), String> {
                         forwards: sup.forwards.keys().copied().collect(),
                         ..Default::default()
                     },
+                    Ok(Request::Revive(jails)) => Response {
+                        ok: true,
+                        services: sup.services.revive_failed(&jails),
+                        ..Default::default()
+                    },
                     Ok(Request::Shutdown) => {
                         sup.shutdown();
                         control::write_response(

@@ -112,7 +112,9 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         let sup = dir.path().join("supervision.json");
-        super::super::spec::Supervision::default().write(&sup).unwrap();
+        super::super::spec::Supervision::default()
+            .write(&sup)
+            .unwrap();
         let mode = std::fs::metadata(&sup).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }

@@ -156,6 +156,28 @@ impl Services {
         }
     }
 
+    /// Starts again the failed services of `jails` with a clean slate (no exits counted);
+    /// returns their status.
+    pub fn revive_failed(&mut self, jails: &[String]) -> Vec<ServiceStatus> {
+        let max = self.log_max_bytes;
+        let mut revived = Vec::new();
+        for s in self.running.values_mut() {
+            if s.failed.is_none() || !jails.contains(&s.spec.jail) {
+                continue;
+            }
+            tracing::info!(service = %s.spec.key(), "reviving a failed service");
+            s.failed = None;
+            s.exits.clear();
+            s.backoff = MIN_BACKOFF;
+            s.restarts += 1;
+            if let Err(e) = s.spawn(max) {
+                s.failed_start(e);
+            }
+            revived.push(s.status());
+        }
+        revived
+    }
+
     pub fn status(&self) -> Vec<ServiceStatus> {
         self.running.values().map(Service::status).collect()
     }

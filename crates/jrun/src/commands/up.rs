@@ -37,6 +37,9 @@ struct Outcome {
     deployed: Vec<Deployed>,
     removed: Vec<String>,
     unchanged: Vec<String>,
+    /// Failed services (`<jail>/<exec>`) started again by this `up`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    revived: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
@@ -278,6 +281,13 @@ fn execute(
                 let mut recorded = plan.clone();
                 recorded.vm_firewall.redirects = wiring::redirects(&lock.state, ssh_port);
                 lock.state.record_vm(&recorded);
+                // `up` is how a failed service is started again once its cause is fixed
+                // (its error says so), even when nothing in the config changed.
+                let jails: Vec<JailName> = plan.jails.iter().map(|j| j.name().clone()).collect();
+                match native.revive_failed_services(&jails) {
+                    Ok(revived) => outcome.revived = revived,
+                    Err(e) => error = Some(e.to_string()),
+                }
             }
         }
         Err(e) => {
@@ -361,6 +371,9 @@ fn print_outcome(outcome: &Outcome, json: bool) {
             serde_json::to_string_pretty(outcome).expect("plain data serialises")
         );
         return;
+    }
+    for r in &outcome.revived {
+        println!("{r:<20} restarted (it had failed)");
     }
     if !outcome.changed && outcome.error.is_none() {
         println!(
