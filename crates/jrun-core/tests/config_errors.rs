@@ -24,10 +24,11 @@ fn kinds(e: &ConfigErrors) -> Vec<ErrorKind> {
     e.items().iter().map(|i| i.kind).collect()
 }
 
-/// The report as a terminal-independent text, with the checkout's path taken out.
+/// The report as a terminal-independent text, with the checkout's path taken out. Rendered
+/// wide enough that no line wraps, so where the checkout lives cannot move a line break.
 fn rendered(e: &ConfigErrors) -> String {
     let root = root().display().to_string();
-    e.render_plain(100).replace(&root, "<repo>")
+    e.render_plain(1000).replace(&root, "<repo>")
 }
 
 macro_rules! golden {
