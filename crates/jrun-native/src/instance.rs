@@ -304,11 +304,17 @@ pub fn stop(rt: &NativeRuntime) -> Vec<String> {
     let mut errors = Vec::new();
     if let Some((pid, _)) = supervisor_pid(layout) {
         let _ = control::request(&layout.control_socket(), &Request::Shutdown);
+        // Checked again before the kill: after 10 s the pid may belong to someone else.
+        let ours = || {
+            is_alive(pid)
+                && std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| is_supervisor_of(&c, &layout.home))
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline && kill(Pid::from_raw(pid), None).is_ok() && is_alive(pid) {
+        while Instant::now() < deadline && ours() {
             std::thread::sleep(Duration::from_millis(20));
         }
-        if is_alive(pid) {
+        if ours() {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
     }

@@ -74,8 +74,25 @@ struct Group {
 }
 
 impl Group {
+    /// Signals the group. Only called while the leader is unreaped, so `pgid` is still ours
+    /// (a reaped leader's pid could already name someone else's group).
     fn signal(&self, sig: Signal) {
         let _ = killpg(self.pgid, sig);
+    }
+
+    /// When the leader has exited: kills what it left in its group, then reaps it.
+    fn reap_if_exited(&mut self) -> Option<std::process::ExitStatus> {
+        if !crate::procgroup::leader_exited(&self.child) {
+            return None;
+        }
+        self.signal(Signal::SIGKILL);
+        self.child.wait().ok()
+    }
+
+    /// Kills the whole group and reaps the leader.
+    fn kill_and_reap(&mut self) {
+        self.signal(Signal::SIGKILL);
+        let _ = self.child.wait();
     }
 }
 
@@ -241,13 +258,25 @@ impl Service {
             Stdio::from(writer),
             Stdio::from(err_writer),
         )
-        .map_err(|e| format!("service {key}: cannot start {}: {e}", self.spec.argv[0]))?;
-        std::thread::Builder::new()
+        .map_err(|e| {
+            let program = self
+                .spec
+                .argv
+                .first()
+                .map_or("(empty command)", String::as_str);
+            format!("service {key}: cannot start {program}: {e}")
+        })?;
+        let mut group = group;
+        let logging = std::thread::Builder::new()
             .name(format!("log {key}"))
             // It only copies bytes: a small stack keeps 20 idle services cheap.
             .stack_size(LOG_THREAD_STACK)
-            .spawn(move || logfile::pump(reader, log))
-            .map_err(|e| format!("service {key}: cannot start its log thread: {e}"))?;
+            .spawn(move || logfile::pump(reader, log));
+        if let Err(e) = logging {
+            // Without its log reader the service would block on a full pipe: not started.
+            group.kill_and_reap();
+            return Err(format!("service {key}: cannot start its log thread: {e}"));
+        }
         tracing::info!(service = %key, pid = group.child.id(), "started");
         self.proc = Some(group);
         self.started = Instant::now();
@@ -295,9 +324,8 @@ impl Service {
             return;
         }
         if let Some(group) = self.proc.as_mut() {
-            if let Ok(Some(status)) = group.child.try_wait() {
-                // Whatever the leader left behind in its group goes with it.
-                group.signal(Signal::SIGKILL);
+            // Whatever the leader left behind in its group goes with it.
+            if let Some(status) = group.reap_if_exited() {
                 self.proc = None;
                 self.kill_check();
                 if self.stopping.take().is_some() {
@@ -325,18 +353,17 @@ impl Service {
             return;
         };
         let result = match self.check.as_mut() {
-            Some(c) => match c.group.child.try_wait() {
-                Ok(Some(st)) if st.success() => Some(Ok(())),
-                Ok(Some(st)) => Some(Err(match st.code() {
+            Some(c) => match c.group.reap_if_exited() {
+                Some(st) if st.success() => Some(Ok(())),
+                Some(st) => Some(Err(match st.code() {
                     Some(code) => format!("unhealthy (exit {code})"),
                     None => format!("unhealthy ({st})"),
                 })),
-                _ if now >= c.deadline => {
-                    c.group.signal(Signal::SIGKILL);
-                    let _ = c.group.child.wait();
+                None if now >= c.deadline => {
+                    c.group.kill_and_reap();
                     Some(Err(format!("timed out after {} ms", h.timeout_ms)))
                 }
-                _ => None,
+                None => None,
             },
             None => {
                 if now >= self.next_check {
@@ -359,8 +386,11 @@ impl Service {
         let Some(result) = result else {
             return;
         };
-        if let Some(c) = self.check.take() {
-            c.group.signal(Signal::SIGKILL);
+        // The check's group was reaped above (or is killed and reaped now).
+        if let Some(mut c) = self.check.take() {
+            if c.group.child.try_wait().ok().flatten().is_none() {
+                c.group.kill_and_reap();
+            }
         }
         match result {
             Ok(()) => {
@@ -385,8 +415,9 @@ impl Service {
 
     fn kill_check(&mut self) {
         if let Some(mut c) = self.check.take() {
-            c.group.signal(Signal::SIGKILL);
-            let _ = c.group.child.wait();
+            if c.group.child.try_wait().ok().flatten().is_none() {
+                c.group.kill_and_reap();
+            }
         }
     }
 
@@ -455,22 +486,14 @@ fn stop_groups(mut groups: Vec<Group>) {
     }
     let deadline = Instant::now() + STOP_GRACE;
     while Instant::now() < deadline {
-        groups.retain_mut(|g| match g.child.try_wait() {
-            Ok(Some(_)) => {
-                g.signal(Signal::SIGKILL);
-                false
-            }
-            Ok(None) => true,
-            Err(_) => false,
-        });
+        groups.retain_mut(|g| g.reap_if_exited().is_none());
         if groups.is_empty() {
             return;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     for mut g in groups {
-        g.signal(Signal::SIGKILL);
-        let _ = g.child.wait();
+        g.kill_and_reap();
     }
 }
 
@@ -586,5 +609,56 @@ mod tests {
             })
             .any(|(state, pgrp)| pgrp == pid && state != "Z");
         assert!(!group_left);
+    }
+
+    #[test]
+    fn an_empty_argv_is_a_failed_start_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sp = spec(dir.path(), "empty", "");
+        sp.argv.clear();
+        let mut s = Services::default();
+        let errors = s.converge(&ServiceSet {
+            services: vec![sp],
+            ..Default::default()
+        });
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].error.contains("(empty command)"),
+            "{:?}",
+            errors[0]
+        );
+        s.stop_all();
+    }
+
+    #[test]
+    fn what_an_exited_leader_left_in_its_group_is_killed_before_the_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let pids = dir.path().join("pids");
+        let script = format!("sleep 300 & echo $! >> {}; exit 0", pids.display());
+        let mut s = Services::default();
+        s.converge(&ServiceSet {
+            services: vec![spec(dir.path(), "leaver", &script)],
+            ..Default::default()
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let first: u32 = loop {
+            s.tick();
+            let text = std::fs::read_to_string(&pids).unwrap_or_default();
+            let restarted = s.status()[0].restarts >= 1;
+            if let (Some(line), true) = (text.lines().next(), restarted) {
+                break line.parse().unwrap();
+            }
+            assert!(Instant::now() < deadline, "no restart");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while alive(first) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            !alive(first),
+            "the background sleep {first} outlived its leader"
+        );
+        s.stop_all();
     }
 }
