@@ -471,11 +471,15 @@ fn a_failing_step_on_a_running_jail_leaves_it_and_its_services_running() {
     // Its name still resolves (its records and forwards are kept while it runs).
     assert_eq!(j.inst.resolve("w", "w"), j.inst.ip_of("w"));
 
-    // The next up retries and records it deployed again, still without a restart.
+    // The next up retries the provisioning and records it deployed again; setup having
+    // run to the end now, the service restarts after it (as any `--provision` does).
     std::fs::write(&gate, "").unwrap();
     j.inst.up(&cfg);
     assert_eq!(j.inst.jails()[0].1, "up");
-    assert_eq!(j.service("w", "a")["pid"], before["pid"]);
+    let after = j.wait_service("w", "a", 10, |s| {
+        s["state"] == "running" && s["pid"] != before["pid"]
+    });
+    assert_ne!(after["pid"], before["pid"], "{after}");
 }
 
 #[test]
@@ -632,4 +636,37 @@ fn up_revives_a_failed_service_and_provision_restarts_services_after_setup() {
         s["state"] == "running" && s["pid"] != pid
     });
     assert_ne!(after["pid"], pid, "{after}");
+}
+
+#[test]
+fn a_daemonising_service_is_failed_and_what_detached_goes_with_its_service() {
+    let j = Jrun::new();
+    let config = |second: &str| {
+        j.inst.config(&format!(
+            "jail \"dz\" {{\n  exec {{\n    keep {{ cmd = \"exec sleep 86430\"; }}\n    {second}\n  }}\n}}\n"
+        ))
+    };
+    j.inst.up(&config(
+        r#"detach { cmd = "setsid sleep 86431 & exec sleep 86432"; }"#,
+    ));
+    let detach = j.wait_service("dz", "detach", 30, |s| s["state"] == "running");
+    assert_eq!(detach["state"], "running", "{detach}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while processes_mentioning("sleep 86431").is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!processes_mentioning("sleep 86431").is_empty());
+
+    // The exec goes; what it detached goes with it. A service that daemonises is failed
+    // (not restarted in a loop) and what it left is killed. The other service stays.
+    j.inst.up(&config(
+        r#"daemon { cmd = "setsid sleep 86433 & sleep 0.3"; }"#,
+    ));
+    assert!(processes_mentioning("sleep 86431").is_empty());
+    assert!(processes_mentioning("sleep 86432").is_empty());
+    let daemon = j.wait_service("dz", "daemon", 30, |s| s["state"] == "failed");
+    let error = daemon["error"].as_str().unwrap_or_default();
+    assert!(error.contains("did it daemonise?"), "{daemon}");
+    assert!(processes_mentioning("sleep 86433").is_empty());
+    assert!(!processes_mentioning("sleep 86430").is_empty());
 }

@@ -6,6 +6,7 @@
 
 mod children;
 pub mod control;
+mod escaped;
 mod forward;
 pub mod logfile;
 pub mod service_spec;

@@ -12,7 +12,10 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
+use std::path::{Path, PathBuf};
+
 use super::control::Failure;
+use super::escaped;
 use super::logfile::{self, RotatingLog};
 use super::service_spec::{ServiceSet, ServiceSpec};
 
@@ -28,6 +31,8 @@ const STABLE_AFTER: Duration = Duration::from_secs(10);
 /// More than `MAX_EXITS` exits within `EXIT_WINDOW` mark the service failed (no more restarts
 /// until its definition changes or the jail is redeployed).
 const MAX_EXITS: usize = 5;
+/// A leader that exits 0 this soon, leaving processes in its jail, daemonised.
+const DAEMONISED_WITHIN: Duration = Duration::from_secs(1);
 const EXIT_WINDOW: Duration = Duration::from_secs(60);
 
 /// What a service is doing, as `jrun status` shows it.
@@ -139,13 +144,16 @@ impl Services {
             .map(|(key, _)| key.clone())
             .collect();
         let mut groups = Vec::new();
+        let mut netns = Vec::new();
         for key in stale {
             if let Some(s) = self.running.remove(&key) {
                 tracing::info!(service = %key, "stopping");
+                netns.extend(escaped::netns_of(&s.spec.argv).map(Path::to_path_buf));
                 groups.extend(s.into_groups());
             }
         }
         stop_groups(groups);
+        kill_escaped(&netns);
         let mut errors = Vec::new();
         for (key, spec) in wanted {
             if self.running.contains_key(&key) {
@@ -201,11 +209,18 @@ impl Services {
 
     /// Stops every service and waits for their groups to go.
     pub fn stop_all(&mut self) {
-        let groups = std::mem::take(&mut self.running)
-            .into_values()
-            .flat_map(Service::into_groups)
+        let running = std::mem::take(&mut self.running);
+        let netns: Vec<PathBuf> = running
+            .values()
+            .filter_map(|s| escaped::netns_of(&s.spec.argv).map(Path::to_path_buf))
             .collect();
-        stop_groups(groups);
+        stop_groups(
+            running
+                .into_values()
+                .flat_map(Service::into_groups)
+                .collect(),
+        );
+        kill_escaped(&netns);
     }
 }
 
@@ -328,6 +343,23 @@ impl Service {
             if let Some(status) = group.reap_if_exited() {
                 self.proc = None;
                 self.kill_check();
+                let left = escaped::netns_of(&self.spec.argv)
+                    .map(escaped::escaped)
+                    .unwrap_or_default();
+                if !left.is_empty() {
+                    escaped::kill(&left);
+                    tracing::warn!(service = %self.spec.key(), ?left, "killed processes that left their service's group");
+                    if status.success() && now - self.started < DAEMONISED_WITHIN {
+                        let msg = format!(
+                            "exited 0 at once, leaving processes outside its process group (pids {left:?}, now killed): did it daemonise? Services must run in the foreground (e.g. `nginx -g 'daemon off;'`); fix `cmd` and run `jrun up` again"
+                        );
+                        tracing::error!(service = %self.spec.key(), "{msg}");
+                        self.stopping = None;
+                        self.failed = Some(msg);
+                        self.restart_at = None;
+                        return;
+                    }
+                }
                 if self.stopping.take().is_some() {
                     self.restart_at = Some(now);
                 } else {
@@ -477,6 +509,18 @@ fn spawn_group(
     let child = cmd.spawn()?;
     let pgid = Pid::from_raw(child.id() as i32);
     Ok(Group { child, pgid })
+}
+
+/// Kills what escaped its service's group in each of these jails' namespaces.
+fn kill_escaped(netns: &[PathBuf]) {
+    let mut seen = std::collections::BTreeSet::new();
+    for ns in netns.iter().filter(|ns| seen.insert(*ns)) {
+        let left = escaped::escaped(ns);
+        if !left.is_empty() {
+            tracing::warn!(netns = %ns.display(), ?left, "killed processes that left their service's group");
+            escaped::kill(&left);
+        }
+    }
 }
 
 /// SIGTERM to every group, then waits (in parallel) up to the grace period, then SIGKILL.
