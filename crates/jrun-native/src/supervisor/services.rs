@@ -558,10 +558,16 @@ mod tests {
         }
     }
 
-    fn tick_for(s: &mut Services, d: Duration) {
-        let end = Instant::now() + d;
-        while Instant::now() < end {
+    /// Ticks until `pred` holds for the first service's status, or fails after a generous
+    /// deadline (no fixed wall-clock window: two busy cores must not make it flaky).
+    fn tick_until(s: &mut Services, what: &str, pred: impl Fn(&ServiceStatus) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
             s.tick();
+            if s.status().first().is_some_and(&pred) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "never {what}: {:?}", s.status());
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -582,9 +588,7 @@ mod tests {
             ..Default::default()
         };
         assert!(s.converge(&set).is_empty());
-        tick_for(&mut s, Duration::from_millis(900));
-        let st = &s.status()[0];
-        assert!(st.restarts >= 1, "{st:?}");
+        tick_until(&mut s, "restarted", |st| st.restarts >= 1);
         let log = std::fs::read_to_string(dir.path().join("web/blink.log")).unwrap();
         assert!(log.starts_with("hello /usr/bin:/bin\n"), "{log}");
         s.stop_all();
@@ -600,8 +604,9 @@ mod tests {
             services: vec![sp],
             ..Default::default()
         });
-        // 0.2 + 0.4 + 0.8 + 1.6 + 3.2 s of backoff before the sixth exit.
-        tick_for(&mut s, Duration::from_millis(6800));
+        // 0.2 + 0.4 + 0.8 + 1.6 + 3.2 s of backoff before the sixth exit, well inside the
+        // 60 s window: exactly five restarts, then no more.
+        tick_until(&mut s, "failed", |st| st.state == ServiceState::Failed);
         let st = &s.status()[0];
         assert_eq!(st.state, ServiceState::Failed, "{st:?}");
         assert_eq!(st.restarts, 5);
@@ -626,12 +631,14 @@ mod tests {
             ..Default::default()
         };
         s.converge(&set);
-        tick_for(&mut s, Duration::from_millis(400));
+        tick_until(&mut s, "healthy", |st| st.health.is_some());
         let first = s.status()[0].clone();
         assert_eq!(first.health.as_deref(), Some("healthy"));
         assert_eq!(first.restarts, 0);
         std::fs::remove_file(&flag).unwrap();
-        tick_for(&mut s, Duration::from_millis(800));
+        tick_until(&mut s, "restarted", |st| {
+            st.restarts >= 1 && st.state == ServiceState::Running
+        });
         let after = s.status()[0].clone();
         assert!(after.restarts >= 1, "{after:?}");
         assert_ne!(after.pid, first.pid);
