@@ -114,11 +114,10 @@ impl NativeRuntime {
         InstanceInfo::read(&self.layout).ok().map(|i| i.link.host)
     }
 
-    /// The supervisor's children (name, pid, restarts), for status.
-    pub fn children(&self) -> Vec<crate::supervisor::ChildStatus> {
-        control::request(&self.layout.control_socket(), &Request::Status)
-            .map(|r| r.children)
-            .unwrap_or_default()
+    /// The supervisor's children (name, pid, restarts), for status; `Err` says why it did
+    /// not answer.
+    pub fn children(&self) -> Result<Vec<crate::supervisor::ChildStatus>, String> {
+        control::request(&self.layout.control_socket(), &Request::Status).map(|r| r.children)
     }
 }
 

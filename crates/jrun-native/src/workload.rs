@@ -189,11 +189,9 @@ impl NativeRuntime {
         }
     }
 
-    /// The services' status from the supervisor (empty when it does not answer).
-    pub fn services(&self) -> Vec<crate::supervisor::ServiceStatus> {
-        control::request(&self.layout.control_socket(), &Request::Status)
-            .map(|r| r.services)
-            .unwrap_or_default()
+    /// The services' status from the supervisor; `Err` says why it did not answer.
+    pub fn services(&self) -> Result<Vec<crate::supervisor::ServiceStatus>, String> {
+        control::request(&self.layout.control_socket(), &Request::Status).map(|r| r.services)
     }
 }
 

@@ -670,3 +670,23 @@ fn a_daemonising_service_is_failed_and_what_detached_goes_with_its_service() {
     assert!(processes_mentioning("sleep 86433").is_empty());
     assert!(!processes_mentioning("sleep 86430").is_empty());
 }
+
+#[test]
+fn status_says_when_the_supervisor_does_not_answer() {
+    let j = Jrun::new();
+    let cfg = j
+        .inst
+        .config("jail \"q\" { exec { s { cmd = \"exec sleep 86440\"; } } }\n");
+    j.inst.up(&cfg);
+    assert!(j.inst.status().get("supervisor_error").is_none());
+    let socket = j.home().join("run/supervisor.sock");
+    let moved = j.home().join("run/supervisor.sock.moved");
+    std::fs::rename(&socket, &moved).unwrap();
+    let status = j.inst.status();
+    let text = j.inst.ok(&["status"]);
+    std::fs::rename(&moved, &socket).unwrap();
+    let error = status["supervisor_error"].as_str().unwrap_or_default();
+    assert!(error.contains("supervisor socket"), "{status}");
+    assert!(text.contains("supervisor: did not answer"), "{text}");
+    assert!(!j.inst.ok(&["status"]).contains("did not answer"));
+}

@@ -1,30 +1,22 @@
-//! Supervised processes: started, restarted with a backoff when they exit, stopped with
-//! SIGTERM then SIGKILL. Output goes to `logs/<name>.log`.
+//! The instance's own daemons (unbound, Yggdrasil nodes): each a [`Group`] like a service
+//! (own process group, dies with the supervisor, rotated log at `logs/<name>.log`),
+//! restarted with the same backoff when it exits, stopped with SIGTERM then SIGKILL.
 
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use serde::Serialize;
 
 use super::control::Failure;
+use super::group::{self, spawn_logged, Group, MIN_BACKOFF, STOP_GRACE};
+use super::service_spec::DEFAULT_LOG_MAX_BYTES;
 use super::spec::ChildSpec;
-
-/// How long a stopping child gets between SIGTERM and SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(3);
-/// Restart delays grow from this, doubling per quick exit, up to `MAX_BACKOFF`.
-const MIN_BACKOFF: Duration = Duration::from_millis(200);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
-/// A child that ran this long before exiting restarts without delay growth.
-const STABLE_AFTER: Duration = Duration::from_secs(10);
 
 struct Running {
     spec: ChildSpec,
-    child: Option<Child>,
+    child: Option<Group>,
     started: Instant,
     restarts: u32,
     backoff: Duration,
@@ -45,7 +37,7 @@ pub struct Children {
     running: BTreeMap<String, Running>,
     /// Children told to stop (SIGTERM), killed if still there at the deadline. Stopping
     /// does not block a reload: the caller's next step (e.g. deleting the namespace) goes on.
-    stopping: Vec<(Child, Instant)>,
+    stopping: Vec<(Group, Instant)>,
 }
 
 impl Children {
@@ -70,7 +62,7 @@ impl Children {
             .collect();
         for name in stale {
             if let Some(child) = self.running.remove(&name).and_then(|mut r| r.child.take()) {
-                let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+                child.signal(Signal::SIGTERM);
                 self.stopping.push((child, Instant::now() + STOP_GRACE));
             }
         }
@@ -103,12 +95,11 @@ impl Children {
     pub fn tick(&mut self) {
         let now = Instant::now();
         self.stopping.retain_mut(|(child, deadline)| {
-            if let Ok(Some(_)) = child.try_wait() {
+            if child.reap_if_exited().is_some() {
                 return false;
             }
             if *deadline <= now {
-                let _ = child.kill();
-                let _ = child.wait();
+                child.kill_and_reap();
                 return false;
             }
             true
@@ -117,15 +108,11 @@ impl Children {
         for name in names {
             let mut r = self.running.remove(&name).expect("name from keys");
             if let Some(child) = r.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
+                if let Some(status) = child.reap_if_exited() {
                     tracing::warn!(child = %name, %status, "child exited; restarting");
                     r.child = None;
-                    r.backoff = if r.started.elapsed() > STABLE_AFTER {
-                        MIN_BACKOFF
-                    } else {
-                        (r.backoff * 2).min(MAX_BACKOFF)
-                    };
-                    r.restart_at = Some(now + r.backoff);
+                    let delay = group::restart_delay(&mut r.backoff, r.started.elapsed());
+                    r.restart_at = Some(now + delay);
                 }
             }
             if r.child.is_none() && r.restart_at.is_some_and(|t| t <= now) {
@@ -147,7 +134,7 @@ impl Children {
             .values()
             .map(|r| ChildStatus {
                 name: r.spec.name.clone(),
-                pid: r.child.as_ref().map(|c| c.id()),
+                pid: r.child.as_ref().map(|c| c.child.id()),
                 restarts: r.restarts,
             })
             .collect()
@@ -156,62 +143,88 @@ impl Children {
     /// Stops every child.
     pub fn stop_all(&mut self) {
         // Signal everyone first so they stop in parallel, then wait for each.
-        for r in self.running.values() {
-            if let Some(c) = &r.child {
-                let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
-            }
-        }
-        for (_, mut r) in std::mem::take(&mut self.running) {
-            stop_child(&mut r);
-        }
-        for (mut child, _) in std::mem::take(&mut self.stopping) {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        let mut groups: Vec<Group> = std::mem::take(&mut self.running)
+            .into_values()
+            .filter_map(|r| r.child)
+            .collect();
+        groups.extend(
+            std::mem::take(&mut self.stopping)
+                .into_iter()
+                .map(|(g, _)| g),
+        );
+        group::stop_groups(groups);
     }
 
     fn spawn(&self, r: &mut Running) -> Result<(), String> {
-        let (program, args) = r
-            .spec
-            .argv
-            .split_first()
-            .ok_or_else(|| format!("child {}: empty argv", r.spec.name))?;
-        let log_path = self.log_dir.join(format!("{}.log", r.spec.name));
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
-        let err_log = log
-            .try_clone()
-            .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
-        let child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(err_log)
-            .spawn()
-            .map_err(|e| format!("cannot start {} ({program}): {e}", r.spec.name))?;
-        tracing::info!(child = %r.spec.name, pid = child.id(), "started");
+        let log = self.log_dir.join(format!("{}.log", r.spec.name));
+        // The supervisor's own environment: these are jrun's daemons, not a jail's processes.
+        let env: BTreeMap<String, String> = std::env::vars().collect();
+        let child = spawn_logged(&r.spec.argv, &env, &log, DEFAULT_LOG_MAX_BYTES)
+            .map_err(|e| format!("child {}: {e}", r.spec.name))?;
+        tracing::info!(child = %r.spec.name, pid = child.child.id(), "started");
         r.child = Some(child);
         r.started = Instant::now();
         Ok(())
     }
 }
 
-fn stop_child(r: &mut Running) {
-    let Some(mut child) = r.child.take() else {
-        return;
-    };
-    let pid = Pid::from_raw(child.id() as i32);
-    let _ = kill(pid, Signal::SIGTERM);
-    let deadline = Instant::now() + STOP_GRACE;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (state, pgrp) of `pid`.
+    fn stat(pid: i32) -> Option<(String, i32)> {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let f: Vec<String> = s
+            .rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        Some((f[0].clone(), f[2].parse().ok()?))
     }
-    let _ = child.kill();
-    let _ = child.wait();
+
+    #[test]
+    fn a_child_leads_its_own_group_logs_and_takes_its_group_along_when_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let pids = dir.path().join("pids");
+        let script = format!(
+            "sleep 300 & echo $! > {}; echo up; exec sleep 300",
+            pids.display()
+        );
+        let mut c = Children::new(dir.path());
+        let spec = ChildSpec {
+            name: "daemon".into(),
+            argv: vec!["/bin/sh".into(), "-c".into(), script],
+        };
+        assert!(c.converge(&[spec]).is_empty());
+        let pid = c.status()[0].pid.unwrap() as i32;
+        assert_eq!(stat(pid).unwrap().1, pid, "the child leads its own group");
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        let bg: i32 = loop {
+            if let Some(p) = std::fs::read_to_string(&pids)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+            {
+                break p;
+            }
+            assert!(Instant::now() < deadline);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let log = dir.path().join("daemon.log");
+        while std::fs::read_to_string(&log).unwrap_or_default() != "up\n" {
+            assert!(Instant::now() < deadline, "nothing logged");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        c.stop_all();
+        let gone = |p: i32| stat(p).is_none_or(|(state, _)| state == "Z");
+        while !gone(bg) {
+            assert!(
+                Instant::now() < deadline,
+                "the background sleep outlived its child"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(gone(pid));
+    }
 }

@@ -4,36 +4,24 @@
 //! many exits in a window, and restarted when its health check fails `retries` times in a row.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
-
-use std::path::{Path, PathBuf};
 
 use super::control::Failure;
 use super::escaped;
-use super::logfile::{self, RotatingLog};
+use super::group::{self, spawn_group, spawn_logged, stop_groups, Group, MIN_BACKOFF};
 use super::service_spec::{ServiceSet, ServiceSpec};
 
-/// Stack of a service's log thread.
-const LOG_THREAD_STACK: usize = 64 * 1024;
-/// Between SIGTERM to a service's group and SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(3);
-/// The first restart delay; it doubles per quick exit up to `MAX_BACKOFF`.
-const MIN_BACKOFF: Duration = Duration::from_millis(200);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
-/// A service that ran this long before exiting restarts after `MIN_BACKOFF` again.
-const STABLE_AFTER: Duration = Duration::from_secs(10);
 /// More than `MAX_EXITS` exits within `EXIT_WINDOW` mark the service failed (no more restarts
 /// until its definition changes or the jail is redeployed).
 const MAX_EXITS: usize = 5;
+const EXIT_WINDOW: Duration = Duration::from_secs(60);
 /// A leader that exits 0 this soon, leaving processes in its jail, daemonised.
 const DAEMONISED_WITHIN: Duration = Duration::from_secs(1);
-const EXIT_WINDOW: Duration = Duration::from_secs(60);
 
 /// What a service is doing, as `jrun status` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,35 +58,6 @@ pub struct ServiceStatus {
     /// Why it failed, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-}
-
-/// A process group we started: its leader and the group id (the leader's pid).
-struct Group {
-    child: Child,
-    pgid: Pid,
-}
-
-impl Group {
-    /// Signals the group. Only called while the leader is unreaped, so `pgid` is still ours
-    /// (a reaped leader's pid could already name someone else's group).
-    fn signal(&self, sig: Signal) {
-        let _ = killpg(self.pgid, sig);
-    }
-
-    /// When the leader has exited: kills what it left in its group, then reaps it.
-    fn reap_if_exited(&mut self) -> Option<std::process::ExitStatus> {
-        if !crate::procgroup::leader_exited(&self.child) {
-            return None;
-        }
-        self.signal(Signal::SIGKILL);
-        self.child.wait().ok()
-    }
-
-    /// Kills the whole group and reaps the leader.
-    fn kill_and_reap(&mut self) {
-        self.signal(Signal::SIGKILL);
-        let _ = self.child.wait();
-    }
 }
 
 struct Check {
@@ -256,42 +215,13 @@ impl Service {
 
     fn spawn(&mut self, log_max_bytes: u64) -> Result<(), String> {
         let key = self.spec.key();
-        let log = RotatingLog::open(&self.spec.log, log_max_bytes).map_err(|e| {
-            format!(
-                "service {key}: cannot open {}: {e}",
-                self.spec.log.display()
-            )
-        })?;
-        let (reader, writer) =
-            std::io::pipe().map_err(|e| format!("service {key}: cannot make a pipe: {e}"))?;
-        let err_writer = writer
-            .try_clone()
-            .map_err(|e| format!("service {key}: cannot make a pipe: {e}"))?;
-        let group = spawn_group(
+        let group = spawn_logged(
             &self.spec.argv,
             &self.spec.env,
-            Stdio::from(writer),
-            Stdio::from(err_writer),
+            &self.spec.log,
+            log_max_bytes,
         )
-        .map_err(|e| {
-            let program = self
-                .spec
-                .argv
-                .first()
-                .map_or("(empty command)", String::as_str);
-            format!("service {key}: cannot start {program}: {e}")
-        })?;
-        let mut group = group;
-        let logging = std::thread::Builder::new()
-            .name(format!("log {key}"))
-            // It only copies bytes: a small stack keeps 20 idle services cheap.
-            .stack_size(LOG_THREAD_STACK)
-            .spawn(move || logfile::pump(reader, log));
-        if let Err(e) = logging {
-            // Without its log reader the service would block on a full pipe: not started.
-            group.kill_and_reap();
-            return Err(format!("service {key}: cannot start its log thread: {e}"));
-        }
+        .map_err(|e| format!("service {key}: {e}"))?;
         tracing::info!(service = %key, pid = group.child.id(), "started");
         self.proc = Some(group);
         self.started = Instant::now();
@@ -326,12 +256,9 @@ impl Service {
             self.restart_at = None;
             return;
         }
-        if self.started.elapsed() > STABLE_AFTER {
-            self.backoff = MIN_BACKOFF;
-        }
-        tracing::warn!(service = %self.spec.key(), %why, delay_ms = self.backoff.as_millis() as u64, "restarting");
-        self.restart_at = Some(now + self.backoff);
-        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        let delay = group::restart_delay(&mut self.backoff, self.started.elapsed());
+        tracing::warn!(service = %self.spec.key(), %why, delay_ms = delay.as_millis() as u64, "restarting");
+        self.restart_at = Some(now + delay);
     }
 
     fn tick(&mut self, now: Instant, log_max_bytes: u64) {
@@ -365,7 +292,7 @@ impl Service {
                 } else {
                     self.record_exit(now, status.to_string());
                 }
-            } else if self.stopping.is_some_and(|t| now - t > STOP_GRACE) {
+            } else if self.stopping.is_some_and(|t| now - t > group::STOP_GRACE) {
                 group.signal(Signal::SIGKILL);
             }
         }
@@ -474,43 +401,6 @@ impl Service {
     }
 }
 
-/// Starts `argv` as the leader of a new process group, with exactly `env`, killed by the
-/// kernel if the supervisor dies.
-fn spawn_group(
-    argv: &[String],
-    env: &BTreeMap<String, String>,
-    stdout: Stdio,
-    stderr: Stdio,
-) -> std::io::Result<Group> {
-    let (program, args) = argv
-        .split_first()
-        .ok_or_else(|| std::io::Error::other("empty argv"))?;
-    let parent = nix::unistd::getpid();
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .env_clear()
-        .envs(env)
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr)
-        .process_group(0);
-    // SAFETY: between fork and exec this only calls prctl and getppid, both
-    // async-signal-safe, and allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
-            // The supervisor may have died before the line above: then nobody would kill us.
-            if nix::unistd::getppid() != parent {
-                return Err(std::io::Error::other("the supervisor is gone"));
-            }
-            Ok(())
-        });
-    }
-    let child = cmd.spawn()?;
-    let pgid = Pid::from_raw(child.id() as i32);
-    Ok(Group { child, pgid })
-}
-
 /// Kills what escaped its service's group in each of these jails' namespaces.
 fn kill_escaped(netns: &[PathBuf]) {
     let mut seen = std::collections::BTreeSet::new();
@@ -520,24 +410,6 @@ fn kill_escaped(netns: &[PathBuf]) {
             tracing::warn!(netns = %ns.display(), ?left, "killed processes that left their service's group");
             escaped::kill(&left);
         }
-    }
-}
-
-/// SIGTERM to every group, then waits (in parallel) up to the grace period, then SIGKILL.
-fn stop_groups(mut groups: Vec<Group>) {
-    for g in &groups {
-        g.signal(Signal::SIGTERM);
-    }
-    let deadline = Instant::now() + STOP_GRACE;
-    while Instant::now() < deadline {
-        groups.retain_mut(|g| g.reap_if_exited().is_none());
-        if groups.is_empty() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    for mut g in groups {
-        g.kill_and_reap();
     }
 }
 

@@ -46,6 +46,9 @@ struct Report {
     processes: Vec<jrun_native::supervisor::ChildStatus>,
     /// The jails' `exec` services (native runtime, instance running).
     services: Vec<ServiceRow>,
+    /// Why the supervisor did not answer (its processes and services are then unknown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    supervisor_error: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -112,6 +115,19 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         .map(|j| row(rt, j, present.contains(&j.name)))
         .collect();
     let wants_services = matches!(args.show, Some(Show::Services | Show::All));
+    let mut supervisor_error = None;
+    let processes = match &selected {
+        runtimes::Selected::Native(native) if inst.running && (wants_services || args.json) => {
+            answered(native.children(), &mut supervisor_error)
+        }
+        _ => Vec::new(),
+    };
+    let services: Vec<ServiceStatus> = match &selected {
+        runtimes::Selected::Native(native) if inst.running => {
+            answered(native.services(), &mut supervisor_error)
+        }
+        _ => Vec::new(),
+    };
     let report = Report {
         instance: Instance {
             running: inst.running,
@@ -119,28 +135,20 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             namespace: inst.detail,
         },
         jails,
-        processes: match &selected {
-            runtimes::Selected::Native(native) if inst.running && (wants_services || args.json) => {
-                native.children()
-            }
-            _ => Vec::new(),
-        },
-        services: match &selected {
-            runtimes::Selected::Native(native) if inst.running => native
-                .services()
-                .into_iter()
-                .filter(|s| only.as_ref().is_none_or(|o| o.as_str() == s.jail))
-                .map(|status| ServiceRow {
-                    log_tail: if only.is_some() {
-                        logfile::tail(&status.log, TAIL_LINES)
-                    } else {
-                        Vec::new()
-                    },
-                    status,
-                })
-                .collect(),
-            _ => Vec::new(),
-        },
+        processes,
+        services: services
+            .into_iter()
+            .filter(|s| only.as_ref().is_none_or(|o| o.as_str() == s.jail))
+            .map(|status| ServiceRow {
+                log_tail: if only.is_some() {
+                    logfile::tail(&status.log, TAIL_LINES)
+                } else {
+                    Vec::new()
+                },
+                status,
+            })
+            .collect(),
+        supervisor_error,
     };
     if args.json {
         println!(
@@ -155,6 +163,14 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The supervisor's answer, or nothing with the reason kept in `error`.
+fn answered<T>(r: Result<Vec<T>, String>, error: &mut Option<String>) -> Vec<T> {
+    r.unwrap_or_else(|e| {
+        *error = Some(e);
+        Vec::new()
+    })
 }
 
 fn row(rt: &dyn Runtime, j: &JailState, present: bool) -> JailRow {
@@ -191,6 +207,11 @@ fn render(report: &Report, mesh: bool, services: bool) -> String {
         ));
     } else {
         out.push_str("instance: not running (`jrun start` starts it)\n");
+    }
+    if let Some(e) = &report.supervisor_error {
+        out.push_str(&format!(
+            "supervisor: did not answer ({e}); services and processes unknown. `jrun stop` then `jrun start` restarts the instance\n"
+        ));
     }
     if report.jails.is_empty() {
         out.push_str("no jails (`jrun up <config>` deploys them)\n");
