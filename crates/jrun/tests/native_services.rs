@@ -690,3 +690,48 @@ fn status_says_when_the_supervisor_does_not_answer() {
     assert!(text.contains("supervisor: did not answer"), "{text}");
     assert!(!j.inst.ok(&["status"]).contains("did not answer"));
 }
+
+#[test]
+fn a_port_the_supervisor_could_not_bind_is_busy_for_up() {
+    let j = Jrun::new();
+    // Someone else holds the port; the supervisor is asked for it (as after a forward that
+    // failed to bind) and cannot take it.
+    let port = free_port();
+    let _holder = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let spec_file = j.home().join("run/supervision.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&spec_file).unwrap()).unwrap();
+    spec["forwards"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "proto": "tcp",
+            "listen": format!("127.0.0.1:{port}"),
+            "target": format!("127.0.0.1:{port}"),
+        }));
+    std::fs::write(&spec_file, spec.to_string()).unwrap();
+    let pid: i32 = std::fs::read_to_string(j.home().join("run/supervisor.pid"))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+
+    let cfg = j.inst.config(&format!(
+        "jail \"p\" {{ forward {{ web {{ host = {port}; jail = 8080; }} }} }}\n"
+    ));
+    let out = j.inst.run(&["up", cfg.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("host port tcp/{port} is already in use")),
+        "{err}"
+    );
+    assert!(j.inst.jails().is_empty(), "refused before anything changed");
+}
