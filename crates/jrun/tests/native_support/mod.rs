@@ -5,6 +5,8 @@
 //! fake DNS server on 127.0.0.1.
 #![allow(dead_code)]
 
+pub mod services;
+
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
