@@ -155,6 +155,15 @@ fn a_daemonising_service_is_failed_and_what_detached_goes_with_its_service() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(!processes_mentioning("sleep 86431").is_empty());
+    // A user's `jrun cmd` in the jail is not a detached service process: it stays.
+    let mut user = j
+        .inst
+        .command(&["cmd", "dz", "setsid", "sleep", "86434"])
+        .spawn()
+        .unwrap();
+    while processes_mentioning("sleep 86434").is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     // The exec goes; what it detached goes with it. A service that daemonises is failed
     // (not restarted in a loop) and what it left is killed. The other service stays.
@@ -168,6 +177,13 @@ fn a_daemonising_service_is_failed_and_what_detached_goes_with_its_service() {
     assert!(error.contains("did it daemonise?"), "{daemon}");
     assert!(processes_mentioning("sleep 86433").is_empty());
     assert!(!processes_mentioning("sleep 86430").is_empty());
+    let still = !processes_mentioning("sleep 86434").is_empty();
+    let _ = user.kill();
+    let _ = user.wait();
+    assert!(
+        still,
+        "a `jrun cmd` process was taken for a detached service"
+    );
 }
 
 #[test]

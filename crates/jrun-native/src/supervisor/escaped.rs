@@ -2,9 +2,9 @@
 //! daemonises (`setsid`, a double fork) leaves its real work outside the group the
 //! supervisor kills. Without a cgroup per service (cgroup v2 is not required by jrun) they
 //! are found through the jail's network namespace: a process in it whose process group is
-//! not led by one of the supervisor's children, and whose session was started inside the
-//! jail (or is gone), was started by a service and then detached. A `jrun cmd` shell is not
-//! one: its session belongs to the user's terminal on the host.
+//! not led by one of the supervisor's children, and whose first ancestor outside the jail is
+//! the supervisor or init (an orphan), was started by a service and then detached. A
+//! `jrun cmd` or setup step is not one: its ancestry leaves the jail at a jrun process.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -16,19 +16,15 @@ pub fn netns_of(argv: &[String]) -> Option<&Path> {
         .map(Path::new)
 }
 
-/// (ppid, pgid, sid) of `pid` from `/proc/<pid>/stat`; `None` when gone or a zombie.
-fn ids(pid: i32) -> Option<(i32, i32, i32)> {
+/// (ppid, pgid) of `pid` from `/proc/<pid>/stat`; `None` when gone or a zombie.
+fn ids(pid: i32) -> Option<(i32, i32)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = stat.rsplit_once(')')?.1;
     let f: Vec<&str> = rest.split_whitespace().collect();
     if f.first() == Some(&"Z") {
         return None;
     }
-    Some((
-        f.get(1)?.parse().ok()?,
-        f.get(2)?.parse().ok()?,
-        f.get(3)?.parse().ok()?,
-    ))
+    Some((f.get(1)?.parse().ok()?, f.get(2)?.parse().ok()?))
 }
 
 fn in_netns(pid: i32, ino: u64) -> bool {
@@ -49,14 +45,32 @@ pub fn escaped(netns: &Path) -> Vec<i32> {
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|&pid| pid != me && in_netns(pid, ino))
         .filter(|&pid| {
-            let Some((_, pgid, sid)) = ids(pid) else {
+            let Some((_, pgid)) = ids(pid) else {
                 return false;
             };
-            let group_is_ours = pgid == me || ids(pgid).is_some_and(|(ppid, _, _)| ppid == me);
-            let session_in_jail = sid != me && (ids(sid).is_none() || in_netns(sid, ino));
-            !group_is_ours && session_in_jail
+            let group_is_ours = pgid == me || ids(pgid).is_some_and(|(ppid, _)| ppid == me);
+            !group_is_ours && leaves_jail_at_supervisor_or_init(pid, ino, me)
         })
         .collect()
+}
+
+/// Whether the first ancestor of `pid` outside the jail is the supervisor or init.
+fn leaves_jail_at_supervisor_or_init(pid: i32, ino: u64, me: i32) -> bool {
+    let mut at = pid;
+    // Bounded: a process tree is never this deep, and /proc may change under us.
+    for _ in 0..64 {
+        let Some((ppid, _)) = ids(at) else {
+            return false;
+        };
+        if ppid == me || ppid <= 1 {
+            return true;
+        }
+        if !in_netns(ppid, ino) {
+            return false;
+        }
+        at = ppid;
+    }
+    false
 }
 
 /// SIGKILLs `pids`.
