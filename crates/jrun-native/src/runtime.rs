@@ -1,14 +1,15 @@
 //! [`NativeRuntime`]: the native implementation of [`Runtime`].
 
 use std::collections::BTreeSet;
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
 use jrun_core::config::{JailName, Proto};
 use jrun_core::exec::Runner;
 use jrun_core::net::{DnsRecords, JailFirewall, Redirect};
 use jrun_core::runtime::{
-    InstanceStatus, JailNetwork, JailObserved, Runtime, RuntimeError, StartOutcome, Step,
+    ensure_host_ports_free, InstanceStatus, JailNetwork, JailObserved, Runtime, RuntimeError,
+    StartOutcome, Step,
 };
 use jrun_core::settings::RuntimeKind;
 
@@ -175,23 +176,7 @@ impl Runtime for NativeRuntime {
             .filter(|f| f.listen.ip().is_loopback())
             .map(|f| (f.proto, f.listen.port()))
             .collect();
-        for r in redirects {
-            if held.contains(&(r.proto, r.host_port)) {
-                continue;
-            }
-            let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, r.host_port);
-            let free = match r.proto {
-                Proto::Tcp => TcpListener::bind(addr).is_ok(),
-                Proto::Udp => UdpSocket::bind(addr).is_ok(),
-            };
-            if !free {
-                return Err(RuntimeError::PortBusy {
-                    proto: r.proto.to_string(),
-                    port: r.host_port,
-                });
-            }
-        }
-        Ok(())
+        ensure_host_ports_free(redirects, &held)
     }
 
     fn deploy_jail(
