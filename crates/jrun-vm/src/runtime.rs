@@ -42,39 +42,45 @@ impl VmPaths {
             dir: home.join("vm"),
         }
     }
-    pub fn disk(&self) -> PathBuf {
-        self.dir.join("disk.raw")
-    }
-    pub fn seed(&self) -> PathBuf {
-        self.dir.join("seed.iso")
-    }
-    pub fn efivars(&self) -> PathBuf {
-        self.dir.join("efivars.fd")
-    }
-    pub fn images(&self) -> PathBuf {
-        self.dir.join("images")
-    }
-    pub fn qmp(&self) -> PathBuf {
-        self.dir.join("qmp.sock")
-    }
-    pub fn pidfile(&self) -> PathBuf {
-        self.dir.join("qemu.pid")
-    }
-    pub fn serial_log(&self) -> PathBuf {
-        self.dir.join("serial.log")
-    }
-    pub fn ssh_key(&self) -> PathBuf {
-        self.dir.join("id_ed25519")
-    }
-    pub fn known_hosts(&self) -> PathBuf {
-        self.dir.join("known_hosts")
-    }
-    pub fn ssh_control(&self) -> PathBuf {
-        self.dir.join("ssh.sock")
-    }
-    pub fn wiring(&self) -> PathBuf {
-        self.dir.join("wiring.json")
-    }
+}
+
+/// One getter per file the vm runtime keeps in [`VmPaths::dir`].
+macro_rules! vm_files {
+    ($($(#[$doc:meta])* $name:ident => $file:literal;)*) => {
+        impl VmPaths {
+            $(
+                $(#[$doc])*
+                pub fn $name(&self) -> PathBuf {
+                    self.dir.join($file)
+                }
+            )*
+        }
+    };
+}
+
+vm_files! {
+    /// The guest's disk image.
+    disk => "disk.raw";
+    /// The seed ISO given to the guest.
+    seed => "seed.iso";
+    /// The UEFI variable store.
+    efivars => "efivars.fd";
+    /// Where downloaded release images are cached.
+    images => "images";
+    /// QEMU's QMP socket.
+    qmp => "qmp.sock";
+    /// QEMU's pidfile.
+    pidfile => "qemu.pid";
+    /// The guest's serial console.
+    serial_log => "serial.log";
+    /// The SSH private key for the guest.
+    ssh_key => "id_ed25519";
+    /// SSH known_hosts for the guest.
+    known_hosts => "known_hosts";
+    /// The SSH connection-sharing (ControlPath) socket.
+    ssh_control => "ssh.sock";
+    /// What the running QEMU was given ([`Wiring`]).
+    wiring => "wiring.json";
 }
 
 /// What the running QEMU was given (or has been changed to through QMP).
