@@ -163,29 +163,31 @@ mod tests {
     use jrun_core::config::{Forward, Jail, Proto};
     use jrun_core::state::{JailState, State};
 
+    /// A deployed jail at 10.17.89.`last` forwarding host port 8000+`last` to its port 80.
+    fn jail_state(name: &str, last: u8) -> JailState {
+        let j = Jail {
+            name: JailName::new(name).unwrap(),
+            release: None,
+            ip: None,
+            base: None,
+            depends: vec![],
+            mounts: vec![],
+            forwards: vec![Forward {
+                name: "web".into(),
+                proto: Proto::Tcp,
+                host: 8000 + u16::from(last),
+                jail: 80,
+            }],
+            execs: vec![],
+            setup: vec![],
+        };
+        JailState::from_jail(&j, std::net::Ipv4Addr::new(10, 17, 89, last), true)
+    }
+
     #[test]
     fn vm_down_plans_only_the_removal() {
-        let jail = |name: &str, last: u8| {
-            let j = Jail {
-                name: JailName::new(name).unwrap(),
-                release: None,
-                ip: None,
-                base: None,
-                depends: vec![],
-                mounts: vec![],
-                forwards: vec![Forward {
-                    name: "web".into(),
-                    proto: Proto::Tcp,
-                    host: 8000 + u16::from(last),
-                    jail: 80,
-                }],
-                execs: vec![],
-                setup: vec![],
-            };
-            JailState::from_jail(&j, std::net::Ipv4Addr::new(10, 17, 89, last), true)
-        };
         let mut state = State::default();
-        for j in [jail("web", 10), jail("db", 11)] {
+        for j in [jail_state("web", 10), jail_state("db", 11)] {
             state.jails.insert(j.name.clone(), j);
         }
         let settings = jrun_core::settings::Settings::from_vars(
@@ -318,23 +320,7 @@ mod tests {
         let store = StateStore::new(dir.path());
         let mut lock = store.lock(LockWait::No).unwrap();
         for (name, last) in [("a", 10u8), ("b", 11), ("c", 12)] {
-            let j = Jail {
-                name: JailName::new(name).unwrap(),
-                release: None,
-                ip: None,
-                base: None,
-                depends: vec![],
-                mounts: vec![],
-                forwards: vec![Forward {
-                    name: "web".into(),
-                    proto: Proto::Tcp,
-                    host: 8000 + u16::from(last),
-                    jail: 80,
-                }],
-                execs: vec![],
-                setup: vec![],
-            };
-            let js = JailState::from_jail(&j, std::net::Ipv4Addr::new(10, 17, 89, last), true);
+            let js = jail_state(name, last);
             lock.state.jails.insert(js.name.clone(), js);
         }
         let rt = FailsOn {
