@@ -1,20 +1,22 @@
 //! Host port forwards: listeners on the host's 127.0.0.1 relaying TCP streams and UDP
 //! datagrams to a target inside the instance (the VM namespace's uplink address, where the
 //! VM firewall's DNAT sends them on to the jail).
+//! The UDP relay itself is in `forward_udp.rs`.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jrun_core::config::Proto;
 
+use super::forward_udp::serve_udp;
 use super::spec::ForwardSpec;
 
-const POLL: Duration = Duration::from_millis(200);
+/// How often a blocked receive or accept wakes to look at the stop flag.
+pub(super) const POLL: Duration = Duration::from_millis(200);
 
 /// What one listener may hold at once: each UDP client costs a socket and a thread, each
 /// TCP connection two threads.
@@ -44,16 +46,6 @@ impl Limits {
         }
     }
 }
-
-/// One UDP client's relay socket, when it was last heard from, and the flag that tells
-/// its reply thread to stop (set when it is evicted).
-struct UdpClient {
-    relay: Arc<UdpSocket>,
-    seen: Instant,
-    closed: Arc<AtomicBool>,
-}
-
-type UdpClients = Arc<Mutex<HashMap<SocketAddr, UdpClient>>>;
 
 /// One running listener; dropping it stops it.
 pub struct Forward {
@@ -160,158 +152,32 @@ fn pipe(mut from: TcpStream, mut to: TcpStream) {
     let _ = from.shutdown(Shutdown::Read);
 }
 
-/// Each client address gets its own connected socket towards the target, so replies find
-/// their way back; a thread per client relays the replies. At most `limits.udp_clients`
-/// at once: a new client evicts the least recently heard one.
-fn serve_udp(socket: UdpSocket, spec: ForwardSpec, limits: Limits, stop: Arc<AtomicBool>) {
-    let socket = Arc::new(socket);
-    let clients: UdpClients = Default::default();
-    let mut buf = vec![0u8; 65536];
-    while !stop.load(Ordering::SeqCst) {
-        let (n, from) = match socket.recv_from(&mut buf) {
-            Ok(x) => x,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue
-            }
-            Err(e) => {
-                tracing::warn!(listen = %spec.listen, error = %e, "udp receive failed");
-                thread::sleep(POLL);
-                continue;
-            }
-        };
-        if spec
-            .only_from
-            .is_some_and(|allowed| from.ip() != std::net::IpAddr::V4(allowed))
-        {
-            continue;
-        }
-        let relay = {
-            let mut map = clients.lock().expect("udp client map");
-            if let Some(c) = map.get_mut(&from) {
-                c.seen = Instant::now();
-                Some(c.relay.clone())
-            } else {
-                match new_udp_relay(&spec) {
-                    Ok(relay) => {
-                        while map.len() >= limits.udp_clients.max(1) {
-                            evict_oldest(&mut map);
-                        }
-                        let closed = Arc::new(AtomicBool::new(false));
-                        map.insert(
-                            from,
-                            UdpClient {
-                                relay: relay.clone(),
-                                seen: Instant::now(),
-                                closed: closed.clone(),
-                            },
-                        );
-                        let replies = UdpReplies {
-                            relay: relay.clone(),
-                            reply_to: socket.clone(),
-                            client: from,
-                            clients: clients.clone(),
-                            idle: limits.udp_idle,
-                            stop: stop.clone(),
-                            closed,
-                        };
-                        thread::spawn(move || replies.run());
-                        Some(relay)
-                    }
-                    Err(e) => {
-                        tracing::warn!(target = %spec.target, error = %e, "udp relay socket failed");
-                        None
-                    }
-                }
-            }
-        };
-        if let Some(relay) = relay {
-            let _ = relay.send(&buf[..n]);
-        }
-    }
-}
-
-/// Drops the least recently heard client; its reply thread sees the flag within `POLL`
-/// and ends, closing the socket.
-fn evict_oldest(map: &mut HashMap<SocketAddr, UdpClient>) {
-    let oldest = map
-        .iter()
-        .min_by_key(|(_, c)| c.seen)
-        .map(|(addr, _)| *addr);
-    if let Some(c) = oldest.and_then(|addr| map.remove(&addr)) {
-        c.closed.store(true, Ordering::SeqCst);
-    }
-}
-
-fn new_udp_relay(spec: &ForwardSpec) -> io::Result<Arc<UdpSocket>> {
-    let s = UdpSocket::bind("0.0.0.0:0")?;
-    s.connect(spec.target)?;
-    s.set_read_timeout(Some(POLL))?;
-    Ok(Arc::new(s))
-}
-
-/// The reply side of one UDP client.
-struct UdpReplies {
-    relay: Arc<UdpSocket>,
-    reply_to: Arc<UdpSocket>,
-    client: SocketAddr,
-    clients: UdpClients,
-    idle: Duration,
-    stop: Arc<AtomicBool>,
-    closed: Arc<AtomicBool>,
-}
-
-impl UdpReplies {
-    fn run(self) {
-        let mut buf = vec![0u8; 65536];
-        while !self.stop.load(Ordering::SeqCst) && !self.closed.load(Ordering::SeqCst) {
-            match self.relay.recv(&mut buf) {
-                Ok(n) => {
-                    let _ = self.reply_to.send_to(&buf[..n], self.client);
-                    if let Some(c) = self.own(&mut self.clients.lock().expect("udp client map")) {
-                        c.seen = Instant::now();
-                    }
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    let mut map = self.clients.lock().expect("udp client map");
-                    if self
-                        .own(&mut map)
-                        .is_some_and(|c| c.seen.elapsed() > self.idle)
-                    {
-                        map.remove(&self.client);
-                        return;
-                    }
-                }
-                // ICMP port unreachable from the target surfaces here; keep the relay.
-                Err(_) => {}
-            }
-        }
-    }
-
-    /// This client's entry, unless it was evicted (and the address perhaps taken again).
-    fn own<'m>(&self, map: &'m mut HashMap<SocketAddr, UdpClient>) -> Option<&'m mut UdpClient> {
-        map.get_mut(&self.client)
-            .filter(|c| Arc::ptr_eq(&c.closed, &self.closed))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::net::{Ipv4Addr, SocketAddrV4};
+    use std::time::Instant;
 
     fn local(port: u16) -> SocketAddrV4 {
         SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)
+    }
+
+    fn v4(addr: SocketAddr) -> SocketAddrV4 {
+        match addr {
+            SocketAddr::V4(a) => a,
+            SocketAddr::V6(_) => unreachable!("bound on 127.0.0.1"),
+        }
+    }
+
+    /// An open (not source-restricted) forward.
+    fn spec(proto: Proto, listen: SocketAddrV4, target: SocketAddrV4) -> ForwardSpec {
+        ForwardSpec {
+            proto,
+            listen,
+            target,
+            only_from: None,
+        }
     }
 
     fn free_port() -> u16 {
@@ -325,10 +191,7 @@ mod tests {
     #[test]
     fn tcp_streams_are_relayed_both_ways() {
         let target = TcpListener::bind("127.0.0.1:0").unwrap();
-        let target_addr = match target.local_addr().unwrap() {
-            SocketAddr::V4(a) => a,
-            SocketAddr::V6(_) => unreachable!(),
-        };
+        let target_addr = v4(target.local_addr().unwrap());
         thread::spawn(move || {
             let (mut c, _) = target.accept().unwrap();
             let mut buf = [0u8; 5];
@@ -336,13 +199,7 @@ mod tests {
             c.write_all(&buf.to_ascii_uppercase()).unwrap();
         });
         let listen = local(free_port());
-        let _fwd = Forward::start(ForwardSpec {
-            proto: Proto::Tcp,
-            listen,
-            target: target_addr,
-            only_from: None,
-        })
-        .unwrap();
+        let _fwd = Forward::start(spec(Proto::Tcp, listen, target_addr)).unwrap();
         let mut c = TcpStream::connect(listen).unwrap();
         c.write_all(b"hello").unwrap();
         let mut answer = String::new();
@@ -353,10 +210,7 @@ mod tests {
     #[test]
     fn udp_replies_reach_the_client_and_strangers_are_ignored() {
         let target = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let target_addr = match target.local_addr().unwrap() {
-            SocketAddr::V4(a) => a,
-            SocketAddr::V6(_) => unreachable!(),
-        };
+        let target_addr = v4(target.local_addr().unwrap());
         thread::spawn(move || loop {
             let mut buf = [0u8; 64];
             let (n, from) = target.recv_from(&mut buf).unwrap();
@@ -365,13 +219,7 @@ mod tests {
                 .unwrap();
         });
         let open = local(free_port());
-        let _open = Forward::start(ForwardSpec {
-            proto: Proto::Udp,
-            listen: open,
-            target: target_addr,
-            only_from: None,
-        })
-        .unwrap();
+        let _open = Forward::start(spec(Proto::Udp, open, target_addr)).unwrap();
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
         client
             .set_read_timeout(Some(Duration::from_secs(2)))
@@ -401,10 +249,7 @@ mod tests {
     /// A UDP target that answers each datagram with the source port it came from.
     fn port_echo() -> SocketAddrV4 {
         let target = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let addr = match target.local_addr().unwrap() {
-            SocketAddr::V4(a) => a,
-            SocketAddr::V6(_) => unreachable!(),
-        };
+        let addr = v4(target.local_addr().unwrap());
         thread::spawn(move || loop {
             let mut buf = [0u8; 64];
             let (_, from) = target.recv_from(&mut buf).unwrap();
@@ -438,12 +283,7 @@ mod tests {
     #[test]
     fn udp_clients_beyond_the_cap_evict_the_least_recently_heard() {
         let listen = local(free_port());
-        let spec = ForwardSpec {
-            proto: Proto::Udp,
-            listen,
-            target: port_echo(),
-            only_from: None,
-        };
+        let spec = spec(Proto::Udp, listen, port_echo());
         let _fwd = Forward::start_with(spec, limits(2, Duration::from_secs(60), 8)).unwrap();
         let (a, b, c) = (udp_client(), udp_client(), udp_client());
         let a1 = relay_port(&a, listen);
@@ -459,12 +299,7 @@ mod tests {
     #[test]
     fn an_idle_udp_client_loses_its_relay_socket() {
         let listen = local(free_port());
-        let spec = ForwardSpec {
-            proto: Proto::Udp,
-            listen,
-            target: port_echo(),
-            only_from: None,
-        };
+        let spec = spec(Proto::Udp, listen, port_echo());
         let _fwd = Forward::start_with(spec, limits(8, Duration::from_millis(300), 8)).unwrap();
         let a = udp_client();
         let first = relay_port(&a, listen);
@@ -475,12 +310,7 @@ mod tests {
 
     #[test]
     fn the_resolver_relay_forgets_its_clients_sooner() {
-        let mut spec = ForwardSpec {
-            proto: Proto::Udp,
-            listen: local(53),
-            target: local(53),
-            only_from: None,
-        };
+        let mut spec = spec(Proto::Udp, local(53), local(53));
         let open = Limits::for_spec(&spec);
         spec.only_from = Some(Ipv4Addr::new(10, 17, 88, 2));
         let dns = Limits::for_spec(&spec);
@@ -492,10 +322,7 @@ mod tests {
     #[test]
     fn tcp_connections_beyond_the_cap_are_refused_until_one_ends() {
         let target = TcpListener::bind("127.0.0.1:0").unwrap();
-        let target_addr = match target.local_addr().unwrap() {
-            SocketAddr::V4(a) => a,
-            SocketAddr::V6(_) => unreachable!(),
-        };
+        let target_addr = v4(target.local_addr().unwrap());
         // Greets every connection and holds it open until the client leaves.
         thread::spawn(move || {
             for c in target.incoming() {
@@ -507,12 +334,7 @@ mod tests {
             }
         });
         let listen = local(free_port());
-        let spec = ForwardSpec {
-            proto: Proto::Tcp,
-            listen,
-            target: target_addr,
-            only_from: None,
-        };
+        let spec = spec(Proto::Tcp, listen, target_addr);
         let _fwd = Forward::start_with(spec, limits(8, Duration::from_secs(60), 2)).unwrap();
         let greeted = |c: &mut TcpStream| {
             c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
@@ -542,12 +364,7 @@ mod tests {
     fn a_busy_port_fails_at_start() {
         let squatter = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = squatter.local_addr().unwrap().port();
-        let spec = ForwardSpec {
-            proto: Proto::Tcp,
-            listen: local(port),
-            target: local(9),
-            only_from: None,
-        };
+        let spec = spec(Proto::Tcp, local(port), local(9));
         assert!(Forward::start(spec).is_err());
     }
 }

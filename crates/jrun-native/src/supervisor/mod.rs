@@ -8,6 +8,7 @@ mod children;
 pub mod control;
 mod escaped;
 mod forward;
+mod forward_udp;
 mod group;
 pub mod logfile;
 pub mod service_spec;
