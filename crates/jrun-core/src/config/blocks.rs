@@ -21,6 +21,60 @@ pub(crate) struct Dirs<'a> {
     pub home: Option<&'a Path>,
 }
 
+/// How one kind of `forward` item is written: the keys it may have and the key (with an
+/// example) naming the port it forwards to.
+pub(crate) struct ForwardShape {
+    pub keys: &'static [&'static str],
+    pub what: &'static str,
+    pub host_example: &'static str,
+    pub inner: &'static str,
+    pub inner_example: &'static str,
+}
+
+/// One `forward` item read: the protocol, the host port and where it was written, and the
+/// port it forwards to.
+pub(crate) struct ForwardItem {
+    pub name: String,
+    pub proto: Proto,
+    pub host: u16,
+    pub host_span: Span,
+    pub inner: u16,
+}
+
+/// The items of a `forward` block written as `shape`; an item with a missing or invalid
+/// value is reported and left out.
+pub(crate) fn forwards(
+    r: &mut Reader<'_>,
+    at: &str,
+    v: &Value,
+    shape: &ForwardShape,
+) -> Vec<ForwardItem> {
+    let mut out = Vec::new();
+    for (k, o) in items(r, at, "forward", v) {
+        let fat = prefixed(at, format!("forward `{}`", k.name));
+        r.known_keys(&fat, o, shape.keys, shape.what);
+        let proto = proto(r, &fat, o);
+        let host = r.required(&fat, o, "host", k.span, shape.host_example);
+        let host_span = host.map(|h| h.span);
+        let host = host.and_then(|h| r.port(&fat, "host", h));
+        let inner = r
+            .required(&fat, o, shape.inner, k.span, shape.inner_example)
+            .and_then(|v| r.port(&fat, shape.inner, v));
+        if let (Some(proto), Some(host), Some(inner), Some(host_span)) =
+            (proto, host, inner, host_span)
+        {
+            out.push(ForwardItem {
+                name: k.name.clone(),
+                proto,
+                host,
+                host_span,
+                inner,
+            });
+        }
+    }
+    out
+}
+
 /// The items of a block such as `forward { http { … } debug { … } }`: each name checked,
 /// each body an object; an item written twice is refused.
 pub(crate) fn items<'v>(

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use jrun_mesh::DnsLabel;
 use ucl::{Key, Kind, Object, Span, Value};
 
-use super::blocks::{self, Dirs};
+use super::blocks::{self, Dirs, ForwardShape};
 use super::error::{Draft, ErrorKind};
 use super::model::{Base, BaseForward, BaseMount, Config, Forward, Jail, JailName, Mount};
 use super::read::{did_you_mean, merged_from_elsewhere, prefixed, Reader};
@@ -20,8 +20,20 @@ const BASE_KEYS: &[&str] = &["setup", "mount", "forward"];
 const JAIL_KEYS: &[&str] = &[
     "release", "ip", "base", "depends", "mount", "forward", "exec", "setup",
 ];
-const FORWARD_KEYS: &[&str] = &["proto", "host", "jail"];
-const BASE_FORWARD_KEYS: &[&str] = &["proto", "host", "target"];
+const JAIL_FORWARD: ForwardShape = ForwardShape {
+    keys: &["proto", "host", "jail"],
+    what: "a jail forward",
+    host_example: "host = 8080;",
+    inner: "jail",
+    inner_example: "jail = 8080;",
+};
+const BASE_FORWARD: ForwardShape = ForwardShape {
+    keys: &["proto", "host", "target"],
+    what: "a base forward",
+    host_example: "host = 2200;",
+    inner: "target",
+    inner_example: "target = 22;",
+};
 const MOUNT_KEYS: &[&str] = &["host", "jail"];
 const BASE_MOUNT_KEYS: &[&str] = &["host", "target"];
 const JAIL_BASE_KEYS: &[&str] = &["type", "name"];
@@ -230,27 +242,14 @@ fn jail(
     }
     let mut forwards = Vec::new();
     if let Some(v) = obj.get("forward") {
-        for (k, o) in blocks::items(r, at, "forward", v) {
-            let fat = prefixed(at, format!("forward `{}`", k.name));
-            r.known_keys(&fat, o, FORWARD_KEYS, "a jail forward");
-            let proto = blocks::proto(r, &fat, o);
-            let host = r.required(&fat, o, "host", k.span, "host = 8080;");
-            let host_span = host.map(|h| h.span);
-            let host = host.and_then(|h| r.port(&fat, "host", h));
-            let port = r
-                .required(&fat, o, "jail", k.span, "jail = 8080;")
-                .and_then(|j| r.port(&fat, "jail", j));
-            if let (Some(proto), Some(host), Some(jail), Some(span)) =
-                (proto, host, port, host_span)
-            {
-                forwards.push(Forward {
-                    name: k.name.clone(),
-                    proto,
-                    host,
-                    jail,
-                });
-                js.forwards.push(span);
-            }
+        for f in blocks::forwards(r, at, v, &JAIL_FORWARD) {
+            forwards.push(Forward {
+                name: f.name,
+                proto: f.proto,
+                host: f.host,
+                jail: f.inner,
+            });
+            js.forwards.push(f.host_span);
         }
     }
     let mut mounts = Vec::new();
@@ -433,27 +432,14 @@ fn base(r: &mut Reader<'_>, dirs: &Dirs<'_>, obj: &Object, sites: &mut Sites) ->
         ..Base::default()
     };
     if let Some(v) = obj.get("forward") {
-        for (k, o) in blocks::items(r, at, "forward", v) {
-            let fat = prefixed(at, format!("forward `{}`", k.name));
-            r.known_keys(&fat, o, BASE_FORWARD_KEYS, "a base forward");
-            let proto = blocks::proto(r, &fat, o);
-            let host = r.required(&fat, o, "host", k.span, "host = 2200;");
-            let host_span = host.map(|h| h.span);
-            let host = host.and_then(|h| r.port(&fat, "host", h));
-            let target = r
-                .required(&fat, o, "target", k.span, "target = 22;")
-                .and_then(|t| r.port(&fat, "target", t));
-            if let (Some(proto), Some(host), Some(target), Some(span)) =
-                (proto, host, target, host_span)
-            {
-                out.forwards.push(BaseForward {
-                    name: k.name.clone(),
-                    proto,
-                    host,
-                    target,
-                });
-                sites.base_forwards.push(span);
-            }
+        for f in blocks::forwards(r, at, v, &BASE_FORWARD) {
+            out.forwards.push(BaseForward {
+                name: f.name,
+                proto: f.proto,
+                host: f.host,
+                target: f.inner,
+            });
+            sites.base_forwards.push(f.host_span);
         }
     }
     if let Some(v) = obj.get("mount") {
