@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -13,8 +12,11 @@ use serde::{Deserialize, Serialize};
 
 use super::control::Failure;
 use super::escaped;
-use super::group::{self, spawn_group, spawn_logged, stop_groups, Group, MIN_BACKOFF};
+use super::group::{self, spawn_logged, stop_groups, Group, MIN_BACKOFF};
 use super::service_spec::{ServiceSet, ServiceSpec};
+
+mod health;
+use health::Check;
 
 /// More than `MAX_EXITS` exits within `EXIT_WINDOW` mark the service failed (no more restarts
 /// until its definition changes or the jail is redeployed).
@@ -58,11 +60,6 @@ pub struct ServiceStatus {
     /// Why it failed, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-}
-
-struct Check {
-    group: Group,
-    deadline: Instant,
 }
 
 struct Service {
@@ -303,79 +300,6 @@ impl Service {
             self.restarts += 1;
             if let Err(e) = self.spawn(log_max_bytes) {
                 self.failed_start(e);
-            }
-        }
-    }
-
-    fn health_tick(&mut self, now: Instant) {
-        let Some(h) = self.spec.health.clone() else {
-            return;
-        };
-        let result = match self.check.as_mut() {
-            Some(c) => match c.group.reap_if_exited() {
-                Some(st) if st.success() => Some(Ok(())),
-                Some(st) => Some(Err(match st.code() {
-                    Some(code) => format!("unhealthy (exit {code})"),
-                    None => format!("unhealthy ({st})"),
-                })),
-                None if now >= c.deadline => {
-                    c.group.kill_and_reap();
-                    Some(Err(format!("timed out after {} ms", h.timeout_ms)))
-                }
-                None => None,
-            },
-            None => {
-                if now >= self.next_check {
-                    self.next_check = now + Duration::from_millis(h.interval_ms);
-                    match spawn_group(&h.argv, &self.spec.env, Stdio::null(), Stdio::null()) {
-                        Ok(group) => {
-                            self.check = Some(Check {
-                                group,
-                                deadline: now + Duration::from_millis(h.timeout_ms),
-                            });
-                            None
-                        }
-                        Err(e) => Some(Err(format!("cannot run the check: {e}"))),
-                    }
-                } else {
-                    None
-                }
-            }
-        };
-        let Some(result) = result else {
-            return;
-        };
-        // The check's group was reaped above (or is killed and reaped now).
-        if let Some(mut c) = self.check.take() {
-            if c.group.child.try_wait().ok().flatten().is_none() {
-                c.group.kill_and_reap();
-            }
-        }
-        match result {
-            Ok(()) => {
-                self.failures_in_a_row = 0;
-                self.last_health = Some("healthy".into());
-            }
-            Err(why) => {
-                self.failures_in_a_row += 1;
-                tracing::warn!(service = %self.spec.key(), %why, in_a_row = self.failures_in_a_row, "health check failed");
-                self.last_health = Some(why);
-                if self.failures_in_a_row >= h.retries.max(1) {
-                    tracing::warn!(service = %self.spec.key(), "unhealthy; restarting");
-                    if let Some(g) = &self.proc {
-                        g.signal(Signal::SIGTERM);
-                    }
-                    self.stopping = Some(now);
-                    self.failures_in_a_row = 0;
-                }
-            }
-        }
-    }
-
-    fn kill_check(&mut self) {
-        if let Some(mut c) = self.check.take() {
-            if c.group.child.try_wait().ok().flatten().is_none() {
-                c.group.kill_and_reap();
             }
         }
     }
