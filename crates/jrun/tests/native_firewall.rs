@@ -8,23 +8,6 @@ use std::time::{Duration, Instant};
 
 use native_support::{instance_id, Instance};
 
-/// The drop counter of a jail's mesh rule.
-fn dropped(ns: &str) -> u64 {
-    let out = Command::new("ip")
-        .args([
-            "netns", "exec", ns, "nft", "list", "chain", "inet", "jrun", "input",
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .find(|l| l.contains("ygg0") && l.contains("drop"))
-        .and_then(|l| l.split("packets ").nth(1))
-        .and_then(|n| n.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no drop counter in:\n{text}"))
-}
-
 #[test]
 fn mesh_interface_drops_non_peers_and_other_traffic_works() {
     let inst = Instance::new(true);
@@ -53,16 +36,16 @@ fn mesh_interface_drops_non_peers_and_other_traffic_works() {
     assert!(addrs.contains(&b_mesh), "{addrs}");
 
     // a is not in b's mesh_peers: its packets over the mesh are dropped by b's firewall.
-    let before = dropped(&b_ns);
+    let before = inst.mesh_drops("b");
     let (code, _) = inst.in_jail("a", &["ping", "-6", "-c", "2", "-W", "1", &b_mesh]);
     assert_ne!(code, 0);
     // The drop rule counted them once the mesh delivered them (allow for route setup).
     let deadline = Instant::now() + Duration::from_secs(15);
-    while dropped(&b_ns) == before && Instant::now() < deadline {
+    while inst.mesh_drops("b") == before && Instant::now() < deadline {
         let _ = inst.in_jail("a", &["ping", "-6", "-c", "1", "-W", "1", &b_mesh]);
     }
     assert!(
-        dropped(&b_ns) > before,
+        inst.mesh_drops("b") > before,
         "no mesh packet from a reached b's drop rule"
     );
 

@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use native_support::{free_port, instance_id, Instance};
+use native_support::{free_port, Instance};
 
 /// How long the mesh may take to carry a first packet between two jails.
 const CONVERGE: Duration = Duration::from_secs(40);
@@ -201,28 +201,10 @@ impl Drop for Server {
     }
 }
 
-/// The drop counter of a jail's mesh rule: packets its firewall refused.
-fn dropped(inst: &Instance, jail: &str) -> u64 {
-    let ns = format!("jrun-{}-j-{jail}", instance_id(inst.home.path()));
-    let out = Command::new("ip")
-        .args([
-            "netns", "exec", &ns, "nft", "list", "chain", "inet", "jrun", "input",
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .find(|l| l.contains("ygg0") && l.contains("drop"))
-        .and_then(|l| l.split("packets ").nth(1))
-        .and_then(|n| n.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no drop counter in:\n{text}"))
-}
-
 /// `from`'s jail cannot reach `target`, and the packets do arrive at `to`'s jail, whose
 /// firewall drops them (so the failure is the firewall, not a missing route).
 fn refused(from: (&Instance, &str), to: (&Instance, &str), target: &str) {
-    let before = dropped(to.0, to.1);
+    let before = to.0.mesh_drops(to.1);
     eventually(
         &format!("{} → {target} dropped by {}", from.1, to.1),
         || {
@@ -231,7 +213,7 @@ fn refused(from: (&Instance, &str), to: (&Instance, &str), target: &str) {
                 "{} reached {target}, which should drop it",
                 from.1
             );
-            dropped(to.0, to.1) > before
+            to.0.mesh_drops(to.1) > before
         },
     );
 }

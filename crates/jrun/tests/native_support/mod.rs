@@ -204,6 +204,24 @@ impl Instance {
     }
 
     /// The instance id, as the VM namespace names it (`jrun-<id>-vm`).
+    /// The packet counter of `jail`'s rule dropping mesh traffic from non-peers.
+    pub fn mesh_drops(&self, jail: &str) -> u64 {
+        let ns = format!("jrun-{}-j-{jail}", self.id());
+        let out = Command::new("ip")
+            .args([
+                "netns", "exec", &ns, "nft", "list", "chain", "inet", "jrun", "input",
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .find(|l| l.contains("ygg0") && l.contains("drop"))
+            .and_then(|l| l.split("packets ").nth(1))
+            .and_then(|n| n.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no drop counter in {ns}:\n{text}"))
+    }
+
     pub fn id(&self) -> String {
         let out = Command::new(env!("CARGO_BIN_EXE_jrun"))
             .args(["status", "--json"])
