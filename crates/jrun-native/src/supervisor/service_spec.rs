@@ -78,18 +78,12 @@ impl ServiceSet {
 
     /// Reads the file; a missing file is the empty set.
     pub fn read(path: &Path) -> Result<Self, String> {
-        match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| format!("{} is not valid: {e}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
-        }
+        super::spec::read_spec(path)
     }
 
     /// Writes the file atomically, readable by root only (it holds every exec's env, which may hold secrets).
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        let text = serde_json::to_string_pretty(self).expect("plain data serialises");
-        jrun_core::fs::write_atomic(path, text.as_bytes(), 0o600)
+        super::spec::write_spec(self, path)
     }
 
     /// Replaces every service of `jail` with `services`.

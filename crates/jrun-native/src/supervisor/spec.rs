@@ -5,7 +5,25 @@ use std::net::SocketAddrV4;
 use std::path::Path;
 
 use jrun_core::config::Proto;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+/// Reads a spec file the commands wrote; a missing file is the empty spec.
+pub(super) fn read_spec<T: DeserializeOwned + Default>(path: &Path) -> Result<T, String> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| format!("{} is not valid: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Writes a spec file atomically, readable by root only: specs hold argv and env, which may
+/// hold secrets.
+pub(super) fn write_spec<T: Serialize>(value: &T, path: &Path) -> std::io::Result<()> {
+    let text = serde_json::to_string_pretty(value).expect("plain data serialises");
+    jrun_core::fs::write_atomic(path, text.as_bytes(), 0o600)
+}
 
 /// The whole desired set; a reload converges to exactly this.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,18 +64,12 @@ pub struct ForwardSpec {
 impl Supervision {
     /// Reads the file; a missing file is the empty set.
     pub fn read(path: &Path) -> Result<Self, String> {
-        match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| format!("{} is not valid: {e}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
-        }
+        read_spec(path)
     }
 
     /// Writes the file atomically, readable by root only (it holds child argv and env).
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        let text = serde_json::to_string_pretty(self).expect("plain data serialises");
-        jrun_core::fs::write_atomic(path, text.as_bytes(), 0o600)
+        write_spec(self, path)
     }
 
     /// Replaces the child named `spec.name` (or adds it).
