@@ -23,7 +23,7 @@ use crate::qemu::{
     firmware, free_port_from, Accel, Arch, Boot, DisplayMode, HostFwd, Qemu, QemuSpec, VmProcess,
 };
 use crate::render::{load_setup_sources, render_all, shares, Share};
-use crate::spec::Release;
+use crate::spec::{GuestSpec, Release};
 use crate::ssh::{Progress, RemoteExec, SshExecutor, SshTarget};
 use crate::up::{
     apply, hostfwds, jail_hostfwds, restart_reason, ForwardControl, HostFwdChanges, GUEST_SSH_PORT,
@@ -442,16 +442,7 @@ impl VmRuntime {
         events: &mut dyn FnMut(VmEvent),
     ) -> Result<(), VmError> {
         let mut wiring = self.wiring()?.ok_or(VmError::NotRunning)?;
-        let mesh = if self.settings.mesh_network {
-            Some(build::mesh_from_store(
-                plan,
-                keys,
-                self.settings.relay_peer.as_deref(),
-            )?)
-        } else {
-            None
-        };
-        let spec = build::from_plan(plan, &self.settings.bsd_version, mesh, provision)?;
+        let spec = self.guest_spec(plan, keys, provision)?;
         let rendered = render_all(&spec, &load_setup_sources(&spec)?)?;
         let desired_shares = shares(&spec);
         let desired_fwds = hostfwds(plan, wiring.ssh_port);
@@ -485,15 +476,13 @@ impl VmRuntime {
         Ok(())
     }
 
-    /// After a pairing was made or dropped (state updated, `plan` recomputed): rewrites the
-    /// resolver's records and each jail's `mesh_peers` table, over one SSH connection.
-    pub fn apply_pairing(
+    /// What the guest should look like for `plan`, with the jails' mesh keys when the mesh is on.
+    fn guest_spec(
         &self,
         plan: &Plan,
         keys: &KeyStore,
-        remote: &dyn RemoteExec,
-        events: &mut dyn FnMut(VmEvent),
-    ) -> Result<(), VmError> {
+        provision: bool,
+    ) -> Result<GuestSpec, VmError> {
         let mesh = if self.settings.mesh_network {
             Some(build::mesh_from_store(
                 plan,
@@ -503,7 +492,24 @@ impl VmRuntime {
         } else {
             None
         };
-        let spec = build::from_plan(plan, &self.settings.bsd_version, mesh, false)?;
+        Ok(build::from_plan(
+            plan,
+            &self.settings.bsd_version,
+            mesh,
+            provision,
+        )?)
+    }
+
+    /// After a pairing was made or dropped (state updated, `plan` recomputed): rewrites the
+    /// resolver's records and each jail's `mesh_peers` table, over one SSH connection.
+    pub fn apply_pairing(
+        &self,
+        plan: &Plan,
+        keys: &KeyStore,
+        remote: &dyn RemoteExec,
+        events: &mut dyn FnMut(VmEvent),
+    ) -> Result<(), VmError> {
+        let spec = self.guest_spec(plan, keys, false)?;
         let files = crate::render::guest_files(&spec)?;
         let script = crate::render::pairing_script(&spec, &files);
         remote

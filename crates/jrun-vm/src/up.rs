@@ -94,6 +94,22 @@ pub trait ForwardControl {
     fn remove(&mut self, f: &HostFwd) -> Result<(), QmpError>;
 }
 
+/// Records forward changes instead of sending them to QEMU (for tests, like
+/// `jrun_core::exec::RecordingRunner`): `add <spec>` and `remove <spec>` in order.
+#[derive(Debug, Default)]
+pub struct RecordingForwards(pub Vec<String>);
+
+impl ForwardControl for RecordingForwards {
+    fn add(&mut self, f: &HostFwd) -> Result<(), QmpError> {
+        self.0.push(format!("add {f}"));
+        Ok(())
+    }
+    fn remove(&mut self, f: &HostFwd) -> Result<(), QmpError> {
+        self.0.push(format!("remove {}", f.remove_spec()));
+        Ok(())
+    }
+}
+
 impl ForwardControl for Qmp {
     fn add(&mut self, f: &HostFwd) -> Result<(), QmpError> {
         self.hostfwd_add(f)
@@ -150,19 +166,6 @@ mod tests {
         }
     }
 
-    #[derive(Default)]
-    struct Rec(Vec<String>);
-    impl ForwardControl for Rec {
-        fn add(&mut self, f: &HostFwd) -> Result<(), QmpError> {
-            self.0.push(format!("add {f}"));
-            Ok(())
-        }
-        fn remove(&mut self, f: &HostFwd) -> Result<(), QmpError> {
-            self.0.push(format!("remove {}", f.remove_spec()));
-            Ok(())
-        }
-    }
-
     #[test]
     fn only_changed_host_ports_touch_qemu() {
         let running = [
@@ -176,7 +179,7 @@ mod tests {
             fwd(Proto::Tcp, 9000, 9000),
         ];
         let c = HostFwdChanges::between(&running, &desired);
-        let mut rec = Rec::default();
+        let mut rec = RecordingForwards::default();
         apply_forwards(&mut rec, &c).unwrap();
         assert_eq!(
             rec.0,

@@ -18,10 +18,9 @@ use jrun_core::state::State;
 use jrun_mesh::KeyStore;
 use jrun_vm::qemu::launch::StopOutcome;
 use jrun_vm::qemu::HostFwd;
-use jrun_vm::qmp::QmpError;
 use jrun_vm::runtime::{Started, VmEvent, VmOptions, VmRuntime, Wiring};
 use jrun_vm::ssh::RecordingRemote;
-use jrun_vm::up::ForwardControl;
+use jrun_vm::up::RecordingForwards;
 use sha2::{Digest, Sha512};
 
 fn settings(home: &std::path::Path, ssh_port: u16) -> Settings {
@@ -143,20 +142,6 @@ fn start_boots_from_the_mirror_image_and_stop_escalates() {
     assert!(!p.dir.exists());
 }
 
-#[derive(Default)]
-struct RecQmp(Vec<String>);
-
-impl ForwardControl for RecQmp {
-    fn add(&mut self, f: &HostFwd) -> Result<(), QmpError> {
-        self.0.push(format!("add {f}"));
-        Ok(())
-    }
-    fn remove(&mut self, f: &HostFwd) -> Result<(), QmpError> {
-        self.0.push(format!("remove {}", f.remove_spec()));
-        Ok(())
-    }
-}
-
 #[test]
 fn up_changes_forwards_live_and_sends_one_script() {
     let dir = tempfile::tempdir().unwrap();
@@ -202,7 +187,7 @@ fn up_changes_forwards_live_and_sends_one_script() {
     )
     .unwrap();
     let keys = KeyStore::open(dir.path());
-    let mut qmp = RecQmp::default();
+    let mut qmp = RecordingForwards::default();
     let remote = RecordingRemote::default();
     let mut steps = 0;
     rt.up_with(&p, false, &keys, &mut qmp, &remote, &mut |e| {
@@ -235,7 +220,7 @@ fn up_changes_forwards_live_and_sends_one_script() {
     assert!(remote.scripts()[0].contains("port 8080 -> 10.17.89.10 port 80"));
 
     // Again with nothing changed: QEMU is not touched, the script is sent once more.
-    let mut qmp2 = RecQmp::default();
+    let mut qmp2 = RecordingForwards::default();
     rt.up_with(&p, false, &keys, &mut qmp2, &remote, &mut |_| {})
         .unwrap();
     assert!(qmp2.0.is_empty());
