@@ -8,8 +8,11 @@ use std::fmt::Write;
 use std::net::SocketAddrV4;
 use std::path::{Path, PathBuf};
 
-use jrun_core::exec::{Cmd, Runner};
+use jrun_core::exec::{Cmd, ExecError, Runner};
 use jrun_core::net::{DnsRecords, RecordData, BRIDGE_IP, ROOT_ZONE, SUBNET, SUBNET_PREFIX};
+
+/// How long a reload may take before the resolver is declared stuck.
+const RELOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The files of one instance's resolver.
 #[derive(Debug, Clone)]
@@ -53,17 +56,35 @@ impl UnboundFiles {
             .map_err(|e| e.to_string())
     }
 
-    /// Makes a running unbound re-read its config, keeping its process.
+    /// Makes a running unbound re-read its config, keeping its process, and returns once it
+    /// serves again: `reload` answers before unbound has reopened its ports, and a query sent
+    /// in that window (a jail's first, right after `jrun up`) would be lost.
     pub fn reload(&self, runner: &dyn Runner) -> Result<(), String> {
+        self.control(runner, "reload").map_err(|e| e.to_string())?;
+        let deadline = std::time::Instant::now() + RELOAD_WAIT;
+        loop {
+            match self.control(runner, "status") {
+                Ok(()) => return Ok(()),
+                Err(e) if std::time::Instant::now() >= deadline => {
+                    return Err(format!(
+                        "unbound did not answer within {}s of its reload: {e}",
+                        RELOAD_WAIT.as_secs()
+                    ))
+                }
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+        }
+    }
+
+    fn control(&self, runner: &dyn Runner, command: &str) -> Result<(), ExecError> {
         runner
             .run(&Cmd::new([
                 "unbound-control".to_string(),
                 "-c".into(),
                 self.conf().display().to_string(),
-                "reload".into(),
+                command.into(),
             ]))
             .map(|_| ())
-            .map_err(|e| e.to_string())
     }
 }
 
@@ -170,6 +191,25 @@ mod tests {
             .filter(|n| n.contains("tmp."))
             .collect();
         assert!(names.is_empty(), "{names:?}");
+    }
+
+    #[test]
+    fn reload_returns_once_unbound_answers_again() {
+        let rec = jrun_core::exec::RecordingRunner::new();
+        let files = UnboundFiles::new("/run/u");
+        files.reload(&rec).unwrap();
+        let words: Vec<String> = rec.calls().iter().map(|c| c[3].clone()).collect();
+        assert_eq!(words, ["reload", "status"]);
+
+        let failing = jrun_core::exec::RecordingRunner::new();
+        failing.fail(&["unbound-control"], "connection refused");
+        let err = files.reload(&failing).unwrap_err();
+        assert!(err.contains("connection refused"), "{err}");
+        assert_eq!(
+            failing.calls().len(),
+            1,
+            "no status poll after a failed reload"
+        );
     }
 
     #[test]
