@@ -99,6 +99,20 @@ impl Instance {
         out.trim().to_string()
     }
 
+    /// Like [`Instance::resolve`], but asks again (for up to 10 s) until the answer is
+    /// `expected`, and returns the last answer. A jail's first query right after a
+    /// `stop`/`start`/`up` has been seen to go unanswered under full-suite load.
+    pub fn resolve_until(&self, jail: &str, name: &str, expected: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let got = self.resolve(jail, name);
+            if got == expected || std::time::Instant::now() >= deadline {
+                return got;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
     /// The DNS status (`NOERROR`, `NXDOMAIN`…) of `name` asked from inside `jail`.
     pub fn dns_status(&self, jail: &str, name: &str) -> String {
         let (_, out) = self.in_jail(jail, &["dig", "+time=2", "+tries=1", name]);
