@@ -317,6 +317,17 @@ fn example(j: &Jrun, name: &str, ports: &[(u16, u16)]) -> PathBuf {
         .status()
         .unwrap();
     assert!(st.success());
+    // Start the copy with an empty store: one left in the checkout by someone trying the
+    // example by hand would otherwise change what it answers.
+    let data = dst.join("data");
+    if data.is_dir() {
+        for entry in std::fs::read_dir(&data).unwrap() {
+            let path = entry.unwrap().path();
+            if path.file_name() != Some(std::ffi::OsStr::new(".gitignore")) {
+                std::fs::remove_file(&path).unwrap();
+            }
+        }
+    }
     let cfg = dst.join("jrun.ucl");
     let mut text = std::fs::read_to_string(&cfg).unwrap();
     for (from, to) in ports {
