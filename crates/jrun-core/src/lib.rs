@@ -7,5 +7,6 @@ pub mod fs;
 pub mod net;
 pub mod plan;
 pub mod runtime;
+pub mod services;
 pub mod settings;
 pub mod state;

@@ -5,6 +5,10 @@
 //! pair. Each jail is a namespace with a veth on the bridge. Long-lived processes belong to
 //! the [`supervisor`]. Every host command goes through [`jrun_core::exec::Runner`].
 
+// Linux only (network namespaces, nftables, prctl): elsewhere the crate is empty and jrun
+// offers the vm runtime alone.
+#![cfg(target_os = "linux")]
+
 mod deploy;
 mod instance;
 pub mod jailns;

@@ -2,7 +2,11 @@
 //! `setup` steps (on create and with `--provision`) and its `exec` services, handed to the
 //! supervisor through `run/services.json`.
 
-use jrun_core::config::{Exec, JailName};
+use std::net::{SocketAddr, SocketAddrV4, TcpStream};
+use std::time::Duration;
+
+use jrun_core::config::{Exec, JailName, Proto};
+use jrun_core::net::Redirect;
 use jrun_core::plan::{JailPlan, Op};
 use jrun_core::runtime::RuntimeError;
 
@@ -11,6 +15,9 @@ use crate::runtime::{other, NativeRuntime};
 use crate::supervisor::control::{self, Request};
 use crate::supervisor::service_spec::{HealthSpec, ServiceSet, ServiceSpec};
 use crate::{jailns, setup};
+
+/// How long a readiness probe of a forward waits for the jail to answer.
+const FORWARD_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// `JRUN_LOG_MAX_BYTES`: the size at which service logs rotate (default 1 MiB).
 const LOG_MAX_ENV: &str = "JRUN_LOG_MAX_BYTES";
@@ -187,6 +194,23 @@ impl NativeRuntime {
                 e,
             )),
         }
+    }
+
+    /// Whether each of these TCP forwards reaches a listener in its jail right now, tried
+    /// the way the host's forward connects (to the VM end of the link, through its DNAT).
+    /// `None` when there is no TCP forward to try.
+    pub fn forwards_accept(&self, redirects: &[Redirect]) -> Option<bool> {
+        let tcp: Vec<&Redirect> = redirects.iter().filter(|r| r.proto == Proto::Tcp).collect();
+        if tcp.is_empty() {
+            return None;
+        }
+        let Ok(info) = self.require_running() else {
+            return Some(false);
+        };
+        Some(tcp.iter().all(|r| {
+            let target = SocketAddr::V4(SocketAddrV4::new(info.link.vm, r.host_port));
+            TcpStream::connect_timeout(&target, FORWARD_PROBE_TIMEOUT).is_ok()
+        }))
     }
 
     /// The services' status from the supervisor; `Err` says why it did not answer.

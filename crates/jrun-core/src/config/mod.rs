@@ -31,6 +31,7 @@ pub use blocks::{DEFAULT_INTERVAL, DEFAULT_RETRIES, DEFAULT_TIMEOUT};
 pub use error::{ConfigError, ConfigErrors, ErrorKind, Label};
 pub use model::*;
 pub use order::dependency_order;
+pub use values::parse_duration;
 
 use error::Draft;
 use read::Reader;

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use serde::Serialize;
 
 use super::control::Failure;
 use super::group::{self, spawn_logged, Group, MIN_BACKOFF, STOP_GRACE};
@@ -23,13 +22,7 @@ struct Running {
     restart_at: Option<Instant>,
 }
 
-/// What `status` reports per child.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct ChildStatus {
-    pub name: String,
-    pub pid: Option<u32>,
-    pub restarts: u32,
-}
+pub use jrun_core::services::ChildStatus;
 
 /// Every child the supervisor owns, by name.
 pub struct Children {

@@ -80,18 +80,7 @@ pub fn pump(mut pipe: impl Read, mut log: RotatingLog) {
     }
 }
 
-/// The last `n` lines of a log (for `jrun status <jail>`); empty when there is none.
-pub fn tail(path: &Path, n: usize) -> Vec<String> {
-    let Ok(text) = std::fs::read(path) else {
-        return Vec::new();
-    };
-    let text = String::from_utf8_lossy(&text);
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..]
-        .iter()
-        .map(|l| l.to_string())
-        .collect()
-}
+pub use jrun_core::services::log_tail as tail;
 
 #[cfg(test)]
 mod tests {

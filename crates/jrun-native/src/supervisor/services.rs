@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use serde::{Deserialize, Serialize};
 
 use super::control::Failure;
 use super::escaped;
@@ -25,42 +24,7 @@ const EXIT_WINDOW: Duration = Duration::from_secs(60);
 /// A leader that exits 0 this soon, leaving processes in its jail, daemonised.
 const DAEMONISED_WITHIN: Duration = Duration::from_secs(1);
 
-/// What a service is doing, as `jrun status` shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ServiceState {
-    Running,
-    /// Exited or being restarted; back after its backoff.
-    Restarting,
-    /// Exited too often; given up on.
-    Failed,
-}
-
-impl std::fmt::Display for ServiceState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            ServiceState::Running => "running",
-            ServiceState::Restarting => "restarting",
-            ServiceState::Failed => "failed",
-        })
-    }
-}
-
-/// One service's status, answered to `status` requests.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServiceStatus {
-    pub jail: String,
-    pub name: String,
-    pub state: ServiceState,
-    pub pid: Option<u32>,
-    pub restarts: u32,
-    /// The last health check: `healthy`, `unhealthy (exit 1)`, `timed out`; none yet: `None`.
-    pub health: Option<String>,
-    pub log: std::path::PathBuf,
-    /// Why it failed, when it did.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
+pub use jrun_core::services::{ServiceState, ServiceStatus};
 
 struct Service {
     spec: ServiceSpec,
@@ -68,6 +32,8 @@ struct Service {
     /// Set when the running process was told to stop (health restart): since when.
     stopping: Option<Instant>,
     started: Instant,
+    /// When the current process started, for `status` (ms since the epoch).
+    started_at_ms: Option<u64>,
     restarts: u32,
     backoff: Duration,
     restart_at: Option<Instant>,
@@ -77,6 +43,8 @@ struct Service {
     next_check: Instant,
     failures_in_a_row: u32,
     last_health: Option<String>,
+    /// A health check passed since the current process started.
+    healthy: bool,
 }
 
 /// Every service of the instance, by `<jail>/<exec>`.
@@ -192,6 +160,7 @@ impl Service {
             proc: None,
             stopping: None,
             started: now,
+            started_at_ms: None,
             restarts: 0,
             backoff: MIN_BACKOFF,
             restart_at: None,
@@ -201,6 +170,7 @@ impl Service {
             next_check: now + interval,
             failures_in_a_row: 0,
             last_health: None,
+            healthy: false,
         }
     }
 
@@ -222,11 +192,13 @@ impl Service {
         tracing::info!(service = %key, pid = group.child.id(), "started");
         self.proc = Some(group);
         self.started = Instant::now();
+        self.started_at_ms = Some(jrun_core::services::now_ms());
         self.stopping = None;
         self.restart_at = None;
         self.failures_in_a_row = 0;
+        self.healthy = false;
         if let Some(h) = &self.spec.health {
-            self.next_check = Instant::now() + Duration::from_millis(h.interval_ms);
+            self.next_check = self.started + health::first_check_after(h);
         }
         Ok(())
     }
@@ -321,6 +293,9 @@ impl Service {
             health: self.last_health.clone(),
             log: self.spec.log.clone(),
             error: self.failed.clone(),
+            checked: self.spec.health.is_some(),
+            healthy: self.healthy && self.proc.is_some(),
+            started_at_ms: self.started_at_ms,
         }
     }
 }
@@ -407,6 +382,48 @@ mod tests {
         assert_eq!(st.state, ServiceState::Failed, "{st:?}");
         assert_eq!(st.restarts, 5);
         assert!(st.error.as_deref().unwrap().contains("exit status: 3"));
+    }
+
+    #[test]
+    fn a_starting_service_is_checked_often_and_its_early_failures_do_not_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let flag = dir.path().join("listening");
+        let mut sp = spec(dir.path(), "svc", "exec sleep 30");
+        // At this interval the first check would come after 5 s, and 3 failures would
+        // restart it; while it starts, it is checked every 200 ms and not restarted.
+        sp.health = Some(HealthSpec {
+            argv: vec!["test".into(), "-e".into(), flag.display().to_string()],
+            interval_ms: 5_000,
+            timeout_ms: 1_000,
+            retries: 3,
+        });
+        let mut s = Services::default();
+        s.converge(&ServiceSet {
+            services: vec![sp],
+            ..Default::default()
+        });
+        let started = Instant::now();
+        tick_until(&mut s, "checked", |st| st.health.is_some());
+        assert!(started.elapsed() < Duration::from_secs(2));
+        let before = s.status()[0].clone();
+        assert_eq!(before.health.as_deref(), Some("unhealthy (exit 1)"));
+        assert!(before.checked && !before.healthy, "{before:?}");
+        assert!(before.started_at_ms.is_some());
+        // Several failed checks later it is still the same process.
+        let until = Instant::now() + Duration::from_millis(800);
+        while Instant::now() < until {
+            s.tick();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(s.status()[0].pid, before.pid);
+        assert_eq!(s.status()[0].restarts, 0);
+
+        std::fs::write(&flag, "").unwrap();
+        let listening = Instant::now();
+        tick_until(&mut s, "healthy", |st| st.healthy);
+        assert!(listening.elapsed() < Duration::from_secs(2));
+        assert_eq!(s.status()[0].pid, before.pid);
+        s.converge(&ServiceSet::default());
     }
 
     #[test]

@@ -1,5 +1,10 @@
 //! A service's health check: run every `interval`, killed after `timeout`, and after
 //! `retries` failures in a row the service is told to stop (the restart follows).
+//!
+//! Until its first check passes, a service is starting: it is checked every
+//! [`STARTING_INTERVAL`] (so `jrun up`, which waits for it, returns soon after it listens),
+//! and failures are not counted against it until the time its `retries` checks would have
+//! taken at `interval` has passed (like Docker's start period).
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -8,6 +13,20 @@ use nix::sys::signal::Signal;
 
 use super::Service;
 use crate::supervisor::group::{spawn_group, Group};
+use crate::supervisor::service_spec::HealthSpec;
+
+/// How often a starting service is checked (at most; never more often than `interval`).
+pub(super) const STARTING_INTERVAL: Duration = Duration::from_millis(200);
+
+/// When a service's first check runs after it started.
+pub(super) fn first_check_after(h: &HealthSpec) -> Duration {
+    Duration::from_millis(h.interval_ms).min(STARTING_INTERVAL)
+}
+
+/// How long a starting service's failed checks are not counted.
+fn start_period(h: &HealthSpec) -> Duration {
+    Duration::from_millis(h.interval_ms).saturating_mul(h.retries.max(1))
+}
 
 /// A health check in flight.
 pub(super) struct Check {
@@ -59,7 +78,13 @@ impl Service {
         match result {
             Ok(()) => {
                 self.failures_in_a_row = 0;
+                self.healthy = true;
                 self.last_health = Some("healthy".into());
+            }
+            Err(why) if !self.healthy && now - self.started < start_period(&h) => {
+                tracing::debug!(service = %self.spec.key(), %why, "starting: health check not passed yet");
+                self.last_health = Some(why);
+                self.next_check = now + first_check_after(&h);
             }
             Err(why) => {
                 self.failures_in_a_row += 1;
