@@ -13,7 +13,8 @@ pub enum Progress {
         multi: MultiProgress,
         bars: BTreeMap<String, ProgressBar>,
     },
-    Lines,
+    /// One line per change; the last message of each key, so a repeated one is not printed.
+    Lines(BTreeMap<String, String>),
     Silent,
 }
 
@@ -28,7 +29,7 @@ impl Progress {
                 bars: BTreeMap::new(),
             }
         } else {
-            Progress::Lines
+            Progress::Lines(BTreeMap::new())
         }
     }
 
@@ -48,7 +49,12 @@ impl Progress {
                 });
                 bar.set_message(step.to_string());
             }
-            Progress::Lines => eprintln!("{jail}: {step}"),
+            Progress::Lines(last) => {
+                if last.get(jail).map(String::as_str) != Some(step) {
+                    eprintln!("{jail}: {step}");
+                    last.insert(jail.to_string(), step.to_string());
+                }
+            }
             Progress::Silent => {}
         }
     }
@@ -61,7 +67,10 @@ impl Progress {
                     bar.finish_with_message(outcome.to_string());
                 }
             }
-            Progress::Lines => eprintln!("{jail}: {outcome}"),
+            Progress::Lines(last) => {
+                last.remove(jail);
+                eprintln!("{jail}: {outcome}");
+            }
             Progress::Silent => {}
         }
     }

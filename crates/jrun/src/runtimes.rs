@@ -1,17 +1,23 @@
 //! Which runtime a command drives: chosen by `JRUN_RUNTIME` (or `--runtime`).
 
+#[cfg(target_os = "linux")]
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
 use jrun_core::exec::SystemRunner;
 use jrun_core::runtime::Runtime;
 use jrun_core::settings::{RuntimeKind, Settings};
+#[cfg(target_os = "linux")]
 use jrun_native::{NativeOptions, NativeRuntime};
 use jrun_vm::runtime::{VmOptions, VmRuntime};
-use miette::{miette, IntoDiagnostic, WrapErr};
+#[cfg(target_os = "linux")]
+use miette::miette;
+use miette::{IntoDiagnostic, WrapErr};
 
-/// The runtime a command drives.
+/// The runtime a command drives. The native runtime exists only on Linux (network
+/// namespaces, nftables); elsewhere only the vm runtime does.
 pub enum Selected {
+    #[cfg(target_os = "linux")]
     Native(NativeRuntime),
     Vm(VmRuntime),
 }
@@ -20,10 +26,20 @@ impl Selected {
     /// The common operations.
     pub fn runtime(&self) -> &dyn Runtime {
         match self {
+            #[cfg(target_os = "linux")]
             Selected::Native(rt) => rt,
             Selected::Vm(rt) => rt,
         }
     }
+}
+
+/// A command, or a runtime, that this build or this runtime does not offer: `jrun` exits 3.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("{what}")]
+#[diagnostic(help("{help}"))]
+pub struct Unavailable {
+    pub what: String,
+    pub help: String,
 }
 
 /// The runtime `JRUN_RUNTIME` (or `--runtime`) names.
@@ -34,8 +50,23 @@ pub fn select(settings: &Settings) -> miette::Result<Selected> {
             Arc::new(SystemRunner),
             VmOptions::default(),
         ))),
+        #[cfg(target_os = "linux")]
         RuntimeKind::Native => native(settings, "").map(Selected::Native),
+        #[cfg(not(target_os = "linux"))]
+        RuntimeKind::Native => Err(native_unavailable()),
     }
+}
+
+/// The native runtime is Linux's own (network namespaces, nftables, netlink).
+#[cfg(not(target_os = "linux"))]
+pub fn native_unavailable() -> miette::Report {
+    miette::Report::new(Unavailable {
+        what: format!(
+            "the native runtime runs only on Linux; this is {}",
+            std::env::consts::OS
+        ),
+        help: "use the vm runtime (JRUN_RUNTIME=vm, the default): jails in a FreeBSD VM".into(),
+    })
 }
 
 /// Reads the settings (environment and `./.env`).
@@ -47,12 +78,13 @@ pub fn settings() -> miette::Result<Settings> {
 
 /// The native runtime for these settings, or a clear error for the vm runtime, whose
 /// commands are not wired to this command yet.
+#[cfg(target_os = "linux")]
 pub fn native(settings: &Settings, command: &str) -> miette::Result<NativeRuntime> {
     if settings.runtime == RuntimeKind::Vm {
-        return Err(miette!(
-            help = "run it with JRUN_RUNTIME=native (or --runtime native) on Linux, as root",
-            "`jrun {command}` is not wired to the vm runtime yet"
-        ));
+        return Err(miette::Report::new(Unavailable {
+            what: format!("`jrun {command}` is not wired to the vm runtime yet"),
+            help: "run it with JRUN_RUNTIME=native (or --runtime native) on Linux, as root".into(),
+        }));
     }
     let exe = std::env::current_exe()
         .into_diagnostic()
@@ -70,6 +102,7 @@ pub fn native(settings: &Settings, command: &str) -> miette::Result<NativeRuntim
 }
 
 /// `JRUN_DNS_UPSTREAM=<ip>[:port]`: where the resolver forwards names outside `jrun.`.
+#[cfg(target_os = "linux")]
 fn dns_upstream() -> miette::Result<Option<SocketAddrV4>> {
     let Ok(value) = std::env::var("JRUN_DNS_UPSTREAM") else {
         return Ok(None);
@@ -86,6 +119,7 @@ fn dns_upstream() -> miette::Result<Option<SocketAddrV4>> {
     })
 }
 
+#[cfg(target_os = "linux")]
 fn parse_upstream(value: &str) -> Option<SocketAddrV4> {
     value.parse::<SocketAddrV4>().ok().or_else(|| {
         value
@@ -95,7 +129,7 @@ fn parse_upstream(value: &str) -> Option<SocketAddrV4> {
     })
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
 

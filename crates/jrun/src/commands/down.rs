@@ -54,18 +54,30 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             })
             .collect::<miette::Result<_>>()?
     };
-    let rt = match &selected {
-        runtimes::Selected::Native(native) => native,
-        runtimes::Selected::Vm(vm) => return down_vm(vm, &settings, &mut lock, &names),
-    };
+    match &selected {
+        #[cfg(target_os = "linux")]
+        runtimes::Selected::Native(native) => down_native(native, &settings, &mut lock, &names),
+        runtimes::Selected::Vm(vm) => down_vm(vm, &settings, &mut lock, &names),
+    }
+}
+
+/// The native runtime removes jails one at a time, then rewires the rest.
+#[cfg(target_os = "linux")]
+fn down_native(
+    rt: &jrun_native::NativeRuntime,
+    settings: &jrun_core::settings::Settings,
+    lock: &mut StateLock,
+    names: &[JailName],
+) -> miette::Result<ExitCode> {
     let mut progress = Progress::new(false);
-    remove_and_rewire(rt, &mut lock, &names, settings.ssh_port, &mut progress)?;
-    for name in &names {
+    remove_and_rewire(rt, lock, names, settings.ssh_port, &mut progress)?;
+    for name in names {
         println!("{name:<20} removed");
     }
     Ok(ExitCode::SUCCESS)
 }
 
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 /// Removes `names` one by one, stopping at the first failure; then, whatever happened,
 /// rewires the records and forwards for the jails still recorded (a jail that is gone
 /// must not keep its name or its port), and reports the first error.

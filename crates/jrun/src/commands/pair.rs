@@ -68,6 +68,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let selected = runtimes::select(&settings)?;
+    #[cfg(target_os = "linux")]
     if let Selected::Native(native) = &selected {
         native.require_root("jrun pair").into_diagnostic()?;
     }
@@ -103,6 +104,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             None => None,
         };
         let running = |jail: &JailName| match &selected {
+            #[cfg(target_os = "linux")]
             Selected::Native(native) => jrun_native::mesh::running_address(native, jail),
             Selected::Vm(_) => rt.observe_jail(jail).ok().and_then(|o| o.mesh_address),
         };

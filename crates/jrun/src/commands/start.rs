@@ -4,8 +4,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+#[cfg(target_os = "linux")]
 use jrun_core::runtime::{Runtime, StartOutcome};
+#[cfg(target_os = "linux")]
 use jrun_core::state::{LockWait, StateStore};
+#[cfg(target_os = "linux")]
 use miette::IntoDiagnostic;
 
 use crate::runtimes;
@@ -33,7 +36,22 @@ pub struct Args {
 
 pub fn run(args: Args) -> miette::Result<ExitCode> {
     let settings = runtimes::settings()?;
-    let rt = runtimes::native(&settings, "start")?;
+    match runtimes::select(&settings)? {
+        #[cfg(target_os = "linux")]
+        runtimes::Selected::Native(rt) => start_native(&rt, &settings, &args),
+        runtimes::Selected::Vm(_) => Err(miette::Report::new(runtimes::Unavailable {
+            what: "`jrun start` is not wired to the vm runtime yet".into(),
+            help: "run it with JRUN_RUNTIME=native (or --runtime native) on Linux, as root".into(),
+        })),
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn start_native(
+    rt: &jrun_native::NativeRuntime,
+    settings: &jrun_core::settings::Settings,
+    args: &Args,
+) -> miette::Result<ExitCode> {
     // Held until the instance is up, so `stop`/`purge` cannot tear it down half-built.
     let _lock = StateStore::new(&settings.home)
         .lock(LockWait::No)

@@ -12,7 +12,7 @@ use jrun_core::state::{JailState, StateStore};
 use miette::{miette, IntoDiagnostic};
 use serde::Serialize;
 
-use jrun_native::supervisor::{logfile, ServiceStatus};
+use jrun_core::services::{log_tail, ChildStatus, ServiceStatus};
 
 use crate::runtimes;
 
@@ -43,7 +43,7 @@ struct Report {
     instance: Instance,
     jails: Vec<JailRow>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    processes: Vec<jrun_native::supervisor::ChildStatus>,
+    processes: Vec<ChildStatus>,
     /// The jails' `exec` services (native runtime, instance running).
     services: Vec<ServiceRow>,
     /// Why the supervisor did not answer (its processes and services are then unknown).
@@ -117,12 +117,14 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     let wants_services = matches!(args.show, Some(Show::Services | Show::All));
     let mut supervisor_error = None;
     let processes = match &selected {
+        #[cfg(target_os = "linux")]
         runtimes::Selected::Native(native) if inst.running && (wants_services || args.json) => {
             answered(native.children(), &mut supervisor_error)
         }
         _ => Vec::new(),
     };
     let services: Vec<ServiceStatus> = match &selected {
+        #[cfg(target_os = "linux")]
         runtimes::Selected::Native(native) if inst.running => {
             answered(native.services(), &mut supervisor_error)
         }
@@ -141,7 +143,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             .filter(|s| only.as_ref().is_none_or(|o| o.as_str() == s.jail))
             .map(|status| ServiceRow {
                 log_tail: if only.is_some() {
-                    logfile::tail(&status.log, TAIL_LINES)
+                    log_tail(&status.log, TAIL_LINES)
                 } else {
                     Vec::new()
                 },

@@ -348,33 +348,38 @@ pub fn instance_id(home: &Path) -> String {
 
 impl Drop for Instance {
     fn drop(&mut self) {
-        let id = instance_id(self.home.path());
         let _ = self.run(&["stop"]);
-        // Force-remove whatever a failed test left behind.
-        for p in processes_mentioning(&self.home.path().display().to_string()) {
-            if let Some(pid) = p.split(':').next().and_then(|p| p.parse::<i32>().ok()) {
-                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            }
+        force_cleanup(self.home.path());
+    }
+}
+
+/// Force-removes whatever a test left behind of the instance at `home`: its processes,
+/// namespaces, host link and `/etc/netns` folders.
+pub fn force_cleanup(home: &Path) {
+    let id = instance_id(home);
+    for p in processes_mentioning(&home.display().to_string()) {
+        if let Some(pid) = p.split(':').next().and_then(|p| p.parse::<i32>().ok()) {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
         }
-        let prefix = format!("jrun-{id}-");
-        let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
-        for line in String::from_utf8_lossy(&ns.stdout).lines() {
-            if let Some(name) = line
-                .split_whitespace()
-                .next()
-                .filter(|n| n.starts_with(&prefix))
-            {
-                let _ = Command::new("ip").args(["netns", "del", name]).status();
-            }
+    }
+    let prefix = format!("jrun-{id}-");
+    let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    for line in String::from_utf8_lossy(&ns.stdout).lines() {
+        if let Some(name) = line
+            .split_whitespace()
+            .next()
+            .filter(|n| n.starts_with(&prefix))
+        {
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
         }
-        let _ = Command::new("ip")
-            .args(["link", "del", &format!("jr{id}h")])
-            .output();
-        if let Ok(dir) = std::fs::read_dir("/etc/netns") {
-            for e in dir.flatten() {
-                if e.file_name().to_string_lossy().starts_with(&prefix) {
-                    let _ = std::fs::remove_dir_all(e.path());
-                }
+    }
+    let _ = Command::new("ip")
+        .args(["link", "del", &format!("jr{id}h")])
+        .output();
+    if let Ok(dir) = std::fs::read_dir("/etc/netns") {
+        for e in dir.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_dir_all(e.path());
             }
         }
     }
@@ -444,7 +449,7 @@ pub struct FakeUpstream {
 }
 
 impl FakeUpstream {
-    fn start() -> Self {
+    pub fn start() -> Self {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         socket
             .set_read_timeout(Some(Duration::from_millis(200)))

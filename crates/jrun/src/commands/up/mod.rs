@@ -1,0 +1,288 @@
+//! `jrun up <config> [name…]`: plan, then execute the plan through the runtime. A jail is
+//! recorded deployed only after its network, the resolver's records and the forwards are
+//! in place; a failure stops the run, undoes that jail's partial work and names the step.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use jrun_core::config::{self, JailName};
+use jrun_core::plan::{self, Options, Probe};
+use jrun_core::state::{LockWait, State, StateStore};
+use miette::{miette, IntoDiagnostic};
+use serde::Serialize;
+
+use crate::progress::Progress;
+use crate::runtimes;
+
+#[cfg(target_os = "linux")]
+mod native;
+mod vm;
+mod wait;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The config file describing the jails.
+    pub config: PathBuf,
+    /// Only these jails (and what they depend on); all of the file's jails when none is named.
+    pub names: Vec<String>,
+    /// Redeploy and run setup steps again even where nothing changed.
+    #[arg(long)]
+    pub provision: bool,
+    /// Print only the result, as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// How long to wait for the services this run started or restarted to be ready
+    /// (healthy by their check; without one, alive and accepting on their jail's TCP
+    /// forwards), e.g. `90s`, `2m`. Past it, `up` fails naming the service.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_wait)]
+    pub wait_timeout: Duration,
+    /// Return once the jails are up, without waiting for their services to be ready.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+fn parse_wait(text: &str) -> Result<Duration, String> {
+    jrun_core::config::parse_duration(text)
+        .ok_or_else(|| format!("{text:?} is not a duration (write e.g. 60s, 90, 2m)"))
+}
+
+/// What `up` did, for `--json` and the closing summary.
+#[derive(Debug, Default, Serialize)]
+struct Outcome {
+    changed: bool,
+    deployed: Vec<Deployed>,
+    removed: Vec<String>,
+    unchanged: Vec<String>,
+    /// Failed services (`<jail>/<exec>`) started again by this `up`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    revived: Vec<String>,
+    /// The services this run started or restarted, and whether (and how soon) they were
+    /// ready. Empty with `--no-wait`.
+    services: Vec<wait::ServiceReady>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Deployed {
+    name: String,
+    ip: std::net::Ipv4Addr,
+    reasons: Vec<String>,
+}
+
+pub fn run(args: Args) -> miette::Result<ExitCode> {
+    let settings = runtimes::settings()?;
+    let selected = runtimes::select(&settings)?;
+    let rt = selected.runtime();
+    #[cfg(target_os = "linux")]
+    if let runtimes::Selected::Native(native) = &selected {
+        native.require_root("jrun up").into_diagnostic()?;
+    }
+    if !rt.instance().into_diagnostic()?.running {
+        return Err(miette!(
+            help = "run `jrun start` first",
+            "the instance is not running"
+        ));
+    }
+    let config = config::load(&args.config, settings.ssh_port).map_err(miette::Report::new)?;
+    let only = args
+        .names
+        .iter()
+        .map(|n| {
+            if config.jail(n).is_none() {
+                return Err(miette!("{} has no jail named {n:?}", args.config.display()));
+            }
+            JailName::new(n.as_str()).into_diagnostic()
+        })
+        .collect::<miette::Result<Vec<_>>>()?;
+    let options = Options {
+        only,
+        provision: args.provision,
+        ssh_port: settings.ssh_port,
+    };
+
+    let store = StateStore::new(&settings.home);
+    let mut lock = store.lock(LockWait::No).into_diagnostic()?;
+    // Native: jails recorded as deployed whose network is gone (the instance was
+    // restarted) are planned like an interrupted deployment: rebuilt at their address.
+    #[cfg(target_os = "linux")]
+    if let runtimes::Selected::Native(native) = &selected {
+        let present = jrun_core::runtime::Runtime::jails_present(native).into_diagnostic()?;
+        for jail in lock.state.jails.values_mut() {
+            if jail.deployed && !present.contains(&jail.name) {
+                jail.deployed = false;
+            }
+        }
+    }
+    let probe = if needs_probe(&config, &lock.state, &options) {
+        Probe {
+            in_use: rt.probe_in_use().into_diagnostic()?,
+        }
+    } else {
+        Probe::default()
+    };
+    let plan = plan::plan(&config, &lock.state, &probe, &options).into_diagnostic()?;
+    // A busy host port is refused before anything changes.
+    rt.check_host_ports(&plan.vm_firewall.redirects)
+        .into_diagnostic()?;
+    // So is a mount whose host folder is missing (a config error, named).
+    #[cfg(target_os = "linux")]
+    if let runtimes::Selected::Native(_) = &selected {
+        jrun_native::jailns::check_host_folders(&plan).map_err(|e| {
+            miette!(
+                help = "create the folder or fix `host` in the config",
+                "{e}"
+            )
+        })?;
+    }
+
+    let mut progress = Progress::new(args.json);
+    let since_ms = jrun_core::services::now_ms();
+    let mut outcome = match &selected {
+        #[cfg(target_os = "linux")]
+        runtimes::Selected::Native(native) => {
+            native::execute(native, &plan, &mut progress, settings.ssh_port, &mut lock)
+        }
+        runtimes::Selected::Vm(vm) => vm::execute_vm(vm, &plan, &args, &settings.home, &mut lock),
+    };
+    // Everything is recorded: other commands need not wait for the services.
+    drop(lock);
+    if outcome.error.is_none() && !args.no_wait {
+        let watch: Option<Box<dyn wait::ServiceWatch + '_>> = match &selected {
+            #[cfg(target_os = "linux")]
+            runtimes::Selected::Native(native) => Some(Box::new(native::Watch {
+                native,
+                plan: &plan,
+            })),
+            runtimes::Selected::Vm(_) => None,
+        };
+        if let Some(watch) = watch {
+            let jails = plan.jails.iter().map(|j| j.name().to_string()).collect();
+            let (rows, ready) = wait::wait_ready(
+                watch.as_ref(),
+                &jails,
+                since_ms,
+                args.wait_timeout,
+                &mut progress,
+            );
+            outcome.services = rows;
+            if let Err(e) = ready {
+                outcome.error = Some(format!(
+                    "{e}\nThe jails are up; `jrun status <jail>` shows their services. Fix the service and run `jrun up` again, or pass a longer --wait-timeout."
+                ));
+            }
+        }
+    }
+    print_outcome(&outcome, args.json);
+    match outcome.error {
+        Some(e) => Err(miette!("{e}")),
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// Whether some jail in scope takes an address nobody in state holds: it needs a new one
+/// from the pool (no static `ip`, none recorded) or its static `ip` is new. Only then is
+/// the bridge probed (a foreign answer refuses a static address, DESIGN §2), which keeps a
+/// no-op `up` fast.
+fn needs_probe(config: &config::Config, state: &State, options: &Options) -> bool {
+    let scope: BTreeSet<&JailName> = options.only.iter().collect();
+    let held: BTreeSet<std::net::Ipv4Addr> = state.jails.values().map(|j| j.ip).collect();
+    config
+        .jails
+        .iter()
+        .filter(|j| scope.is_empty() || scope.contains(&j.name))
+        .any(|j| match j.ip {
+            Some(ip) => !held.contains(&ip),
+            None => !state.jails.contains_key(&j.name),
+        })
+}
+
+fn print_outcome(outcome: &Outcome, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(outcome).expect("plain data serialises")
+        );
+        return;
+    }
+    for r in &outcome.revived {
+        println!("{r:<20} restarted (it had failed)");
+    }
+    for s in outcome.services.iter().filter(|s| s.ready) {
+        let key = format!("{}/{}", s.jail, s.exec);
+        println!("{key:<20} ready in {:.1}s", s.waited_ms as f64 / 1000.0);
+    }
+    if !outcome.changed && outcome.error.is_none() {
+        println!(
+            "Nothing to change: {} jail(s) already as described.",
+            outcome.unchanged.len()
+        );
+        return;
+    }
+    for d in &outcome.deployed {
+        println!("{:<20} up  {}  ({})", d.name, d.ip, d.reasons.join(", "));
+    }
+    for r in &outcome.removed {
+        println!("{r:<20} removed");
+    }
+    if !outcome.unchanged.is_empty() {
+        println!("{} jail(s) unchanged.", outcome.unchanged.len());
+    }
+}
+
+/// The reason's tag (`new_jail`, `forward_changed`…), as `jrun plan --json` names it.
+fn reason_word(reason: &jrun_core::plan::Reason) -> String {
+    serde_json::to_value(reason)
+        .ok()
+        .and_then(|v| v.get("why").and_then(|w| w.as_str()).map(str::to_string))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jrun_core::state::JailState;
+
+    fn setup(src: &str, recorded: &[(&str, [u8; 4])]) -> (config::Config, State) {
+        let config = config::load_str(std::path::Path::new("t.ucl"), src, 2222)
+            .unwrap()
+            .config;
+        let mut state = State::default();
+        for (name, ip) in recorded {
+            let jail = config.jail(name).unwrap();
+            let ip = std::net::Ipv4Addr::from(*ip);
+            state
+                .jails
+                .insert(jail.name.clone(), JailState::from_jail(jail, ip, true));
+        }
+        (config, state)
+    }
+
+    fn probes(src: &str, recorded: &[(&str, [u8; 4])]) -> bool {
+        let (config, state) = setup(src, recorded);
+        let options = Options {
+            only: Vec::new(),
+            provision: false,
+            ssh_port: 2222,
+        };
+        needs_probe(&config, &state, &options)
+    }
+
+    #[test]
+    fn the_bridge_is_probed_for_new_addresses_static_or_not() {
+        let a10 = ("a", [10, 17, 89, 10]);
+        // Everything recorded where the config wants it: no probe.
+        assert!(!probes("jail \"a\" { }\n", &[a10]));
+        assert!(!probes("jail \"a\" { ip = \"10.17.89.10\"; }\n", &[a10]));
+        // A new jail from the pool.
+        assert!(probes("jail \"a\" { }\njail \"b\" { }\n", &[a10]));
+        // A static address nobody in state holds: new jail, or a changed one.
+        assert!(probes(
+            "jail \"a\" { }\njail \"s\" { ip = \"10.17.89.60\"; }\n",
+            &[a10]
+        ));
+        assert!(probes("jail \"a\" { ip = \"10.17.89.60\"; }\n", &[a10]));
+    }
+}

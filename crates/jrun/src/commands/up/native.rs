@@ -1,0 +1,191 @@
+//! `up` on the native runtime: each jail's network, then its workload, one jail at a time;
+//! then the resolver's records and the forwards for every deployed jail.
+
+use jrun_core::config::JailName;
+use jrun_core::plan::Plan;
+use jrun_core::runtime::{JailNetwork, Runtime, Step};
+use jrun_core::state::StateLock;
+use miette::IntoDiagnostic;
+
+use super::wait::ServiceWatch;
+use super::{reason_word, Deployed, Outcome};
+use crate::progress::Progress;
+use crate::wiring;
+
+pub(super) fn execute(
+    native: &jrun_native::NativeRuntime,
+    plan: &Plan,
+    progress: &mut Progress,
+    ssh_port: u16,
+    lock: &mut StateLock,
+) -> Outcome {
+    let rt: &dyn Runtime = native;
+    let mut outcome = Outcome::default();
+    let mut error: Option<String> = None;
+    let save = |lock: &mut StateLock| lock.save().into_diagnostic();
+
+    for removal in &plan.removals {
+        progress.step(removal.name.as_str(), Step::Remove.as_str());
+        if let Err(e) = rt.remove_jail(&removal.name) {
+            error = Some(e.to_string());
+            progress.done(removal.name.as_str(), "removal failed");
+            break;
+        }
+        lock.state.forget_jail(&removal.name);
+        if let Err(e) = save(lock) {
+            error = Some(format!("{e:?}"));
+            break;
+        }
+        progress.done(removal.name.as_str(), "removed");
+        outcome.removed.push(removal.name.to_string());
+    }
+
+    let mut deployed_now = Vec::new();
+    // What was deployed before this run: a jail this run fails on (or never reaches) but
+    // whose network is still built at that address keeps its names and forwards.
+    let before = lock.state.clone();
+    // Every jail about to change is recorded as not deployed (at its planned address)
+    // before any of them is touched: one durable write instead of one per jail.
+    if error.is_none() {
+        for jp in plan.jails.iter().filter(|j| !j.actions.is_empty()) {
+            lock.state.begin_jail(jp);
+        }
+        if let Err(e) = save(lock) {
+            error = Some(format!("{e:?}"));
+        }
+    }
+    if error.is_none() {
+        for jp in &plan.jails {
+            let name = jp.name().as_str();
+            if jp.actions.is_empty() {
+                outcome.unchanged.push(name.to_string());
+                continue;
+            }
+            let net = JailNetwork {
+                name: jp.name().clone(),
+                ip: jp.ip,
+                redirects: jp.redirects.clone(),
+                firewall: jp.firewall.clone(),
+            };
+            // Only a jail this run builds is undone on failure; one that was already
+            // running stays as it was (recorded not deployed, so the next up retries it).
+            let fresh = !native.jail_built(jp.name(), jp.ip);
+            // The runtime undoes a fresh jail's failed network itself (and says so in its
+            // error when that fails too); a failed workload is undone here.
+            let mut undo_error = None;
+            match rt
+                .deploy_jail(&net, &mut |j, step| {
+                    progress.step(j.as_str(), step.as_str())
+                })
+                .and_then(|()| {
+                    // Mounts, setup steps and services.
+                    native
+                        .deploy_workload(jp, &mut |what| progress.step(name, what))
+                        .inspect_err(|_| {
+                            if fresh {
+                                undo_error = rt.remove_jail(jp.name()).err();
+                            }
+                        })
+                }) {
+                Ok(()) => deployed_now.push(jp),
+                Err(e) => {
+                    progress.done(name, "failed");
+                    let what = match undo_error {
+                        Some(undo) => format!(
+                            "rolling back jail `{name}` failed too ({undo}); `jrun down {name}` clears what is left, or"
+                        ),
+                        None if fresh && native.jail_namespace_exists(jp.name()) => format!(
+                            "jail `{name}` was not fully rolled back (its namespace is still there); `jrun down {name}` clears it, or"
+                        ),
+                        None if fresh => "the jail was rolled back and".to_string(),
+                        None => "the jail was left running as it was and".to_string(),
+                    };
+                    error = Some(format!("{e}; {what} the next `jrun up` retries it"));
+                    break;
+                }
+            }
+        }
+    }
+
+    // The resolver and the forwards describe every jail that is (or is now) deployed.
+    let mut wanted = lock.state.clone();
+    for jp in &deployed_now {
+        wanted.mark_deployed(jp);
+    }
+    for jp in plan.jails.iter().filter(|j| !j.actions.is_empty()) {
+        let was = before.jails.get(jp.name()).filter(|j| j.deployed);
+        if let Some(was) = was {
+            if !deployed_now.contains(&jp) && native.jail_built(&was.name, was.ip) {
+                wanted.jails.insert(was.name.clone(), was.clone());
+            }
+        }
+    }
+    for jp in &deployed_now {
+        progress.step(jp.name().as_str(), Step::Records.as_str());
+    }
+    let wired = rt
+        .set_records(&wiring::records(&wanted))
+        .map(|()| jrun_native::fault_point(Step::Records))
+        .and_then(|()| {
+            for jp in &deployed_now {
+                progress.step(jp.name().as_str(), Step::Forwards.as_str());
+            }
+            rt.set_forwards(&wiring::redirects(&wanted, ssh_port))
+        })
+        .map(|()| jrun_native::fault_point(Step::Forwards));
+    match wired {
+        Ok(()) => {
+            for jp in &deployed_now {
+                lock.state.mark_deployed(jp);
+                progress.done(jp.name().as_str(), &format!("up ({})", jp.ip));
+                outcome.deployed.push(Deployed {
+                    name: jp.name().to_string(),
+                    ip: jp.ip,
+                    reasons: jp.actions.iter().map(|a| reason_word(&a.reason)).collect(),
+                });
+            }
+            if error.is_none() {
+                let mut recorded = plan.clone();
+                recorded.vm_firewall.redirects = wiring::redirects(&lock.state, ssh_port);
+                lock.state.record_vm(&recorded);
+                // `up` is how a failed service is started again once its cause is fixed
+                // (its error says so), even when nothing in the config changed.
+                let jails: Vec<JailName> = plan.jails.iter().map(|j| j.name().clone()).collect();
+                match native.revive_failed_services(&jails) {
+                    Ok(revived) => outcome.revived = revived,
+                    Err(e) => error = Some(e.to_string()),
+                }
+            }
+        }
+        Err(e) => {
+            for jp in &deployed_now {
+                progress.done(jp.name().as_str(), "failed");
+            }
+            error.get_or_insert(e.to_string());
+        }
+    }
+    if let Err(e) = save(lock) {
+        error.get_or_insert(format!("{e:?}"));
+    }
+    outcome.changed = !outcome.deployed.is_empty() || !outcome.removed.is_empty();
+    outcome.error = error;
+    outcome
+}
+
+/// The native runtime's answers while `up` waits: the supervisor's service status, and
+/// the planned jails' forwards tried as the host's forward connects.
+pub(super) struct Watch<'a> {
+    pub native: &'a jrun_native::NativeRuntime,
+    pub plan: &'a Plan,
+}
+
+impl ServiceWatch for Watch<'_> {
+    fn services(&self) -> Result<Vec<jrun_core::services::ServiceStatus>, String> {
+        self.native.services()
+    }
+
+    fn forwards_open(&self, jail: &str) -> Option<bool> {
+        let jp = self.plan.jails.iter().find(|j| j.name().as_str() == jail)?;
+        self.native.forwards_accept(&jp.redirects)
+    }
+}
