@@ -33,6 +33,11 @@ pub fn jail_conf(j: &JailName) -> String {
     format!("/etc/jail.conf.d/{j}.conf")
 }
 
+/// Where jail(8) writes the output of the jail's rc (`exec.consolelog`).
+pub fn jail_console_log(j: &JailName) -> String {
+    format!("/var/log/jail_{j}_console.log")
+}
+
 pub fn jail_fstab(j: &JailName) -> String {
     format!("{ETC_DIR}/fstab.{j}")
 }

@@ -117,7 +117,11 @@ fn up_revives_a_failed_service_and_provision_restarts_services_after_setup() {
 "#,
         flag.display()
     ));
-    j.inst.up(&cfg);
+    // `up` waits for the service, which fails: it says so, naming it.
+    let out = j.inst.run(&["up", cfg.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("rv/svc failed: exited"), "{err}");
     let failed = j.wait_service("rv", "svc", 60, |s| s["state"] == "failed");
     assert_eq!(failed["state"], "failed", "{failed}");
 
@@ -167,9 +171,18 @@ fn a_daemonising_service_is_failed_and_what_detached_goes_with_its_service() {
 
     // The exec goes; what it detached goes with it. A service that daemonises is failed
     // (not restarted in a loop) and what it left is killed. The other service stays.
-    j.inst.up(&config(
-        r#"daemon { cmd = "setsid sleep 86433 & sleep 0.3"; }"#,
-    ));
+    let out = j.inst.run(&[
+        "up",
+        config(r#"daemon { cmd = "setsid sleep 86433 & sleep 0.3"; }"#)
+            .to_str()
+            .unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("dz/daemon failed") && err.contains("did it daemonise?"),
+        "{err}"
+    );
     assert!(processes_mentioning("sleep 86431").is_empty());
     assert!(processes_mentioning("sleep 86432").is_empty());
     let daemon = j.wait_service("dz", "daemon", 30, |s| s["state"] == "failed");
