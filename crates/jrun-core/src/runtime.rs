@@ -147,6 +147,12 @@ pub trait Runtime {
     /// Fails with [`RuntimeError::PortBusy`] when a host port that these redirects need is
     /// held by something other than this instance. Changes nothing.
     fn check_host_ports(&self, redirects: &[Redirect]) -> Result<(), RuntimeError>;
+    /// Refuses a plan this runtime cannot carry out as asked, before anything changes
+    /// (the vm runtime: a jail forward whose port inside the VM is taken). Changes nothing.
+    fn check_plan(&self, plan: &crate::plan::Plan) -> Result<(), RuntimeError> {
+        let _ = plan;
+        Ok(())
+    }
     /// Creates or converges one jail's network (idempotent); `progress` hears each step.
     /// On failure the jail's partial work is undone before the error returns.
     fn deploy_jail(
@@ -190,6 +196,16 @@ pub trait Runtime {
     fn exec_in_jail(&self, jail: &JailName, argv: &[String]) -> Result<i32, RuntimeError>;
     /// Runs `argv` in the instance itself (the VM, or the native VM namespace).
     fn exec_in_instance(&self, argv: &[String]) -> Result<i32, RuntimeError>;
+    /// The command `jrun ssh` runs for an interactive shell in `jail` (the instance when
+    /// `None`); empty: the login shell the instance gives its user. By default the host's
+    /// `$SHELL` (the native runtime's jails share the host's files), else `/bin/sh`.
+    fn shell(&self, jail: Option<&JailName>) -> Vec<String> {
+        let _ = jail;
+        vec![std::env::var("SHELL")
+            .ok()
+            .filter(|s| s.starts_with('/'))
+            .unwrap_or_else(|| "/bin/sh".into())]
+    }
 }
 
 /// The check behind [`Runtime::check_host_ports`], the same on every runtime: each

@@ -70,6 +70,19 @@ pub struct ChildStatus {
     pub restarts: u32,
 }
 
+/// Whether a service `up` started or restarted became ready, and how soon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceReady {
+    pub jail: String,
+    pub exec: String,
+    pub ready: bool,
+    /// From its start to ready (or to giving up), in ms.
+    pub waited_ms: u64,
+    /// Why it is not ready, with the end of its log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// How long a service without a health check must stay up before it counts as ready: a
 /// command that cannot start (a typo, a missing binary) has exited by then.
 pub const ALIVE_FOR: Duration = Duration::from_millis(500);

@@ -41,7 +41,13 @@ pub struct Settings {
     /// `JRUN_QEMU_ACCEL` (default: the platform's, e.g. `kvm:tcg` on Linux): the QEMU
     /// accelerators to try, in order. Set `tcg` where `/dev/kvm` exists but hangs guests.
     pub qemu_accel: Option<QemuAccel>,
+    /// `JRUN_BSD_MIRROR` (default [`DEFAULT_BSD_MIRROR`]): the base URL of FreeBSD's
+    /// download tree, for the VM image and jails' `base.txz`. No trailing `/`.
+    pub bsd_mirror: String,
 }
+
+/// FreeBSD's own download tree.
+pub const DEFAULT_BSD_MIRROR: &str = "https://download.freebsd.org";
 
 /// The accelerators `JRUN_QEMU_ACCEL` may name.
 pub const QEMU_ACCELERATORS: &[&str] = &["kvm", "hvf", "whpx", "nvmm", "tcg"];
@@ -175,6 +181,22 @@ impl Settings {
                 expected: "kvm, hvf, whpx, nvmm or tcg, or a `:` list of them (kvm:tcg)",
             })?),
         };
+        let bsd_mirror = match get("JRUN_BSD_MIRROR") {
+            None => DEFAULT_BSD_MIRROR.to_string(),
+            Some(v) => {
+                let ok = (v.starts_with("http://") || v.starts_with("https://"))
+                    && v.bytes()
+                        .all(|b| b.is_ascii_graphic() && !b"'\"\\`$".contains(&b));
+                if !ok {
+                    return Err(SettingsError::Invalid {
+                        var: "JRUN_BSD_MIRROR",
+                        value: v,
+                        expected: "an http:// or https:// URL without spaces or quotes, e.g. https://download.freebsd.org",
+                    });
+                }
+                v.trim_end_matches('/').to_string()
+            }
+        };
         Ok(Settings {
             home,
             runtime,
@@ -187,6 +209,7 @@ impl Settings {
             relay: get("JRUN_RELAY").unwrap_or_else(|| DEFAULT_RELAY.into()),
             relay_peer: get("JRUN_RELAY_PEER"),
             qemu_accel,
+            bsd_mirror,
         })
     }
 }

@@ -97,6 +97,16 @@ pub fn from_plan(
                 execs: j.execs.clone(),
                 setup: j.setup.clone(),
                 firewall: jp.firewall.clone(),
+                recreate: jp
+                    .actions
+                    .iter()
+                    .any(|a| a.op == jrun_core::plan::Op::Recreate),
+                forwarded_tcp_ports: jp
+                    .redirects
+                    .iter()
+                    .filter(|r| r.proto == jrun_core::config::Proto::Tcp)
+                    .map(|r| r.jail_port)
+                    .collect(),
             })
         })
         .collect::<Result<Vec<_>, BuildError>>()?;
@@ -113,5 +123,7 @@ pub fn from_plan(
         removed: plan.removals.iter().map(|r| r.name.clone()).collect(),
         mesh,
         provision,
+        ready_timeout_secs: None,
+        bsd_mirror: jrun_core::settings::DEFAULT_BSD_MIRROR.into(),
     })
 }

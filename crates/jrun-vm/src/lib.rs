@@ -11,6 +11,7 @@ pub mod paths;
 pub mod qemu;
 pub mod qmp;
 pub mod quote;
+pub mod ready;
 pub mod render;
 pub mod runtime;
 pub mod runtime_trait;

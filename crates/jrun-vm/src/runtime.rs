@@ -22,6 +22,7 @@ use crate::qemu::launch::StopOutcome;
 use crate::qemu::{
     firmware, free_port_from, Accel, Arch, Boot, DisplayMode, HostFwd, Qemu, QemuSpec, VmProcess,
 };
+use crate::ready::ReadyLines;
 use crate::render::{load_setup_sources, render_all, shares, Share};
 use crate::spec::{GuestSpec, Release};
 use crate::ssh::{Progress, RemoteExec, SshExecutor, SshTarget};
@@ -29,6 +30,7 @@ use crate::up::{
     apply, hostfwds, jail_hostfwds, restart_reason, ForwardControl, HostFwdChanges, GUEST_SSH_PORT,
 };
 use crate::{build, seed};
+use jrun_core::services::ServiceReady;
 
 /// Where the vm runtime keeps its files.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +126,15 @@ impl Default for VmOptions {
             ssh_deadline: Duration::from_secs(600),
         }
     }
+}
+
+/// How `up` runs on the VM.
+#[derive(Debug, Clone, Default)]
+pub struct UpOptions {
+    /// `--provision`: every setup step runs again.
+    pub provision: bool,
+    /// How long the script waits for the services it (re)starts; `None`: it does not.
+    pub wait: Option<Duration>,
 }
 
 /// What happens, for progress bars and spinners.
@@ -417,32 +428,45 @@ impl VmRuntime {
     }
 
     /// One `jrun up`: forwards through QMP, a restart only for new shares, then the script
-    /// over SSH.
+    /// over SSH. Returns the readiness of the services the script (re)started, when
+    /// `opts.wait` asked for it.
     pub fn up(
         &self,
         plan: &Plan,
-        provision: bool,
+        opts: &UpOptions,
         keys: &KeyStore,
         events: &mut dyn FnMut(VmEvent),
-    ) -> Result<(), VmError> {
+    ) -> Result<Vec<ServiceReady>, VmError> {
         let vm = self.process().ok_or(VmError::NotRunning)?;
         let mut qmp = vm.qmp()?;
         let remote = self.executor()?;
-        self.up_with(plan, provision, keys, &mut qmp, &remote, events)
+        self.up_with(plan, opts, keys, &mut qmp, &remote, events)
     }
 
     /// [`VmRuntime::up`] with its QMP and SSH sides given (tests, benchmarks).
     pub fn up_with(
         &self,
         plan: &Plan,
-        provision: bool,
+        opts: &UpOptions,
         keys: &KeyStore,
         ctl: &mut dyn ForwardControl,
         remote: &dyn RemoteExec,
         events: &mut dyn FnMut(VmEvent),
-    ) -> Result<(), VmError> {
+    ) -> Result<Vec<ServiceReady>, VmError> {
         let mut wiring = self.wiring()?.ok_or(VmError::NotRunning)?;
-        let spec = self.guest_spec(plan, keys, provision)?;
+        let mut spec = self.guest_spec(plan, keys, opts.provision)?;
+        spec.ready_timeout_secs = opts.wait.map(|d| d.as_secs().max(1));
+        let ready = std::cell::RefCell::new(ReadyLines::default());
+        let mut events = |e: VmEvent| {
+            if let VmEvent::Script(Progress::Output(line)) = &e {
+                if ready.borrow_mut().take(line) {
+                    return;
+                }
+            }
+            events(e)
+        };
+        let events = &mut events;
+        let rows = || std::mem::take(&mut ready.borrow_mut().rows);
         let rendered = render_all(&spec, &load_setup_sources(&spec)?)?;
         let desired_shares = shares(&spec);
         let desired_fwds = hostfwds(plan, wiring.ssh_port);
@@ -460,7 +484,7 @@ impl VmRuntime {
             apply(&rendered, &none, &mut qmp, &remote, &mut |p| {
                 events(VmEvent::Script(p))
             })?;
-            return Ok(());
+            return Ok(rows());
         }
         let changes = HostFwdChanges::between(&wiring.hostfwds, &desired_fwds);
         if !changes.is_empty() {
@@ -473,7 +497,7 @@ impl VmRuntime {
         remote
             .run_script(&rendered.script, &mut |p| events(VmEvent::Script(p)))
             .map_err(crate::up::UpError::from)?;
-        Ok(())
+        Ok(rows())
     }
 
     /// What the guest should look like for `plan`, with the jails' mesh keys when the mesh is on.
@@ -492,12 +516,9 @@ impl VmRuntime {
         } else {
             None
         };
-        Ok(build::from_plan(
-            plan,
-            &self.settings.bsd_version,
-            mesh,
-            provision,
-        )?)
+        let mut spec = build::from_plan(plan, &self.settings.bsd_version, mesh, provision)?;
+        spec.bsd_mirror = self.settings.bsd_mirror.clone();
+        Ok(spec)
     }
 
     /// After a pairing was made or dropped (state updated, `plan` recomputed): rewrites the

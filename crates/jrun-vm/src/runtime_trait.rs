@@ -222,6 +222,16 @@ impl Runtime for VmRuntime {
             .collect())
     }
 
+    fn check_plan(&self, plan: &jrun_core::plan::Plan) -> Result<(), RuntimeError> {
+        match crate::up::guest_port_clash(plan) {
+            Some(why) => Err(RuntimeError::Other {
+                what: "this forward cannot work in the VM".into(),
+                message: why,
+            }),
+            None => Ok(()),
+        }
+    }
+
     fn check_host_ports(&self, redirects: &[Redirect]) -> Result<(), RuntimeError> {
         let held: BTreeSet<(Proto, u16)> = self
             .wiring()
@@ -310,6 +320,15 @@ impl Runtime for VmRuntime {
         self.interactive(t.jail_command_argv(jail, argv, true))
     }
 
+    /// The guest is FreeBSD: bash or zsh from the host's `$SHELL` need not exist there. The
+    /// VM gives its user the login shell the seed set; a jail gets `/bin/sh`.
+    fn shell(&self, jail: Option<&JailName>) -> Vec<String> {
+        match jail {
+            Some(_) => vec!["/bin/sh".into()],
+            None => Vec::new(),
+        }
+    }
+
     fn exec_in_instance(&self, argv: &[String]) -> Result<i32, RuntimeError> {
         let t = self.ssh_target().map_err(|_| RuntimeError::NotRunning)?;
         self.interactive(t.command_argv(argv, true))
@@ -333,6 +352,16 @@ mod tests {
             std::sync::Arc::new(jrun_core::exec::SystemRunner),
             Default::default(),
         )
+    }
+
+    #[test]
+    fn ssh_opens_freebsd_shells_not_the_hosts() {
+        std::env::set_var("SHELL", "/usr/bin/zsh");
+        let dir = tempfile::tempdir().unwrap();
+        let rt = runtime(dir.path());
+        let jail = JailName::new("web").unwrap();
+        assert_eq!(rt.shell(Some(&jail)), ["/bin/sh"]);
+        assert!(rt.shell(None).is_empty(), "the VM user's own login shell");
     }
 
     #[test]

@@ -35,6 +35,11 @@ pub struct GuestSpec {
     pub mesh: Option<MeshSpec>,
     /// `--provision`: run every setup step again, not only those of new jails.
     pub provision: bool,
+    /// How long the script waits for the services it (re)started to be ready, in seconds;
+    /// `None` (`--no-wait`, pairing) does not wait.
+    pub ready_timeout_secs: Option<u64>,
+    /// `JRUN_BSD_MIRROR`: where jails' `base.txz` are fetched from.
+    pub bsd_mirror: String,
 }
 
 /// One jail as the guest sees it, with its resolved address.
@@ -52,6 +57,12 @@ pub struct GuestJail {
     pub execs: Vec<Exec>,
     pub setup: Vec<SetupStep>,
     pub firewall: JailFirewall,
+    /// The plan rebuilds it (new release, base or address): its root is destroyed and
+    /// made again, and its setup steps run.
+    pub recreate: bool,
+    /// The TCP ports of the jail that host forwards reach: a service without a health
+    /// check is ready once these accept connections.
+    pub forwarded_tcp_ports: Vec<u16>,
 }
 
 /// The Yggdrasil side: keys for the VM node and each jail, and the version to render for.

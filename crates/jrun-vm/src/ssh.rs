@@ -1,5 +1,6 @@
 //! Host → guest over the system `ssh` client. A change is applied as one generated script
-//! over one connection (`doas sh -s`, the script on stdin); its `jrun-step N` lines stream
+//! over one connection (`doas sh -c UPLOAD_AND_RUN`, the script on stdin, saved, then run with
+//! stdin from /dev/null); its `jrun-step N` lines stream
 //! back as progress, and a failure maps to the step (jail and name) that failed.
 
 use std::io::{BufRead, BufReader, Write};
@@ -118,13 +119,27 @@ pub struct SshExecutor {
     pub privilege: Option<String>,
 }
 
+/// The guest side of one script run: the script arrives on stdin and is saved to a file,
+/// which runs with stdin from /dev/null. Run as `sh -s`, every command of the script
+/// (a setup step, `pkg`, a service) would inherit the script itself as its stdin, and one
+/// that reads stdin would swallow the rest of it.
+pub const UPLOAD_AND_RUN: &str = "f=$(mktemp /tmp/jrun-script.XXXXXX) || exit 1; cat >\"$f\" || { rm -f \"$f\"; exit 1; }; sh \"$f\" </dev/null; rc=$?; rm -f \"$f\"; exit \"$rc\"";
+
+/// How long ssh may linger after the script said `jrun-done`: a background process the
+/// script started may still hold the channel open; the script itself has finished.
+const AFTER_DONE: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl SshExecutor {
     /// The whole command line for one script run.
     pub fn script_argv(&self) -> Vec<String> {
         let mut a = self.target.argv();
         a.push("--".into());
         a.extend(self.privilege.iter().cloned());
-        a.extend(["sh".into(), "-s".into()]);
+        a.extend([
+            "sh".into(),
+            "-c".into(),
+            crate::quote::sh_quote(UPLOAD_AND_RUN),
+        ]);
         a
     }
 }
@@ -158,16 +173,41 @@ impl RemoteExec for SshExecutor {
         });
         let stdout = BufReader::new(child.stdout.take().expect("piped"));
         let of = script.steps.len();
+        let mut done = false;
         for line in stdout.lines().map_while(Result::ok) {
+            if line == "jrun-done" {
+                done = true;
+                break;
+            }
             match parse_step(&line).and_then(|n| Some((n, script.steps.get(n.checked_sub(1)?)?))) {
                 Some((number, info)) => progress(Progress::Step { number, of, info }),
                 None => progress(Progress::Output(&line)),
             }
         }
         let _ = feeder.join();
-        let status = child.wait().map_err(ScriptError::Spawn)?;
+        let status = if done {
+            let deadline = std::time::Instant::now() + AFTER_DONE;
+            loop {
+                if let Some(st) = child.try_wait().map_err(ScriptError::Spawn)? {
+                    break Some(st);
+                }
+                if std::time::Instant::now() >= deadline {
+                    tracing::warn!("the script finished but something it started still holds the SSH channel; closing it");
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break None;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        } else {
+            Some(child.wait().map_err(ScriptError::Spawn)?)
+        };
         let err = err_lines.join().unwrap_or_default();
-        interpret(status.code(), &status.to_string(), &err, script)
+        match status {
+            Some(status) => interpret(status.code(), &status.to_string(), &err, script),
+            // It printed its last line: every step succeeded.
+            None => Ok(()),
+        }
     }
 }
 
@@ -351,9 +391,10 @@ mod tests {
         let a = ex.script_argv();
         assert_eq!(a[..3], ["ssh", "-p", "2222"]);
         assert!(a.contains(&"ControlMaster=auto".to_string()));
+        let upload = crate::quote::sh_quote(UPLOAD_AND_RUN);
         assert_eq!(
-            a[a.len() - 5..],
-            ["admin@127.0.0.1", "--", "doas", "sh", "-s"]
+            a[a.len() - 6..],
+            ["admin@127.0.0.1", "--", "doas", "sh", "-c", upload.as_str()]
         );
     }
 }

@@ -38,6 +38,30 @@ pub fn hostfwds(plan: &Plan, ssh_port: u16) -> Vec<HostFwd> {
     out
 }
 
+/// A jail forward reaches the VM on its host port P (QEMU forwards host P to guest P) and
+/// pf redirects guest port P to the jail: P must not be a port the VM itself serves there
+/// (its SSH on 22, a base forward's `target`), or that port would be redirected into the
+/// jail, and with 22 jrun would lock itself out of the VM. The clash, if any.
+pub fn guest_port_clash(plan: &Plan) -> Option<String> {
+    let base: Vec<(Proto, u16, String)> = plan
+        .base
+        .iter()
+        .flat_map(|b| b.forwards.iter())
+        .map(|f| (f.proto, f.target, format!("base forward `{}`", f.name)))
+        .chain([(Proto::Tcp, GUEST_SSH_PORT, "the VM's own SSH".to_string())])
+        .collect();
+    plan.vm_firewall.redirects.iter().find_map(|r| {
+        base.iter()
+            .find(|(proto, port, _)| *proto == r.proto && *port == r.host_port)
+            .map(|(_, _, what)| {
+                format!(
+                    "jail `{}` forwards host {}/{}, but inside the VM that port is {what}'s; choose another `host` port",
+                    r.jail, r.proto, r.host_port
+                )
+            })
+    })
+}
+
 /// The `hostfwd`s that serve jail forwards: host P → guest P, which pf redirects.
 pub fn jail_hostfwds(plan: &Plan) -> Vec<HostFwd> {
     plan.vm_firewall
@@ -164,6 +188,41 @@ mod tests {
             host_port: host,
             guest_port: guest,
         }
+    }
+
+    fn plan_of(src: &str) -> Plan {
+        let config = jrun_core::config::load_str(std::path::Path::new("t.ucl"), src, 2222)
+            .unwrap()
+            .config;
+        jrun_core::plan::plan(
+            &config,
+            &jrun_core::state::State::default(),
+            &jrun_core::plan::Probe::default(),
+            &jrun_core::plan::Options {
+                only: vec![],
+                provision: false,
+                ssh_port: 2222,
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_jail_forward_on_a_port_the_vm_serves_is_refused() {
+        let ssh = plan_of("jail \"w\" { forward { s { host = 22; jail = 22; } } }\n");
+        let why = guest_port_clash(&ssh).unwrap();
+        assert!(
+            why.contains("host tcp/22") && why.contains("the VM's own SSH"),
+            "{why}"
+        );
+        let base = plan_of(
+            "base { forward { admin { host = 2200; target = 8080; } } }\njail \"w\" { forward { h { host = 8080; jail = 80; } } }\n",
+        );
+        let why = guest_port_clash(&base).unwrap();
+        assert!(why.contains("base forward `admin`"), "{why}");
+        // udp/22 and a port nobody serves in the VM are fine.
+        let fine = plan_of("jail \"w\" { forward { d { host = 22; jail = 53; proto = \"udp\"; } h { host = 8080; jail = 80; } } }\n");
+        assert_eq!(guest_port_clash(&fine), None);
     }
 
     #[test]

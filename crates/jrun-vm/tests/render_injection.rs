@@ -116,7 +116,13 @@ proptest! {
         let calls = run_services(rc, dir_t.path());
         prop_assert_eq!(calls.len(), 2, "the exec and its health check");
         let argv = &calls[0];
-        let expected_cmd = format!("cd {} && exec {cmd}", jrun_vm::quote::sh_quote(&dir));
+        let t = cmd.trim_start();
+        let execd = if t == "exec" || t.starts_with("exec ") || t.starts_with("exec\t") {
+            cmd.clone()
+        } else {
+            format!("exec {cmd}")
+        };
+        let expected_cmd = format!("cd {} && {execd}", jrun_vm::quote::sh_quote(&dir));
         prop_assert_eq!(argv.last(), Some(&expected_cmd));
         let env_arg = format!("APP_ENV={env_val}");
         prop_assert!(argv.contains(&env_arg));
@@ -124,7 +130,8 @@ proptest! {
         // the inner sh -c whole.
         let health_loop = calls[1].last().unwrap();
         let check = run_health_once(health_loop, dir_t.path());
-        prop_assert_eq!(check, vec!["2".to_string(), "/bin/sh".into(), "-c".into(), health.clone()]);
+        let in_dir = format!("cd {} && {health}", jrun_vm::quote::sh_quote(&dir));
+        prop_assert_eq!(check, vec!["2".to_string(), "/bin/sh".into(), "-c".into(), in_dir]);
 
         // The fstab keeps one line per mount with four fields after the device.
         let fstab = &installed[&format!("/usr/local/etc/jrun/fstab.{jail}")];
@@ -144,6 +151,7 @@ fn run_services(rc: &str, dir: &std::path::Path) -> Vec<Vec<String>> {
             "load_rc_config() { :; }\nrun_rc_command() { jrun_services_start; }",
         )
         .replace("mkdir -p /var/log/jrun /var/run/jrun", ":")
+        .replace("rm -f /var/run/jrun/ready*", ":")
         .replace("/usr/sbin/daemon", "record");
     let script = format!("record() {{ printf '%s\\0' \"$@\" >> \"$STUB\"; printf '\\036\\0' >> \"$STUB\"; }}\n{text}");
     let out = std::process::Command::new("sh")
@@ -183,7 +191,7 @@ fn run_health_once(health_loop: &str, dir: &std::path::Path) -> Vec<String> {
     let stub = dir.join("timeout-argv");
     let _ = std::fs::remove_file(&stub);
     let script = format!(
-        "n=0\nsleep() {{ n=$((n + 1)); [ \"$n\" -le 1 ]; }}\ntimeout() {{ printf '%s\\0' \"$@\" >> \"$STUB\"; printf '\\036\\0' >> \"$STUB\"; }}\n{health_loop}"
+        "n=0\nsleep() {{ n=$((n + 1)); [ \"$n\" -le 1 ]; }}\ntouch() {{ :; }}\ntimeout() {{ printf '%s\\0' \"$@\" >> \"$STUB\"; printf '\\036\\0' >> \"$STUB\"; }}\n{health_loop}"
     );
     let out = std::process::Command::new("sh")
         .arg("-c")

@@ -31,10 +31,45 @@ fn every_generated_script_parses() {
         .iter()
         .filter(|f| f.content.starts_with("#!/bin/sh"))
         .collect();
-    assert_eq!(scripts.len(), 3, "one rc script per jail");
-    for f in scripts {
+    assert_eq!(
+        scripts.len(),
+        4,
+        "one rc script per jail, and the VM's shares"
+    );
+    for f in &scripts {
         sh_n(&f.content, &f.review_path);
+        shellcheck(&f.content, &f.review_path);
     }
+    shellcheck(&r.script.text, "provision.sh");
+    let files = jrun_vm::render::guest_files(&common::stack(YggVersion::V0_5)).unwrap();
+    let pairing = jrun_vm::render::pairing_script(&common::stack(YggVersion::V0_5), &files);
+    sh_n(&pairing.text, "pairing.sh");
+    shellcheck(&pairing.text, "pairing.sh");
+}
+
+/// `shellcheck -s sh` (Debian's package) finds no error and no warning. Infos and
+/// style notes are left to it; the rc scripts source FreeBSD's /etc/rc.subr, which is
+/// not here (SC1091), and use variables rc.subr reads (SC2034).
+fn shellcheck(text: &str, what: &str) {
+    use std::io::Write;
+    let mut child = Command::new("shellcheck")
+        .args(["-s", "sh", "-S", "warning", "-e", "SC1091,SC2034", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("shellcheck is installed (scripts/install-deps)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{what}: shellcheck:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]
@@ -178,14 +213,22 @@ fn the_script_installs_exactly_the_rendered_files() {
     assert_eq!(announced, expected);
     assert!(run.stdout.ends_with("jrun-done\n"));
     // New jails are created from their release, the clone from its base, and started.
-    assert!(run
-        .calls
-        .contains(&vec!["jail".into(), "-c".into(), "web".into()]));
+    let start = |n: &str| -> Vec<String> {
+        ["jail", "-f", &format!("/etc/jail.conf.d/{n}.conf"), "-c", n]
+            .map(String::from)
+            .to_vec()
+    };
+    assert!(run.calls.contains(&start("web")), "{:?}", run.calls);
+    // The copy of a base is a full one (send | receive), never a clone tied to it.
     assert!(run
         .calls
         .iter()
-        .any(|c| c.starts_with(&["zfs".into(), "clone".into()])
+        .any(|c| c.starts_with(&["zfs".into(), "receive".into()])
             && c.last().unwrap() == "zroot/jrun/jails/worker"));
+    assert!(!run
+        .calls
+        .iter()
+        .any(|c| c.starts_with(&["zfs".into(), "clone".into()])));
     assert!(run
         .calls
         .iter()
@@ -193,9 +236,11 @@ fn the_script_installs_exactly_the_rendered_files() {
     // The setup of a new jail runs with its vars as one argument each.
     assert!(run.calls.iter().any(|c| c.starts_with(&[
         "jexec".into(),
-        "-l".into(),
-        "postgres".into()
-    ]) && c.contains(&"PG_VERSION=17".to_string())));
+        "postgres".into(),
+        "env".into(),
+        "-i".into(),
+    ]) && c.contains(&"PG_VERSION=17".to_string())
+        && c.last().unwrap() == "cd /var/jrun/setup && exec /bin/sh ./0.sh"));
     // A jail's packages go in only through the running jail (`pkg -j`), after it started
     // and its firewall is up; never by its root folder (`pkg -c`, chroot), where the
     // jail's own /bin/sh would run as VM root.
@@ -212,7 +257,8 @@ fn the_script_installs_exactly_the_rendered_files() {
             at(&["pkg", "-j", n, "info", "-e", "yggdrasil"]),
             Some(install - 1)
         );
-        let started = at(&["jail", "-c", n]).unwrap();
+        let conf = format!("/etc/jail.conf.d/{n}.conf");
+        let started = at(&["jail", "-f", &conf, "-c", n]).unwrap();
         let firewalled = at(&["jexec", n, "pfctl", "-f", "/etc/pf.conf"]).unwrap();
         assert!(started < firewalled && firewalled < install, "{n}: order");
         assert!(at(&["jexec", n, "service", "yggdrasil", "status"]) > Some(install));

@@ -190,11 +190,18 @@ fn up_changes_forwards_live_and_sends_one_script() {
     let mut qmp = RecordingForwards::default();
     let remote = RecordingRemote::default();
     let mut steps = 0;
-    rt.up_with(&p, false, &keys, &mut qmp, &remote, &mut |e| {
-        if let VmEvent::Script(_) = e {
-            steps += 1
-        }
-    })
+    rt.up_with(
+        &p,
+        &Default::default(),
+        &keys,
+        &mut qmp,
+        &remote,
+        &mut |e| {
+            if let VmEvent::Script(_) = e {
+                steps += 1
+            }
+        },
+    )
     .unwrap();
     assert_eq!(
         qmp.0,
@@ -221,8 +228,15 @@ fn up_changes_forwards_live_and_sends_one_script() {
 
     // Again with nothing changed: QEMU is not touched, the script is sent once more.
     let mut qmp2 = RecordingForwards::default();
-    rt.up_with(&p, false, &keys, &mut qmp2, &remote, &mut |_| {})
-        .unwrap();
+    rt.up_with(
+        &p,
+        &Default::default(),
+        &keys,
+        &mut qmp2,
+        &remote,
+        &mut |_| {},
+    )
+    .unwrap();
     assert!(qmp2.0.is_empty());
     assert_eq!(remote.connections(), 2);
 }

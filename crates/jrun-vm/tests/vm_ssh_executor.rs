@@ -163,6 +163,34 @@ fn a_multi_step_script_runs_in_one_connection_and_streams() {
     );
 }
 
+/// A step that reads stdin gets nothing (the script is not its stdin), and a daemon the
+/// script leaves behind holding its output does not keep `run_script` waiting forever.
+#[test]
+fn steps_cannot_read_the_script_and_a_lingering_daemon_does_not_hang_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let sshd = start_sshd(dir.path());
+    let ex = executor(&sshd, dir.path());
+    let tag = std::process::id();
+    let body = format!(
+        "step 1\nleft=$(cat)\necho \"stdin gave [$left]\"\nstep 2\necho still-here\n(sleep 3{tag} &)\nprintf 'jrun-done\\n'\n"
+    );
+    let s = script(&body, &[(None, "read"), (None, "daemon")]);
+    let mut lines = vec![];
+    let started = Instant::now();
+    ex.run_script(&s, &mut |p| {
+        if let Progress::Output(l) = p {
+            lines.push(l.to_string());
+        }
+    })
+    .unwrap();
+    let took = started.elapsed();
+    let _ = Command::new("pkill")
+        .args(["-f", &format!("sleep 3{tag}")])
+        .status();
+    assert_eq!(lines, ["stdin gave []", "still-here"]);
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+}
+
 #[test]
 fn a_failing_step_is_reported_by_jail_and_name() {
     let dir = tempfile::tempdir().unwrap();

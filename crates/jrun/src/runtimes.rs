@@ -16,6 +16,8 @@ use miette::{IntoDiagnostic, WrapErr};
 
 /// The runtime a command drives. The native runtime exists only on Linux (network
 /// namespaces, nftables); elsewhere only the vm runtime does.
+// One value per process: the size of a variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Selected {
     #[cfg(target_os = "linux")]
     Native(NativeRuntime),

@@ -85,13 +85,13 @@ fn writes_every_guest_file_for_review() {
             & 0o777;
         assert_eq!(mode, 0o600, "{secret}");
     }
-    // The stack's forwards reach pf; its records reach unbound; api is cloned from python.
+    // The stack's forwards reach pf; its records reach unbound; api is copied from python.
     let anchor = std::fs::read_to_string(out_dir.join("vm/forwards.pf")).unwrap();
     assert!(anchor.contains("port 8000 -> 10.17.89."));
     assert!(anchor.contains("port 6432 -> 10.17.89.20 port 5432"));
     let dns = std::fs::read_to_string(out_dir.join("vm/unbound-jrun.conf")).unwrap();
     assert!(dns.contains("\"postgres.local.jrun. 60 IN A 10.17.89.20\""));
-    assert!(script.contains("zfs clone -o mountpoint='/usr/local/jrun/jails/api' 'zroot/jrun/jails/python@jrun-clone-api'"));
+    assert!(script.contains("zfs send 'zroot/jrun/jails/python@jrun-copy-api' | zfs receive -o mountpoint='/usr/local/jrun/jails/api' 'zroot/jrun/jails/api'"));
 
     // Keys are kept: a second render gives the same Yggdrasil configs.
     let again = home.path().join("again");

@@ -240,11 +240,14 @@ impl QemuSpec {
             "-device",
             &format!("virtio-net-pci,netdev={NETDEV_ID}"),
         ]);
+        // `security_model=none`, as the original: the guest sees the host's own owners and
+        // modes (a service user in a jail reads a mounted folder as the host made it), where
+        // `mapped-xattr` would keep guest-side owners in xattrs that host tools do not see.
         for s in &self.shares {
             push(&[
                 "-virtfs",
                 &format!(
-                    "local,path={},mount_tag={},security_model=mapped-xattr,id={}",
+                    "local,path={},mount_tag={},security_model=none,id={}",
                     path(&s.host),
                     s.tag,
                     s.tag
@@ -323,7 +326,7 @@ mod tests {
              -drive if=virtio,format=raw,readonly=on,file=/home/u/.jrun/seed.iso \
              -netdev user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=udp:127.0.0.1:9125-:9125 \
              -device virtio-net-pci,netdev=net0 \
-             -virtfs local,path=/home/u/src,mount_tag=jrun0,security_model=mapped-xattr,id=jrun0 \
+             -virtfs local,path=/home/u/src,mount_tag=jrun0,security_model=none,id=jrun0 \
              -qmp unix:/home/u/.jrun/qmp.sock,server=on,wait=off -pidfile /home/u/.jrun/qemu.pid \
              -display none -serial file:/home/u/.jrun/serial.log -monitor none -daemonize"
         );

@@ -18,6 +18,10 @@ pub fn unbound_include(records: &DnsRecords, upstream: &[IpAddr]) -> String {
     let _ = writeln!(s, "    interface: {BRIDGE_IP}");
     let _ = writeln!(s, "    access-control: {SUBNET}/{SUBNET_PREFIX} allow");
     s.push_str("    access-control: 127.0.0.0/8 allow\n");
+    // No DNSSEC validation: `local-unbound-setup` turns it on, and behind QEMU's resolver
+    // proxy a host resolver that strips signatures would make every lookup SERVFAIL
+    // (fetch of base.txz, pkg). The original writes its own config without a trust anchor.
+    s.push_str("    module-config: \"iterator\"\n");
     let _ = writeln!(s, "    local-zone: \"{ROOT_ZONE}.\" static");
     for r in &records.0 {
         let (kind, data) = match r.data {

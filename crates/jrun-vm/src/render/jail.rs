@@ -172,7 +172,7 @@ pub fn services_rc(j: &GuestJail) -> Result<String, RenderError> {
             sh_quote(dir),
             exec_cmd(&e.cmd)
         )));
-        let _ = writeln!(s, "    # exec {i}: {}\n    {}", e.name, argv.join(" "));
+        let _ = writeln!(s, "    # exec {i}\n    {}", argv.join(" "));
         if let Some(h) = &e.healthcheck {
             let mut check = vec![
                 "/usr/sbin/daemon".to_string(),
@@ -239,7 +239,7 @@ fn health_loop(i: usize, dir: &str, h: &Healthcheck) -> String {
     let interval = secs(h.interval);
     let retries = h.retries.max(1);
     format!(
-        "fails=0\nready=0\nstart=$(date +%s)\nwhile :; do\n    if [ \"$ready\" = 1 ]; then sleep {interval}; else sleep 0.2; fi\n    if timeout {timeout} /bin/sh -c {test} >/dev/null 2>&1; then\n        fails=0\n        if [ \"$ready\" = 0 ]; then ready=1; touch /var/run/jrun/ready{i}; fi\n    elif [ \"$ready\" = 0 ] && [ $(($(date +%s) - start)) -lt {period} ]; then\n        :\n    else\n        fails=$((fails + 1))\n        if [ \"$fails\" -ge {retries} ]; then\n            echo \"unhealthy after $fails checks; restarting\"\n            rm -f /var/run/jrun/ready{i}\n            kill \"$(cat /var/run/jrun/child{i}.pid)\" 2>/dev/null\n            fails=0\n            ready=0\n            start=$(date +%s)\n        fi\n    fi\ndone\n",
+        "fails=0\nready=0\npause=0.2\nstart=$(date +%s)\nwhile sleep \"$pause\"; do\n    if timeout {timeout} /bin/sh -c {test} >/dev/null 2>&1; then\n        fails=0\n        if [ \"$ready\" = 0 ]; then ready=1; pause={interval}; touch /var/run/jrun/ready{i}; fi\n    elif [ \"$ready\" = 0 ] && [ $(($(date +%s) - start)) -lt {period} ]; then\n        :\n    else\n        fails=$((fails + 1))\n        if [ \"$fails\" -ge {retries} ]; then\n            echo \"unhealthy after $fails checks; restarting\"\n            rm -f /var/run/jrun/ready{i}\n            kill \"$(cat /var/run/jrun/child{i}.pid)\" 2>/dev/null\n            fails=0\n            ready=0\n            pause=0.2\n            start=$(date +%s)\n        fi\n    fi\ndone\n",
         timeout = secs(h.timeout),
         test = sh_quote(&format!("cd {} && {}", sh_quote(dir), h.test)),
         period = interval * u64::from(retries),
@@ -258,6 +258,9 @@ pub fn vm_rc_conf(spec: &GuestSpec) -> String {
     s.push_str("pf_enable=\"YES\"\n");
     s.push_str("local_unbound_enable=\"YES\"\n");
     s.push_str("jail_enable=\"YES\"\n");
+    if !super::shares(spec).is_empty() {
+        s.push_str("jrun_shares_enable=\"YES\"\n");
+    }
     let names: Vec<&str> = spec.jails.iter().map(|j| j.name.as_str()).collect();
     let _ = writeln!(s, "jail_list=\"{}\"", names.join(" "));
     let _ = writeln!(

@@ -5,6 +5,7 @@ mod dns;
 mod jail;
 mod pf;
 mod script;
+mod vm;
 mod ygg;
 
 use std::collections::BTreeMap;
@@ -14,12 +15,14 @@ use jrun_core::config::{JailName, SetupSource};
 
 pub use dns::unbound_include;
 pub use jail::{
-    devfs_rules, jail_conf, jail_fstab, jail_rc_conf, resolv_conf, services_rc, vm_rc_conf,
+    devfs_rules, jail_conf, jail_conf_index, jail_fstab, jail_rc_conf, resolv_conf, services_rc,
+    vm_rc_conf, SERVICE_ENV,
 };
 pub use pf::{forwards_anchor, jail_pf_conf, vm_pf_conf};
 pub use script::{
     pairing_script, provisioning_script, Script, StepInfo, PRELUDE as SCRIPT_PRELUDE,
 };
+pub use vm::{loader_conf, share_mounts, shares_rc, sysctl_conf, SYSCTLS};
 pub use ygg::{jail_node, private_key_pem, vm_node, KEY_PATH as YGG_KEY_PATH};
 
 use crate::paths;
@@ -117,6 +120,24 @@ pub fn guest_files(spec: &GuestSpec) -> Result<Vec<GuestFile>, RenderError> {
             "vm/devfs.rules".into(),
         ),
         file(
+            "/boot/loader.conf.d/jrun.conf".into(),
+            0o644,
+            loader_conf(),
+            "vm/loader.conf".into(),
+        ),
+        file(
+            "/etc/sysctl.conf.local".into(),
+            0o644,
+            sysctl_conf(),
+            "vm/sysctl.conf.local".into(),
+        ),
+        file(
+            "/etc/jail.conf".into(),
+            0o644,
+            jail_conf_index(),
+            "vm/jail.conf".into(),
+        ),
+        file(
             "/etc/pf.conf".into(),
             0o600,
             vm_pf_conf(&spec.base_forwards),
@@ -154,8 +175,13 @@ pub fn guest_files(spec: &GuestSpec) -> Result<Vec<GuestFile>, RenderError> {
             });
         }
     }
-    for base in &spec.base_mounts {
-        fstab_path_str("base", "mount target", &base.target)?;
+    if !shares(spec).is_empty() {
+        out.push(file(
+            SHARES_RC.into(),
+            0o755,
+            shares_rc(spec)?,
+            "vm/jrun_shares".into(),
+        ));
     }
     for j in &spec.jails {
         let n = &j.name;
@@ -226,6 +252,9 @@ pub fn guest_files(spec: &GuestSpec) -> Result<Vec<GuestFile>, RenderError> {
     }
     Ok(out)
 }
+
+/// The VM's rc script that mounts the 9p shares at boot.
+pub const SHARES_RC: &str = "/usr/local/etc/rc.d/jrun_shares";
 
 /// One 9p share QEMU exports: a host folder and its tag.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

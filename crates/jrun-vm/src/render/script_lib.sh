@@ -2,12 +2,20 @@ set -eu
 umask 022
 jrun_step=0
 jrun_dirty=0
+# Defaults; a provisioning script sets both from JRUN_BSD_MIRROR and --wait-timeout.
+jrun_mirror=https://download.freebsd.org
+jrun_ready_timeout=60
 # step N: announce step N of the step table jrun keeps for this script.
 step() {
     jrun_step="$1"
     printf 'jrun-step %s\n' "$1"
 }
-trap 'rc=$?; if [ "$rc" -ne 0 ]; then printf "jrun-failed %s %s\n" "$jrun_step" "$rc" >&2; fi' EXIT
+# On a failed exit, name the step that failed for jrun: `jrun-failed STEP RC`.
+jrun_exit() {
+    jrun_exit_rc=$?
+    if [ "$jrun_exit_rc" -ne 0 ]; then printf 'jrun-failed %s %s\n' "$jrun_step" "$jrun_exit_rc" >&2; fi
+}
+trap jrun_exit EXIT
 # put_file PATH MODE CONTENT: replaces the VM file PATH only when CONTENT differs, and then
 # sets jrun_dirty. Never used under a jail's root: see put_jail_file.
 put_file() {
@@ -81,10 +89,60 @@ ensure_pkg() {
 ensure_jail_pkg() {
     pkg -j "$1" info -e "$2" || ASSUME_ALWAYS_YES=yes pkg -j "$1" install -y "$2"
 }
-# release_url RELEASE: where that release's base.txz lives for this machine's architecture.
+# release_url RELEASE: where that release's base.txz lives for this machine's architecture,
+# under the download tree $jrun_mirror (JRUN_BSD_MIRROR).
 release_url() {
     case "$(uname -m)" in
-        arm64) printf 'https://download.freebsd.org/releases/arm64/aarch64/%s/base.txz' "$1" ;;
-        *) printf 'https://download.freebsd.org/releases/%s/%s/base.txz' "$(uname -m)" "$1" ;;
+        arm64) printf '%s/releases/arm64/aarch64/%s/base.txz' "$jrun_mirror" "$1" ;;
+        *) printf '%s/releases/%s/%s/base.txz' "$jrun_mirror" "$(uname -m)" "$1" ;;
     esac
+}
+# detached CMD...: runs CMD cut off from this session: stdin from /dev/null, output to
+# /var/log/jrun-guest.log. A daemon it starts (service, jail -c) then cannot hold the SSH
+# channel open. On failure the log's last lines go to stderr.
+detached() {
+    jrun_rc=0
+    "$@" </dev/null >>/var/log/jrun-guest.log 2>&1 || jrun_rc=$?
+    if [ "$jrun_rc" -ne 0 ]; then
+        printf 'jrun: `%s` failed (exit %s); the end of /var/log/jrun-guest.log:\n' "$*" "$jrun_rc" >&2
+        tail -n 20 /var/log/jrun-guest.log >&2
+    fi
+    return "$jrun_rc"
+}
+# wait_ready JAIL INDEX NAME CHECKED IP [PORT...]: waits (up to $jrun_ready_timeout s) until
+# exec INDEX of JAIL is ready: with a health check (CHECKED=1), once a check passed since it
+# started (its ready file); without one, its process alive for a second and each PORT of IP
+# accepting. Prints `jrun-ready JAIL NAME SECONDS` or `jrun-notready JAIL NAME SECONDS WHY`
+# and the end of its log; never fails the script (the jail is up either way).
+wait_ready() {
+    jrun_j=$1 jrun_i=$2 jrun_n=$3 jrun_c=$4 jrun_ip=$5
+    shift 5
+    jrun_t0=$(date +%s)
+    jrun_alive=0
+    while :; do
+        jrun_why=
+        if [ "$jrun_c" = 1 ]; then
+            jexec "$jrun_j" test -f "/var/run/jrun/ready$jrun_i" || jrun_why="its health check has not passed yet"
+        elif jexec "$jrun_j" /bin/sh -c 'kill -0 "$(cat "$1")"' jrun-alive "/var/run/jrun/child$jrun_i.pid" 2>/dev/null; then
+            jrun_alive=$((jrun_alive + 1))
+            [ "$jrun_alive" -ge 5 ] || jrun_why="starting"
+            for jrun_p in "$@"; do
+                [ -n "$jrun_why" ] || nc -z -w 1 "$jrun_ip" "$jrun_p" >/dev/null 2>&1 || jrun_why="port $jrun_p does not accept connections yet"
+            done
+        else
+            jrun_alive=0
+            jrun_why="its process is not running"
+        fi
+        jrun_took=$(($(date +%s) - jrun_t0))
+        if [ -z "$jrun_why" ]; then
+            printf 'jrun-ready %s %s %s\n' "$jrun_j" "$jrun_n" "$jrun_took"
+            return 0
+        fi
+        if [ "$jrun_took" -ge "$jrun_ready_timeout" ]; then
+            printf 'jrun-notready %s %s %s %s\n' "$jrun_j" "$jrun_n" "$jrun_took" "$jrun_why"
+            jexec "$jrun_j" tail -n 10 "/var/log/jrun/exec$jrun_i.log" 2>/dev/null | sed 's/^/jrun-log /' || true
+            return 0
+        fi
+        sleep 0.2
+    done
 }

@@ -83,6 +83,8 @@ pub fn stack(version: YggVersion) -> GuestSpec {
             jail: name(n),
             mesh_peers: peers.clone(),
         },
+        recreate: false,
+        forwarded_tcp_ports: vec![],
     };
     let mut postgres = jail("postgres", 50, None);
     postgres.release = Some("14.3-RELEASE".parse().unwrap());
@@ -128,6 +130,10 @@ pub fn stack(version: YggVersion) -> GuestSpec {
     });
     let mut worker = jail("worker", 11, Some("web"));
     worker.depends = vec![name("postgres"), name("web")];
+    // Rebuilt by this run (e.g. its base changed): its root is made again.
+    worker.recreate = true;
+    postgres.forwarded_tcp_ports = vec![5432];
+    web.forwarded_tcp_ports = vec![8080];
 
     let redirects = vec![
         Redirect {
@@ -190,6 +196,8 @@ pub fn stack(version: YggVersion) -> GuestSpec {
             jail_keys,
         }),
         provision: false,
+        ready_timeout_secs: Some(60),
+        bsd_mirror: "https://download.freebsd.org".into(),
     }
 }
 

@@ -17,7 +17,11 @@ const STUBS: &[&str] = &[
     "kldload",
     "pfctl",
     "local-unbound-setup",
-    "unbound-checkconf",
+    "local-unbound-checkconf",
+    "install",
+    "grep",
+    "cmp",
+    "nc",
     "jls",
     "jail",
     "jexec",
@@ -46,12 +50,20 @@ put_jail_file() { put_file "$2$3" "$4" "$5"; }
 jail_dir() { mkdir -p "$1$2"; }
 is_mounted() { return 1; }
 release_url() { printf 'https://download.invalid/%s/base.txz' "$1"; }
+detached() { "$@"; }
+wait_ready() { printf 'jrun-ready %s %s 0\n' "$1" "$3"; }
 "#;
 
 const STUB: &str = r#"#!/bin/sh
-{ printf '%s\0' "${0##*/}" "$@"; printf '\036\0'; } >> "$OUT/calls"
+# One printf, so one append: commands of a pipeline run at once, and two records
+# written piecewise would interleave.
+printf '%s\0' "${0##*/}" "$@" "$(printf '\036')" >> "$OUT/calls"
 case "${0##*/} ${1:-}" in
     "zfs list"|"jls -j") exit 1 ;;
+esac
+# Nothing matches and no file is as rendered yet: every guarded command runs.
+case "${0##*/}" in
+    grep|cmp) exit 1 ;;
 esac
 # No package is installed yet.
 if [ "${0##*/}" = pkg ]; then
@@ -165,13 +177,20 @@ pub fn run_real_jail_writes(script: &str, dir: &Path) -> std::process::Output {
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     std::fs::create_dir_all(dir.join("files")).unwrap();
-    for name in ["service", "unbound-checkconf", "jls", "jexec", "pfctl"] {
+    for name in [
+        "service",
+        "local-unbound-checkconf",
+        "jls",
+        "jexec",
+        "pfctl",
+    ] {
         let p = bin.join(name);
         std::fs::write(&p, STUB).unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     let record_vm_files = r#"n=0
+detached() { "$@"; }
 put_file() {
     n=$((n + 1))
     printf '%s' "$1" > "$OUT/files/$n.path"

@@ -140,7 +140,7 @@ fn down_vm(
     let plan = plan_without(&lock.state, names, settings).into_diagnostic()?;
     vm.up(
         &plan,
-        false,
+        &jrun_vm::runtime::UpOptions::default(),
         &jrun_mesh::KeyStore::open(&settings.home),
         &mut |_| {},
     )

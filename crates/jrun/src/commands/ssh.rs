@@ -18,17 +18,13 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     let settings = runtimes::settings()?;
     let selected = runtimes::select(&settings)?;
     let rt = selected.runtime();
-    let shell = std::env::var("SHELL")
-        .ok()
-        .filter(|s| s.starts_with('/'))
-        .unwrap_or_else(|| "/bin/sh".into());
-    let argv = vec![shell];
     let code = match args.jail {
         Some(j) => {
             let jail = JailName::new(j.as_str()).into_diagnostic()?;
-            rt.exec_in_jail(&jail, &argv).into_diagnostic()?
+            rt.exec_in_jail(&jail, &rt.shell(Some(&jail)))
+                .into_diagnostic()?
         }
-        None => rt.exec_in_instance(&argv).into_diagnostic()?,
+        None => rt.exec_in_instance(&rt.shell(None)).into_diagnostic()?,
     };
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }

@@ -127,6 +127,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     // A busy host port is refused before anything changes.
     rt.check_host_ports(&plan.vm_firewall.redirects)
         .into_diagnostic()?;
+    rt.check_plan(&plan).into_diagnostic()?;
     // So is a mount whose host folder is missing (a config error, named).
     #[cfg(target_os = "linux")]
     if let runtimes::Selected::Native(_) = &selected {
@@ -145,7 +146,9 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         runtimes::Selected::Native(native) => {
             native::execute(native, &plan, &mut progress, settings.ssh_port, &mut lock)
         }
-        runtimes::Selected::Vm(vm) => vm::execute_vm(vm, &plan, &args, &settings.home, &mut lock),
+        runtimes::Selected::Vm(vm) => {
+            vm::execute_vm(vm, &plan, &args, &settings.home, &mut lock, &mut progress)
+        }
     };
     // Everything is recorded: other commands need not wait for the services.
     drop(lock);

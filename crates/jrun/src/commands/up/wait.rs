@@ -8,7 +8,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use jrun_core::services::{log_tail, now_ms, readiness, Readiness, ServiceStatus};
-use serde::Serialize;
 
 use crate::progress::Progress;
 
@@ -25,17 +24,7 @@ pub trait ServiceWatch {
     fn forwards_open(&self, jail: &str) -> Option<bool>;
 }
 
-/// One service's readiness, for `--json` and the summary.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct ServiceReady {
-    pub jail: String,
-    pub exec: String,
-    pub ready: bool,
-    /// From its start to ready (or to giving up), in ms.
-    pub waited_ms: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
+pub use jrun_core::services::ServiceReady;
 
 /// Waits until every service of `jails` that started at or after `since_ms` is ready, or
 /// one has failed, or `timeout` has passed. Always returns every watched service's
