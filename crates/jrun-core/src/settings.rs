@@ -44,6 +44,8 @@ pub struct Settings {
     /// `JRUN_BSD_MIRROR` (default [`DEFAULT_BSD_MIRROR`]): the base URL of FreeBSD's
     /// download tree, for the VM image and jails' `base.txz`. No trailing `/`.
     pub bsd_mirror: String,
+    /// `JRUN_VM_BOOT_TIMEOUT` (default 600): seconds `jrun start` waits for the VM's SSH.
+    pub vm_boot_timeout_secs: u64,
 }
 
 /// FreeBSD's own download tree.
@@ -197,6 +199,12 @@ impl Settings {
                 v.trim_end_matches('/').to_string()
             }
         };
+        let vm_boot_timeout_secs = parse_num(
+            &get,
+            "JRUN_VM_BOOT_TIMEOUT",
+            600u64,
+            "a whole number of seconds",
+        )?;
         Ok(Settings {
             home,
             runtime,
@@ -210,6 +218,7 @@ impl Settings {
             relay_peer: get("JRUN_RELAY_PEER"),
             qemu_accel,
             bsd_mirror,
+            vm_boot_timeout_secs,
         })
     }
 }

@@ -128,6 +128,29 @@ impl Default for VmOptions {
     }
 }
 
+/// A console line without its terminal escapes (the firmware clears the screen and
+/// moves the cursor) or other control characters.
+fn printable(line: &str) -> String {
+    let mut out = String::new();
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ parameters… final letter.
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+        } else if !c.is_control() || c == '\t' {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// How `up` runs on the VM.
 #[derive(Debug, Clone, Default)]
 pub struct UpOptions {
@@ -144,6 +167,8 @@ pub enum VmEvent<'a> {
     Booting {
         ssh_port: u16,
     },
+    /// The VM is booting; jrun waits for its SSH to answer.
+    WaitingForSsh,
     /// Said before the VM restarts, with why.
     Restarting(&'a str),
     Forwards(&'a HostFwdChanges),
@@ -181,8 +206,13 @@ pub enum VmError {
     Spec(#[from] crate::spec::SpecError),
     #[error("no free port from {0} up to reach the VM's SSH")]
     NoPort(u16),
-    #[error("the VM did not answer on SSH (127.0.0.1:{port}) within {secs} s; see {log}")]
-    SshTimeout { port: u16, secs: u64, log: PathBuf },
+    #[error("the VM did not answer on SSH (127.0.0.1:{port}) within {secs} s; the end of its console ({log}):\n{tail}")]
+    SshTimeout {
+        port: u16,
+        secs: u64,
+        log: PathBuf,
+        tail: String,
+    },
 }
 
 /// What `start` did.
@@ -395,10 +425,18 @@ impl VmRuntime {
             }
             if start.elapsed() > self.opts.ssh_deadline {
                 let port = self.ssh_target()?.port;
+                let log = self.paths.serial_log();
+                let tail = jrun_core::services::log_tail(&log, 15)
+                    .iter()
+                    .map(|l| format!("  {}", printable(l)))
+                    .filter(|l| !l.trim().is_empty())
+                    .collect::<Vec<_>>()
+                    .join("\n");
                 return Err(VmError::SshTimeout {
                     port,
                     secs: self.opts.ssh_deadline.as_secs(),
-                    log: self.paths.serial_log(),
+                    log,
+                    tail,
                 });
             }
             std::thread::sleep(Duration::from_secs(2));
@@ -537,5 +575,19 @@ impl VmRuntime {
             .run_script(&script, &mut |p| events(VmEvent::Script(p)))
             .map_err(crate::up::UpError::from)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn console_lines_lose_their_terminal_escapes() {
+        assert_eq!(
+            printable("\u{1b}[2J\u{1b}[01;01H\u{1b}[=3hBdsDxe: failed to load Boot0001\r"),
+            "BdsDxe: failed to load Boot0001"
+        );
+        assert_eq!(printable("login:\tready"), "login:\tready");
     }
 }

@@ -161,29 +161,51 @@ impl VmRuntime {
     }
 }
 
+impl VmRuntime {
+    /// [`Runtime::start`], telling `events` about the download, the boot and the wait for
+    /// SSH. The VM boots with the forwards and shares recorded in state.
+    pub fn start_reporting(
+        &self,
+        events: &mut dyn FnMut(crate::runtime::VmEvent),
+    ) -> Result<StartOutcome, RuntimeError> {
+        let boot = boot_wiring(&self.home_state()?);
+        match self
+            .start_wired(&boot.forwards, &boot.jail_forwards, &boot.shares, events)
+            .map_err(|e| other("starting the VM", e))?
+        {
+            Started::AlreadyRunning => Ok(StartOutcome::AlreadyRunning),
+            Started::Started { .. } => {
+                events(crate::runtime::VmEvent::WaitingForSsh);
+                if let Err(e) = self.wait_for_ssh() {
+                    // A VM that never answered is no use half-started: it goes, and the
+                    // next `start` boots it again (the disk and seed are kept).
+                    let stopped = match self.process() {
+                        Some(vm) => vm
+                            .stop(std::time::Duration::from_secs(3), &mut |_| {})
+                            .map(|_| "the VM was stopped".to_string())
+                            .unwrap_or_else(|s| format!("stopping the VM failed too: {s}")),
+                        None => "the VM is not running".to_string(),
+                    };
+                    return Err(other(
+                        "waiting for the VM",
+                        format!(
+                            "{e}\n{stopped}; a slow machine may need a longer JRUN_VM_BOOT_TIMEOUT"
+                        ),
+                    ));
+                }
+                Ok(StartOutcome::Started)
+            }
+        }
+    }
+}
+
 impl Runtime for VmRuntime {
     fn kind(&self) -> RuntimeKind {
         RuntimeKind::Vm
     }
 
     fn start(&self) -> Result<StartOutcome, RuntimeError> {
-        let boot = boot_wiring(&self.home_state()?);
-        match self
-            .start_wired(
-                &boot.forwards,
-                &boot.jail_forwards,
-                &boot.shares,
-                &mut |_| {},
-            )
-            .map_err(|e| other("starting the VM", e))?
-        {
-            Started::AlreadyRunning => Ok(StartOutcome::AlreadyRunning),
-            Started::Started { .. } => {
-                self.wait_for_ssh()
-                    .map_err(|e| other("waiting for the VM", e))?;
-                Ok(StartOutcome::Started)
-            }
-        }
+        self.start_reporting(&mut |_| {})
     }
 
     fn stop(&self) -> Result<(), RuntimeError> {

@@ -9,6 +9,7 @@ use jrun_core::runtime::Runtime;
 use jrun_core::settings::{RuntimeKind, Settings};
 #[cfg(target_os = "linux")]
 use jrun_native::{NativeOptions, NativeRuntime};
+use jrun_vm::qemu::DisplayMode;
 use jrun_vm::runtime::{VmOptions, VmRuntime};
 #[cfg(target_os = "linux")]
 use miette::miette;
@@ -46,11 +47,21 @@ pub struct Unavailable {
 
 /// The runtime `JRUN_RUNTIME` (or `--runtime`) names.
 pub fn select(settings: &Settings) -> miette::Result<Selected> {
+    select_with(settings, DisplayMode::Headless)
+}
+
+/// [`select`], with the VM shown as `display` (`jrun start --mode`).
+pub fn select_with(settings: &Settings, display: DisplayMode) -> miette::Result<Selected> {
     match settings.runtime {
         RuntimeKind::Vm => Ok(Selected::Vm(VmRuntime::new(
             settings,
             Arc::new(SystemRunner),
-            VmOptions::default(),
+            VmOptions {
+                display,
+                mirror: format!("{}/releases/VM-IMAGES", settings.bsd_mirror),
+                ssh_deadline: std::time::Duration::from_secs(settings.vm_boot_timeout_secs),
+                ..VmOptions::default()
+            },
         ))),
         #[cfg(target_os = "linux")]
         RuntimeKind::Native => native(settings, "").map(Selected::Native),
