@@ -17,7 +17,7 @@ use miette::{miette, IntoDiagnostic};
 use serde::Serialize;
 
 use crate::pairing::{self, PairError};
-use crate::runtimes::{self, Selected};
+use crate::runtimes;
 
 /// Without arguments: create a pairing, print its code and wait for the peer.
 /// With a code: join the peer's pairing.
@@ -68,10 +68,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let selected = runtimes::select(&settings)?;
-    #[cfg(target_os = "linux")]
-    if let Selected::Native(native) = &selected {
-        native.require_root("jrun pair").into_diagnostic()?;
-    }
+    selected.require_privileges("jrun pair")?;
     let rt = selected.runtime();
     if !settings.mesh_network && args.drop.is_none() {
         return Err(miette!(
@@ -103,11 +100,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             }
             None => None,
         };
-        let running = |jail: &JailName| match &selected {
-            #[cfg(target_os = "linux")]
-            Selected::Native(native) => jrun_native::mesh::running_address(native, jail),
-            Selected::Vm(_) => rt.observe_jail(jail).ok().and_then(|o| o.mesh_address),
-        };
+        let running = |jail: &JailName| selected.running_mesh_address(jail);
         let roster = pairing::local_roster(
             &lock.state,
             &KeyStore::open(&settings.home),

@@ -34,10 +34,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     // would lock a deleted file while the next one locks a new one.
     let lock = StateStore::new(home).lock(LockWait::No).into_diagnostic()?;
     rt.stop().into_diagnostic()?;
-    #[allow(irrefutable_let_patterns)] // the native runtime exists on Linux only
-    if let runtimes::Selected::Vm(vm) = &selected {
-        vm.purge().into_diagnostic()?;
-    }
+    selected.purge()?;
     for path in [
         lock.path().to_path_buf(),
         home.join("logs"),

@@ -14,9 +14,9 @@ use std::process::ExitCode;
 use jrun_core::config;
 use jrun_core::plan::{self, Options, Probe};
 use jrun_core::state::StateStore;
-use jrun_mesh::KeyStore;
-use jrun_vm::render::{load_setup_sources, render_all, Rendered};
 use miette::{miette, IntoDiagnostic, WrapErr};
+
+use crate::runtimes::{self, GuestFiles as Rendered};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -47,21 +47,8 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     };
     let plan = plan::plan(&config, &state, &Probe::default(), &options)
         .map_err(|e| miette!("cannot plan {}: {e}", args.config.display()))?;
-    let mesh = if settings.mesh_network {
-        let store = KeyStore::open(&settings.home);
-        Some(
-            jrun_vm::build::mesh_from_store(&plan, &store, settings.relay_peer.as_deref())
-                .into_diagnostic()?,
-        )
-    } else {
-        None
-    };
-    let spec = jrun_vm::build::from_plan(&plan, &settings.bsd_version, mesh, args.provision)
-        .into_diagnostic()?;
-    let sources = load_setup_sources(&spec).into_diagnostic()?;
-    let rendered = render_all(&spec, &sources)
-        .into_diagnostic()
-        .wrap_err_with(|| {
+    let rendered =
+        runtimes::render_guest(&plan, &settings, args.provision).wrap_err_with(|| {
             format!(
                 "cannot render the guest files for {}",
                 args.config.display()

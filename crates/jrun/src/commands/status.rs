@@ -116,19 +116,15 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         .collect();
     let wants_services = matches!(args.show, Some(Show::Services | Show::All));
     let mut supervisor_error = None;
-    let processes = match &selected {
-        #[cfg(target_os = "linux")]
-        runtimes::Selected::Native(native) if inst.running && (wants_services || args.json) => {
-            answered(native.children(), &mut supervisor_error)
-        }
-        _ => Vec::new(),
+    let processes = if inst.running && (wants_services || args.json) {
+        answered(selected.processes(), &mut supervisor_error)
+    } else {
+        Vec::new()
     };
-    let services: Vec<ServiceStatus> = match &selected {
-        #[cfg(target_os = "linux")]
-        runtimes::Selected::Native(native) if inst.running => {
-            answered(native.services(), &mut supervisor_error)
-        }
-        _ => Vec::new(),
+    let services: Vec<ServiceStatus> = if inst.running {
+        answered(selected.services(), &mut supervisor_error)
+    } else {
+        Vec::new()
     };
     let report = Report {
         instance: Instance {

@@ -13,19 +13,11 @@ pub struct Args {
     pub home: Option<PathBuf>,
 }
 
-#[cfg(target_os = "linux")]
 pub fn run(args: Args) -> miette::Result<ExitCode> {
-    use jrun_native::names::Layout;
     let home = match args.home {
         Some(home) => home,
         None => runtimes::settings()?.home,
     };
-    jrun_native::supervisor::run(&Layout::new(&home)).map_err(|e| miette::miette!("{e}"))?;
+    runtimes::supervise(&home)?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// The supervisor belongs to the native runtime, which is Linux's alone.
-#[cfg(not(target_os = "linux"))]
-pub fn run(_args: Args) -> miette::Result<ExitCode> {
-    Err(runtimes::native_unavailable())
 }

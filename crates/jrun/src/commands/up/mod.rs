@@ -11,15 +11,9 @@ use jrun_core::config::{self, JailName};
 use jrun_core::plan::{self, Options, Probe};
 use jrun_core::state::{LockWait, State, StateStore};
 use miette::{miette, IntoDiagnostic};
-use serde::Serialize;
 
 use crate::progress::Progress;
-use crate::runtimes;
-
-#[cfg(target_os = "linux")]
-mod native;
-mod vm;
-mod wait;
+use crate::runtimes::{self, ApplyOptions, Outcome};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -48,38 +42,11 @@ fn parse_wait(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{text:?} is not a duration (write e.g. 60s, 90, 2m)"))
 }
 
-/// What `up` did, for `--json` and the closing summary.
-#[derive(Debug, Default, Serialize)]
-struct Outcome {
-    changed: bool,
-    deployed: Vec<Deployed>,
-    removed: Vec<String>,
-    unchanged: Vec<String>,
-    /// Failed services (`<jail>/<exec>`) started again by this `up`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    revived: Vec<String>,
-    /// The services this run started or restarted, and whether (and how soon) they were
-    /// ready. Empty with `--no-wait`.
-    services: Vec<wait::ServiceReady>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct Deployed {
-    name: String,
-    ip: std::net::Ipv4Addr,
-    reasons: Vec<String>,
-}
-
 pub fn run(args: Args) -> miette::Result<ExitCode> {
     let settings = runtimes::settings()?;
     let selected = runtimes::select(&settings)?;
     let rt = selected.runtime();
-    #[cfg(target_os = "linux")]
-    if let runtimes::Selected::Native(native) = &selected {
-        native.require_root("jrun up").into_diagnostic()?;
-    }
+    selected.require_privileges("jrun up")?;
     if !rt.instance().into_diagnostic()?.running {
         return Err(miette!(
             help = "run `jrun start` first",
@@ -105,17 +72,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
 
     let store = StateStore::new(&settings.home);
     let mut lock = store.lock(LockWait::No).into_diagnostic()?;
-    // Native: jails recorded as deployed whose network is gone (the instance was
-    // restarted) are planned like an interrupted deployment: rebuilt at their address.
-    #[cfg(target_os = "linux")]
-    if let runtimes::Selected::Native(native) = &selected {
-        let present = jrun_core::runtime::Runtime::jails_present(native).into_diagnostic()?;
-        for jail in lock.state.jails.values_mut() {
-            if jail.deployed && !present.contains(&jail.name) {
-                jail.deployed = false;
-            }
-        }
-    }
+    selected.reconcile(&mut lock.state)?;
     let probe = if needs_probe(&config, &lock.state, &options) {
         Probe {
             in_use: rt.probe_in_use().into_diagnostic()?,
@@ -124,59 +81,27 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         Probe::default()
     };
     let plan = plan::plan(&config, &lock.state, &probe, &options).into_diagnostic()?;
-    // A busy host port is refused before anything changes.
-    rt.check_host_ports(&plan.vm_firewall.redirects)
-        .into_diagnostic()?;
-    rt.check_plan(&plan).into_diagnostic()?;
-    // So is a mount whose host folder is missing (a config error, named).
-    #[cfg(target_os = "linux")]
-    if let runtimes::Selected::Native(_) = &selected {
-        jrun_native::jailns::check_host_folders(&plan).map_err(|e| {
-            miette!(
-                help = "create the folder or fix `host` in the config",
-                "{e}"
-            )
-        })?;
-    }
+    // What cannot work is refused before anything changes.
+    selected.check_plan(&plan)?;
 
     let mut progress = Progress::new(args.json);
     let since_ms = jrun_core::services::now_ms();
-    let mut outcome = match &selected {
-        #[cfg(target_os = "linux")]
-        runtimes::Selected::Native(native) => {
-            native::execute(native, &plan, &mut progress, settings.ssh_port, &mut lock)
-        }
-        runtimes::Selected::Vm(vm) => {
-            vm::execute_vm(vm, &plan, &args, &settings.home, &mut lock, &mut progress)
-        }
+    let opts = ApplyOptions {
+        provision: args.provision,
+        wait: (!args.no_wait).then_some(args.wait_timeout),
+        ssh_port: settings.ssh_port,
     };
+    let mut outcome = selected.apply(&settings, &plan, &opts, &mut lock, &mut progress);
     // Everything is recorded: other commands need not wait for the services.
     drop(lock);
     if outcome.error.is_none() && !args.no_wait {
-        let watch: Option<Box<dyn wait::ServiceWatch + '_>> = match &selected {
-            #[cfg(target_os = "linux")]
-            runtimes::Selected::Native(native) => Some(Box::new(native::Watch {
-                native,
-                plan: &plan,
-            })),
-            runtimes::Selected::Vm(_) => None,
-        };
-        if let Some(watch) = watch {
-            let jails = plan.jails.iter().map(|j| j.name().to_string()).collect();
-            let (rows, ready) = wait::wait_ready(
-                watch.as_ref(),
-                &jails,
-                since_ms,
-                args.wait_timeout,
-                &mut progress,
-            );
-            outcome.services = rows;
-            if let Err(e) = ready {
-                outcome.error = Some(format!(
-                    "{e}\nThe jails are up; `jrun status <jail>` shows their services. Fix the service and run `jrun up` again, or pass a longer --wait-timeout."
-                ));
-            }
-        }
+        selected.wait_ready(
+            &plan,
+            since_ms,
+            args.wait_timeout,
+            &mut outcome,
+            &mut progress,
+        );
     }
     print_outcome(&outcome, args.json);
     match outcome.error {
@@ -233,14 +158,6 @@ fn print_outcome(outcome: &Outcome, json: bool) {
     if !outcome.unchanged.is_empty() {
         println!("{} jail(s) unchanged.", outcome.unchanged.len());
     }
-}
-
-/// The reason's tag (`new_jail`, `forward_changed`…), as `jrun plan --json` names it.
-fn reason_word(reason: &jrun_core::plan::Reason) -> String {
-    serde_json::to_value(reason)
-        .ok()
-        .and_then(|v| v.get("why").and_then(|w| w.as_str()).map(str::to_string))
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! `up` on the native runtime: each jail's network, then its workload, one jail at a time;
-//! then the resolver's records and the forwards for every deployed jail.
+//! The native runtime behind the commands. `up`: each jail's network, then its workload,
+//! one jail at a time; then the resolver's records and the forwards for every deployed
+//! jail; then the wait for the services it started.
 
 use jrun_core::config::JailName;
 use jrun_core::plan::Plan;
@@ -7,8 +8,8 @@ use jrun_core::runtime::{JailNetwork, Runtime, Step};
 use jrun_core::state::StateLock;
 use miette::IntoDiagnostic;
 
+use super::apply::{reason_word, Deployed, Outcome};
 use super::wait::ServiceWatch;
-use super::{reason_word, Deployed, Outcome};
 use crate::progress::Progress;
 use crate::wiring;
 
@@ -188,4 +189,19 @@ impl ServiceWatch for Watch<'_> {
         let jp = self.plan.jails.iter().find(|j| j.name().as_str() == jail)?;
         self.native.forwards_accept(&jp.redirects)
     }
+}
+
+pub(super) fn start_native(
+    rt: &jrun_native::NativeRuntime,
+    settings: &jrun_core::settings::Settings,
+    args: &super::StartOptions,
+) -> miette::Result<jrun_core::runtime::StartOutcome> {
+    // Held until the instance is up, so `stop`/`purge` cannot tear it down half-built.
+    let _lock = jrun_core::state::StateStore::new(&settings.home)
+        .lock(jrun_core::state::LockWait::No)
+        .into_diagnostic()?;
+    if args.base.is_some() {
+        eprintln!("note: --base (base setup) is not supported by the native runtime yet; ignored");
+    }
+    rt.start().into_diagnostic()
 }

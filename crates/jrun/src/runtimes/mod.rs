@@ -1,0 +1,393 @@
+//! The one boundary between the commands and the runtimes: which runtime a command drives
+//! (`JRUN_RUNTIME` or `--runtime`) and what each does for `start`, `up`, `down`, `status`,
+//! `pair` and `purge`. Commands call [`Selected`]'s methods and never ask which runtime it
+//! is; each runtime batches as it must (native: per step; vm: one script over SSH).
+// Off Linux only the vm runtime exists: the native arms, and what only they use, go.
+#![cfg_attr(not(target_os = "linux"), allow(unused_variables, dead_code))]
+
+mod apply;
+#[cfg(target_os = "linux")]
+mod native;
+mod remove;
+mod vm;
+mod wait;
+
+pub use apply::{ApplyOptions, Outcome};
+pub use jrun_vm::qemu::DisplayMode;
+pub use jrun_vm::render::Rendered as GuestFiles;
+pub use vm::render_guest;
+
+#[cfg(target_os = "linux")]
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
+
+use jrun_core::config::JailName;
+use jrun_core::exec::SystemRunner;
+use jrun_core::plan::Plan;
+use jrun_core::runtime::{Runtime, StartOutcome};
+use jrun_core::services::{ChildStatus, ServiceStatus};
+use jrun_core::settings::{RuntimeKind, Settings};
+use jrun_core::state::{State, StateLock};
+use jrun_mesh::YggAddress;
+
+use crate::progress::Progress;
+#[cfg(target_os = "linux")]
+use jrun_native::{NativeOptions, NativeRuntime};
+use jrun_vm::runtime::{VmOptions, VmRuntime};
+#[cfg(target_os = "linux")]
+use miette::miette;
+use miette::{IntoDiagnostic, WrapErr};
+
+/// The runtime a command drives. The native runtime exists only on Linux (network
+/// namespaces, nftables); elsewhere only the vm runtime does.
+// One value per process: the size of a variant costs nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum Selected {
+    #[cfg(target_os = "linux")]
+    Native(NativeRuntime),
+    Vm(VmRuntime),
+}
+
+/// What `jrun start` asks beyond booting.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// `--base FILE`: bring the VM to that file's `base { }` block.
+    pub base: Option<std::path::PathBuf>,
+    /// `--provision`: run the base setup steps again.
+    pub provision: bool,
+}
+
+impl Selected {
+    /// The common primitives.
+    pub fn runtime(&self) -> &dyn Runtime {
+        match self {
+            #[cfg(target_os = "linux")]
+            Selected::Native(rt) => rt,
+            Selected::Vm(rt) => rt,
+        }
+    }
+
+    /// Fails when this user cannot do `what` here (the native runtime needs root).
+    pub fn require_privileges(&self, what: &str) -> miette::Result<()> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Selected::Native(rt) => rt.require_root(what).into_diagnostic(),
+            Selected::Vm(_) => Ok(()),
+        }
+    }
+
+    /// Starts the instance; a running one is left alone.
+    pub fn start(
+        &self,
+        settings: &Settings,
+        opts: &StartOptions,
+    ) -> miette::Result<(StartOutcome, String)> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Selected::Native(rt) => {
+                let outcome = native::start_native(rt, settings, opts)?;
+                let ns = rt.layout().vm_ns();
+                Ok((
+                    outcome,
+                    match outcome {
+                        StartOutcome::AlreadyRunning => {
+                            format!("the instance is already running ({ns}).")
+                        }
+                        StartOutcome::Started => format!(
+                            "instance started (namespace {ns}); deploy jails with `jrun up <config>`."
+                        ),
+                    },
+                ))
+            }
+            Selected::Vm(vm) => {
+                let outcome = vm::start_vm(vm, settings, opts)?;
+                Ok((
+                    outcome,
+                    match outcome {
+                        StartOutcome::AlreadyRunning => "the VM is already running.".into(),
+                        StartOutcome::Started => "the VM is running; deploy jails with `jrun up <config>`, open a shell with `jrun ssh`.".into(),
+                    },
+                ))
+            }
+        }
+    }
+
+    /// Brings the recorded state in line with the machine before planning: natively, a jail
+    /// recorded deployed whose network is gone (the instance restarted) is planned like an
+    /// interrupted deployment, rebuilt at its address.
+    pub fn reconcile(&self, state: &mut State) -> miette::Result<()> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Selected::Native(rt) => {
+                let present = rt.jails_present().into_diagnostic()?;
+                for jail in state.jails.values_mut() {
+                    if jail.deployed && !present.contains(&jail.name) {
+                        jail.deployed = false;
+                    }
+                }
+                Ok(())
+            }
+            Selected::Vm(_) => Ok(()),
+        }
+    }
+
+    /// Refuses, before anything changes, a plan this runtime cannot carry out: a busy host
+    /// port, a mount whose host folder is missing (native), a forward onto a port the VM
+    /// serves itself (vm).
+    pub fn check_plan(&self, plan: &Plan) -> miette::Result<()> {
+        let rt = self.runtime();
+        rt.check_host_ports(&plan.vm_firewall.redirects)
+            .into_diagnostic()?;
+        rt.check_plan(plan).into_diagnostic()?;
+        #[cfg(target_os = "linux")]
+        if let Selected::Native(_) = self {
+            jrun_native::jailns::check_host_folders(plan).map_err(|e| {
+                miette!(
+                    help = "create the folder or fix `host` in the config",
+                    "{e}"
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Applies `plan` (the caller holds the state lock), recording each jail deployed
+    /// once its work succeeded. The vm runtime's script also waits for the services.
+    pub fn apply(
+        &self,
+        settings: &Settings,
+        plan: &Plan,
+        opts: &ApplyOptions,
+        lock: &mut StateLock,
+        progress: &mut Progress,
+    ) -> Outcome {
+        match self {
+            #[cfg(target_os = "linux")]
+            Selected::Native(rt) => native::execute(rt, plan, progress, opts.ssh_port, lock),
+            Selected::Vm(vm) => vm::execute_vm(vm, plan, opts, &settings.home, lock, progress),
+        }
+    }
+
+    /// After [`Selected::apply`], with the lock released: waits until the services the run
+    /// started or restarted since `since_ms` are ready (natively; the vm runtime's script
+    /// already did), filling `outcome` with their readiness and any failure.
+    pub fn wait_ready(
+        &self,
+        plan: &Plan,
+        since_ms: u64,
+        timeout: std::time::Duration,
+        outcome: &mut Outcome,
+        progress: &mut Progress,
+    ) {
+        match self {
+            #[cfg(target_os = "linux")]
+            Selected::Native(rt) => {
+                let watch = native::Watch { native: rt, plan };
+                let jails = plan.jails.iter().map(|j| j.name().to_string()).collect();
+                let (rows, ready) = wait::wait_ready(&watch, &jails, since_ms, timeout, progress);
+                outcome.services = rows;
+                if let Err(e) = ready {
+                    outcome.error = Some(format!(
+                        "{e}\nThe jails are up; `jrun status <jail>` shows their services. Fix the service and run `jrun up` again, or pass a longer --wait-timeout."
+                    ));
+                }
+            }
+            Selected::Vm(_) => {
+                let _ = (plan, since_ms, timeout, outcome, progress);
+            }
+        }
+    }
+
+    /// `jrun down`: removes `names` (the caller holds the lock and saves nothing itself).
+    pub fn remove(
+        &self,
+        settings: &Settings,
+        lock: &mut StateLock,
+        names: &[JailName],
+    ) -> miette::Result<()> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Selected::Native(rt) => remove::remove_and_rewire(
+                rt,
+                lock,
+                names,
+                settings.ssh_port,
+                &mut Progress::new(false),
+            ),
+            Selected::Vm(vm) => remove::down_vm(vm, settings, lock, names),
+        }
+    }
+
+    /// The jails' services, as the instance reports them (none where it keeps no such list).
+    pub fn services(&self) -> Result<Vec<ServiceStatus>, String> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Selected::Native(rt) => rt.services(),
+            Selected::Vm(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// The instance's own long-lived processes (resolver, nodes, forwards).
+    pub fn processes(&self) -> Result<Vec<ChildStatus>, String> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Selected::Native(rt) => rt.children(),
+            Selected::Vm(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// The address the jail's running Yggdrasil node answers with, if it answers.
+    pub fn running_mesh_address(&self, jail: &JailName) -> Option<YggAddress> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Selected::Native(rt) => jrun_native::mesh::running_address(rt, jail),
+            Selected::Vm(vm) => vm.observe_jail(jail).ok().and_then(|o| o.mesh_address),
+        }
+    }
+
+    /// `jrun purge`, after `stop`: deletes what only this runtime keeps (the VM's disk).
+    pub fn purge(&self) -> miette::Result<()> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Selected::Native(_) => Ok(()),
+            Selected::Vm(vm) => vm.purge().into_diagnostic(),
+        }
+    }
+}
+
+/// `jrun supervise`: the native instance's supervisor daemon, in the foreground.
+#[cfg(target_os = "linux")]
+pub fn supervise(home: &std::path::Path) -> miette::Result<()> {
+    jrun_native::supervisor::run(&jrun_native::names::Layout::new(home))
+        .map_err(|e| miette::miette!("{e}"))
+}
+
+/// The supervisor belongs to the native runtime, which is Linux's alone.
+#[cfg(not(target_os = "linux"))]
+pub fn supervise(_home: &std::path::Path) -> miette::Result<()> {
+    Err(native_unavailable())
+}
+
+/// A command, or a runtime, that this build or this runtime does not offer: `jrun` exits 3.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("{what}")]
+#[diagnostic(help("{help}"))]
+pub struct Unavailable {
+    pub what: String,
+    pub help: String,
+}
+
+/// The runtime `JRUN_RUNTIME` (or `--runtime`) names.
+pub fn select(settings: &Settings) -> miette::Result<Selected> {
+    select_with(settings, DisplayMode::Headless)
+}
+
+/// [`select`], with the VM shown as `display` (`jrun start --mode`).
+pub fn select_with(settings: &Settings, display: DisplayMode) -> miette::Result<Selected> {
+    match settings.runtime {
+        RuntimeKind::Vm => Ok(Selected::Vm(VmRuntime::new(
+            settings,
+            Arc::new(SystemRunner),
+            VmOptions {
+                display,
+                mirror: format!("{}/releases/VM-IMAGES", settings.bsd_mirror),
+                ssh_deadline: std::time::Duration::from_secs(settings.vm_boot_timeout_secs),
+                ..VmOptions::default()
+            },
+        ))),
+        #[cfg(target_os = "linux")]
+        RuntimeKind::Native => native(settings, "").map(Selected::Native),
+        #[cfg(not(target_os = "linux"))]
+        RuntimeKind::Native => Err(native_unavailable()),
+    }
+}
+
+/// The native runtime is Linux's own (network namespaces, nftables, netlink).
+#[cfg(not(target_os = "linux"))]
+pub fn native_unavailable() -> miette::Report {
+    miette::Report::new(Unavailable {
+        what: format!(
+            "the native runtime runs only on Linux; this is {}",
+            std::env::consts::OS
+        ),
+        help: "use the vm runtime (JRUN_RUNTIME=vm, the default): jails in a FreeBSD VM".into(),
+    })
+}
+
+/// Reads the settings (environment and `./.env`).
+pub fn settings() -> miette::Result<Settings> {
+    Settings::load()
+        .into_diagnostic()
+        .wrap_err("cannot read jrun's settings (JRUN_* variables or ./.env)")
+}
+
+/// The native runtime for these settings, or a clear error for the vm runtime, whose
+/// commands are not wired to this command yet.
+#[cfg(target_os = "linux")]
+pub fn native(settings: &Settings, command: &str) -> miette::Result<NativeRuntime> {
+    if settings.runtime == RuntimeKind::Vm {
+        return Err(miette::Report::new(Unavailable {
+            what: format!("`jrun {command}` is not wired to the vm runtime yet"),
+            help: "run it with JRUN_RUNTIME=native (or --runtime native) on Linux, as root".into(),
+        }));
+    }
+    let exe = std::env::current_exe()
+        .into_diagnostic()
+        .wrap_err("cannot find the jrun binary to run the supervisor")?;
+    Ok(NativeRuntime::new(
+        &settings.home,
+        Arc::new(SystemRunner),
+        NativeOptions {
+            mesh: settings.mesh_network,
+            relay_peer: settings.relay_peer.clone(),
+            dns_upstream: dns_upstream()?,
+            supervisor_argv: vec![exe.display().to_string(), "supervise".into()],
+        },
+    ))
+}
+
+/// `JRUN_DNS_UPSTREAM=<ip>[:port]`: where the resolver forwards names outside `jrun.`.
+#[cfg(target_os = "linux")]
+fn dns_upstream() -> miette::Result<Option<SocketAddrV4>> {
+    let Ok(value) = std::env::var("JRUN_DNS_UPSTREAM") else {
+        return Ok(None);
+    };
+    if value.is_empty() {
+        return Ok(None);
+    }
+    parse_upstream(&value).map(Some).ok_or_else(|| {
+        miette!(
+            help =
+                "write an IPv4 address with an optional port, e.g. 192.168.1.1 or 127.0.0.1:5353",
+            "JRUN_DNS_UPSTREAM={value:?} is not valid"
+        )
+    })
+}
+
+#[cfg(target_os = "linux")]
+fn parse_upstream(value: &str) -> Option<SocketAddrV4> {
+    value.parse::<SocketAddrV4>().ok().or_else(|| {
+        value
+            .parse::<Ipv4Addr>()
+            .ok()
+            .map(|ip| SocketAddrV4::new(ip, 53))
+    })
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_forms() {
+        assert_eq!(
+            parse_upstream("1.2.3.4"),
+            Some("1.2.3.4:53".parse().unwrap())
+        );
+        assert_eq!(
+            parse_upstream("127.0.0.1:5353"),
+            Some("127.0.0.1:5353".parse().unwrap())
+        );
+        assert_eq!(parse_upstream("dns.example"), None);
+    }
+}

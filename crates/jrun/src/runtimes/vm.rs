@@ -1,0 +1,183 @@
+//! The vm runtime behind the commands: `start` (download, boot, SSH, base block) and
+//! `up` (the whole plan in one guest script, which also waits for the services).
+
+use jrun_core::config;
+use jrun_core::plan::{self, Options, Plan, Probe};
+use jrun_core::runtime::StartOutcome;
+use jrun_core::settings::Settings;
+use jrun_core::state::{LockWait, StateLock, StateStore};
+use jrun_mesh::KeyStore;
+use jrun_vm::runtime::VmRuntime;
+use miette::IntoDiagnostic;
+
+use jrun_vm::runtime::{UpOptions, VmEvent};
+use jrun_vm::ssh::Progress as ScriptProgress;
+
+use super::apply::{reason_word, ApplyOptions, Deployed, Outcome};
+use super::StartOptions;
+use crate::progress::Progress;
+
+/// The vm runtime applies the whole plan in one script; jails are recorded deployed
+/// only when it succeeded. The script itself waits for the services it (re)started and
+/// reports their readiness; a service not ready fails `up` after the jails are recorded.
+pub(super) fn execute_vm(
+    vm: &jrun_vm::runtime::VmRuntime,
+    plan: &Plan,
+    args: &ApplyOptions,
+    home: &std::path::Path,
+    lock: &mut StateLock,
+    progress: &mut Progress,
+) -> Outcome {
+    let mut outcome = Outcome::default();
+    if plan.is_empty() {
+        outcome.unchanged = plan.jails.iter().map(|j| j.name().to_string()).collect();
+        return outcome;
+    }
+    for jp in plan.jails.iter().filter(|j| !j.actions.is_empty()) {
+        lock.state.begin_jail(jp);
+    }
+    if let Err(e) = lock.save() {
+        outcome.error = Some(e.to_string());
+        return outcome;
+    }
+    let opts = UpOptions {
+        provision: args.provision,
+        wait: args.wait,
+    };
+    let applied = vm.up(
+        plan,
+        &opts,
+        &jrun_mesh::KeyStore::open(home),
+        &mut |event| match event {
+            VmEvent::Restarting(why) => progress.step("vm", &format!("restarting: {why}")),
+            VmEvent::Script(ScriptProgress::Step { info, .. }) => {
+                let who = info.jail.as_ref().map_or("vm", |j| j.as_str());
+                progress.step(who, &info.name);
+            }
+            _ => {}
+        },
+    );
+    match applied {
+        Ok(rows) => {
+            if let Some(e) = jrun_vm::ready::ReadyLines::failure(&rows) {
+                outcome.error = Some(format!(
+                    "{e}\nThe jails are up; `jrun status <jail>` shows them. Fix the service and run `jrun up` again, or pass a longer --wait-timeout."
+                ));
+            }
+            outcome.services = rows;
+            plan.apply_to(&mut lock.state);
+            outcome.removed = plan.removals.iter().map(|r| r.name.to_string()).collect();
+            for jp in &plan.jails {
+                if jp.actions.is_empty() {
+                    outcome.unchanged.push(jp.name().to_string());
+                } else {
+                    outcome.deployed.push(Deployed {
+                        name: jp.name().to_string(),
+                        ip: jp.ip,
+                        reasons: jp.actions.iter().map(|a| reason_word(&a.reason)).collect(),
+                    });
+                }
+            }
+        }
+        Err(e) => outcome.error = Some(e.to_string()),
+    }
+    if let Err(e) = lock.save() {
+        outcome.error.get_or_insert(e.to_string());
+    }
+    outcome.changed = !outcome.deployed.is_empty() || !outcome.removed.is_empty();
+    outcome
+}
+
+/// Boots the VM (downloading and preparing its image the first time), waits for its SSH,
+/// then, with `--base FILE`, brings the VM to that file's `base { }` block.
+pub(super) fn start_vm(
+    vm: &VmRuntime,
+    settings: &Settings,
+    args: &StartOptions,
+) -> miette::Result<StartOutcome> {
+    // Held until the VM is up, so `stop`/`purge` cannot tear it down half-built.
+    let mut lock = StateStore::new(&settings.home)
+        .lock(LockWait::No)
+        .into_diagnostic()?;
+    let mut progress = Progress::new(false);
+    let outcome = vm
+        .start_reporting(&mut |e| match e {
+            VmEvent::Download(p) => {
+                let mb = |b: u64| b / (1024 * 1024);
+                let text = match p.total {
+                    Some(t) => format!(
+                        "downloading the FreeBSD image: {} of {} MB",
+                        mb(p.done),
+                        mb(t)
+                    ),
+                    None => format!("downloading the FreeBSD image: {} MB", mb(p.done)),
+                };
+                progress.step("vm", &text);
+            }
+            VmEvent::Booting { ssh_port } => {
+                progress.step("vm", &format!("booting (SSH on 127.0.0.1:{ssh_port})"))
+            }
+            VmEvent::WaitingForSsh => progress.step("vm", "waiting for SSH"),
+            _ => {}
+        })
+        .into_diagnostic();
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            progress.done("vm", "failed");
+            return Err(e);
+        }
+    };
+    progress.done("vm", "running");
+    if let Some(file) = &args.base {
+        let config = config::load(file, settings.ssh_port).map_err(miette::Report::new)?;
+        // The recorded jails as they are, with this file's base: only the VM changes.
+        let mut wanted = lock.state.as_config(settings.home.join("state.json"));
+        wanted.base = config.base;
+        let options = Options {
+            ssh_port: settings.ssh_port,
+            provision: args.provision,
+            ..Options::default()
+        };
+        let plan =
+            plan::plan(&wanted, &lock.state, &Probe::default(), &options).into_diagnostic()?;
+        let opts = UpOptions {
+            provision: args.provision,
+            wait: None,
+        };
+        vm.up(&plan, &opts, &KeyStore::open(&settings.home), &mut |e| {
+            if let VmEvent::Script(ScriptProgress::Step { info, .. }) = e {
+                progress.step("base", &info.name);
+            }
+        })
+        .into_diagnostic()?;
+        progress.done("base", "set up");
+        plan.apply_to(&mut lock.state);
+        lock.save().into_diagnostic()?;
+    }
+    Ok(outcome)
+}
+
+/// Every file the FreeBSD guest would receive for `plan`, and the script (`jrun render`).
+pub fn render_guest(
+    plan: &Plan,
+    settings: &Settings,
+    provision: bool,
+) -> miette::Result<jrun_vm::render::Rendered> {
+    let mesh = if settings.mesh_network {
+        let store = KeyStore::open(&settings.home);
+        Some(
+            jrun_vm::build::mesh_from_store(plan, &store, settings.relay_peer.as_deref())
+                .into_diagnostic()?,
+        )
+    } else {
+        None
+    };
+    let mut spec = jrun_vm::build::from_plan(plan, &settings.bsd_version, mesh, provision)
+        .into_diagnostic()?;
+    spec.bsd_mirror = settings.bsd_mirror.clone();
+    // As `jrun up` sends it: waiting for the services, for its default time.
+    spec.ready_timeout_secs = Some(60);
+    let sources = jrun_vm::render::load_setup_sources(&spec).into_diagnostic()?;
+    jrun_vm::render::render_all(&spec, &sources).into_diagnostic()
+}
