@@ -21,7 +21,6 @@ use jrun_vm::qemu::HostFwd;
 use jrun_vm::runtime::{Started, VmEvent, VmOptions, VmRuntime, Wiring};
 use jrun_vm::ssh::RecordingRemote;
 use jrun_vm::up::RecordingForwards;
-use sha2::{Digest, Sha512};
 
 fn settings(home: &std::path::Path, ssh_port: u16) -> Settings {
     let vars: HashMap<String, String> = [
@@ -60,15 +59,7 @@ impl Drop for KillOnDrop {
 fn start_boots_from_the_mirror_image_and_stop_escalates() {
     let dir = tempfile::tempdir().unwrap();
     // A blank disk: the firmware finds nothing to boot, which is enough to prove the wiring.
-    let raw = vec![0u8; 1 << 20];
-    let mut xz = Vec::new();
-    lzma_rs::xz_compress(&mut &raw[..], &mut xz).unwrap();
-    let name = "FreeBSD-15.0-RELEASE-amd64-BASIC-CLOUDINIT-zfs.raw.xz";
-    let hex: String = Sha512::digest(&xz)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let server = common::http::serve(xz, format!("SHA512 ({name}) = {hex}\n"), None);
+    let server = common::http::serve_image(&vec![0u8; 1 << 20]);
 
     // The configured SSH port is taken: the VM's moves to the next free one.
     let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();

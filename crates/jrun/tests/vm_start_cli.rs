@@ -9,8 +9,6 @@ mod http;
 use std::net::{Ipv4Addr, TcpListener};
 use std::process::Command;
 
-use sha2::{Digest, Sha512};
-
 fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .unwrap()
@@ -40,15 +38,7 @@ fn jrun(home: &std::path::Path, mirror: &str, args: &[&str]) -> std::process::Ou
 #[test]
 fn start_downloads_boots_and_gives_up_cleanly_when_ssh_never_answers() {
     let home = tempfile::tempdir().unwrap();
-    let raw = vec![0u8; 1 << 20];
-    let mut xz = Vec::new();
-    lzma_rs::xz_compress(&mut &raw[..], &mut xz).unwrap();
-    let name = "FreeBSD-15.0-RELEASE-amd64-BASIC-CLOUDINIT-zfs.raw.xz";
-    let hex: String = Sha512::digest(&xz)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let server = http::serve(xz, format!("SHA512 ({name}) = {hex}\n"), None);
+    let server = http::serve_image(&vec![0u8; 1 << 20]);
     // JRUN_BSD_MIRROR is the download tree's root; the images are under releases/VM-IMAGES.
     let mirror = server.base.trim_end_matches("/VM-IMAGES").to_string();
 

@@ -81,3 +81,17 @@ pub fn serve(xz: Vec<u8>, checksum: String, cut: Option<usize>) -> Server {
     });
     Server { base, ranges }
 }
+
+/// Serves `raw` as FreeBSD 15.0's amd64 cloud image: xz-compressed, with its SHA-512 in
+/// `CHECKSUM.SHA512`, as the release mirror publishes them.
+pub fn serve_image(raw: &[u8]) -> Server {
+    use sha2::{Digest, Sha512};
+    let mut xz = Vec::new();
+    lzma_rs::xz_compress(&mut &raw[..], &mut xz).unwrap();
+    let name = "FreeBSD-15.0-RELEASE-amd64-BASIC-CLOUDINIT-zfs.raw.xz";
+    let hex: String = Sha512::digest(&xz)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    serve(xz, format!("SHA512 ({name}) = {hex}\n"), None)
+}

@@ -102,9 +102,9 @@ fn plan_without(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jrun_core::state::{LockWait, StateStore};
     use jrun_core::config::{Forward, Jail, Proto};
     use jrun_core::state::{JailState, State};
+    use jrun_core::state::{LockWait, StateStore};
 
     /// A deployed jail at 10.17.89.`last` forwarding host port 8000+`last` to its port 80.
     fn jail_state(name: &str, last: u8) -> JailState {
