@@ -324,8 +324,11 @@ impl Runtime for VmRuntime {
 
     fn observe_jail(&self, jail: &JailName) -> Result<JailObserved, RuntimeError> {
         let q = crate::quote::sh_quote(jail.as_str());
+        // The node's own answer (yggdrasilctl -json getSelf: `"address": "200:…",`), which
+        // pairing compares with the key jrun holds.
         let text = format!(
-            "if jls -j {q} >/dev/null 2>&1; then echo exists; jexec {q} ifconfig -a inet 2>/dev/null | awk '/inet 10\\.17\\.89\\./ {{ print \"ip\", $2 }}'; fi\n"
+            "if jls -j {q} >/dev/null 2>&1; then echo exists; jexec {q} ifconfig -a inet 2>/dev/null | awk '/inet 10\\.17\\.89\\./ {{ print \"ip\", $2 }}'; jexec {q} yggdrasilctl -json -endpoint=unix://{sock} getSelf 2>/dev/null | tr -d ' \\t' | sed -n 's/^\"address\":\"\\([0-9a-f:]*\\)\".*/mesh \\1/p'; fi\n",
+            sock = crate::render::YGG_ADMIN_SOCKET
         );
         let lines = self.query("looking at a jail", &text)?;
         Ok(JailObserved {
@@ -333,7 +336,9 @@ impl Runtime for VmRuntime {
             ip: lines
                 .iter()
                 .find_map(|l| l.strip_prefix("ip ")?.parse().ok()),
-            mesh_address: None,
+            mesh_address: lines
+                .iter()
+                .find_map(|l| l.strip_prefix("mesh ")?.parse().ok()),
         })
     }
 

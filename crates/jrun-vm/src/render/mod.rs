@@ -23,7 +23,9 @@ pub use script::{
     pairing_script, provisioning_script, Script, StepInfo, PRELUDE as SCRIPT_PRELUDE,
 };
 pub use vm::{loader_conf, share_mounts, shares_rc, sysctl_conf, SYSCTLS};
-pub use ygg::{jail_node, private_key_pem, vm_node, KEY_PATH as YGG_KEY_PATH};
+pub use ygg::{
+    jail_node, private_key_pem, vm_node, ADMIN_SOCKET as YGG_ADMIN_SOCKET, KEY_PATH as YGG_KEY_PATH,
+};
 
 use crate::paths;
 use crate::spec::GuestSpec;
