@@ -230,4 +230,56 @@ fn up_changes_forwards_live_and_sends_one_script() {
     .unwrap();
     assert!(qmp2.0.is_empty());
     assert_eq!(remote.connections(), 2);
+
+    // With a wait asked for, the script carries it and its readiness report becomes rows
+    // (not output lines).
+    let reporting = Reporting(
+        "jrun-ready web http 2\njrun-notready web worker 30 its process is not running\njrun-log boom\nplain output",
+        Default::default(),
+    );
+    let mut shown = vec![];
+    let rows = rt
+        .up_with(
+            &p,
+            &jrun_vm::runtime::UpOptions {
+                provision: false,
+                wait: Some(Duration::from_secs(30)),
+            },
+            &keys,
+            &mut RecordingForwards::default(),
+            &reporting,
+            &mut |e| {
+                if let VmEvent::Script(jrun_vm::ssh::Progress::Output(l)) = e {
+                    shown.push(l.to_string())
+                }
+            },
+        )
+        .unwrap();
+    assert!(reporting.1.lock().unwrap()[0].contains("jrun_ready_timeout=30\n"));
+    assert_eq!(shown, ["plain output"]);
+    assert_eq!(rows.len(), 2);
+    assert!(rows[0].ready && rows[0].exec == "http" && rows[0].waited_ms == 2000);
+    let err = rows[1].error.as_deref().unwrap();
+    assert!(
+        err.contains("web/worker was not ready after 30s (its process is not running)")
+            && err.ends_with("boom"),
+        "{err}"
+    );
+}
+
+/// A guest that answers every script with these lines.
+struct Reporting(&'static str, std::sync::Mutex<Vec<String>>);
+
+impl jrun_vm::ssh::RemoteExec for Reporting {
+    fn run_script(
+        &self,
+        script: &jrun_vm::render::Script,
+        progress: &mut dyn FnMut(jrun_vm::ssh::Progress),
+    ) -> Result<(), jrun_vm::ssh::ScriptError> {
+        self.1.lock().unwrap().push(script.text.clone());
+        for line in self.0.lines() {
+            progress(jrun_vm::ssh::Progress::Output(line));
+        }
+        Ok(())
+    }
 }
