@@ -161,3 +161,30 @@ fn json_round_trip() {
     let back: config::Config = serde_json::from_str(&json).unwrap();
     assert_eq!(back, c);
 }
+
+/// As Jailrun's configs and docs write them: quoted numbers, and a command broken over
+/// lines inside one string (the line breaks reach the shell).
+#[test]
+fn jailrun_style_quoted_numbers_and_multi_line_commands() {
+    let src = "jail \"web\" {\n  forward { http { host = \"8080\"; jail = \"80\"; } }\n  exec { s {\n    cmd = \"cd /srv &&\n      exec python3 -m http.server 80\";\n    healthcheck { test = \"fetch -qo /dev/null\n      http://127.0.0.1/\"; retries = \"5\"; }\n  } }\n}\n";
+    let c = config::load_str(Path::new("j.ucl"), src, 2222)
+        .unwrap()
+        .config;
+    let web = c.jail("web").unwrap();
+    assert_eq!((web.forwards[0].host, web.forwards[0].jail), (8080, 80));
+    assert_eq!(
+        web.execs[0].cmd,
+        "cd /srv &&\n      exec python3 -m http.server 80"
+    );
+    let h = web.execs[0].healthcheck.as_ref().unwrap();
+    assert_eq!(h.retries, 5);
+    assert!(h.test.contains('\n'));
+    // A quoted value that is no number is still refused, naming what was expected.
+    let bad = "jail \"web\" { forward { http { host = \"eighty\"; jail = 80; } } }\n";
+    let e = config::load_str(Path::new("j.ucl"), bad, 2222).unwrap_err();
+    assert!(
+        e.render_plain(100).contains("a port number"),
+        "{}",
+        e.render_plain(100)
+    );
+}

@@ -2,7 +2,7 @@
 
 use crate::frame::{Entries, Frame};
 use crate::number::parse_number;
-use crate::scan::{is_atom_stop, is_key_body, is_key_start, Cursor};
+use crate::scan::{continues_key, is_atom_stop, is_key_start, Cursor};
 use crate::strings::unescape_atom;
 use crate::{Error, Key, Kind, Span, Value};
 
@@ -198,7 +198,7 @@ impl<'a> Parser<'a> {
             Some(c) if is_key_start(c) => {
                 let b = self.cur.bytes;
                 let mut i = start + 1;
-                while i < b.len() && is_key_body(b[i]) {
+                while i < b.len() && continues_key(b, start, i) {
                     i += 1;
                 }
                 self.cur.pos = i;
@@ -264,8 +264,11 @@ impl<'a> Parser<'a> {
                     }
                     i += 1;
                 }
+                Some(b'/') if matches!(b.get(i + 1), Some(b'/' | b'*')) => return false,
                 Some(&c) if is_key_start(c) => {
-                    while i < b.len() && is_key_body(b[i]) {
+                    let start = i;
+                    i += 1;
+                    while i < b.len() && continues_key(b, start, i) {
                         i += 1;
                     }
                 }

@@ -28,6 +28,11 @@ static CLASS: [u8; 256] = {
         if matches!(c, b'-' | b'.') {
             f |= KEY_BODY;
         }
+        // Paths as bare keys (`/usr/local/bin/tool: "…"`, as in pkg manifests): a key may
+        // start with `/`, and only such a key holds more of them (see `path_key_body`).
+        if c == b'/' {
+            f |= KEY_START;
+        }
         t[i] = f;
         i += 1;
     }
@@ -42,6 +47,14 @@ pub(crate) fn is_key_start(c: u8) -> bool {
 }
 pub(crate) fn is_key_body(c: u8) -> bool {
     CLASS[c as usize] & KEY_BODY != 0
+}
+/// Whether `b[i]` continues a bare key that started at `start`: a path key (starting with
+/// `/`) also takes `/`, unless it opens a `//` or `/*` comment.
+pub(crate) fn continues_key(b: &[u8], start: usize, i: usize) -> bool {
+    match b[i] {
+        b'/' => b[start] == b'/' && !matches!(b.get(i + 1), Some(b'/' | b'*')),
+        c => is_key_body(c),
+    }
 }
 
 /// The parser's position in the source.

@@ -28,7 +28,9 @@ impl Cursor<'_> {
                     return Ok((text, Span::new(open, i + 1)));
                 }
                 b'\\' => break,
-                c if c < 0x20 => return Err(self.control_in_string(i, open)),
+                c if c < 0x20 && !matches!(c, b'\n' | b'\r') => {
+                    return Err(self.control_in_string(i, open))
+                }
                 _ => i += 1,
             }
         }
@@ -50,16 +52,20 @@ impl Cursor<'_> {
                     i = self.escape(i, &mut out)?;
                     run = i;
                 }
-                c if c < 0x20 => return Err(self.control_in_string(i, open)),
+                c if c < 0x20 && !matches!(c, b'\n' | b'\r') => {
+                    return Err(self.control_in_string(i, open))
+                }
                 _ => i += 1,
             }
         }
         Err(self.unterminated(open, '"'))
     }
 
+    /// A control character other than a line break: a line break stands in a string as
+    /// written (Jailrun's configs break long commands over lines inside one string;
+    /// libucl 0.7.3 refuses it).
     fn control_in_string(&self, at: usize, open: usize) -> Error {
         let what = match self.bytes[at] {
-            b'\n' => "newline (write \\n, or use a <<EOD heredoc)".to_string(),
             b'\t' => "tab (write \\t)".to_string(),
             c => format!("control character 0x{c:02x}"),
         };

@@ -87,7 +87,7 @@ fn errors() {
     );
     check_error("a = \"open", 1, 5, "unterminated string");
     check_error("a = 'open", 1, 5, "unterminated string");
-    check_error("a = \"line\nbreak\"", 1, 10, "unexpected newline");
+    check_error("a = \"bell\u{7}\"", 1, 10, "control character 0x07");
     check_error("/* never closed", 1, 1, "unterminated comment");
     check_error("/* a /* b */", 1, 1, "unterminated comment");
     check_error("a = <<EOD\ntext\n", 1, 5, "unterminated heredoc");
@@ -222,13 +222,18 @@ fn spans_cover_keys_and_values() {
 }
 
 #[test]
+fn a_slash_comment_still_ends_a_path_key() {
+    check_json("/a/b = 1 // note\n/c = /* x */ 2", r#"{"/a/b":1,"/c":2}"#);
+}
+
+#[test]
 fn error_spans_point_at_the_culprit() {
     let src = "a = 1\nb = 99999999999999999999\n";
     let err = ucl::parse(src).unwrap_err();
     assert_eq!(text(src, err.span), "99999999999999999999");
-    let src = "a = \"x\ny\"";
+    let src = "a = \"x\u{1}y\"";
     let err = ucl::parse(src).unwrap_err();
-    assert_eq!(text(src, err.span), "\n");
+    assert_eq!(text(src, err.span), "\u{1}");
 }
 
 #[test]

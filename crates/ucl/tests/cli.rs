@@ -74,7 +74,7 @@ fn syntax_error_on_stdin_says_stdin() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         text(&out.stderr),
-        "<stdin>:2:10: unexpected newline (write \\n, or use a <<EOD heredoc) in the string opened at 2:5\n"
+        "<stdin>:2:5: unterminated string: expected '\"' to close the string opened at 2:5\n"
     );
 }
 

@@ -221,7 +221,7 @@ pub(crate) fn exec(r: &mut Reader<'_>, at: &str, key: &Key, obj: &Object) -> Opt
     r.known_keys(at, obj, EXEC_KEYS, "an exec block");
     let cmd = r
         .required(at, obj, "cmd", key.span, "cmd = \"./server --port 8080\";")
-        .and_then(|v| r.text(at, "cmd", v));
+        .and_then(|v| r.script(at, "cmd", v));
     let dir = match obj.get("dir") {
         None => Some(None),
         Some(v) => guest_path(r, at, "dir", v).map(|p| Some(p.display().to_string())),
@@ -258,7 +258,7 @@ fn healthcheck(r: &mut Reader<'_>, at: &str, span: Span, obj: &Object) -> Option
             span,
             "test = \"fetch -qo /dev/null http://127.0.0.1:8080/\";",
         )
-        .and_then(|v| r.text(at, "test", v));
+        .and_then(|v| r.script(at, "test", v));
     let interval = obj
         .get("interval")
         .map_or(Some(DEFAULT_INTERVAL), |v| r.duration(at, "interval", v));

@@ -151,6 +151,38 @@ impl<'s> Reader<'s> {
         }
     }
 
+    /// A non-empty shell script (`cmd`, a health check's `test`): as [`Self::text`], and
+    /// it may run over several lines (each reaches `/bin/sh -c` as written).
+    pub(crate) fn script<'v>(&mut self, at: &str, key: &str, v: &'v Value) -> Option<&'v str> {
+        if let Kind::String(s) = &v.kind {
+            if let Some(c) = s
+                .chars()
+                .find(|c| c.is_control() && !matches!(c, '\t' | '\n'))
+            {
+                self.bad_value(
+                    at,
+                    key,
+                    v.span,
+                    &format!("contains the control character {c:?}"),
+                    "remove it",
+                );
+                return None;
+            }
+            if !s.trim().is_empty() {
+                return Some(s);
+            }
+        }
+        let one_line = Value {
+            kind: match &v.kind {
+                Kind::String(s) => Kind::String(s.replace('\n', " ")),
+                k => k.clone(),
+            },
+            ..v.clone()
+        };
+        // The usual errors (wrong type, empty), worded as for any text.
+        self.text(at, key, &one_line).map(|_| "")
+    }
+
     /// A non-empty string.
     pub(crate) fn text<'v>(&mut self, at: &str, key: &str, v: &'v Value) -> Option<&'v str> {
         let s = self.string(at, key, v)?;
@@ -167,9 +199,18 @@ impl<'s> Reader<'s> {
         Some(s)
     }
 
+    /// A whole number, also when quoted (`host = "8080"`, as Jailrun's configs write it).
+    fn whole(v: &Value) -> Option<i64> {
+        match &v.kind {
+            Kind::Int(n) => Some(*n),
+            Kind::String(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    }
+
     pub(crate) fn port(&mut self, at: &str, key: &str, v: &Value) -> Option<u16> {
-        match v.kind {
-            Kind::Int(n) => match u16::try_from(n) {
+        match Self::whole(v) {
+            Some(n) => match u16::try_from(n) {
                 Ok(p) if p > 0 => Some(p),
                 _ => {
                     self.bad_value(
@@ -190,8 +231,8 @@ impl<'s> Reader<'s> {
     }
 
     pub(crate) fn count(&mut self, at: &str, key: &str, v: &Value) -> Option<u32> {
-        match v.kind {
-            Kind::Int(n) => match u32::try_from(n) {
+        match Self::whole(v) {
+            Some(n) => match u32::try_from(n) {
                 Ok(c) => Some(c),
                 Err(_) => {
                     self.bad_value(

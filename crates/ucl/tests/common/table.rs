@@ -34,6 +34,12 @@ pub const KEY_VALUE_FORMS: &[Case] = &[
     ("a.b.c = 1", r#"{"a.b.c":1}"#),
     ("0key = 1", r#"{"0key":1}"#),
     ("ключ = 1", r#"{"ключ":1}"#),
+    // Paths as bare keys, as in pkg manifests.
+    (
+        "files { /usr/local/bin/tool: \"x\"; /etc/rc.conf = 2 }",
+        r#"{"files":{"/usr/local/bin/tool":"x","/etc/rc.conf":2}}"#,
+    ),
+    ("/a/b = 1 # note", r#"{"/a/b":1}"#),
 ];
 
 pub const OBJECTS_AND_ARRAYS_WITHOUT_EQUALS: &[Case] = &[
@@ -87,6 +93,8 @@ pub const DUPLICATES: &[Case] = &[
 
 pub const STRINGS: &[Case] = &[
     (r#"a = "plain""#, r#"{"a":"plain"}"#),
+    // A line break (or tab) inside a double-quoted string is kept as written.
+    ("a = \"one\ntwo\"", r#"{"a":"one\ntwo"}"#),
     (
         r#"a = "esc \" \\ \/ \b \f \n \r \t""#,
         r#"{"a":"esc \" \\ / \u0008 \u000c \n \r \t"}"#,
