@@ -227,7 +227,7 @@ fn drop_pairing(
 fn parse_code(code: &str) -> miette::Result<PairCode> {
     code.parse().map_err(|_| {
         miette!(
-            help = "a code looks like 81-zephyr-night-climb: a number and three words",
+            help = "type the code the other side's `jrun pair` printed (e.g. 81-zephyr-night-climb): lowercase letters, digits and inner hyphens",
             "{code:?} is not a pairing code"
         )
     })
