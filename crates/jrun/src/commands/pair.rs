@@ -28,7 +28,7 @@ pub struct Args {
     #[arg(conflicts_with_all = ["list", "drop"])]
     pub code: Option<String>,
     /// List the remote jails of every pairing.
-    #[arg(long, conflicts_with = "drop")]
+    #[arg(short = 'l', long, conflicts_with = "drop")]
     pub list: bool,
     /// Revoke a pairing: its firewall allowances and DNS names.
     #[arg(long, value_name = "CODE")]

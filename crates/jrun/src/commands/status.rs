@@ -30,9 +30,9 @@ pub enum Show {
 pub struct Args {
     /// Show one jail in full.
     pub jail: Option<String>,
-    /// Extra columns to show.
-    #[arg(long, value_enum)]
-    pub show: Option<Show>,
+    /// Extra columns to show; repeat it for several (`-s ip -s services`).
+    #[arg(short = 's', long, value_enum)]
+    pub show: Vec<Show>,
     /// Print JSON for scripts.
     #[arg(long)]
     pub json: bool,
@@ -114,7 +114,10 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         })
         .map(|j| row(rt, j, present.contains(&j.name)))
         .collect();
-    let wants_services = matches!(args.show, Some(Show::Services | Show::All));
+    let wants_services = args
+        .show
+        .iter()
+        .any(|s| matches!(s, Show::Services | Show::All));
     let mut supervisor_error = None;
     let processes = if inst.running && (wants_services || args.json) {
         answered(selected.processes(), &mut supervisor_error)
@@ -154,7 +157,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             serde_json::to_string_pretty(&report).into_diagnostic()?
         );
     } else {
-        let mesh = matches!(args.show, Some(Show::Ip | Show::All)) || only.is_some();
+        let mesh = args.show.iter().any(|s| matches!(s, Show::Ip | Show::All)) || only.is_some();
         print!(
             "{}",
             render(&report, mesh, wants_services || only.is_some())

@@ -10,7 +10,11 @@ use miette::IntoDiagnostic;
 use crate::runtimes;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Accepted as Jailrun's `stop -y` is: `jrun stop` keeps jails and state, and never asks.
+    #[arg(short = 'y', long = "yes")]
+    pub yes: bool,
+}
 
 pub fn run(_args: Args) -> miette::Result<ExitCode> {
     let settings = runtimes::settings()?;
