@@ -88,7 +88,7 @@ pub fn build(dir: &Path) -> Guest {
     Guest { kernel, initrd }
 }
 
-fn newest_kernel() -> Option<PathBuf> {
+pub fn newest_kernel() -> Option<PathBuf> {
     let mut ks: Vec<PathBuf> = std::fs::read_dir("/boot")
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -112,7 +112,7 @@ fn newest_kernel() -> Option<PathBuf> {
     ks.pop()
 }
 
-fn is_static(elf: &[u8]) -> bool {
+pub fn is_static(elf: &[u8]) -> bool {
     // A static executable has no PT_INTERP program header; the interpreter path would
     // otherwise appear near the start of the file.
     !elf[..elf.len().min(4096)]
@@ -158,13 +158,13 @@ fn module_order(mod_dir: &Path) -> Vec<String> {
 
 /// A newc cpio archive writer: enough for an initramfs.
 #[derive(Default)]
-struct Cpio {
+pub struct Cpio {
     buf: Vec<u8>,
     ino: u32,
 }
 
 impl Cpio {
-    fn entry(&mut self, name: &str, mode: u32, data: &[u8]) {
+    pub fn entry(&mut self, name: &str, mode: u32, data: &[u8]) {
         self.ino += 1;
         let header =
             format!(
@@ -185,15 +185,15 @@ impl Cpio {
         }
     }
 
-    fn dir(&mut self, name: &str) {
+    pub fn dir(&mut self, name: &str) {
         self.entry(name, 0o040755, &[]);
     }
 
-    fn file(&mut self, name: &str, perm: u32, data: &[u8]) {
+    pub fn file(&mut self, name: &str, perm: u32, data: &[u8]) {
         self.entry(name, 0o100000 | perm, data);
     }
 
-    fn finish(mut self) -> Vec<u8> {
+    pub fn finish(mut self) -> Vec<u8> {
         self.entry("TRAILER!!!", 0, &[]);
         self.buf
     }

@@ -5,6 +5,7 @@
 pub mod guest;
 pub mod http;
 pub mod sandbox;
+pub mod standin;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;

@@ -1,0 +1,780 @@
+//! A stand-in for the FreeBSD cloud image, built at test time from this Debian machine's
+//! own packages, that jrun boots exactly as it boots the real one: a raw GPT disk whose EFI
+//! system partition holds `EFI/BOOT/BOOTX64.EFI`, so OVMF starts it by itself (no
+//! `-kernel`), and which keeps booting after jrun grows the file.
+//!
+//! `BOOTX64.EFI` is a unified kernel image: systemd-boot's EFI stub with the installed
+//! Debian kernel, its command line and a busybox initramfs as PE sections (`objcopy`). The
+//! guest:
+//!
+//! 1. brings up `eth0` as 10.0.2.15/24 via 10.0.2.2 (QEMU's user network);
+//! 2. mounts the NoCloud seed (the ISO9660 disk labelled `cidata`) read-only and takes user
+//!    `admin`'s `ssh_authorized_keys` from its `user-data` (the rest is ignored);
+//! 3. creates `admin` with uid 0 (so `doas` is a shim that runs its arguments) and
+//!    `/bin/sh` (Debian's dash: busybox's own sh would run its applets before `PATH`);
+//! 4. runs Debian's OpenSSH `sshd` on port 22 (public keys only; host key made at build);
+//! 5. puts recording shims for FreeBSD-only commands first on sshd's `PATH` (see
+//!    [`SHIMS`] and [`SHIM_LOG`]);
+//! 6. powers off when the ACPI power button is pressed;
+//! 7. prints [`READY`] on the serial console once sshd listens.
+//!
+//! What the build needs (Debian 12 packages): `systemd-boot-efi` (the stub), `binutils`
+//! (`objcopy`), `dosfstools` (`mkfs.vfat`), `mtools` (`mmd`, `mcopy`), `openssh-server`
+//! (`sshd`), `openssh-client` (`ssh-keygen`), `busybox-static`, `linux-image-cloud-amd64`
+//! (or `linux-image-amd64`), and from the base system `dash`, `gzip` and `ldd` (libc-bin).
+//! A missing one fails the test with what to install; it never skips.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::guest::{self, Cpio};
+
+/// Printed on the serial console once sshd listens on port 22.
+pub const READY: &str = "JRUN-STANDIN-SSHD-UP";
+
+/// Printed on the serial console when the ACPI power button was pressed.
+pub const POWERDOWN: &str = "JRUN-STANDIN-POWERDOWN";
+
+/// Where the shims record their calls, one line per call: the command's name and then each
+/// argument, separated by a TAB; inside a field a backslash is written `\\`, a TAB `\t` and
+/// a newline `\n` (arguments cannot hold NUL), so every call is exactly one line.
+pub const SHIM_LOG: &str = "/var/log/jrun-shims.log";
+
+/// FreeBSD commands the guest fakes (in `/usr/local/sbin`, first on sshd's `PATH`). Each
+/// records its call in [`SHIM_LOG`] and exits 0, except:
+/// - `jls` exits 1 (no jail runs), and so do `zfs list …`, `pkg [-j J] info …` and
+///   `service … status` (nothing exists yet);
+/// - `daemon …` without `-f` and `service … start|restart` (also `onestart`/`onerestart`)
+///   leave a `sleep 600` in the background holding the inherited stdout and stderr, as
+///   FreeBSD's daemon and rc scripts do; `daemon -f …` leaves one detached from them;
+/// - `pfctl -a jrun/forwards -f FILE` also (re)starts a `busybox httpd -p P` answering
+///   `standin P` for each `port P ->` of the TCP `rdr` lines in FILE, so a forwarded host
+///   port reaches the guest through QEMU's `hostfwd`;
+/// - `mount` records only calls with `p9fs` in their arguments; others run busybox's mount.
+///
+/// `doas` (in `/usr/local/bin`) is not recorded: it runs its arguments (admin is uid 0).
+pub const SHIMS: &[&str] = &[
+    "sysrc",
+    "pfctl",
+    "jail",
+    "jexec",
+    "jls",
+    "zfs",
+    "pkg",
+    "service",
+    "ifconfig",
+    "sysctl",
+    "kldload",
+    "mount",
+    "daemon",
+    "local-unbound-setup",
+    "local-unbound-checkconf",
+    "fetch",
+    "tar",
+    "install",
+    "nc",
+];
+
+/// Kernel modules the guest loads (with their dependencies): virtio PCI, net and block, the
+/// seed's ISO9660, the ACPI button and evdev to see it.
+const MODULES: &[&str] = &[
+    "virtio_pci",
+    "virtio_net",
+    "virtio_blk",
+    "isofs",
+    "button",
+    "evdev",
+];
+
+/// systemd-boot's EFI stub for unified kernel images (package `systemd-boot-efi`).
+const STUB: &str = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub";
+
+/// The kernel command line (the `.cmdline` section).
+const CMDLINE: &str = "console=ttyS0,115200 loglevel=4 panic=10 rdinit=/init";
+
+const INIT: &str = r#"#!/bin/busybox sh
+# The stand-in guest's init (PID 1): busybox applets run directly in this shell.
+export PATH=/sbin:/usr/sbin:/bin:/usr/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mkdir -p /dev/pts
+mount -t devpts -o gid=5,mode=620 devpts /dev/pts
+chmod 1777 /tmp
+for m in $(cat /modules.order); do insmod "/modules/$m" || echo "JRUN-STANDIN: insmod $m failed"; done
+hostname jrun
+ip link set lo up
+ip link set eth0 up
+ip addr add 10.0.2.15/24 dev eth0
+ip route add default via 10.0.2.2
+echo 'nameserver 10.0.2.3' > /etc/resolv.conf
+
+# The ACPI power button powers off.
+(
+    for i in $(seq 50); do
+        for d in /sys/class/input/input*; do
+            if grep -q "Power Button" "$d/name" 2>/dev/null; then
+                for e in "$d"/event*; do
+                    ev="${e##*/}"
+                    (head -c 24 "/dev/input/$ev" >/dev/null && echo JRUN-STANDIN-POWERDOWN && poweroff -f) &
+                done
+                exit 0
+            fi
+        done
+        sleep 0.1
+    done
+    echo "JRUN-STANDIN: no ACPI power button"
+) &
+
+# The NoCloud seed: the ISO9660 disk labelled cidata (busybox-static has no blkid: the
+# primary volume descriptor, sector 16 of 2048 bytes, says "CD001" at 1, the label at 40).
+mkdir -p /media/cidata
+seed=
+for i in $(seq 100); do
+    for d in /dev/vd[a-z]; do
+        [ -b "$d" ] || continue
+        pvd=$(dd if="$d" bs=2048 skip=16 count=1 2>/dev/null | head -c 72 | tr -c 'A-Za-z0-9 ' '.')
+        [ "${pvd:1:5}" = CD001 ] || continue
+        label=$(echo ${pvd:40:32} | tr 'A-Z' 'a-z')
+        [ "$label" = cidata ] || continue
+        if mount -t iso9660 -o ro "$d" /media/cidata; then
+            seed=$d
+            break 2
+        fi
+    done
+    sleep 0.1
+done
+keys=
+if [ -n "$seed" ] && [ -f /media/cidata/user-data ]; then
+    keys=$(awk -v user=admin -f /usr/local/libexec/jrun-seed-keys.awk /media/cidata/user-data)
+fi
+[ -n "$keys" ] || echo "JRUN-STANDIN: no ssh_authorized_keys for admin in the seed (${seed:-no cidata disk})"
+echo 'admin:x:0:0:jrun:/home/admin:/bin/sh' >> /etc/passwd
+echo 'admin:*:::::::' >> /etc/shadow
+mkdir -p /home/admin/.ssh
+chmod 755 /home/admin
+chmod 700 /home/admin/.ssh
+printf '%s\n' "$keys" > /home/admin/.ssh/authorized_keys
+chmod 600 /home/admin/.ssh/authorized_keys
+
+/usr/sbin/sshd -E /var/log/sshd.log || { echo "JRUN-STANDIN: sshd failed:"; cat /var/log/sshd.log; }
+for i in $(seq 100); do
+    netstat -ltn 2>/dev/null | grep -q ':22 ' && break
+    sleep 0.1
+done
+echo JRUN-STANDIN-SSHD-UP
+while true; do sleep 60; done
+"#;
+
+/// Prints the `ssh_authorized_keys` of the user named `user` (awk -v) in a cloud-config.
+const SEED_KEYS_AWK: &str = r#"# Prints the ssh_authorized_keys of the cloud-config user named `user`, one per line.
+function unquote(s) {
+    if (s ~ /^".*"$/ || s ~ /^\047.*\047$/) s = substr(s, 2, length(s) - 2)
+    return s
+}
+/^[^ \t#]/ { cur = ""; inkeys = 0 }
+/^[ \t]*-[ \t]*name:/ {
+    s = $0
+    sub(/^[^:]*:[ \t]*/, "", s)
+    sub(/[ \t]+$/, "", s)
+    cur = unquote(s)
+    inkeys = 0
+    next
+}
+/^[ \t]*ssh_authorized_keys:/ { inkeys = (cur == user); next }
+inkeys && /^[ \t]*-[ \t]/ {
+    s = $0
+    sub(/^[ \t]*-[ \t]*/, "", s)
+    sub(/[ \t]+$/, "", s)
+    print unquote(s)
+    next
+}
+inkeys && /^[ \t]*[A-Za-z_]+:/ { inkeys = 0 }
+"#;
+
+/// The shim behind every name in [`SHIMS`] (dash; busybox applets by path).
+const SHIM: &str = r#"#!/bin/sh
+# jrun stand-in: records a FreeBSD-only command in /var/log/jrun-shims.log (one line per
+# call: name and arguments TAB-separated, with \\ \t \n escaped) and fakes its effect.
+name=${0##*/}
+bb=/bin/busybox
+if [ "$name" = mount ]; then
+    case " $* " in *p9fs*) ;; *) exec $bb mount "$@" ;; esac
+fi
+$bb awk 'BEGIN {
+    line = ""
+    for (i = 1; i < ARGC; i++) {
+        s = ARGV[i]
+        gsub(/\\/, "\\\\", s)
+        gsub(/\t/, "\\t", s)
+        gsub(/\n/, "\\n", s)
+        line = line (i > 1 ? "\t" : "") s
+    }
+    print line
+}' "$name" "$@" >> /var/log/jrun-shims.log
+# A daemon that keeps the caller's stdout and stderr, as FreeBSD's do.
+linger() {
+    $bb sleep 600 &
+}
+case "$name" in
+jls)
+    exit 1
+    ;;
+zfs)
+    [ "${1-}" = list ] && exit 1
+    ;;
+pkg)
+    while [ $# -gt 0 ]; do
+        case "$1" in
+        -j|-c|-r|-C|-R|-o) [ $# -ge 2 ] && shift ;;
+        -*) ;;
+        *) break ;;
+        esac
+        shift
+    done
+    [ "${1-}" = info ] && exit 1
+    ;;
+service)
+    for a in "$@"; do
+        case "$a" in
+        status|onestatus) exit 1 ;;
+        start|restart|onestart|onerestart) linger ;;
+        esac
+    done
+    ;;
+daemon)
+    # -f: FreeBSD's daemon then detaches from the caller's stdio.
+    detach=
+    while [ $# -gt 0 ]; do
+        case "$1" in
+        --) break ;;
+        -[pPuomlsTtR]) [ $# -ge 2 ] && shift ;;
+        -*f*) detach=1 ;;
+        -*) ;;
+        *) break ;;
+        esac
+        shift
+    done
+    if [ -n "$detach" ]; then
+        $bb sleep 600 </dev/null >/dev/null 2>&1 &
+    else
+        linger
+    fi
+    ;;
+pfctl)
+    anchor= file=
+    while [ $# -gt 0 ]; do
+        case "$1" in
+        -a) [ $# -ge 2 ] && { anchor=$2; shift; } ;;
+        -f) [ $# -ge 2 ] && { file=$2; shift; } ;;
+        esac
+        shift
+    done
+    if [ "$anchor" = jrun/forwards ] && [ -n "$file" ]; then
+        pids=/var/run/jrun-standin-httpd.pids
+        if [ -f $pids ]; then
+            for p in $(cat $pids); do kill "$p" 2>/dev/null; done
+            for i in $($bb seq 50); do
+                alive=
+                for p in $(cat $pids); do kill -0 "$p" 2>/dev/null && alive=1; done
+                [ -z "$alive" ] && break
+                $bb sleep 0.1
+            done
+            rm -f $pids
+        fi
+        ports=$($bb awk '/^[ \t]*rdr/ && !/proto[ \t]+udp/ {
+            for (i = 1; i + 2 <= NF; i++) if ($i == "port" && $(i + 2) == "->") print $(i + 1)
+        }' "$file")
+        for p in $ports; do
+            case "$p" in *[!0-9]*) continue ;; esac
+            mkdir -p "/var/www/standin-$p"
+            echo "standin $p" > "/var/www/standin-$p/index.html"
+            $bb httpd -f -p "$p" -h "/var/www/standin-$p" </dev/null >/dev/null 2>&1 &
+            echo $! >> $pids
+        done
+    fi
+    ;;
+esac
+exit 0
+"#;
+
+const DOAS: &str =
+    "#!/bin/sh\n# jrun stand-in: admin is uid 0, so doas only runs its arguments.\nexec \"$@\"\n";
+
+const SSHD_CONFIG: &str = "\
+# jrun stand-in: public keys only, logins for admin (uid 0).
+Port 22
+ListenAddress 0.0.0.0
+HostKey /etc/ssh/ssh_host_ed25519_key
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+AuthorizedKeysFile .ssh/authorized_keys
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+UseDNS no
+PrintMotd no
+PrintLastLog no
+PidFile /run/sshd.pid
+Subsystem sftp internal-sftp
+";
+
+const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nsshd:x:100:65534:sshd:/run/sshd:/bin/false\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n";
+const SHADOW: &str = "root:*:::::::\nsshd:*:::::::\nnobody:*:::::::\n";
+const GROUP: &str = "root:x:0:admin\ntty:x:5:\nnogroup:x:65534:\n";
+const NSSWITCH: &str = "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n";
+const OS_RELEASE: &str =
+    "ID=jrun-standin\nNAME=\"jrun stand-in guest\"\nPRETTY_NAME=\"jrun stand-in guest\"\n";
+
+/// The raw disk: sector size, the EFI system partition's first sector, and what follows it.
+const SECTOR: u64 = 512;
+const ESP_START: u64 = 2048;
+/// After the ESP: room for the backup GPT (33 sectors), rounded up to 1 MiB.
+const TAIL: u64 = 2048;
+
+/// Builds the stand-in image into `dir` and returns the raw disk (`standin.raw`). Panics
+/// (fails the test) with what to install when a part is missing.
+pub fn build_image(dir: &Path) -> PathBuf {
+    let work = dir.join("standin-build");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+
+    let objcopy = tool("objcopy", "binutils");
+    let mkfs = tool("mkfs.vfat", "dosfstools");
+    let mmd = tool("mmd", "mtools");
+    let mcopy = tool("mcopy", "mtools");
+    let gzip = tool("gzip", "gzip");
+    assert!(
+        Path::new(STUB).is_file(),
+        "{STUB} is missing: install systemd-boot-efi"
+    );
+
+    let initrd = work.join("initrd.cpio.gz");
+    let cpio = initramfs(&work);
+    let raw = work.join("initrd.cpio");
+    std::fs::write(&raw, cpio).unwrap();
+    run(Command::new(&gzip).args(["-6", "-n", "-f"]).arg(&raw));
+    assert!(initrd.is_file());
+
+    let kernel = guest::newest_kernel().expect(
+        "no kernel with modules in /boot and /lib/modules: install linux-image-cloud-amd64 (or linux-image-amd64)",
+    );
+    let uki = work.join("BOOTX64.EFI");
+    unified_kernel_image(&objcopy, &work, &kernel, &initrd, &uki);
+
+    let esp = work.join("esp.img");
+    let uki_len = std::fs::metadata(&uki).unwrap().len();
+    // The UKI and 4 MiB for the file system's own tables, in whole MiB.
+    let esp_mib = (uki_len >> 20) + 5;
+    run(Command::new(&mkfs)
+        .args(["-n", "ESP", "-i", "4a52554e", "-C"])
+        .arg(&esp)
+        .arg((esp_mib * 1024).to_string()));
+    run(Command::new(&mmd)
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .arg("-i")
+        .arg(&esp)
+        .args(["::/EFI", "::/EFI/BOOT"]));
+    run(Command::new(&mcopy)
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .arg("-i")
+        .arg(&esp)
+        .arg(&uki)
+        .arg("::/EFI/BOOT/BOOTX64.EFI"));
+
+    let out = dir.join("standin.raw");
+    std::fs::write(&out, gpt_disk(&std::fs::read(&esp).unwrap())).unwrap();
+    let _ = std::fs::remove_dir_all(&work);
+    out
+}
+
+/// The initramfs (uncompressed newc cpio).
+fn initramfs(work: &Path) -> Vec<u8> {
+    let busybox =
+        std::fs::read("/bin/busybox").expect("/bin/busybox is missing: install busybox-static");
+    assert!(
+        guest::is_static(&busybox),
+        "/bin/busybox is dynamically linked: install busybox-static"
+    );
+    let sshd = Path::new("/usr/sbin/sshd");
+    assert!(
+        sshd.is_file(),
+        "/usr/sbin/sshd is missing: install openssh-server"
+    );
+    let dash = Path::new("/bin/dash");
+    assert!(dash.is_file(), "/bin/dash is missing: install dash");
+    let kernel = guest::newest_kernel().expect(
+        "no kernel with modules in /boot and /lib/modules: install linux-image-cloud-amd64 (or linux-image-amd64)",
+    );
+    let version = kernel
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .trim_start_matches("vmlinuz-")
+        .to_string();
+    let mod_dir = Path::new("/lib/modules").join(&version);
+
+    let mut t = Tree::default();
+    for d in [
+        "bin",
+        "sbin",
+        "dev",
+        "proc",
+        "sys",
+        "tmp",
+        "root",
+        "home",
+        "media",
+        "mnt",
+        "var/log",
+        "var/run",
+        "var/www",
+        "usr/bin",
+        "usr/sbin",
+        "usr/local/sbin",
+        "usr/local/bin",
+        "usr/local/libexec",
+        "etc/ssh",
+        "modules",
+    ] {
+        t.dir(d);
+    }
+    t.dir_mode("run/sshd", 0o755);
+
+    // busybox, its applets in /bin, and dash as /bin/sh.
+    t.file("bin/busybox", 0o755, &busybox);
+    let list = output(Command::new("/bin/busybox").arg("--list"));
+    for applet in list.lines().map(str::trim).filter(|a| !a.is_empty()) {
+        if applet != "busybox" && applet != "sh" {
+            t.symlink(&format!("bin/{applet}"), "busybox");
+        }
+    }
+    t.file("bin/sh", 0o755, &std::fs::read(dash).unwrap());
+
+    // sshd and the libraries it and dash need.
+    t.file("usr/sbin/sshd", 0o755, &std::fs::read(sshd).unwrap());
+    let mut libs = BTreeSet::new();
+    for exe in [sshd, dash] {
+        libs.extend(shared_libraries(exe));
+    }
+    for lib in &libs {
+        let rel = lib.strip_prefix("/").unwrap().to_str().unwrap();
+        t.file(rel, 0o755, &std::fs::read(lib).unwrap());
+    }
+
+    // Host key, made here (ssh-keygen in the guest would cost seconds under TCG).
+    let key = work.join("ssh_host_ed25519_key");
+    run(Command::new(tool("ssh-keygen", "openssh-client"))
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "jrun-standin", "-f"])
+        .arg(&key));
+    t.file(
+        "etc/ssh/ssh_host_ed25519_key",
+        0o600,
+        &std::fs::read(&key).unwrap(),
+    );
+    t.file(
+        "etc/ssh/ssh_host_ed25519_key.pub",
+        0o644,
+        &std::fs::read(key.with_extension("pub")).unwrap(),
+    );
+    t.file("etc/ssh/sshd_config", 0o644, SSHD_CONFIG.as_bytes());
+    t.file("etc/passwd", 0o644, PASSWD.as_bytes());
+    t.file("etc/shadow", 0o600, SHADOW.as_bytes());
+    t.file("etc/group", 0o644, GROUP.as_bytes());
+    t.file("etc/nsswitch.conf", 0o644, NSSWITCH.as_bytes());
+    t.file("etc/os-release", 0o644, OS_RELEASE.as_bytes());
+    t.file("var/log/jrun-shims.log", 0o644, b"");
+
+    // The shims and doas.
+    t.file("usr/local/libexec/jrun-shim", 0o755, SHIM.as_bytes());
+    for s in SHIMS {
+        t.symlink(&format!("usr/local/sbin/{s}"), "../libexec/jrun-shim");
+    }
+    t.file("usr/local/bin/doas", 0o755, DOAS.as_bytes());
+    t.file(
+        "usr/local/libexec/jrun-seed-keys.awk",
+        0o644,
+        SEED_KEYS_AWK.as_bytes(),
+    );
+
+    // Kernel modules, dependencies first.
+    let mut names = String::new();
+    for rel in module_order(&mod_dir, MODULES) {
+        let name = Path::new(&rel).file_name().unwrap().to_str().unwrap();
+        t.file(
+            &format!("modules/{name}"),
+            0o644,
+            &std::fs::read(mod_dir.join(&rel)).unwrap(),
+        );
+        names.push_str(name);
+        names.push('\n');
+    }
+    t.file("modules.order", 0o644, names.as_bytes());
+    t.file("init", 0o755, INIT.as_bytes());
+    t.cpio.finish()
+}
+
+/// The libraries (and the loader) `ldd` lists for `exe`.
+fn shared_libraries(exe: &Path) -> Vec<PathBuf> {
+    let out = output(Command::new(tool("ldd", "libc-bin")).arg(exe));
+    out.lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let path = match l.split_once("=>") {
+                Some((_, rest)) => rest.split_whitespace().next()?,
+                None => l.split_whitespace().next()?,
+            };
+            path.starts_with('/').then(|| PathBuf::from(path))
+        })
+        .collect()
+}
+
+/// `stub` + `.osrel`, `.cmdline`, `.linux`, `.initrd`, each placed after the stub's image
+/// and the section before it (page-aligned), as `ukify` does.
+fn unified_kernel_image(objcopy: &Path, work: &Path, kernel: &Path, initrd: &Path, out: &Path) {
+    let osrel = work.join("os-release");
+    std::fs::write(&osrel, OS_RELEASE).unwrap();
+    let cmdline = work.join("cmdline");
+    std::fs::write(&cmdline, CMDLINE).unwrap();
+    let stub = std::fs::read(STUB).unwrap();
+    let mut vma = align(pe_size_of_image(&stub), 0x1000);
+    let mut cmd = Command::new(objcopy);
+    for (name, file) in [
+        (".osrel", osrel.as_path()),
+        (".cmdline", cmdline.as_path()),
+        (".linux", kernel),
+        (".initrd", initrd),
+    ] {
+        let len = std::fs::metadata(file).unwrap().len();
+        cmd.arg("--add-section")
+            .arg(format!("{name}={}", file.display()))
+            .arg("--set-section-flags")
+            .arg(format!("{name}=contents,alloc,load,readonly,data"))
+            .arg("--change-section-vma")
+            .arg(format!("{name}={vma:#x}"));
+        vma = align(vma + len, 0x1000);
+    }
+    cmd.arg(STUB).arg(out);
+    run(&mut cmd);
+}
+
+/// `SizeOfImage` from a PE32+ optional header.
+fn pe_size_of_image(pe: &[u8]) -> u64 {
+    let u32_at = |o: usize| u32::from_le_bytes(pe[o..o + 4].try_into().unwrap());
+    let pe_off = u32_at(0x3c) as usize;
+    assert_eq!(
+        &pe[pe_off..pe_off + 4],
+        b"PE\0\0",
+        "{STUB} is not a PE image"
+    );
+    u64::from(u32_at(pe_off + 24 + 56))
+}
+
+fn align(n: u64, to: u64) -> u64 {
+    n.div_ceil(to) * to
+}
+
+/// A GPT disk with one partition, the EFI system partition holding `esp` (a FAT image).
+fn gpt_disk(esp: &[u8]) -> Vec<u8> {
+    let esp_sectors = (esp.len() as u64).div_ceil(SECTOR);
+    let total = ESP_START + esp_sectors + TAIL;
+    let last = total - 1;
+    let mut disk = vec![0u8; (total * SECTOR) as usize];
+    let at = |lba: u64| (lba * SECTOR) as usize;
+
+    // Protective MBR.
+    let mbr = &mut disk[..512];
+    mbr[446 + 1..446 + 4].copy_from_slice(&[0x00, 0x02, 0x00]);
+    mbr[446 + 4] = 0xee;
+    mbr[446 + 5..446 + 8].copy_from_slice(&[0xff, 0xff, 0xff]);
+    mbr[446 + 8..446 + 12].copy_from_slice(&1u32.to_le_bytes());
+    mbr[446 + 12..446 + 16].copy_from_slice(&(last.min(u32::MAX as u64) as u32).to_le_bytes());
+    mbr[510] = 0x55;
+    mbr[511] = 0xaa;
+
+    // The partition entries: 128 of 128 bytes, one used.
+    let mut entries = vec![0u8; 128 * 128];
+    entries[0..16].copy_from_slice(&guid("C12A7328-F81F-11D2-BA4B-00A0C93EC93B"));
+    entries[16..32].copy_from_slice(&guid("4A52554E-5354-414E-4449-4E2D45535001"));
+    entries[32..40].copy_from_slice(&ESP_START.to_le_bytes());
+    entries[40..48].copy_from_slice(&(ESP_START + esp_sectors - 1).to_le_bytes());
+    for (i, c) in "EFI system partition".encode_utf16().enumerate() {
+        entries[56 + 2 * i..58 + 2 * i].copy_from_slice(&c.to_le_bytes());
+    }
+    let entries_crc = crc32(&entries);
+
+    let header = |my: u64, alternate: u64, entries_lba: u64| {
+        let mut h = vec![0u8; 92];
+        h[0..8].copy_from_slice(b"EFI PART");
+        h[8..12].copy_from_slice(&0x0001_0000u32.to_le_bytes());
+        h[12..16].copy_from_slice(&92u32.to_le_bytes());
+        h[24..32].copy_from_slice(&my.to_le_bytes());
+        h[32..40].copy_from_slice(&alternate.to_le_bytes());
+        h[40..48].copy_from_slice(&34u64.to_le_bytes());
+        h[48..56].copy_from_slice(&(last - 33).to_le_bytes());
+        h[56..72].copy_from_slice(&guid("4A52554E-5354-414E-4449-4E2D44495343"));
+        h[72..80].copy_from_slice(&entries_lba.to_le_bytes());
+        h[80..84].copy_from_slice(&128u32.to_le_bytes());
+        h[84..88].copy_from_slice(&128u32.to_le_bytes());
+        h[88..92].copy_from_slice(&entries_crc.to_le_bytes());
+        let crc = crc32(&h);
+        h[16..20].copy_from_slice(&crc.to_le_bytes());
+        h
+    };
+    let primary = header(1, last, 2);
+    let backup = header(last, 1, last - 32);
+    disk[at(1)..at(1) + 92].copy_from_slice(&primary);
+    disk[at(2)..at(2) + entries.len()].copy_from_slice(&entries);
+    disk[at(last - 32)..at(last - 32) + entries.len()].copy_from_slice(&entries);
+    disk[at(last)..at(last) + 92].copy_from_slice(&backup);
+    disk[at(ESP_START)..at(ESP_START) + esp.len()].copy_from_slice(esp);
+    disk
+}
+
+/// A GUID in its on-disk (mixed-endian) form.
+fn guid(s: &str) -> [u8; 16] {
+    let hex: String = s.chars().filter(|c| *c != '-').collect();
+    let b: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    let mut g = [0u8; 16];
+    g[0..4].copy_from_slice(&[b[3], b[2], b[1], b[0]]);
+    g[4..6].copy_from_slice(&[b[5], b[4]]);
+    g[6..8].copy_from_slice(&[b[7], b[6]]);
+    g[8..16].copy_from_slice(&b[8..16]);
+    g
+}
+
+/// CRC-32 (IEEE 802.3), as GPT uses.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// Module paths (relative to the module dir) for `wanted`, dependencies before dependants.
+fn module_order(mod_dir: &Path, wanted: &[&str]) -> Vec<String> {
+    let dep = std::fs::read_to_string(mod_dir.join("modules.dep")).expect("modules.dep");
+    let table: BTreeMap<String, Vec<String>> = dep
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(m, deps)| {
+            (
+                m.to_string(),
+                deps.split_whitespace().map(String::from).collect(),
+            )
+        })
+        .collect();
+    let builtin = std::fs::read_to_string(mod_dir.join("modules.builtin")).unwrap_or_default();
+    fn visit(m: &str, table: &BTreeMap<String, Vec<String>>, out: &mut Vec<String>) {
+        if out.iter().any(|o| o == m) {
+            return;
+        }
+        for d in table.get(m).into_iter().flatten() {
+            visit(d, table, out);
+        }
+        out.push(m.to_string());
+    }
+    let mut out = Vec::new();
+    for name in wanted {
+        let stem = |k: &str| {
+            Path::new(k)
+                .file_name()
+                .and_then(|s| s.to_str())
+                .map(|s| s.split('.').next().unwrap_or(s).replace('-', "_"))
+        };
+        match table.keys().find(|k| stem(k).as_deref() == Some(*name)) {
+            Some(m) => visit(&m.clone(), &table, &mut out),
+            // Built into this kernel: nothing to load.
+            None if builtin.lines().any(|l| stem(l).as_deref() == Some(*name)) => {}
+            None => panic!("kernel module {name} not found in {}", mod_dir.display()),
+        }
+    }
+    out
+}
+
+/// A cpio archive that creates each file's folders first.
+#[derive(Default)]
+struct Tree {
+    cpio: Cpio,
+    dirs: BTreeSet<String>,
+}
+
+impl Tree {
+    fn parents(&mut self, path: &str) {
+        if let Some((parent, _)) = path.rsplit_once('/') {
+            self.dir(parent);
+        }
+    }
+
+    fn dir(&mut self, path: &str) {
+        self.dir_mode(path, 0o755);
+    }
+
+    fn dir_mode(&mut self, path: &str, perm: u32) {
+        if self.dirs.contains(path) {
+            return;
+        }
+        self.parents(path);
+        self.dirs.insert(path.to_string());
+        self.cpio.entry(path, 0o040000 | perm, &[]);
+    }
+
+    fn file(&mut self, path: &str, perm: u32, data: &[u8]) {
+        self.parents(path);
+        self.cpio.file(path, perm, data);
+    }
+
+    fn symlink(&mut self, path: &str, target: &str) {
+        self.parents(path);
+        self.cpio.entry(path, 0o120777, target.as_bytes());
+    }
+}
+
+/// `name` on `PATH` (or in /usr/sbin, /sbin: `mkfs.vfat` lives there); fails the test
+/// naming `package` when it is nowhere.
+fn tool(name: &str, package: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("`{name}` is missing: install {package}"))
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn output(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
