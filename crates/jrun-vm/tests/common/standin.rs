@@ -217,12 +217,49 @@ $bb awk 'BEGIN {
 linger() {
     $bb sleep 600 &
 }
+last() { for a in "$@"; do l=$a; done; echo "${l-}"; }
 case "$name" in
+jail)
+    # Which jails "run": `jail … -c NAME` starts one, `jail … -r NAME` stops it.
+    mkdir -p /var/run/standin-jails
+    case " $* " in
+    *" -c "*) touch "/var/run/standin-jails/$(last "$@")" ;;
+    *" -r "*) rm -f "/var/run/standin-jails/$(last "$@")" ;;
+    esac
+    ;;
 jls)
+    [ "${1-}" = -j ] && [ -f "/var/run/standin-jails/${2-}" ] && exit 0
     exit 1
     ;;
+jexec)
+    # A jail's Yggdrasil node answers with the address the test planted for it.
+    case " $* " in
+    *" yggdrasilctl "*getSelf*)
+        [ -f "/var/run/standin-ygg/$1" ] || exit 1
+        printf '{\n  "address": "%s",\n  "subnet": "300::/64"\n}\n' "$(cat "/var/run/standin-ygg/$1")"
+        ;;
+    esac
+    ;;
 zfs)
-    [ "${1-}" = list ] && exit 1
+    # Datasets as folders: `create`/`receive` make the mountpoint and remember the
+    # dataset, `list` finds remembered ones (snapshots never), `destroy` forgets it.
+    db=/var/run/standin-zfs
+    mkdir -p $db
+    ds=$(last "$@")
+    key=$(printf '%s' "$ds" | tr / %)
+    mountpoint=
+    for a in "$@"; do case "$a" in mountpoint=*) mountpoint=${a#mountpoint=} ;; esac; done
+    case "${1-}" in
+    list) [ -f "$db/$key" ] || exit 1 ;;
+    create|receive)
+        [ -n "$mountpoint" ] && mkdir -p "$mountpoint"
+        printf '%s' "$mountpoint" > "$db/$key"
+        ;;
+    destroy)
+        [ -f "$db/$key" ] && mountpoint=$(cat "$db/$key") && rm -f "$db/$key"
+        [ -n "$mountpoint" ] && rm -rf "$mountpoint"
+        ;;
+    esac
     ;;
 pkg)
     while [ $# -gt 0 ]; do

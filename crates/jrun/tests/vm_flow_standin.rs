@@ -1,0 +1,259 @@
+//! The vm runtime's whole flow through the real CLI, against the stand-in guest (a Linux
+//! image built here, booted as the FreeBSD one is; FreeBSD's commands are recording shims:
+//! crates/jrun-vm/tests/common/standin.rs). `jrun start` boots it from a local mirror,
+//! then `up` (returns, its service ready), a forward change (live through QMP, reachable
+//! from the host), `pair` (its apply script), `down`, and `stop` (ACPI power-off). The
+//! FreeBSD commands the guest was asked to run are compared with a golden file.
+//!
+//! This proves the host side and the scripts' control flow end to end; what FreeBSD does
+//! with those commands is proven by the renderers' tests and the review, not here.
+
+// The vm runtime's test support, shared as files (standin.rs reaches guest.rs as
+// `super::guest`, hence both at the root).
+#[allow(dead_code)]
+#[path = "../../jrun-vm/tests/common/guest.rs"]
+mod guest;
+#[allow(dead_code)]
+#[path = "../../jrun-vm/tests/common/http.rs"]
+mod http;
+#[allow(dead_code)]
+#[path = "../../jrun-vm/tests/common/standin.rs"]
+mod standin;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jrun_vm::render::{Script, StepInfo};
+use jrun_vm::ssh::RemoteExec;
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Flow {
+    home: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+impl Flow {
+    fn jrun(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_jrun"));
+        cmd.args(args)
+            .env("JRUN_HOME", self.home.path())
+            .env_remove("JRUN_RELAY_PEER");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.jrun(args);
+        assert!(
+            out.status.success(),
+            "jrun {args:?} failed ({})\n--- stdout\n{}\n--- stderr\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The VM as jrun's library sees it, for reading the guest back.
+    fn runtime(&self) -> jrun_vm::runtime::VmRuntime {
+        let mut vars: std::collections::HashMap<String, String> =
+            self.env.iter().cloned().collect();
+        vars.insert("JRUN_HOME".into(), self.home.path().display().to_string());
+        let settings = jrun_core::settings::Settings::from_vars(&vars).unwrap();
+        jrun_vm::runtime::VmRuntime::new(
+            &settings,
+            Arc::new(jrun_core::exec::SystemRunner),
+            Default::default(),
+        )
+    }
+
+    /// Runs `body` in the guest as root (through jrun's own executor) and returns its output.
+    fn guest(&self, body: &str) -> Vec<String> {
+        let script = Script {
+            text: format!("#!/bin/sh\nset -eu\n{body}\nprintf 'jrun-done\\n'\n"),
+            steps: vec![StepInfo {
+                jail: None,
+                name: "test".into(),
+            }],
+        };
+        let mut lines = vec![];
+        self.runtime()
+            .executor()
+            .unwrap()
+            .run_script(&script, &mut |p| {
+                if let jrun_vm::ssh::Progress::Output(l) = p {
+                    lines.push(l.to_string())
+                }
+            })
+            .unwrap();
+        lines
+    }
+}
+
+impl Drop for Flow {
+    fn drop(&mut self) {
+        // Whatever happened, no QEMU outlives the test.
+        let rt = self.runtime();
+        if let Some(vm) = rt.process() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(vm.pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// A relay that answers every join with the creator's roster: one remote jail.
+fn fake_relay(roster: &'static str) -> String {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0usize;
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let mut s = stream;
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{roster}",
+                roster.len()
+            );
+        }
+    });
+    url
+}
+
+fn http_get(port: u16) -> std::io::Result<String> {
+    let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    Ok(text)
+}
+
+fn config(dir: &Path, host_port: u16) -> std::path::PathBuf {
+    let path = dir.join("stack.ucl");
+    std::fs::write(
+        &path,
+        format!(
+            "jail \"web\" {{\n  forward {{ http {{ host = {host_port}; jail = 8080; }} }}\n  exec {{ http {{ cmd = \"python3 -m http.server 8080\"; }} }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn start_up_forward_pair_down_stop_against_the_stand_in() {
+    let work = tempfile::tempdir().unwrap();
+    let image = standin::build_image(work.path());
+    let server = http::serve_image(&std::fs::read(&image).unwrap());
+    let mirror = server.base.trim_end_matches("/VM-IMAGES").to_string();
+    let mirror_seen = mirror.clone();
+    let relay = fake_relay(
+        r#"{"jails":[{"name":"api","ygg_address":"200:848a:604f:bb7e:4384:65db:8db6:6895"}]}"#,
+    );
+    let (p1, p2) = (free_port(), free_port());
+    let flow = Flow {
+        home: tempfile::tempdir().unwrap(),
+        env: [
+            ("JRUN_RUNTIME", "vm".to_string()),
+            ("JRUN_BSD_MIRROR", mirror),
+            ("JRUN_SSH_PORT", free_port().to_string()),
+            ("JRUN_QEMU_MEMORY", "512M".into()),
+            ("JRUN_QEMU_CPUS", "2".into()),
+            ("JRUN_QEMU_DISK_SIZE", "256M".into()),
+            ("JRUN_QEMU_ACCEL", "tcg".into()),
+            ("JRUN_VM_BOOT_TIMEOUT", "180".into()),
+            ("JRUN_RELAY", relay),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
+    };
+
+    // start: download, boot, SSH.
+    let out = flow.ok(&["start"]);
+    assert!(out.contains("the VM is running"), "{out}");
+
+    // up: returns once the service is ready; the forward reaches the guest.
+    let cfg = config(work.path(), p1);
+    let started = Instant::now();
+    let json: serde_json::Value =
+        serde_json::from_str(&flow.ok(&["up", cfg.to_str().unwrap(), "--json"])).unwrap();
+    assert!(started.elapsed() < Duration::from_secs(240));
+    assert_eq!(json["deployed"][0]["name"], "web", "{json}");
+    assert_eq!(json["services"][0]["ready"], true, "{json}");
+    assert!(http_get(p1).unwrap().contains(&format!("standin {p1}")));
+
+    // A forward change: QEMU's hostfwd moves live (no restart), pf's anchor follows.
+    let pid = flow.runtime().process().unwrap().pid;
+    flow.ok(&["up", config(work.path(), p2).to_str().unwrap()]);
+    assert_eq!(flow.runtime().process().unwrap().pid, pid, "no restart");
+    assert!(http_get(p2).unwrap().contains(&format!("standin {p2}")));
+    assert!(http_get(p1).is_err(), "the old host port is closed");
+
+    // pair: the jail's node answers with its key's address (the stand-in's node is a file).
+    let key = flow.home.path().join("keys/jails/web.pem");
+    let address = flow.ok(&["mesh", "address", key.to_str().unwrap()]);
+    flow.guest(&format!(
+        "mkdir -p /var/run/standin-ygg\nprintf '%s' '{}' > /var/run/standin-ygg/web",
+        address.trim()
+    ));
+    let paired = flow.ok(&["pair", "a1b2c3", "--json"]);
+    assert!(paired.contains("api"), "{paired}");
+    let listed = flow.ok(&["pair", "-l", "--json"]);
+    assert!(
+        listed.contains("a1b2c3") && listed.contains("api"),
+        "{listed}"
+    );
+
+    // down, then stop through the power button.
+    flow.ok(&["down", "web"]);
+    let log = flow.guest(&format!("cat {}", standin::SHIM_LOG));
+    let out = flow.ok(&["stop"]);
+    assert!(
+        out.contains("stopped") || out.contains("was not running"),
+        "{out}"
+    );
+    assert!(flow.runtime().process().is_none());
+
+    // What the guest was asked to do, in order, with the host ports made stable.
+    let golden: String = log
+        .iter()
+        .map(|l| {
+            l.replace(&mirror_seen, "<MIRROR>")
+                .replace(&p1.to_string(), "<PORT1>")
+                .replace(&p2.to_string(), "<PORT2>")
+                .replace('\t', " ")
+                + "\n"
+        })
+        .collect();
+    insta::assert_snapshot!("vm_flow_guest_commands", golden);
+}
