@@ -5,6 +5,7 @@
 //! - [`quote`]: the single way a value reaches a generated shell script.
 
 pub mod build;
+pub mod console;
 pub mod image;
 pub mod mesh_apply;
 pub mod paths;

@@ -443,6 +443,17 @@ impl VmRuntime {
         }
     }
 
+    /// How the VM is shown (`jrun start --mode`).
+    pub fn opts_display(&self) -> crate::qemu::DisplayMode {
+        self.opts.display
+    }
+
+    /// Attaches this terminal to the VM's serial console (`--mode tty`) until Ctrl-].
+    pub fn attach_console(&self) -> Result<(), VmError> {
+        let socket = crate::qemu::console_socket(&self.paths.serial_log());
+        crate::console::attach(&socket).map_err(io(&socket))
+    }
+
     /// ACPI power-down, wait (calling `tick`), then quit, then kill.
     pub fn stop(&self, tick: &mut dyn FnMut(Duration)) -> Result<StopOutcome, VmError> {
         let Some(vm) = self.process() else {

@@ -174,6 +174,10 @@ impl VmRuntime {
             .map_err(|e| other("starting the VM", e))?
         {
             Started::AlreadyRunning => Ok(StartOutcome::AlreadyRunning),
+            // The console is the user's to watch: `start --mode tty` attaches it at once.
+            Started::Started { .. } if self.opts_display() == crate::qemu::DisplayMode::Tty => {
+                Ok(StartOutcome::Started)
+            }
             Started::Started { .. } => {
                 events(crate::runtime::VmEvent::WaitingForSsh);
                 if let Err(e) = self.wait_for_ssh() {

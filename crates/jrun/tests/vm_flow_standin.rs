@@ -198,9 +198,37 @@ fn start_up_forward_pair_down_stop_against_the_stand_in() {
         .collect(),
     };
 
-    // start: download, boot, SSH.
-    let out = flow.ok(&["start"]);
-    assert!(out.contains("the VM is running"), "{out}");
+    // start --mode tty: download, boot, and the serial console on this "terminal" until
+    // Ctrl-]; the VM runs on.
+    let mut start = Command::new(env!("CARGO_BIN_EXE_jrun"));
+    start
+        .args(["start", "--mode", "tty"])
+        .env("JRUN_HOME", flow.home.path())
+        .env_remove("JRUN_RELAY_PEER")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in &flow.env {
+        start.env(k, v);
+    }
+    let mut child = start.spawn().unwrap();
+    let mut console = BufReader::new(child.stdout.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let mut seen = String::new();
+    while !seen.contains(standin::READY) {
+        assert!(Instant::now() < deadline, "no console output: {seen}");
+        let mut line = String::new();
+        if console.read_line(&mut line).unwrap() == 0 {
+            panic!("the console closed: {seen}");
+        }
+        seen.push_str(&line);
+    }
+    child.stdin.as_mut().unwrap().write_all(&[0x1d]).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("left the console"), "{err}");
+    assert!(flow.runtime().process().is_some(), "the VM runs on");
 
     // up: returns once the service is ready; the forward reaches the guest.
     let cfg = config(work.path(), p1);

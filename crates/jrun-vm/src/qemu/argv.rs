@@ -139,6 +139,9 @@ pub enum DisplayMode {
     #[default]
     Headless,
     Graphic,
+    /// No window; the serial console on a socket beside the log (`console.sock`), which
+    /// `jrun start --mode tty` attaches to the terminal.
+    Tty,
 }
 
 /// Everything needed to start the VM.
@@ -158,6 +161,11 @@ pub struct QemuSpec {
     /// Where the serial console goes when headless.
     pub serial_log: PathBuf,
     pub display: DisplayMode,
+}
+
+/// Where the serial console listens in [`DisplayMode::Tty`]: beside its log.
+pub fn console_socket(serial_log: &std::path::Path) -> PathBuf {
+    serial_log.with_file_name("console.sock")
 }
 
 /// The id of the user-mode network, which `hostfwd_add` names.
@@ -270,6 +278,18 @@ impl QemuSpec {
                 push(&["-monitor", "none", "-daemonize"]);
             }
             DisplayMode::Graphic => push(&["-monitor", "none", "-daemonize"]),
+            DisplayMode::Tty => {
+                push(&[
+                    "-display",
+                    "none",
+                    "-serial",
+                    &format!(
+                        "unix:{},server=on,wait=off",
+                        path(&console_socket(&self.serial_log))
+                    ),
+                ]);
+                push(&["-monitor", "none", "-daemonize"]);
+            }
         }
         a
     }
@@ -329,6 +349,17 @@ mod tests {
              -virtfs local,path=/home/u/src,mount_tag=jrun0,security_model=none,id=jrun0 \
              -qmp unix:/home/u/.jrun/qmp.sock,server=on,wait=off -pidfile /home/u/.jrun/qemu.pid \
              -display none -serial file:/home/u/.jrun/serial.log -monitor none -daemonize"
+        );
+    }
+
+    #[test]
+    fn tty_puts_the_console_on_a_socket() {
+        let mut s = spec();
+        s.display = DisplayMode::Tty;
+        let a = s.argv().join(" ");
+        assert!(
+            a.contains("-display none -serial unix:/home/u/.jrun/console.sock,server=on,wait=off -monitor none -daemonize"),
+            "{a}"
         );
     }
 

@@ -5,5 +5,5 @@ pub mod argv;
 pub mod firmware;
 pub mod launch;
 
-pub use argv::{Accel, Arch, Boot, DisplayMode, HostFwd, QemuSpec};
+pub use argv::{console_socket, Accel, Arch, Boot, DisplayMode, HostFwd, QemuSpec};
 pub use launch::{free_port_from, Qemu, QemuError, VmProcess};

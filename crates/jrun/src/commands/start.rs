@@ -13,6 +13,8 @@ pub enum Mode {
     Headless,
     /// Open a QEMU window with the VM's console.
     Graphic,
+    /// Attach this terminal to the VM's serial console (Ctrl-] leaves it; the VM runs on).
+    Tty,
 }
 
 #[derive(Debug, clap::Args)]
@@ -33,6 +35,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     let display = match args.mode {
         Mode::Headless => DisplayMode::Headless,
         Mode::Graphic => DisplayMode::Graphic,
+        Mode::Tty => DisplayMode::Tty,
     };
     let selected = runtimes::select_with(&settings, display)?;
     let opts = StartOptions {

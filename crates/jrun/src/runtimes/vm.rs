@@ -129,6 +129,11 @@ pub(super) fn start_vm(
         }
     };
     progress.done("vm", "running");
+    if outcome == StartOutcome::Started && vm.opts_display() == jrun_vm::qemu::DisplayMode::Tty {
+        eprintln!("jrun: the VM's console; Ctrl-] leaves it (the VM keeps running)");
+        vm.attach_console().into_diagnostic()?;
+        eprintln!("\njrun: left the console");
+    }
     if let Some(file) = &args.base {
         let config = config::load(file, settings.ssh_port).map_err(miette::Report::new)?;
         // The recorded jails as they are, with this file's base: only the VM changes.
