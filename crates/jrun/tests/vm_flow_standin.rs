@@ -230,6 +230,22 @@ fn start_up_forward_pair_down_stop_against_the_stand_in() {
     assert!(err.contains("left the console"), "{err}");
     assert!(flow.runtime().process().is_some(), "the VM runs on");
 
+    // start --base: the VM is running already; its base block's setup runs in it.
+    std::fs::write(
+        work.path().join("hello.sh"),
+        "echo hello > /tmp/from-base\n",
+    )
+    .unwrap();
+    let base = work.path().join("base.ucl");
+    std::fs::write(
+        &base,
+        "base { setup { hello { type = \"shell\"; file = \"hello.sh\"; } } }\n",
+    )
+    .unwrap();
+    let out = flow.ok(&["start", "--base", base.to_str().unwrap()]);
+    assert!(out.contains("already running"), "{out}");
+    assert_eq!(flow.guest("cat /tmp/from-base"), ["hello"]);
+
     // up: returns once the service is ready; the forward reaches the guest.
     let cfg = config(work.path(), p1);
     let started = Instant::now();

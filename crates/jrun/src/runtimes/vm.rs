@@ -134,11 +134,18 @@ pub(super) fn start_vm(
         vm.attach_console().into_diagnostic()?;
         eprintln!("\njrun: left the console");
     }
-    if let Some(file) = &args.base {
-        let config = config::load(file, settings.ssh_port).map_err(miette::Report::new)?;
-        // The recorded jails as they are, with this file's base: only the VM changes.
+    // The VM's own setup (pf with a rule that keeps this session, loader tunables, sysctls,
+    // the bridge, the resolver, the mesh node, shares) right after a boot, and for
+    // `--base`: the recorded jails as they are, with the file's base block when one is given.
+    // With `--mode tty` the console was the user's; the next `up` does it.
+    let tty = vm.opts_display() == jrun_vm::qemu::DisplayMode::Tty;
+    let booted = outcome == StartOutcome::Started && !tty;
+    if booted || args.base.is_some() {
         let mut wanted = lock.state.as_config(settings.home.join("state.json"));
-        wanted.base = config.base;
+        if let Some(file) = &args.base {
+            let config = config::load(file, settings.ssh_port).map_err(miette::Report::new)?;
+            wanted.base = config.base;
+        }
         let options = Options {
             ssh_port: settings.ssh_port,
             provision: args.provision,
@@ -156,7 +163,7 @@ pub(super) fn start_vm(
             }
         })
         .into_diagnostic()?;
-        progress.done("base", "set up");
+        progress.done("base", "VM set up");
         plan.apply_to(&mut lock.state);
         lock.save().into_diagnostic()?;
     }
