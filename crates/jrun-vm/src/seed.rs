@@ -205,7 +205,10 @@ mod tests {
             1
         );
         assert!(ud.contains("permit nopass :wheel"));
-        assert!(ud.contains("    defer: true\n"), "doas.conf is written after the packages");
+        assert!(
+            ud.contains("    defer: true\n"),
+            "doas.conf is written after the packages"
+        );
         assert!(!ud.contains("user@host"));
     }
 
