@@ -275,8 +275,17 @@ mod tests {
         let both = [redirect(Proto::Tcp, tport), redirect(Proto::Udp, uport)];
         ensure_host_ports_free(&both, &held).unwrap();
 
-        // Released ports are free again.
+        // Released ports are free again (another process on this machine may take an
+        // ephemeral port for a moment: ask again briefly before calling it held).
         drop((tcp, udp));
-        ensure_host_ports_free(&both, &none).unwrap();
+        let mut free = ensure_host_ports_free(&both, &none);
+        for _ in 0..40 {
+            if free.is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            free = ensure_host_ports_free(&both, &none);
+        }
+        free.unwrap();
     }
 }
