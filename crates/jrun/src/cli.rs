@@ -57,6 +57,8 @@ pub enum Command {
     Ssh(commands::ssh::Args),
     /// Run a command inside a jail; its exit code is passed through.
     Cmd(commands::cmd::Args),
+    /// Show a jail's service logs: the last lines, or one followed as it grows (-f).
+    Logs(commands::logs::Args),
     /// Pair with another jrun instance through the relay, list or drop pairings.
     Pair(commands::pair::Args),
     /// Run a pairing relay (HTTP API and, optionally, its Yggdrasil node).

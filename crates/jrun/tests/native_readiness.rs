@@ -55,6 +55,18 @@ fn up_returns_once_a_slow_service_without_a_check_accepts_on_its_forward() {
     assert_eq!(s["ready"], true);
     assert!(s["waited_ms"].as_u64().unwrap() >= 1_900, "{s}");
 
+    // jrun logs shows the service's output: python logged the request.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut logs = String::new();
+    while !logs.contains("\"GET / HTTP/1.0\" 200") && Instant::now() < deadline {
+        logs = j.inst.ok(&["logs", "slow", "http", "-n", "5"]);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(logs.contains("\"GET / HTTP/1.0\" 200"), "{logs}");
+    let unknown = j.inst.run(&["logs", "slow", "nope"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("jail `slow` runs: http"));
+
     // Nothing changed, nothing restarted: the next up waits for nothing.
     let (ok, json, err) = up_json(&j, &["up", cfg.to_str().unwrap(), "--json"]);
     assert!(ok, "{err}");

@@ -278,6 +278,9 @@ fn start_up_forward_pair_down_stop_against_the_stand_in() {
         "{listed}"
     );
 
+    // logs: read in the jail, where its rc script writes them.
+    flow.ok(&["logs", "web", "http", "-n", "3"]);
+
     // down, then stop through the power button.
     flow.ok(&["down", "web"]);
     let log = flow.guest(&format!("cat {}", standin::SHIM_LOG));

@@ -2,6 +2,7 @@
 
 pub mod cmd;
 pub mod down;
+pub mod logs;
 pub mod mesh;
 pub mod pair;
 pub mod plan;
@@ -30,6 +31,7 @@ pub fn dispatch(cli: Cli) -> miette::Result<ExitCode> {
         Command::Status(a) => status::run(a),
         Command::Ssh(a) => ssh::run(a),
         Command::Cmd(a) => cmd::run(a),
+        Command::Logs(a) => logs::run(a),
         Command::Pair(a) => pair::run(a),
         Command::Relay(a) => relay::run(a),
         Command::Validate(a) => validate::run(a),

@@ -245,6 +245,52 @@ impl Selected {
         }
     }
 
+    /// `jrun logs`: the last `lines` of each of `execs`' logs, or (`follow`, one exec) its
+    /// log as it grows. Returns the exit code of what showed them.
+    pub fn show_logs(
+        &self,
+        settings: &Settings,
+        jail: &jrun_core::state::JailState,
+        execs: &[&str],
+        lines: usize,
+        follow: bool,
+    ) -> miette::Result<i32> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Selected::Native(_) => {
+                let logs = settings.home.join("logs").join(jail.name.as_str());
+                let mut argv = vec!["tail".to_string(), "-n".into(), lines.to_string()];
+                if follow {
+                    // By name: the log is rotated under it.
+                    argv.push("-F".into());
+                }
+                argv.extend(
+                    execs
+                        .iter()
+                        .map(|e| logs.join(format!("{e}.log")).display().to_string()),
+                );
+                let status = std::process::Command::new(&argv[0])
+                    .args(&argv[1..])
+                    .status()
+                    .into_diagnostic()?;
+                Ok(status.code().unwrap_or(1))
+            }
+            Selected::Vm(vm) => {
+                // In the jail, exec i writes /var/log/jrun/exec<i>.log (rc script order).
+                let mut argv = vec!["doas".to_string(), "jexec".into(), jail.name.to_string()];
+                argv.extend(["tail".into(), "-n".into(), lines.to_string()]);
+                if follow {
+                    argv.push("-F".into());
+                }
+                for e in execs {
+                    let i = jail.execs.iter().position(|x| x.name == *e).unwrap_or(0);
+                    argv.push(format!("/var/log/jrun/exec{i}.log"));
+                }
+                vm.exec_in_instance(&argv).into_diagnostic()
+            }
+        }
+    }
+
     /// `jrun purge`, after `stop`: deletes what only this runtime keeps (the VM's disk).
     pub fn purge(&self) -> miette::Result<()> {
         match self {
