@@ -270,8 +270,14 @@ mod tests {
     fn relay_port(client: &UdpSocket, listen: SocketAddrV4) -> String {
         client.send_to(b"x", listen).unwrap();
         let mut buf = [0u8; 64];
-        let (n, _) = client.recv_from(&mut buf).unwrap();
-        String::from_utf8_lossy(&buf[..n]).into_owned()
+        // Only the forward's answer counts: tests running beside this one may send a stray
+        // datagram to a port this client got after they had probed it free.
+        loop {
+            let (n, from) = client.recv_from(&mut buf).unwrap();
+            if from == std::net::SocketAddr::V4(listen) {
+                return String::from_utf8_lossy(&buf[..n]).into_owned();
+            }
+        }
     }
 
     fn udp_client() -> UdpSocket {
