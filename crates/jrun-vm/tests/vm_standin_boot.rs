@@ -10,9 +10,10 @@
 
 mod common;
 
+use common::http::free_port;
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,14 +26,6 @@ use jrun_vm::render::{Script, StepInfo};
 use jrun_vm::runtime::{Started, VmOptions, VmRuntime};
 use jrun_vm::ssh::{Progress, RemoteExec};
 use sha2::{Digest, Sha512};
-
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn settings(home: &std::path::Path, ssh_port: u16) -> Settings {
     let vars: HashMap<String, String> = [

@@ -20,6 +20,7 @@ mod http;
 #[path = "../../jrun-vm/tests/common/standin.rs"]
 mod standin;
 
+use http::free_port;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::Path;
@@ -29,14 +30,6 @@ use std::time::{Duration, Instant};
 
 use jrun_vm::render::{Script, StepInfo};
 use jrun_vm::ssh::RemoteExec;
-
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Flow {
     home: tempfile::TempDir,

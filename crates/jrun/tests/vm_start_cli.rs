@@ -6,16 +6,8 @@
 #[path = "../../jrun-vm/tests/common/http.rs"]
 mod http;
 
-use std::net::{Ipv4Addr, TcpListener};
+use http::free_port;
 use std::process::Command;
-
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn jrun(home: &std::path::Path, mirror: &str, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_jrun"))

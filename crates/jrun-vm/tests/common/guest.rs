@@ -64,7 +64,7 @@ pub fn build(dir: &Path) -> Guest {
         "/bin/busybox is dynamically linked: install busybox-static"
     );
 
-    let order = module_order(&mod_dir);
+    let order = module_order(&mod_dir, MODULES);
     let mut cpio = Cpio::default();
     for d in ["bin", "dev", "proc", "sys", "modules", "www80", "www81"] {
         cpio.dir(d);
@@ -120,8 +120,8 @@ pub fn is_static(elf: &[u8]) -> bool {
         .any(|w| w == b"/lib64/ld-linu")
 }
 
-/// Module paths (relative to the module dir) with dependencies before dependants.
-fn module_order(mod_dir: &Path) -> Vec<String> {
+/// Module paths (relative to the module dir) for `wanted`, dependencies before dependants.
+pub fn module_order(mod_dir: &Path, wanted: &[&str]) -> Vec<String> {
     let dep = std::fs::read_to_string(mod_dir.join("modules.dep")).expect("modules.dep");
     let table: BTreeMap<String, Vec<String>> = dep
         .lines()
@@ -133,13 +133,7 @@ fn module_order(mod_dir: &Path) -> Vec<String> {
             )
         })
         .collect();
-    let by_name = |n: &str| {
-        table
-            .keys()
-            .find(|k| Path::new(k).file_stem().and_then(|s| s.to_str()) == Some(n))
-            .cloned()
-            .unwrap_or_else(|| panic!("kernel module {n} not found in {}", mod_dir.display()))
-    };
+    let builtin = std::fs::read_to_string(mod_dir.join("modules.builtin")).unwrap_or_default();
     fn visit(m: &str, table: &BTreeMap<String, Vec<String>>, out: &mut Vec<String>) {
         if out.iter().any(|o| o == m) {
             return;
@@ -150,8 +144,19 @@ fn module_order(mod_dir: &Path) -> Vec<String> {
         out.push(m.to_string());
     }
     let mut out = Vec::new();
-    for m in MODULES {
-        visit(&by_name(m), &table, &mut out);
+    for name in wanted {
+        let stem = |k: &str| {
+            Path::new(k)
+                .file_name()
+                .and_then(|s| s.to_str())
+                .map(|s| s.split('.').next().unwrap_or(s).replace('-', "_"))
+        };
+        match table.keys().find(|k| stem(k).as_deref() == Some(*name)) {
+            Some(m) => visit(&m.clone(), &table, &mut out),
+            // Built into this kernel: nothing to load.
+            None if builtin.lines().any(|l| stem(l).as_deref() == Some(*name)) => {}
+            None => panic!("kernel module {name} not found in {}", mod_dir.display()),
+        }
     }
     out
 }

@@ -95,3 +95,12 @@ pub fn serve_image(raw: &[u8]) -> Server {
         .collect();
     serve(xz, format!("SHA512 ({name}) = {hex}\n"), None)
 }
+
+/// A port on 127.0.0.1 free right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

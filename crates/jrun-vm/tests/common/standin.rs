@@ -24,7 +24,7 @@
 //! (or `linux-image-amd64`), and from the base system `dash`, `gzip` and `ldd` (libc-bin).
 //! A missing one fails the test with what to install; it never skips.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -538,7 +538,7 @@ fn initramfs(work: &Path) -> Vec<u8> {
 
     // Kernel modules, dependencies first.
     let mut names = String::new();
-    for rel in module_order(&mod_dir, MODULES) {
+    for rel in guest::module_order(&mod_dir, MODULES) {
         let name = Path::new(&rel).file_name().unwrap().to_str().unwrap();
         t.file(
             &format!("modules/{name}"),
@@ -698,47 +698,6 @@ fn crc32(data: &[u8]) -> u32 {
         }
     }
     !crc
-}
-
-/// Module paths (relative to the module dir) for `wanted`, dependencies before dependants.
-fn module_order(mod_dir: &Path, wanted: &[&str]) -> Vec<String> {
-    let dep = std::fs::read_to_string(mod_dir.join("modules.dep")).expect("modules.dep");
-    let table: BTreeMap<String, Vec<String>> = dep
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .map(|(m, deps)| {
-            (
-                m.to_string(),
-                deps.split_whitespace().map(String::from).collect(),
-            )
-        })
-        .collect();
-    let builtin = std::fs::read_to_string(mod_dir.join("modules.builtin")).unwrap_or_default();
-    fn visit(m: &str, table: &BTreeMap<String, Vec<String>>, out: &mut Vec<String>) {
-        if out.iter().any(|o| o == m) {
-            return;
-        }
-        for d in table.get(m).into_iter().flatten() {
-            visit(d, table, out);
-        }
-        out.push(m.to_string());
-    }
-    let mut out = Vec::new();
-    for name in wanted {
-        let stem = |k: &str| {
-            Path::new(k)
-                .file_name()
-                .and_then(|s| s.to_str())
-                .map(|s| s.split('.').next().unwrap_or(s).replace('-', "_"))
-        };
-        match table.keys().find(|k| stem(k).as_deref() == Some(*name)) {
-            Some(m) => visit(&m.clone(), &table, &mut out),
-            // Built into this kernel: nothing to load.
-            None if builtin.lines().any(|l| stem(l).as_deref() == Some(*name)) => {}
-            None => panic!("kernel module {name} not found in {}", mod_dir.display()),
-        }
-    }
-    out
 }
 
 /// A cpio archive that creates each file's folders first.
