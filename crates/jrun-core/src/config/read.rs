@@ -136,8 +136,19 @@ impl<'s> Reader<'s> {
     }
 
     pub(crate) fn string<'v>(&mut self, at: &str, key: &str, v: &'v Value) -> Option<&'v str> {
+        self.checked(at, key, v, values::check_text)
+    }
+
+    /// A string that passes `check` (which says what is wrong with it).
+    fn checked<'v>(
+        &mut self,
+        at: &str,
+        key: &str,
+        v: &'v Value,
+        check: fn(&str) -> Result<(), String>,
+    ) -> Option<&'v str> {
         match &v.kind {
-            Kind::String(s) => match values::check_text(s) {
+            Kind::String(s) => match check(s) {
                 Ok(()) => Some(s),
                 Err(why) => {
                     self.bad_value(at, key, v.span, &why, "remove it");
@@ -154,38 +165,17 @@ impl<'s> Reader<'s> {
     /// A non-empty shell script (`cmd`, a health check's `test`): as [`Self::text`], and
     /// it may run over several lines (each reaches `/bin/sh -c` as written).
     pub(crate) fn script<'v>(&mut self, at: &str, key: &str, v: &'v Value) -> Option<&'v str> {
-        if let Kind::String(s) = &v.kind {
-            if let Some(c) = s
-                .chars()
-                .find(|c| c.is_control() && !matches!(c, '\t' | '\n'))
-            {
-                self.bad_value(
-                    at,
-                    key,
-                    v.span,
-                    &format!("contains the control character {c:?}"),
-                    "remove it",
-                );
-                return None;
-            }
-            if !s.trim().is_empty() {
-                return Some(s);
-            }
-        }
-        let one_line = Value {
-            kind: match &v.kind {
-                Kind::String(s) => Kind::String(s.replace('\n', " ")),
-                k => k.clone(),
-            },
-            ..v.clone()
-        };
-        // The usual errors (wrong type, empty), worded as for any text.
-        self.text(at, key, &one_line).map(|_| "")
+        let s = self.checked(at, key, v, values::check_script)?;
+        self.non_empty(at, key, v, s)
     }
 
     /// A non-empty string.
     pub(crate) fn text<'v>(&mut self, at: &str, key: &str, v: &'v Value) -> Option<&'v str> {
         let s = self.string(at, key, v)?;
+        self.non_empty(at, key, v, s)
+    }
+
+    fn non_empty<'v>(&mut self, at: &str, key: &str, v: &Value, s: &'v str) -> Option<&'v str> {
         if s.trim().is_empty() {
             self.bad_value(
                 at,

@@ -78,7 +78,20 @@ pub fn check_var_name(name: &str) -> Result<(), String> {
 /// Text that ends up in rendered files and commands may not carry control characters
 /// (a newline would start a new directive).
 pub fn check_text(text: &str) -> Result<(), String> {
-    match text.chars().find(|c| c.is_control() && *c != '\t') {
+    no_control_but(text, &['\t'])
+}
+
+/// As [`check_text`], and line breaks are allowed: a script (`cmd`, a check's `test`)
+/// reaches `/bin/sh -c` as written, over several lines.
+pub fn check_script(text: &str) -> Result<(), String> {
+    no_control_but(text, &['\t', '\n'])
+}
+
+fn no_control_but(text: &str, allowed: &[char]) -> Result<(), String> {
+    match text
+        .chars()
+        .find(|c| c.is_control() && !allowed.contains(c))
+    {
         Some(c) => Err(format!("contains the control character {c:?}")),
         None => Ok(()),
     }
