@@ -342,7 +342,7 @@ pub fn select_with(settings: &Settings, display: DisplayMode) -> miette::Result<
             },
         ))),
         #[cfg(target_os = "linux")]
-        RuntimeKind::Native => native(settings, "").map(Selected::Native),
+        RuntimeKind::Native => native(settings).map(Selected::Native),
         #[cfg(not(target_os = "linux"))]
         RuntimeKind::Native => Err(native_unavailable()),
     }
@@ -367,16 +367,9 @@ pub fn settings() -> miette::Result<Settings> {
         .wrap_err("cannot read jrun's settings (JRUN_* variables or ./.env)")
 }
 
-/// The native runtime for these settings, or a clear error for the vm runtime, whose
-/// commands are not wired to this command yet.
+/// The native runtime for these settings.
 #[cfg(target_os = "linux")]
-pub fn native(settings: &Settings, command: &str) -> miette::Result<NativeRuntime> {
-    if settings.runtime == RuntimeKind::Vm {
-        return Err(miette::Report::new(Unavailable {
-            what: format!("`jrun {command}` is not wired to the vm runtime yet"),
-            help: "run it with JRUN_RUNTIME=native (or --runtime native) on Linux, as root".into(),
-        }));
-    }
+fn native(settings: &Settings) -> miette::Result<NativeRuntime> {
     let exe = std::env::current_exe()
         .into_diagnostic()
         .wrap_err("cannot find the jrun binary to run the supervisor")?;
