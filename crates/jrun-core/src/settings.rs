@@ -36,7 +36,9 @@ pub struct Settings {
     pub mesh_network: bool,
     /// `JRUN_RELAY`: the pairing relay's URL.
     pub relay: String,
-    /// `JRUN_RELAY_PEER`: the relay's Yggdrasil peer URI (`tls://host:port`), if any.
+    /// `JRUN_RELAY_PEER` (default [`DEFAULT_RELAY_PEER`], as Jailrun): the Yggdrasil node
+    /// the VM's node peers with, so paired jails can route to each other; `none` peers
+    /// with nobody.
     pub relay_peer: Option<String>,
     /// `JRUN_QEMU_ACCEL` (default: the platform's, e.g. `kvm:tcg` on Linux): the QEMU
     /// accelerators to try, in order. Set `tcg` where `/dev/kvm` exists but hangs guests.
@@ -46,7 +48,17 @@ pub struct Settings {
     pub bsd_mirror: String,
     /// `JRUN_VM_BOOT_TIMEOUT` (default 600): seconds `jrun start` waits for the VM's SSH.
     pub vm_boot_timeout_secs: u64,
+    /// `JRUN_GITHUB_RAW` (default [`DEFAULT_GITHUB_RAW`]): where GitHub files (`url` setup
+    /// steps, `hub://` playbooks) are fetched from, as `<base>/<owner>/<repo>/<ref>/<path>`.
+    /// No trailing `/`.
+    pub github_raw: String,
 }
+
+/// GitHub's raw file host.
+pub const DEFAULT_GITHUB_RAW: &str = "https://raw.githubusercontent.com";
+
+/// The public relay's Yggdrasil node, which Jailrun's VMs peer with.
+pub const DEFAULT_RELAY_PEER: &str = "tcp://relay.jail.run:37100";
 
 /// FreeBSD's own download tree.
 pub const DEFAULT_BSD_MIRROR: &str = "https://download.freebsd.org";
@@ -183,21 +195,22 @@ impl Settings {
                 expected: "kvm, hvf, whpx, nvmm or tcg, or a `:` list of them (kvm:tcg)",
             })?),
         };
-        let bsd_mirror = match get("JRUN_BSD_MIRROR") {
-            None => DEFAULT_BSD_MIRROR.to_string(),
-            Some(v) => {
-                let ok = (v.starts_with("http://") || v.starts_with("https://"))
-                    && v.bytes()
-                        .all(|b| b.is_ascii_graphic() && !b"'\"\\`$".contains(&b));
-                if !ok {
-                    return Err(SettingsError::Invalid {
-                        var: "JRUN_BSD_MIRROR",
-                        value: v,
-                        expected: "an http:// or https:// URL without spaces or quotes, e.g. https://download.freebsd.org",
-                    });
-                }
-                v.trim_end_matches('/').to_string()
-            }
+        let bsd_mirror = base_url(
+            &get,
+            "JRUN_BSD_MIRROR",
+            DEFAULT_BSD_MIRROR,
+            "an http:// or https:// URL without spaces or quotes, e.g. https://download.freebsd.org",
+        )?;
+        let github_raw = base_url(
+            &get,
+            "JRUN_GITHUB_RAW",
+            DEFAULT_GITHUB_RAW,
+            "an http:// or https:// URL without spaces or quotes, e.g. https://raw.githubusercontent.com",
+        )?;
+        let relay_peer = match get("JRUN_RELAY_PEER") {
+            None => Some(DEFAULT_RELAY_PEER.to_string()),
+            Some(v) if v.trim().eq_ignore_ascii_case("none") => None,
+            Some(v) => Some(v),
         };
         let vm_boot_timeout_secs = parse_num(
             &get,
@@ -215,10 +228,11 @@ impl Settings {
             bsd_version: get("JRUN_BSD_VERSION").unwrap_or_else(|| "15.0".into()),
             mesh_network,
             relay: get("JRUN_RELAY").unwrap_or_else(|| DEFAULT_RELAY.into()),
-            relay_peer: get("JRUN_RELAY_PEER"),
+            relay_peer,
             qemu_accel,
             bsd_mirror,
             vm_boot_timeout_secs,
+            github_raw,
         })
     }
 }
@@ -246,6 +260,30 @@ pub fn prepare_home(home: &Path) -> Result<PathBuf, SettingsError> {
             .map_err(err("set the mode of"))?;
     }
     std::fs::canonicalize(home).map_err(err("resolve"))
+}
+
+/// A base URL setting: http(s), no spaces or quotes (it reaches guest scripts quoted, and
+/// is joined with paths), without its trailing `/`.
+fn base_url(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: &str,
+    expected: &'static str,
+) -> Result<String, SettingsError> {
+    let Some(v) = get(var) else {
+        return Ok(default.to_string());
+    };
+    let ok = (v.starts_with("http://") || v.starts_with("https://"))
+        && v.bytes()
+            .all(|b| b.is_ascii_graphic() && !b"'\"\\`$".contains(&b));
+    if !ok {
+        return Err(SettingsError::Invalid {
+            var,
+            value: v,
+            expected,
+        });
+    }
+    Ok(v.trim_end_matches('/').to_string())
 }
 
 fn parse_num<T: std::str::FromStr>(
@@ -314,6 +352,31 @@ mod tests {
         assert!(s.mesh_network);
         assert_eq!(s.relay, DEFAULT_RELAY);
         assert_eq!(s.qemu_accel, None);
+        assert_eq!(s.relay_peer.as_deref(), Some(DEFAULT_RELAY_PEER));
+        assert_eq!(s.github_raw, DEFAULT_GITHUB_RAW);
+    }
+
+    #[test]
+    fn relay_peer_none_peers_with_nobody() {
+        let peer = |v: &str| {
+            Settings::from_vars(&vars(&[("HOME", "/h"), ("JRUN_RELAY_PEER", v)]))
+                .unwrap()
+                .relay_peer
+        };
+        assert_eq!(peer("none"), None);
+        assert_eq!(peer("NONE"), None);
+        // Empty is unset, as for every setting.
+        assert_eq!(peer("").as_deref(), Some(DEFAULT_RELAY_PEER));
+        assert_eq!(peer("tcp://host:9001").as_deref(), Some("tcp://host:9001"));
+    }
+
+    #[test]
+    fn github_raw_is_a_base_url_without_its_trailing_slash() {
+        let raw = |v: &str| Settings::from_vars(&vars(&[("HOME", "/h"), ("JRUN_GITHUB_RAW", v)]));
+        assert_eq!(raw("http://127.0.0.1:8000/").unwrap().github_raw, "http://127.0.0.1:8000");
+        for bad in ["ftp://x", "http://a b", "https://x/'y", "raw.githubusercontent.com"] {
+            assert!(raw(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -30,7 +30,10 @@ fn settings(home: &std::path::Path, ssh_port: u16) -> Settings {
         ("JRUN_QEMU_CPUS", "1".into()),
         ("JRUN_QEMU_DISK_SIZE", "64M".into()),
         ("JRUN_BSD_VERSION", "15.0".into()),
-        ("JRUN_RELAY_PEER", "tls://relay.example:443".into()),
+        ("JRUN_RELAY_PEER", "tcp://127.0.0.1:9".into()),
+        ("JRUN_RELAY", "http://127.0.0.1:9".into()),
+        ("JRUN_BSD_MIRROR", "http://127.0.0.1:9".into()),
+        ("JRUN_GITHUB_RAW", "http://127.0.0.1:9".into()),
         // This test proves the wiring, not the speed: TCG runs on any host (a /dev/kvm
         // can exist and still hang guests).
         ("JRUN_QEMU_ACCEL", "tcg".into()),

@@ -38,6 +38,11 @@ fn settings(home: &std::path::Path, ssh_port: u16) -> Settings {
         ("JRUN_BSD_VERSION", "15.0".into()),
         // TCG runs on any host (a /dev/kvm can exist and still hang guests).
         ("JRUN_QEMU_ACCEL", "tcg".into()),
+        // Nothing in a test reaches the internet.
+        ("JRUN_RELAY_PEER", "none".into()),
+        ("JRUN_RELAY", "http://127.0.0.1:9".into()),
+        ("JRUN_BSD_MIRROR", "http://127.0.0.1:9".into()),
+        ("JRUN_GITHUB_RAW", "http://127.0.0.1:9".into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

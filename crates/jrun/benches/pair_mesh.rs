@@ -10,6 +10,9 @@
 //!
 //! Run with `sudo -E cargo bench -p jrun --bench pair_mesh`.
 
+#[path = "../tests/local_env/mod.rs"]
+mod local_env;
+
 use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
 use std::process::{Child, Command, Stdio};
@@ -51,7 +54,7 @@ impl Instance {
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_jrun"));
+        let mut c = local_env::jrun();
         c.args(args)
             .env("JRUN_HOME", self.home.path())
             .env("JRUN_RUNTIME", "native")
@@ -213,7 +216,7 @@ fn pairing_latency() {
     let (port, ygg) = (free_port(), free_port());
     let listen = format!("127.0.0.1:{port}");
     let relay = Relay {
-        child: Command::new(env!("CARGO_BIN_EXE_jrun"))
+        child: local_env::jrun()
             .args([
                 "relay", "--listen", &listen, "--rate", "1000", "--burst", "1000",
             ])

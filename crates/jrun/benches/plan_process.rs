@@ -2,6 +2,9 @@
 //! 50 ms), timed against `jrun --version` in the same run as the baseline for process
 //! start-up. Run with `cargo bench -p jrun --bench plan_process`.
 
+#[path = "../tests/local_env/mod.rs"]
+mod local_env;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -31,9 +34,10 @@ fn main() {
     drop(lock);
 
     let jrun = |args: &[&str]| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_jrun"));
+        let mut cmd = local_env::jrun();
         cmd.args(args)
             .env_clear()
+            .envs(local_env::LOCAL_ENV.iter().copied())
             .env("HOME", home.path())
             .env("JRUN_HOME", home.path().join("jrun"))
             .current_dir(home.path());

@@ -1,16 +1,17 @@
 //! Jailrun's short flags work as there: `stop -y`, `start -b/-m`, repeatable `status -s`,
 //! `pair -l`. Run on the vm runtime with no VM, so nothing starts.
 
+mod local_env;
+
 use std::process::{Command, Output};
 
 fn jrun(home: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_jrun"))
+    local_env::jrun()
         .args(args)
         .env("JRUN_HOME", home)
         .env("JRUN_RUNTIME", "vm")
         .env("JRUN_RELAY", "http://127.0.0.1:9")
         .env("JRUN_BSD_MIRROR", "http://127.0.0.1:9")
-        .env_remove("JRUN_RELAY_PEER")
         .output()
         .unwrap()
 }

@@ -1,6 +1,8 @@
 //! `jrun mesh keygen` and `jrun mesh address`, end to end, with openssl and yggdrasil as
 //! independent witnesses.
 
+mod local_env;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -9,7 +11,7 @@ use jrun_mesh::yggdrasil::{NodeConfig, NodeKey, TunInterface, YggVersion};
 use jrun_mesh::Identity;
 
 fn jrun(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_jrun"))
+    local_env::jrun()
         .args(args)
         .output()
         .unwrap()

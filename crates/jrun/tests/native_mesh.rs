@@ -5,6 +5,8 @@
 //! neither, pairings survive `up`, `down`, `stop`/`start`, and `--drop` revokes.
 //! Yggdrasil needs a few seconds to find routes: reachability is polled with a deadline.
 
+mod local_env;
+
 mod native_support;
 
 use std::io::{BufRead, BufReader};
@@ -47,7 +49,7 @@ impl Relay {
     fn launch(&mut self, instances: &[&Instance]) {
         let listen = format!("127.0.0.1:{}", self.port);
         let hosts: Vec<String> = instances.iter().map(|i| i.host_address()).collect();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_jrun"));
+        let mut cmd = local_env::jrun();
         cmd.args(["relay", "--listen", &listen]);
         for host in &hosts {
             cmd.args(["--ygg-listen", &format!("tcp://{host}:{}", self.ygg_port)]);

@@ -2,6 +2,8 @@
 //! lock (another command runs meanwhile), Ctrl-C ends the wait with exit code 130 and
 //! changes nothing, and a joiner with a bad or used code gets a clear message.
 
+mod local_env;
+
 mod native_support;
 
 use std::io::{BufRead, BufReader};
@@ -26,7 +28,7 @@ impl Drop for Relay {
 fn relay() -> (Relay, String) {
     let home = tempfile::tempdir().unwrap();
     let listen = format!("127.0.0.1:{}", free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_jrun"))
+    let child = local_env::jrun()
         .args([
             "relay",
             "--listen",

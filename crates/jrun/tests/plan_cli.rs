@@ -1,6 +1,8 @@
 //! Golden tests of `jrun plan` for a realistic stack (tests/fixtures/plan/stack.ucl)
 //! and its variants: real command lines, stored stdout.
 
+mod local_env;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -29,9 +31,10 @@ impl Home {
     }
 
     fn jrun(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_jrun"))
+        local_env::jrun()
             .args(args)
             .env_clear()
+            .envs(local_env::LOCAL_ENV.iter().copied())
             .env("HOME", self.path())
             .env("JRUN_HOME", self.path().join("jrun"))
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())

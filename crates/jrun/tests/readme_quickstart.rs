@@ -5,6 +5,8 @@
 //! folder (so `~/.jrun` is new), `jrun` is this build, and the resolver's upstream is a
 //! local fake, so nothing leaves the machine.
 
+mod local_env;
+
 mod native_support;
 
 use std::path::{Path, PathBuf};
@@ -49,7 +51,7 @@ struct Home {
 impl Drop for Home {
     fn drop(&mut self) {
         let home = self.dir.path().join(".jrun");
-        let _ = Command::new(env!("CARGO_BIN_EXE_jrun"))
+        let _ = local_env::jrun()
             .arg("stop")
             .env("HOME", self.dir.path())
             .env_remove("JRUN_HOME")
@@ -87,11 +89,10 @@ fn the_quick_start_works_as_printed_the_first_time() {
             .current_dir(&root)
             .env("HOME", home.dir.path())
             .env("PATH", &path)
+            .envs(local_env::LOCAL_ENV.iter().copied())
             .env("JRUN_DNS_UPSTREAM", upstream.addr.to_string())
-            .env("JRUN_RELAY", "http://127.0.0.1:9")
             .env_remove("JRUN_HOME")
             .env_remove("JRUN_RUNTIME")
-            .env_remove("JRUN_RELAY_PEER")
             .env_remove("JRUN_MESH_NETWORK")
             .env_remove("JRUN_FAULT")
             .output()

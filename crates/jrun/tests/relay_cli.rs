@@ -1,6 +1,8 @@
 //! `jrun relay` as a process: serves the protocol on loopback, runs its Yggdrasil node, and
 //! shuts down cleanly on SIGTERM.
 
+mod local_env;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -29,7 +31,7 @@ impl Drop for RelayProcess {
 fn start(args: &[&str], home: &std::path::Path) -> (RelayProcess, u16) {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let child = Command::new(env!("CARGO_BIN_EXE_jrun"))
+    let child = local_env::jrun()
         .args(["relay", "--listen", &listen])
         .args(args)
         .env("JRUN_HOME", home)
@@ -150,7 +152,7 @@ fn refuses_bad_flags() {
         vec!["relay", "--ttl", "10 years"],
         vec!["relay", "--listen", "nowhere"],
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_jrun"))
+        let out = local_env::jrun()
             .args(&args)
             .output()
             .unwrap();

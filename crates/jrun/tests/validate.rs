@@ -1,6 +1,8 @@
 //! `jrun validate` as a user runs it: the real binary on the fixtures of `tests/fixtures/`,
 //! with stored stdout and stderr.
 
+mod local_env;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -15,7 +17,7 @@ fn repo() -> PathBuf {
 /// JRUN_* settings inherited from the caller.
 fn validate(args: &[&str], env: &[(&str, &str)]) -> Output {
     let home = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_jrun"));
+    let mut cmd = local_env::jrun();
     cmd.arg("validate").args(args).current_dir(repo());
     for (k, _) in std::env::vars() {
         if k.starts_with("JRUN_") {

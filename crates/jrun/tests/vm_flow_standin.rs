@@ -8,6 +8,8 @@
 //! This proves the host side and the scripts' control flow end to end; what FreeBSD does
 //! with those commands is proven by the renderers' tests and the review, not here.
 
+mod local_env;
+
 // The vm runtime's test support, shared as files (standin.rs reaches guest.rs as
 // `super::guest`, hence both at the root).
 #[allow(dead_code)]
@@ -38,10 +40,9 @@ struct Flow {
 
 impl Flow {
     fn jrun(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_jrun"));
+        let mut cmd = local_env::jrun();
         cmd.args(args)
-            .env("JRUN_HOME", self.home.path())
-            .env_remove("JRUN_RELAY_PEER");
+            .env("JRUN_HOME", self.home.path());
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
@@ -62,8 +63,11 @@ impl Flow {
 
     /// The VM as jrun's library sees it, for reading the guest back.
     fn runtime(&self) -> jrun_vm::runtime::VmRuntime {
-        let mut vars: std::collections::HashMap<String, String> =
-            self.env.iter().cloned().collect();
+        let mut vars: std::collections::HashMap<String, String> = local_env::LOCAL_ENV
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .chain(self.env.iter().cloned())
+            .collect();
         vars.insert("JRUN_HOME".into(), self.home.path().display().to_string());
         let settings = jrun_core::settings::Settings::from_vars(&vars).unwrap();
         jrun_vm::runtime::VmRuntime::new(
@@ -193,11 +197,10 @@ fn start_up_forward_pair_down_stop_against_the_stand_in() {
 
     // start --mode tty: download, boot, and the serial console on this "terminal" until
     // Ctrl-]; the VM runs on.
-    let mut start = Command::new(env!("CARGO_BIN_EXE_jrun"));
+    let mut start = local_env::jrun();
     start
         .args(["start", "--mode", "tty"])
         .env("JRUN_HOME", flow.home.path())
-        .env_remove("JRUN_RELAY_PEER")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());

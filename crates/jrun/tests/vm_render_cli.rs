@@ -1,6 +1,8 @@
 //! `jrun render`: every file the FreeBSD guest would receive, for the realistic stack of
 //! tests/fixtures/plan, written to a folder or printed for review.
 
+mod local_env;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -13,9 +15,10 @@ fn stack() -> PathBuf {
 }
 
 fn jrun(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_jrun"))
+    local_env::jrun()
         .args(args)
         .env_clear()
+        .envs(local_env::LOCAL_ENV.iter().copied())
         .env("HOME", home)
         .env("JRUN_HOME", home.join("jrun"))
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -153,4 +156,36 @@ fn an_invalid_config_fails_before_anything_is_written() {
     );
     assert!(!out.status.success());
     assert!(!out_dir.exists());
+}
+
+/// As in Jailrun, the VM's Yggdrasil node peers with the public relay's node unless
+/// `JRUN_RELAY_PEER` says otherwise (`none`: nobody). Rendering only: nothing dials out.
+#[test]
+fn the_vm_node_peers_with_the_public_relay_node_by_default() {
+    let home = tempfile::tempdir().unwrap();
+    let cfg = stack();
+    let render = |peer: Option<&str>, dir: &str| {
+        let out_dir = home.path().join(dir);
+        let mut cmd = local_env::jrun();
+        cmd.args(["render", cfg.to_str().unwrap(), "--out"])
+            .arg(&out_dir)
+            .env("HOME", home.path())
+            .env("JRUN_HOME", home.path().join("jrun"))
+            .env_remove("JRUN_RELAY_PEER");
+        if let Some(p) = peer {
+            cmd.env("JRUN_RELAY_PEER", p);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        std::fs::read_to_string(out_dir.join("vm/yggdrasil.conf")).unwrap()
+    };
+    let default = render(None, "default");
+    assert!(
+        default.contains("\"tcp://relay.jail.run:37100\""),
+        "{default}"
+    );
+    let none = render(Some("none"), "none");
+    assert!(!none.contains("relay.jail.run"), "{none}");
+    let local = render(Some("tcp://127.0.0.1:37100"), "local");
+    assert!(local.contains("\"tcp://127.0.0.1:37100\""), "{local}");
 }

@@ -3,6 +3,8 @@
 //! so SSH never answers: `start` must show its progress, give up after
 //! `JRUN_VM_BOOT_TIMEOUT` with the console's last lines, and leave no VM running.
 
+mod local_env;
+
 #[path = "../../jrun-vm/tests/common/http.rs"]
 mod http;
 
@@ -10,7 +12,7 @@ use http::free_port;
 use std::process::Command;
 
 fn jrun(home: &std::path::Path, mirror: &str, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_jrun"))
+    local_env::jrun()
         .args(args)
         .env("JRUN_HOME", home)
         .env("JRUN_RUNTIME", "vm")
@@ -22,7 +24,6 @@ fn jrun(home: &std::path::Path, mirror: &str, args: &[&str]) -> std::process::Ou
         .env("JRUN_QEMU_ACCEL", "tcg")
         .env("JRUN_VM_BOOT_TIMEOUT", "4")
         .env("JRUN_RELAY", "http://127.0.0.1:9")
-        .env_remove("JRUN_RELAY_PEER")
         .output()
         .unwrap()
 }

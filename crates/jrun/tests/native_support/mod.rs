@@ -5,6 +5,9 @@
 //! fake DNS server on 127.0.0.1.
 #![allow(dead_code)]
 
+#[path = "../local_env/mod.rs"]
+mod local_env;
+
 pub mod services;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
@@ -44,7 +47,7 @@ impl Instance {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_jrun"));
+        let mut cmd = local_env::jrun();
         cmd.args(args)
             .env("JRUN_HOME", self.home.path())
             .env("JRUN_RUNTIME", "native")
@@ -53,8 +56,7 @@ impl Instance {
                 "JRUN_MESH_NETWORK",
                 if self.mesh { "true" } else { "false" },
             )
-            .env_remove("JRUN_FAULT")
-            .env_remove("JRUN_RELAY_PEER");
+            .env_remove("JRUN_FAULT");
         for (k, v) in &self.extra_env {
             cmd.env(k, v);
         }
@@ -237,7 +239,7 @@ impl Instance {
     }
 
     pub fn id(&self) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_jrun"))
+        let out = local_env::jrun()
             .args(["status", "--json"])
             .env("JRUN_HOME", self.home.path())
             .env("JRUN_RUNTIME", "native")
