@@ -6,6 +6,7 @@ pub mod exec;
 pub mod fs;
 pub mod net;
 pub mod plan;
+pub mod playbook;
 pub mod runtime;
 pub mod services;
 pub mod settings;

@@ -6,6 +6,8 @@
 //! - `type = "ansible"`: `ansible-playbook -i localhost, -c local <file> -e @<vars file>`
 //!   in the jail when `ansible-playbook` is installed; otherwise a clear error. The vars go
 //!   through a 0600 JSON file, never the command line (which every user sees in `ps`).
+//! - A `url` step runs the copy `jrun up` fetched into `JRUN_HOME/playbooks/` and checked
+//!   against its `jrun.manifest` (`jrun_core::playbook`), from that folder.
 //!
 //! A step runs in its own process group. When its first process exits, whatever it left in
 //! the background is killed (a step must not start daemons: services are `exec`s), so `up`
@@ -81,12 +83,17 @@ pub fn step_command(
     jail: &JailName,
     step: &SetupStep,
 ) -> Result<StepCommand, String> {
+    let cached;
     let file = match &step.source {
         SetupSource::File(f) => f,
         SetupSource::Url(u) => {
-            return Err(format!(
-                "its source is a URL ({u}); the native runtime runs files only: download it next to the config and use `file`"
-            ))
+            // `up` fetched and checked it before anything changed; it is read from the cache.
+            let source = jrun_core::playbook::RemoteSource::parse(u)
+                .map_err(|e| format!("its url {u} {e}"))?;
+            cached = jrun_core::playbook::cached(&layout.home, &source)
+                .map_err(|e| format!("{e}; run `jrun up` again to fetch it"))?
+                .entry();
+            &cached
         }
     };
     let dir = file
@@ -283,15 +290,33 @@ mod tests {
     }
 
     #[test]
-    fn a_url_source_is_refused_with_a_way_out() {
-        let layout = Layout::new(Path::new("/tmp/h"));
+    fn a_url_step_runs_the_checked_copy_in_the_cache() {
+        use jrun_core::playbook::{cache_root, sha256_hex, RemoteSource, MANIFEST};
+        let home = tempfile::tempdir().unwrap();
+        let layout = Layout::new(home.path());
         let jail = JailName::new("web").unwrap();
-        let s = step(
-            SetupKind::Shell,
-            SetupSource::Url("https://example.org/x.sh".into()),
-        );
+        let url = "https://github.com/acme/infra/blob/main/setup/init.sh";
+        let s = step(SetupKind::Shell, SetupSource::Url(url.into()));
         let err = step_command(&layout, &jail, &s).err().unwrap();
-        assert!(err.contains("download it next to the config"), "{err}");
+        assert!(err.contains("run `jrun up` again"), "{err}");
+
+        let dir = cache_root(home.path()).join(RemoteSource::parse(url).unwrap().cache_key());
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("init.sh"), "echo hi\n").unwrap();
+        std::fs::write(
+            dir.join(MANIFEST),
+            format!("{}  init.sh\n", sha256_hex(b"echo hi\n")),
+        )
+        .unwrap();
+        let StepCommand { argv, .. } = step_command(&layout, &jail, &s).unwrap();
+        let entry = dir.join("init.sh").display().to_string();
+        assert_eq!(argv[5], format!("--chdir={}", dir.display()));
+        assert_eq!(&argv[6..], ["--", "/bin/sh", entry.as_str()]);
+
+        // A file changed after it was checked is not run.
+        std::fs::write(dir.join("init.sh"), "rm -rf /\n").unwrap();
+        let err = step_command(&layout, &jail, &s).err().unwrap();
+        assert!(err.contains("does not match"), "{err}");
     }
 
     #[test]

@@ -51,7 +51,7 @@ fn up_once(cfg: &Path, state: &State, keys: &KeyStore, remote: &RecordingRemote)
     let p = plan(&config, state, &Probe::default(), &Options::default()).unwrap();
     let mesh = mesh_from_store(&p, keys, Some("tls://relay.example:443")).unwrap();
     let spec = from_plan(&p, "15.0", Some(mesh), false).unwrap();
-    let sources = load_setup_sources(&spec).unwrap();
+    let sources = load_setup_sources(&spec, Path::new("/nonexistent")).unwrap();
     let rendered = render_all(&spec, &sources).unwrap();
     let fwds = hostfwds(&p, 2222);
     let changes = HostFwdChanges::between(&fwds, &fwds);

@@ -516,7 +516,7 @@ impl VmRuntime {
         };
         let events = &mut events;
         let rows = || std::mem::take(&mut ready.borrow_mut().rows);
-        let rendered = render_all(&spec, &load_setup_sources(&spec)?)?;
+        let rendered = render_all(&spec, &load_setup_sources(&spec, &self.settings.home)?)?;
         let desired_shares = shares(&spec);
         let desired_fwds = hostfwds(plan, wiring.ssh_port);
         let jail_fwds = jail_hostfwds(plan);

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use jrun_core::config::{Exec, JailName, Mount, SetupKind, SetupSource, SetupStep};
-use jrun_vm::render::{render_all, SetupSources};
+use jrun_vm::render::{render_all, SetupSources, StepFiles};
 use jrun_vm::spec::YggVersion;
 use proptest::prelude::*;
 
@@ -55,7 +55,7 @@ proptest! {
         exec_name in hostile(),
         var_val in hostile(),
         setup_text in hostile(),
-        url in hostile(),
+        playbook in hostile(),
         target in guest_path(),
     ) {
         let mut spec = common::stack(YggVersion::V0_5);
@@ -77,13 +77,23 @@ proptest! {
         j.mounts = vec![Mount { name: "m".into(), host: "/h".into(), jail: target.clone() }];
         j.setup = vec![
             SetupStep { name: "a".into(), kind: SetupKind::Shell, source: SetupSource::File("/s.sh".into()), vars: BTreeMap::from([("V".into(), var_val.clone())]) },
-            SetupStep { name: "b".into(), kind: SetupKind::Shell, source: SetupSource::Url(url.clone()), vars: BTreeMap::new() },
+            SetupStep { name: "b".into(), kind: SetupKind::Ansible, source: SetupSource::File("/pb/site.yml".into()), vars: BTreeMap::from([("W".into(), var_val.clone())]) },
         ];
         let key = spec.mesh.as_mut().unwrap().jail_keys.remove(&common::name("web")).unwrap();
         spec.mesh.as_mut().unwrap().jail_keys.insert(jail.clone(), key);
         spec.jails[2].base = Some(jail.clone());
         let mut sources = common::sources();
-        sources.insert("/s.sh".into(), setup_text.clone());
+        sources.insert("/s.sh".into(), StepFiles {
+            entry: "s.sh".into(),
+            files: BTreeMap::from([("s.sh".to_string(), setup_text.clone())]),
+        });
+        sources.insert("/pb/site.yml".into(), StepFiles {
+            entry: "site.yml".into(),
+            files: BTreeMap::from([
+                ("site.yml".to_string(), playbook.clone()),
+                ("templates/a.j2".to_string(), setup_text.clone()),
+            ]),
+        });
         let _: &SetupSources = &sources;
 
         let r = render_all(&spec, &sources).unwrap();
@@ -102,12 +112,19 @@ proptest! {
         for f in &r.files {
             prop_assert_eq!(installed.get(&f.guest_path), Some(&f.content));
         }
-        // The setup text, var and URL each arrive whole, as one argument.
+        // The setup files and vars each arrive whole: the script's text, a shell var as
+        // one argument, the playbook's folder file by file, its vars as JSON.
         let root = format!("/usr/local/jrun/jails/{jail}");
-        prop_assert_eq!(installed.get(&format!("{root}/var/jrun/setup/0.sh")), Some(&setup_text));
+        prop_assert_eq!(installed.get(&format!("{root}/var/jrun/setup/0/s.sh")), Some(&setup_text));
+        prop_assert_eq!(installed.get(&format!("{root}/var/jrun/setup/1/site.yml")), Some(&playbook));
+        prop_assert_eq!(installed.get(&format!("{root}/var/jrun/setup/1/templates/a.j2")), Some(&setup_text));
+        let vars: BTreeMap<String, String> =
+            serde_json::from_str(&installed[&format!("{root}/var/jrun/setup/1.vars.json")]).unwrap();
+        prop_assert_eq!(vars.get("W"), Some(&var_val));
         let var_arg = format!("V={var_val}");
         prop_assert!(run.calls.iter().any(|c| c[0] == "jexec" && c.contains(&var_arg)));
-        prop_assert!(run.calls.iter().any(|c| c[0] == "jexec" && c[2] == "fetch" && c.last() == Some(&url)));
+        let ansible = "cd '/var/jrun/setup/1' && exec ansible-playbook -i localhost, -c local './site.yml' -e @'/var/jrun/setup/1.vars.json'";
+        prop_assert!(run.calls.iter().any(|c| c[0] == "jexec" && c.last().map(String::as_str) == Some(ansible)));
         let mkdir_target = format!("{root}{}", target.display());
         prop_assert!(run.calls.iter().any(|c| c[0] == "mkdir" && c.last() == Some(&mkdir_target)));
 

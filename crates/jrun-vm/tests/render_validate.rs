@@ -188,6 +188,10 @@ fn installed_yggdrasil_accepts_its_configs() {
     assert_eq!(checked, 4);
 }
 
+fn at_call(calls: &[Vec<String>], want: &[&str]) -> Option<usize> {
+    calls.iter().position(|c| c == want)
+}
+
 #[test]
 fn the_script_installs_exactly_the_rendered_files() {
     let spec = common::stack(YggVersion::V0_5);
@@ -240,7 +244,19 @@ fn the_script_installs_exactly_the_rendered_files() {
         "env".into(),
         "-i".into(),
     ]) && c.contains(&"PG_VERSION=17".to_string())
-        && c.last().unwrap() == "cd /var/jrun/setup && exec /bin/sh ./0.sh"));
+        && c.last().unwrap() == "cd '/var/jrun/setup/0' && exec /bin/sh './postgres.sh'"));
+    // An ansible step (web's hub playbook) checks for ansible-core in the running jail
+    // (here the stub answers "installed"), brings its folder, and runs against the jail
+    // itself.
+    let ansible_check = at_call(&run.calls, &["jexec", "web", "test", "-x", "/usr/local/bin/ansible-playbook"]);
+    let ansible_run = run.calls.iter().position(|c| c.len() > 2 && c[..2] == ["jexec", "web"]
+        && c.last().unwrap() == "cd '/var/jrun/setup/0' && exec ansible-playbook -i localhost, -c local './playbook.yml' -e @'/var/jrun/setup/0.vars.json'"
+        && c.contains(&"ANSIBLE_NOCOLOR=1".to_string()));
+    assert!(ansible_check.is_some() && ansible_run > ansible_check, "{:?}", run.calls);
+    assert_eq!(
+        installed.get("/usr/local/jrun/jails/web/var/jrun/setup/0/templates/nginx.conf.j2").map(String::as_str),
+        Some("server { listen {{ NGINX_LISTEN_PORT }}; }\n")
+    );
     // A jail's packages go in only through the running jail (`pkg -j`), after it started
     // and its firewall is up; never by its root folder (`pkg -c`, chroot), where the
     // jail's own /bin/sh would run as VM root.
@@ -262,6 +278,10 @@ fn the_script_installs_exactly_the_rendered_files() {
         let firewalled = at(&["jexec", n, "pfctl", "-f", "/etc/pf.conf"]).unwrap();
         assert!(started < firewalled && firewalled < install, "{n}: order");
         assert!(at(&["jexec", n, "service", "yggdrasil", "status"]) > Some(install));
+        // Jailrun's jails have python3.13; services and playbooks rely on it.
+        let python = at(&["pkg", "-j", n, "install", "-y", "python313"])
+            .unwrap_or_else(|| panic!("{n}: no python313"));
+        assert!(python > firewalled, "{n}: python313 goes in through the running jail");
     }
     let root_dir = jrun_vm::paths::JAILS_DIR;
     for c in run.calls.iter().filter(|c| c[0] == "pkg") {

@@ -3,6 +3,7 @@
 mod cli;
 mod commands;
 mod pairing;
+mod playbooks;
 mod progress;
 mod runtimes;
 mod time_fmt;

@@ -343,15 +343,15 @@ pub(crate) fn setup(
         (Some(f), None) => setup_file(r, dirs, at, f),
         (None, Some(u)) => {
             let s = r.text(at, "url", u)?;
-            match values::check_url(s) {
-                Ok(()) => Some(SetupSource::Url(s.to_string())),
+            match crate::playbook::RemoteSource::parse(s) {
+                Ok(_) => Some(SetupSource::Url(s.to_string())),
                 Err(why) => {
                     r.bad_value(
                         at,
                         "url",
                         u.span,
                         &why,
-                        "for a local playbook or script use `file` instead of `url`",
+                        "write url = \"hub://nginx/rolling\"; or a GitHub file URL; for any other file use `file`",
                     );
                     None
                 }
@@ -382,7 +382,38 @@ fn setup_file(r: &mut Reader<'_>, dirs: &Dirs<'_>, at: &str, v: &Value) -> Optio
         );
         return None;
     }
-    let path = values::resolve_host_path(s, dirs.config_dir, dirs.home);
+    let beside_config = values::resolve_host_path(s, dirs.config_dir, dirs.home);
+    // As Jailrun: a relative file not found next to the config is looked for from the
+    // current folder (its examples name files from the repository's root).
+    let from_cwd = (!beside_config.exists() && Path::new(s).is_relative() && !s.starts_with('~'))
+        .then(|| std::env::current_dir().ok())
+        .flatten()
+        .map(|cwd| values::normalize(&cwd.join(s)))
+        .filter(|p| p.exists());
+    let path = match from_cwd {
+        Some(p) => {
+            r.push(
+                Draft::new(
+                    ErrorKind::MissingPath,
+                    prefixed(
+                        at,
+                        format!(
+                            "setup file {s} is not next to the config; using {} (from the current folder)",
+                            p.display()
+                        ),
+                    ),
+                )
+                .warning()
+                .at(v.span, "not found in the config's folder")
+                .help(format!(
+                    "write the path relative to the config's folder ({}) to silence this",
+                    dirs.config_dir.display()
+                )),
+            );
+            p
+        }
+        None => beside_config,
+    };
     if path.is_dir() {
         r.bad_value(
             at,
@@ -400,7 +431,7 @@ fn setup_file(r: &mut Reader<'_>, dirs: &Dirs<'_>, at: &str, v: &Value) -> Optio
                 prefixed(at, format!("setup file {} does not exist", path.display())),
             )
             .warning()
-            .at(v.span, "resolved against the config file's folder")
+            .at(v.span, "resolved against the config file's folder, then the current folder")
             .help("create it before `jrun up`, or fix the path"),
         );
     }

@@ -5,13 +5,13 @@ mod dns;
 mod jail;
 mod pf;
 mod script;
+mod setup_files;
 mod vm;
 mod ygg;
 
-use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
-use jrun_core::config::{JailName, SetupSource};
+use jrun_core::config::JailName;
 
 pub use dns::unbound_include;
 pub use jail::{
@@ -51,8 +51,7 @@ pub struct Rendered {
     pub script: Script,
 }
 
-/// The text of every setup file, read from the host before rendering (rendering is pure).
-pub type SetupSources = BTreeMap<PathBuf, String>;
+pub use setup_files::{load_setup_sources, source_key, SetupSources, StepFiles};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RenderError {
@@ -63,33 +62,14 @@ pub enum RenderError {
         value: String,
         why: &'static str,
     },
-    #[error("setup file {0} was not loaded; jrun reads setup files before rendering")]
-    MissingSource(PathBuf),
+    #[error("setup source {0} was not loaded; jrun reads setup files before rendering")]
+    MissingSource(String),
     #[error("could not read setup file {path}: {cause}; check that it exists and is readable")]
     ReadSource { path: PathBuf, cause: String },
     #[error("jail {0}: the mesh is on but jrun has no Yggdrasil key for it")]
     MissingKey(JailName),
     #[error("{0}")]
     Mesh(String),
-}
-
-/// Reads the text of every `file` setup step of `spec` from the host.
-pub fn load_setup_sources(spec: &GuestSpec) -> Result<SetupSources, RenderError> {
-    let steps = spec
-        .base_setup
-        .iter()
-        .chain(spec.jails.iter().flat_map(|j| j.setup.iter()));
-    let mut out = SetupSources::new();
-    for step in steps {
-        if let SetupSource::File(path) = &step.source {
-            let text = std::fs::read_to_string(path).map_err(|e| RenderError::ReadSource {
-                path: path.clone(),
-                cause: e.to_string(),
-            })?;
-            out.insert(path.clone(), text);
-        }
-    }
-    Ok(out)
 }
 
 /// Renders every guest file and the provisioning script.

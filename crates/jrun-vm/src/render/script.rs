@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use jrun_core::config::{JailName, SetupKind, SetupSource, SetupStep};
+use jrun_core::config::{JailName, SetupKind, SetupStep};
 
 use super::{fstab_path, GuestFile, RenderError, SetupSources};
 use crate::paths::{self, BRIDGE_IF, FORWARDS_ANCHOR};
@@ -98,6 +98,10 @@ impl Builder<'_> {
         self.files.iter().any(|f| f.guest_path == guest_path)
     }
 }
+
+/// Packages every jail gets, as in Jailrun (which adds monit, its supervisor; jrun's
+/// services run under its own rc script).
+pub const JAIL_PACKAGES: &[&str] = &["python313"];
 
 /// Builds the script that installs `files` and brings the VM and its jails to `spec`.
 pub fn provisioning_script(
@@ -375,6 +379,13 @@ fn jail_steps(
         );
     }
 
+    // What Jailrun's jails have and its users' services and playbooks rely on (e.g.
+    // `python3.13 -m http.server`), installed through the running jail like the node.
+    b.step(Some(n), "packages");
+    for p in JAIL_PACKAGES {
+        let _ = writeln!(b.text, "ensure_jail_pkg {name} {p}");
+    }
+
     b.line("jrun_setup_ran=0");
     for (i, s) in j.setup.iter().enumerate() {
         b.step(Some(n), format!("setup {}", s.name));
@@ -411,7 +422,13 @@ fn jail_steps(
     Ok(())
 }
 
-/// A setup step runs when its jail was just created, or on `--provision`.
+/// A setup step runs when its jail was just created, or on `--provision`. Its files go to
+/// `/var/jrun/setup/<index>/` (in the jail, or in the VM for `base` steps), replacing any
+/// earlier version, and it runs from that folder:
+/// - shell: `/bin/sh <entry>` with its vars in the environment;
+/// - ansible: `ansible-playbook -i localhost, -c local <entry>` with its vars from a 0600
+///   JSON file, on ansible-core installed through pkg. The playbook's `hosts: localhost`
+///   is then the jail itself, which is what Jailrun's SSH connection reaches.
 fn setup_step(
     b: &mut Builder,
     jail: Option<&JailName>,
@@ -421,8 +438,7 @@ fn setup_step(
     provision: bool,
 ) -> Result<(), RenderError> {
     let scope = jail.map_or("base".to_string(), |j| j.to_string());
-    let mut env = Vec::new();
-    for (k, v) in &s.vars {
+    for k in s.vars.keys() {
         if !is_env_name(k) {
             return Err(RenderError::Unsafe {
                 jail: scope,
@@ -431,22 +447,12 @@ fn setup_step(
                 why: "a variable name is letters, digits and '_', not starting with a digit",
             });
         }
-        env.push(sh_quote(&format!("{k}={v}")));
     }
-    if s.kind == SetupKind::Ansible {
-        return Err(RenderError::Unsafe {
-            jail: scope,
-            what: format!("setup {:?}", s.name),
-            value: "ansible".into(),
-            why: "the vm runtime runs shell setup steps; ansible playbooks are not supported yet",
-        });
-    }
-    let in_root = format!("/var/jrun/setup/{index}.sh");
-    let vm_path = match jail {
-        Some(j) => paths::in_jail(j, &in_root),
-        None => in_root.clone(),
-    };
-    let q = sh_quote(&vm_path);
+    let key = super::source_key(&s.source);
+    let step_files = sources
+        .get(&key)
+        .ok_or_else(|| RenderError::MissingSource(key.clone()))?;
+    let folder = format!("/var/jrun/setup/{index}");
     // Jail steps run when the jail was just created; base steps once per VM (a marker).
     let marker = sh_quote(&format!("/var/db/jrun/base-setup-{index}.done"));
     let guard = match (provision, jail) {
@@ -455,52 +461,69 @@ fn setup_step(
         (false, None) => format!("[ ! -f {marker} ]"),
     };
     let _ = writeln!(b.text, "if {guard}; then");
-    // A jail's setup file is written by the running jail itself (put_jail_file, jexec
-    // fetch): VM root never writes through a path the jail controls.
-    match (&s.source, jail) {
-        (SetupSource::File(p), _) => {
-            let text = sources
-                .get(p)
-                .ok_or_else(|| RenderError::MissingSource(p.clone()))?;
-            match jail {
-                Some(j) => {
-                    let _ = writeln!(
-                        b.text,
-                        "    put_jail_file {} {} {} 700 {}",
-                        sh_quote(j.as_str()),
-                        sh_quote(&paths::jail_root(j)),
-                        sh_quote(&in_root),
-                        sh_quote(text)
-                    );
-                }
-                None => {
-                    let _ = writeln!(b.text, "    put_file {q} 700 {}", sh_quote(text));
-                }
-            }
-        }
-        (SetupSource::Url(u), Some(j)) => {
-            let jq = sh_quote(j.as_str());
-            let _ = writeln!(b.text, "    jexec {jq} mkdir -p /var/jrun/setup");
+    if s.kind == SetupKind::Ansible {
+        let _ = writeln!(
+            b.text,
+            "    ensure_ansible{}",
+            jail.map(|j| format!(" {}", sh_quote(j.as_str())))
+                .unwrap_or_default()
+        );
+    }
+    // A jail's files are written by the running jail itself (put_jail_file, jexec rm): VM
+    // root never writes through a path the jail controls.
+    let put = |b: &mut Builder, path: &str, mode: &str, content: &str| {
+        let line = match jail {
+            Some(j) => format!(
+                "    put_jail_file {} {} {} {mode} {}",
+                sh_quote(j.as_str()),
+                sh_quote(&paths::jail_root(j)),
+                sh_quote(path),
+                sh_quote(content)
+            ),
+            None => format!("    put_file {} {mode} {}", sh_quote(path), sh_quote(content)),
+        };
+        b.line(&line);
+    };
+    match jail {
+        Some(j) => {
             let _ = writeln!(
                 b.text,
-                "    jexec {jq} fetch -o {} {}",
-                sh_quote(&in_root),
-                sh_quote(u)
+                "    jexec {} rm -rf {}",
+                sh_quote(j.as_str()),
+                sh_quote(&folder)
             );
         }
-        (SetupSource::Url(u), None) => {
-            let _ = writeln!(b.text, "    mkdir -p \"$(dirname {q})\"");
-            let _ = writeln!(b.text, "    fetch -o {q} {}", sh_quote(u));
+        None => {
+            let _ = writeln!(b.text, "    rm -rf {}", sh_quote(&folder));
         }
     }
-    // In the file's folder, with the services' PATH and the step's vars, and stdin from
-    // /dev/null: the script itself reaches the guest on stdin, which a step must not read.
+    for (rel, content) in &step_files.files {
+        let mode = if *rel == step_files.entry { "700" } else { "600" };
+        put(b, &format!("{folder}/{rel}"), mode, content);
+    }
+    // In the step's folder, with the services' PATH, and stdin from /dev/null: the script
+    // itself reaches the guest on stdin, which a step must not read.
     let mut env_argv: Vec<String> = super::SERVICE_ENV.iter().map(|v| sh_quote(v)).collect();
-    env_argv.extend(env);
+    let entry = sh_quote(&format!("./{}", step_files.entry));
+    let command = match s.kind {
+        SetupKind::Shell => {
+            env_argv.extend(s.vars.iter().map(|(k, v)| sh_quote(&format!("{k}={v}"))));
+            format!("exec /bin/sh {entry}")
+        }
+        SetupKind::Ansible => {
+            let vars_file = format!("{folder}.vars.json");
+            put(b, &vars_file, "600", &ansible_vars(&s.vars));
+            env_argv.push(sh_quote("ANSIBLE_NOCOLOR=1"));
+            format!(
+                "exec ansible-playbook -i localhost, -c local {entry} -e @{}",
+                sh_quote(&vars_file)
+            )
+        }
+    };
     let run = format!(
         "env -i {} /bin/sh -c {}",
         env_argv.join(" "),
-        sh_quote(&format!("cd /var/jrun/setup && exec /bin/sh ./{index}.sh"))
+        sh_quote(&format!("cd {} && {command}", sh_quote(&folder)))
     );
     match jail {
         Some(j) => {
@@ -518,6 +541,20 @@ fn setup_step(
     }
     b.line("fi");
     Ok(())
+}
+
+/// An ansible step's extra vars: its `vars`, and modules run by the Python that runs
+/// ansible (unless the step says otherwise), so no interpreter discovery is needed.
+fn ansible_vars(vars: &std::collections::BTreeMap<String, String>) -> String {
+    let mut all: std::collections::BTreeMap<&str, &str> = std::collections::BTreeMap::new();
+    all.insert(
+        "ansible_python_interpreter",
+        "{{ ansible_playbook_python }}",
+    );
+    for (k, v) in vars {
+        all.insert(k, v);
+    }
+    serde_json::to_string(&all).expect("plain data serialises")
 }
 
 /// The script for a pairing change (`jrun pair`, `jrun pair --drop`): only the resolver's

@@ -89,6 +89,15 @@ ensure_pkg() {
 ensure_jail_pkg() {
     pkg -j "$1" info -e "$2" || ASSUME_ALWAYS_YES=yes pkg -j "$1" install -y "$2"
 }
+# ensure_ansible [JAIL]: ansible-core in the VM, or in the running jail JAIL, from pkg (its
+# origin picks the flavour built for the release's default Python).
+ensure_ansible() {
+    if [ -n "${1-}" ]; then
+        jexec "$1" test -x /usr/local/bin/ansible-playbook || ASSUME_ALWAYS_YES=yes pkg -j "$1" install -y sysutils/py-ansible-core
+    else
+        [ -x /usr/local/bin/ansible-playbook ] || ASSUME_ALWAYS_YES=yes pkg install -y sysutils/py-ansible-core
+    fi
+}
 # release_url RELEASE: where that release's base.txz lives for this machine's architecture,
 # under the download tree $jrun_mirror (JRUN_BSD_MIRROR).
 release_url() {

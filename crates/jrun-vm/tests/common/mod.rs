@@ -9,7 +9,6 @@ pub mod standin;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use jrun_core::config::{
@@ -21,7 +20,7 @@ use jrun_core::net::{
 };
 use jrun_mesh::Identity;
 use jrun_mesh::{PairCode, YggAddress};
-use jrun_vm::render::SetupSources;
+use jrun_vm::render::{SetupSources, StepFiles};
 use jrun_vm::spec::{GuestJail, GuestSpec, MeshSpec, Release, YggVersion};
 
 pub fn name(s: &str) -> JailName {
@@ -124,10 +123,10 @@ pub fn stack(version: YggVersion) -> GuestSpec {
         }),
     });
     web.setup.push(SetupStep {
-        name: "python".into(),
-        kind: SetupKind::Shell,
-        source: SetupSource::Url("https://example.invalid/setup-python.sh".into()),
-        vars: BTreeMap::new(),
+        name: "nginx".into(),
+        kind: SetupKind::Ansible,
+        source: SetupSource::Url("hub://nginx/rolling".into()),
+        vars: BTreeMap::from([("NGINX_LISTEN_PORT".to_string(), "8080".to_string())]),
     });
     let mut worker = jail("worker", 11, Some("web"));
     worker.depends = vec![name("postgres"), name("web")];
@@ -203,11 +202,37 @@ pub fn stack(version: YggVersion) -> GuestSpec {
 }
 
 pub fn sources() -> SetupSources {
+    let script = |entry: &str, text: &str| StepFiles {
+        entry: entry.into(),
+        files: BTreeMap::from([(entry.to_string(), text.to_string())]),
+    };
     SetupSources::from([
-        (PathBuf::from("/home/u/stack/base.sh"), "#!/bin/sh\npkg install -y git\n".to_string()),
         (
-            PathBuf::from("/home/u/stack/postgres.sh"),
-            "#!/bin/sh\nset -e\npkg install -y \"postgresql${PG_VERSION}-server\"\necho 'it'\"'\"'s done'\n".to_string(),
+            "hub://nginx/rolling".to_string(),
+            StepFiles {
+                entry: "playbook.yml".into(),
+                files: BTreeMap::from([
+                    (
+                        "playbook.yml".to_string(),
+                        "- name: Nginx\n  hosts: localhost\n  tasks:\n    - ansible.builtin.template: {src: nginx.conf.j2, dest: /usr/local/etc/nginx/nginx.conf}\n".to_string(),
+                    ),
+                    (
+                        "templates/nginx.conf.j2".to_string(),
+                        "server { listen {{ NGINX_LISTEN_PORT }}; }\n".to_string(),
+                    ),
+                ]),
+            },
+        ),
+        (
+            "/home/u/stack/base.sh".to_string(),
+            script("base.sh", "#!/bin/sh\npkg install -y git\n"),
+        ),
+        (
+            "/home/u/stack/postgres.sh".to_string(),
+            script(
+                "postgres.sh",
+                "#!/bin/sh\nset -e\npkg install -y \"postgresql${PG_VERSION}-server\"\necho 'it'\"'\"'s done'\n",
+            ),
         ),
     ])
 }

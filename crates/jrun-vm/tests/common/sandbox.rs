@@ -117,7 +117,7 @@ pub fn run(script: &str, dir: &Path) -> Run {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     // The package functions are the real ones, so their command lines are what is recorded.
-    let pkg_fns = ["ensure_pkg", "ensure_jail_pkg"]
+    let pkg_fns = ["ensure_pkg", "ensure_jail_pkg", "ensure_ansible"]
         .map(prelude_function)
         .concat();
     let test_script = format!("{TEST_PRELUDE}{pkg_fns}{body}");

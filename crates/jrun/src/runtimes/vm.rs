@@ -153,6 +153,9 @@ pub(super) fn start_vm(
         };
         let plan =
             plan::plan(&wanted, &lock.state, &Probe::default(), &options).into_diagnostic()?;
+        crate::playbooks::prepare_for_plan(&wanted, &plan, settings, &mut |line| {
+            eprintln!("{line}")
+        })?;
         let opts = UpOptions {
             provision: args.provision,
             wait: None,
@@ -190,6 +193,6 @@ pub fn render_guest(
     spec.bsd_mirror = settings.bsd_mirror.clone();
     // As `jrun up` sends it: waiting for the services, for its default time.
     spec.ready_timeout_secs = Some(60);
-    let sources = jrun_vm::render::load_setup_sources(&spec).into_diagnostic()?;
+    let sources = jrun_vm::render::load_setup_sources(&spec, &settings.home).into_diagnostic()?;
     jrun_vm::render::render_all(&spec, &sources).into_diagnostic()
 }
