@@ -42,31 +42,32 @@ impl RemoteSource {
         if let Some(body) = url.strip_prefix("hub://") {
             return Self::hub(body);
         }
-        let (owner, repo, reference, path) =
-            if let Some(rest) = url.strip_prefix("https://github.com/") {
-                let mut parts = rest.splitn(5, '/');
-                let (o, r, blob, rf, p) = (
-                    parts.next(),
-                    parts.next(),
-                    parts.next(),
-                    parts.next(),
-                    parts.next(),
-                );
-                match (o, r, blob, rf, p) {
+        let (owner, repo, reference, path) = if let Some(rest) =
+            url.strip_prefix("https://github.com/")
+        {
+            let mut parts = rest.splitn(5, '/');
+            let (o, r, blob, rf, p) = (
+                parts.next(),
+                parts.next(),
+                parts.next(),
+                parts.next(),
+                parts.next(),
+            );
+            match (o, r, blob, rf, p) {
                     (Some(o), Some(r), Some("blob"), Some(rf), Some(p)) => (o, r, rf, p),
                     _ => return Err("is not a GitHub file URL: expected https://github.com/<owner>/<repo>/blob/<ref>/<path>".into()),
                 }
-            } else if let Some(rest) = url.strip_prefix("https://raw.githubusercontent.com/") {
-                let mut parts = rest.splitn(4, '/');
-                match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        } else if let Some(rest) = url.strip_prefix("https://raw.githubusercontent.com/") {
+            let mut parts = rest.splitn(4, '/');
+            match (parts.next(), parts.next(), parts.next(), parts.next()) {
                     (Some(o), Some(r), Some(rf), Some(p)) => (o, r, rf, p),
                     _ => return Err("is not a raw GitHub file URL: expected https://raw.githubusercontent.com/<owner>/<repo>/<ref>/<path>".into()),
                 }
-            } else {
-                return Err(
+        } else {
+            return Err(
                     "is neither hub://<name>/<version>[@ref] nor a GitHub file URL (https://github.com/<owner>/<repo>/blob/<ref>/<path>): a remote step comes with a jrun.manifest of SHA-256 sums beside it, which only those have".into()
                 );
-            };
+        };
         Self::from_parts(owner, repo, reference, path)
     }
 
@@ -79,7 +80,10 @@ impl RemoteSource {
             None => (body, "main"),
         };
         if path.is_empty() {
-            return Err("names no hub playbook: write hub://<name>/<version>, e.g. hub://nginx/rolling".into());
+            return Err(
+                "names no hub playbook: write hub://<name>/<version>, e.g. hub://nginx/rolling"
+                    .into(),
+            );
         }
         Self::from_parts(
             HUB_OWNER,
@@ -124,7 +128,10 @@ impl RemoteSource {
     /// The cache folder's name, as Jailrun's `cache_key`:
     /// `<repo>_<ref with [^\w.-] as _>_<sha256("owner/repo/ref/dir")[:12]>`.
     pub fn cache_key(&self) -> String {
-        let slug = format!("{}/{}/{}/{}", self.owner, self.repo, self.reference, self.dir);
+        let slug = format!(
+            "{}/{}/{}/{}",
+            self.owner, self.repo, self.reference, self.dir
+        );
         let digest = hex(&Sha256::digest(slug.as_bytes()));
         let safe_ref: String = self
             .reference
@@ -236,7 +243,9 @@ impl Manifest {
             for seg in p.split('/').collect::<Vec<_>>().split_last().unwrap().1 {
                 prefix.push_str(seg);
                 if files.contains_key(&prefix) {
-                    return Err(format!("{MANIFEST} lists {prefix} both as a file and as a folder"));
+                    return Err(format!(
+                        "{MANIFEST} lists {prefix} both as a file and as a folder"
+                    ));
                 }
                 prefix.push('/');
             }
@@ -304,7 +313,7 @@ pub fn cached(home: &Path, source: &RemoteSource) -> Result<CachedPlaybook, Stri
 
 /// Every file `manifest` lists is in `dir` (a regular file, not a link) with its sum.
 pub fn verify_dir(dir: &Path, manifest: &Manifest) -> Result<(), String> {
-    for (rel, _) in &manifest.files {
+    for rel in manifest.files.keys() {
         let path = dir.join(rel);
         let meta = std::fs::symlink_metadata(&path)
             .map_err(|e| format!("{} is missing ({e})", path.display()))?;
@@ -347,10 +356,9 @@ mod tests {
 
     #[test]
     fn github_blob_and_raw_urls_name_the_same_file() {
-        let blob = RemoteSource::parse(
-            "https://github.com/acme/infra/blob/v2/ansible/web/site.yml",
-        )
-        .unwrap();
+        let blob =
+            RemoteSource::parse("https://github.com/acme/infra/blob/v2/ansible/web/site.yml")
+                .unwrap();
         let raw = RemoteSource::parse(
             "https://raw.githubusercontent.com/acme/infra/v2/ansible/web/site.yml",
         )
@@ -402,11 +410,12 @@ mod tests {
     #[test]
     fn manifests_are_strict() {
         let sum = "a".repeat(64);
-        let m = Manifest::parse(&format!("{sum}  playbook.yml\n\n{sum}  templates/x.j2\n")).unwrap();
+        let m =
+            Manifest::parse(&format!("{sum}  playbook.yml\n\n{sum}  templates/x.j2\n")).unwrap();
         assert_eq!(m.files.len(), 2);
         for bad in [
             String::new(),
-            format!("{sum}"),
+            sum.clone(),
             format!("{}  a.yml", "a".repeat(63)),
             format!("{}  a.yml", "g".repeat(64)),
             format!("{sum}  ../a.yml"),
@@ -437,6 +446,8 @@ mod tests {
         let c = cached(home.path(), &s).unwrap();
         assert_eq!(c.entry(), dir.join("playbook.yml"));
         std::fs::write(dir.join("templates/a.j2"), "tampered").unwrap();
-        assert!(cached(home.path(), &s).unwrap_err().contains("does not match"));
+        assert!(cached(home.path(), &s)
+            .unwrap_err()
+            .contains("does not match"));
     }
 }

@@ -373,8 +373,16 @@ mod tests {
     #[test]
     fn github_raw_is_a_base_url_without_its_trailing_slash() {
         let raw = |v: &str| Settings::from_vars(&vars(&[("HOME", "/h"), ("JRUN_GITHUB_RAW", v)]));
-        assert_eq!(raw("http://127.0.0.1:8000/").unwrap().github_raw, "http://127.0.0.1:8000");
-        for bad in ["ftp://x", "http://a b", "https://x/'y", "raw.githubusercontent.com"] {
+        assert_eq!(
+            raw("http://127.0.0.1:8000/").unwrap().github_raw,
+            "http://127.0.0.1:8000"
+        );
+        for bad in [
+            "ftp://x",
+            "http://a b",
+            "https://x/'y",
+            "raw.githubusercontent.com",
+        ] {
             assert!(raw(bad).is_err(), "{bad}");
         }
     }

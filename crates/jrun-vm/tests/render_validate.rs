@@ -248,13 +248,28 @@ fn the_script_installs_exactly_the_rendered_files() {
     // An ansible step (web's hub playbook) checks for ansible-core in the running jail
     // (here the stub answers "installed"), brings its folder, and runs against the jail
     // itself.
-    let ansible_check = at_call(&run.calls, &["jexec", "web", "test", "-x", "/usr/local/bin/ansible-playbook"]);
+    let ansible_check = at_call(
+        &run.calls,
+        &[
+            "jexec",
+            "web",
+            "test",
+            "-x",
+            "/usr/local/bin/ansible-playbook",
+        ],
+    );
     let ansible_run = run.calls.iter().position(|c| c.len() > 2 && c[..2] == ["jexec", "web"]
         && c.last().unwrap() == "cd '/var/jrun/setup/0' && exec ansible-playbook -i localhost, -c local './playbook.yml' -e @'/var/jrun/setup/0.vars.json'"
         && c.contains(&"ANSIBLE_NOCOLOR=1".to_string()));
-    assert!(ansible_check.is_some() && ansible_run > ansible_check, "{:?}", run.calls);
+    assert!(
+        ansible_check.is_some() && ansible_run > ansible_check,
+        "{:?}",
+        run.calls
+    );
     assert_eq!(
-        installed.get("/usr/local/jrun/jails/web/var/jrun/setup/0/templates/nginx.conf.j2").map(String::as_str),
+        installed
+            .get("/usr/local/jrun/jails/web/var/jrun/setup/0/templates/nginx.conf.j2")
+            .map(String::as_str),
         Some("server { listen {{ NGINX_LISTEN_PORT }}; }\n")
     );
     // A jail's packages go in only through the running jail (`pkg -j`), after it started
@@ -281,7 +296,10 @@ fn the_script_installs_exactly_the_rendered_files() {
         // Jailrun's jails have python3.13; services and playbooks rely on it.
         let python = at(&["pkg", "-j", n, "install", "-y", "python313"])
             .unwrap_or_else(|| panic!("{n}: no python313"));
-        assert!(python > firewalled, "{n}: python313 goes in through the running jail");
+        assert!(
+            python > firewalled,
+            "{n}: python313 goes in through the running jail"
+        );
     }
     let root_dir = jrun_vm::paths::JAILS_DIR;
     for c in run.calls.iter().filter(|c| c[0] == "pkg") {

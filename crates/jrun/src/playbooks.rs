@@ -32,14 +32,12 @@ pub fn prepare(
 ) -> Result<(), String> {
     let mut wanted: BTreeMap<String, Refresh> = BTreeMap::new();
     let base_steps = config.base.iter().flat_map(|b| b.setup.iter());
-    let steps = base_steps
-        .map(|s| (None, s))
-        .chain(
-            config
-                .jails
-                .iter()
-                .flat_map(|j| j.setup.iter().map(move |s| (Some(j.name.as_str()), s))),
-        );
+    let steps = base_steps.map(|s| (None, s)).chain(
+        config
+            .jails
+            .iter()
+            .flat_map(|j| j.setup.iter().map(move |s| (Some(j.name.as_str()), s))),
+    );
     for (scope, step) in steps {
         if let SetupSource::Url(url) = &step.source {
             let r = refresh(scope);
@@ -84,12 +82,8 @@ pub fn prepare_for_plan(
             Refresh::IfMissing
         }
     };
-    prepare(config, settings, &runs, note).map_err(|e| {
-        miette::miette!(
-            help = "check the step's url, or JRUN_GITHUB_RAW",
-            "{e}"
-        )
-    })
+    prepare(config, settings, &runs, note)
+        .map_err(|e| miette::miette!(help = "check the step's url, or JRUN_GITHUB_RAW", "{e}"))
 }
 
 fn client() -> Result<reqwest::blocking::Client, String> {
@@ -124,10 +118,8 @@ fn ensure(
     let source = RemoteSource::parse(url).map_err(|e| format!("setup url {url} {e}"))?;
     let label = source.label();
     let cached = playbook::cached(&settings.home, &source);
-    if refresh == Refresh::IfMissing {
-        if cached.is_ok() {
-            return Ok(());
-        }
+    if refresh == Refresh::IfMissing && cached.is_ok() {
+        return Ok(());
     }
     let manifest_url = source.raw_url(&settings.github_raw, MANIFEST);
     let manifest_bytes = match get(client, &manifest_url) {

@@ -3,7 +3,7 @@
 
 mod local_env;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn jrun(home: &std::path::Path, args: &[&str]) -> Output {
     local_env::jrun()

@@ -11,10 +11,7 @@ use jrun_mesh::yggdrasil::{NodeConfig, NodeKey, TunInterface, YggVersion};
 use jrun_mesh::Identity;
 
 fn jrun(args: &[&str]) -> Output {
-    local_env::jrun()
-        .args(args)
-        .output()
-        .unwrap()
+    local_env::jrun().args(args).output().unwrap()
 }
 
 fn stdout(o: &Output) -> String {

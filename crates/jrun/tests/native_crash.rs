@@ -2,6 +2,7 @@
 //! (test-only `JRUN_FAULT=after:<step>`, honoured by debug builds) and run again converges
 //! to exactly what a clean run gives.
 
+mod local_env;
 mod native_support;
 
 use native_support::{free_port, instance_id, leftovers, tcp_fetch, Instance};

@@ -1,6 +1,7 @@
 //! Native runtime, end to end (root): each jail's mesh interface drops packets from
 //! addresses outside its `mesh_peers` set, while its other traffic works.
 
+mod local_env;
 mod native_support;
 
 use std::process::Command;

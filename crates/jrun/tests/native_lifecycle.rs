@@ -2,6 +2,7 @@
 //! stable, `up` is idempotent, `down` removes exactly the named jails (keys kept), and
 //! `stop` leaves nothing behind.
 
+mod local_env;
 mod native_support;
 
 use std::process::Command;

@@ -3,6 +3,7 @@
 //! pairing fail with a clear message, and no firewall set, DNS record or state entry
 //! changes. The "relay" is a tiny HTTP server on 127.0.0.1 written here.
 
+mod local_env;
 mod native_support;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -7,7 +7,7 @@ mod local_env;
 mod native_support;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use native_support::{free_port, Instance};

@@ -2,6 +2,7 @@
 //! name, host forwards reach jails over tcp and udp and follow config changes, and a busy
 //! host port is refused before anything changes.
 
+mod local_env;
 mod native_support;
 
 use native_support::{free_port, tcp_fetch, udp_fetch, Instance, UPSTREAM_ANSWER};

@@ -2,6 +2,7 @@
 //! each is ready, fails naming one that is not ready in time or has failed, and returns at
 //! once with `--no-wait`.
 
+mod local_env;
 mod native_support;
 
 use std::io::{Read, Write};

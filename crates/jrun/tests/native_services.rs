@@ -3,6 +3,7 @@
 //! shared both ways without touching the host's mount table; setup steps run once, again
 //! with `--provision`, and a failing one is retried; `down` and `stop` leave no process.
 
+mod local_env;
 mod native_support;
 
 use std::path::{Path, PathBuf};

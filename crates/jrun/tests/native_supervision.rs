@@ -4,6 +4,7 @@
 //! it detached is killed; `status` says when the supervisor does not answer; a port the
 //! supervisor could not bind is busy for `up`.
 
+mod local_env;
 mod native_support;
 
 use std::path::{Path, PathBuf};

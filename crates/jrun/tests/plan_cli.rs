@@ -4,7 +4,7 @@
 mod local_env;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use jrun_core::config;
 use jrun_core::plan::{plan, Options, Probe};

@@ -4,7 +4,7 @@
 mod local_env;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use jrun_mesh::protocol::{Roster, RosterJail};
@@ -152,10 +152,7 @@ fn refuses_bad_flags() {
         vec!["relay", "--ttl", "10 years"],
         vec!["relay", "--listen", "nowhere"],
     ] {
-        let out = local_env::jrun()
-            .args(&args)
-            .output()
-            .unwrap();
+        let out = local_env::jrun().args(&args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
     }
 }

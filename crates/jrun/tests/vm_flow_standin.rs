@@ -26,7 +26,7 @@ use http::free_port;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,8 +41,7 @@ struct Flow {
 impl Flow {
     fn jrun(&self, args: &[&str]) -> Output {
         let mut cmd = local_env::jrun();
-        cmd.args(args)
-            .env("JRUN_HOME", self.home.path());
+        cmd.args(args).env("JRUN_HOME", self.home.path());
         for (k, v) in &self.env {
             cmd.env(k, v);
         }

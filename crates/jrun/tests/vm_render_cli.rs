@@ -176,7 +176,11 @@ fn the_vm_node_peers_with_the_public_relay_node_by_default() {
             cmd.env("JRUN_RELAY_PEER", p);
         }
         let out = cmd.output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         std::fs::read_to_string(out_dir.join("vm/yggdrasil.conf")).unwrap()
     };
     let default = render(None, "default");

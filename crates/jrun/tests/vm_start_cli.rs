@@ -9,7 +9,6 @@ mod local_env;
 mod http;
 
 use http::free_port;
-use std::process::Command;
 
 fn jrun(home: &std::path::Path, mirror: &str, args: &[&str]) -> std::process::Output {
     local_env::jrun()

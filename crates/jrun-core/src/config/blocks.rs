@@ -431,7 +431,10 @@ fn setup_file(r: &mut Reader<'_>, dirs: &Dirs<'_>, at: &str, v: &Value) -> Optio
                 prefixed(at, format!("setup file {} does not exist", path.display())),
             )
             .warning()
-            .at(v.span, "resolved against the config file's folder, then the current folder")
+            .at(
+                v.span,
+                "resolved against the config file's folder, then the current folder",
+            )
             .help("create it before `jrun up`, or fix the path"),
         );
     }

@@ -480,7 +480,11 @@ fn setup_step(
                 sh_quote(path),
                 sh_quote(content)
             ),
-            None => format!("    put_file {} {mode} {}", sh_quote(path), sh_quote(content)),
+            None => format!(
+                "    put_file {} {mode} {}",
+                sh_quote(path),
+                sh_quote(content)
+            ),
         };
         b.line(&line);
     };
@@ -498,7 +502,11 @@ fn setup_step(
         }
     }
     for (rel, content) in &step_files.files {
-        let mode = if *rel == step_files.entry { "700" } else { "600" };
+        let mode = if *rel == step_files.entry {
+            "700"
+        } else {
+            "600"
+        };
         put(b, &format!("{folder}/{rel}"), mode, content);
     }
     // In the step's folder, with the services' PATH, and stdin from /dev/null: the script

@@ -48,9 +48,8 @@ pub fn load_setup_sources(spec: &GuestSpec, home: &Path) -> Result<SetupSources,
         .chain(spec.jails.iter().flat_map(|j| j.setup.iter()));
     let mut out = SetupSources::new();
     for step in steps {
-        let key = source_key(&step.source);
-        if !out.contains_key(&key) {
-            out.insert(key, step_files(step, home)?);
+        if let std::collections::btree_map::Entry::Vacant(e) = out.entry(source_key(&step.source)) {
+            e.insert(step_files(step, home)?);
         }
     }
     Ok(out)
@@ -82,11 +81,10 @@ fn step_files(step: &SetupStep, home: &Path) -> Result<StepFiles, RenderError> {
                 path: url.into(),
                 cause: e,
             })?;
-            let cached =
-                playbook::cached(home, &source).map_err(|e| RenderError::ReadSource {
-                    path: url.into(),
-                    cause: format!("{e}; `jrun up` and `jrun render` fetch it first"),
-                })?;
+            let cached = playbook::cached(home, &source).map_err(|e| RenderError::ReadSource {
+                path: url.into(),
+                cause: format!("{e}; `jrun up` and `jrun render` fetch it first"),
+            })?;
             let mut files = BTreeMap::new();
             for rel in cached.manifest.files.keys() {
                 files.insert(rel.clone(), read_text(&cached.dir.join(rel))?);
@@ -100,13 +98,13 @@ fn step_files(step: &SetupStep, home: &Path) -> Result<StepFiles, RenderError> {
 }
 
 fn file_name(path: &Path) -> Result<String, RenderError> {
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| RenderError::ReadSource {
-            path: path.into(),
-            cause: "it has no UTF-8 file name".into(),
-        })?;
+    let name =
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| RenderError::ReadSource {
+                path: path.into(),
+                cause: "it has no UTF-8 file name".into(),
+            })?;
     playbook::check_rel_path(name).map_err(|e| RenderError::ReadSource {
         path: path.into(),
         cause: format!("its name {e}"),
@@ -121,8 +119,9 @@ fn read_text(path: &Path) -> Result<String, RenderError> {
         cause,
     };
     let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-    let text = String::from_utf8(bytes)
-        .map_err(|_| bad("it is not UTF-8 text; the vm runtime carries setup files as text".into()))?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        bad("it is not UTF-8 text; the vm runtime carries setup files as text".into())
+    })?;
     if text.contains('\0') {
         return Err(bad("it contains a NUL byte".into()));
     }
@@ -207,7 +206,10 @@ mod tests {
         std::fs::write(d.path().join(".git/config"), "secret").unwrap();
         std::fs::write(d.path().join("init.sh"), "echo hi\n").unwrap();
         let pb = step_files(
-            &step(SetupKind::Ansible, SetupSource::File(d.path().join("site.yml"))),
+            &step(
+                SetupKind::Ansible,
+                SetupSource::File(d.path().join("site.yml")),
+            ),
             d.path(),
         )
         .unwrap();
@@ -217,7 +219,10 @@ mod tests {
             ["init.sh", "site.yml", "templates/a.conf.j2"]
         );
         let sh = step_files(
-            &step(SetupKind::Shell, SetupSource::File(d.path().join("init.sh"))),
+            &step(
+                SetupKind::Shell,
+                SetupSource::File(d.path().join("init.sh")),
+            ),
             d.path(),
         )
         .unwrap();
@@ -230,14 +235,23 @@ mod tests {
         std::fs::write(d.path().join("site.yml"), "- hosts: localhost\n").unwrap();
         std::fs::write(d.path().join("logo.png"), [0x89, 0x50, 0xff, 0x00]).unwrap();
         let err = step_files(
-            &step(SetupKind::Ansible, SetupSource::File(d.path().join("site.yml"))),
+            &step(
+                SetupKind::Ansible,
+                SetupSource::File(d.path().join("site.yml")),
+            ),
             d.path(),
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("logo.png") && err.contains("not UTF-8"), "{err}");
+        assert!(
+            err.contains("logo.png") && err.contains("not UTF-8"),
+            "{err}"
+        );
         let err = step_files(
-            &step(SetupKind::Ansible, SetupSource::Url("hub://nginx/rolling".into())),
+            &step(
+                SetupKind::Ansible,
+                SetupSource::Url("hub://nginx/rolling".into()),
+            ),
             &PathBuf::from("/nonexistent"),
         )
         .unwrap_err()

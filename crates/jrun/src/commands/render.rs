@@ -47,9 +47,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     };
     let plan = plan::plan(&config, &state, &Probe::default(), &options)
         .map_err(|e| miette!("cannot plan {}: {e}", args.config.display()))?;
-    crate::playbooks::prepare_for_plan(&config, &plan, &settings, &mut |line| {
-        eprintln!("{line}")
-    })?;
+    crate::playbooks::prepare_for_plan(&config, &plan, &settings, &mut |line| eprintln!("{line}"))?;
     let rendered =
         runtimes::render_guest(&plan, &settings, args.provision).wrap_err_with(|| {
             format!(

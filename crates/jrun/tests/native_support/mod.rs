@@ -5,8 +5,7 @@
 //! fake DNS server on 127.0.0.1.
 #![allow(dead_code)]
 
-#[path = "../local_env/mod.rs"]
-mod local_env;
+use super::local_env;
 
 pub mod services;
 

@@ -84,9 +84,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     // What cannot work is refused before anything changes.
     selected.check_plan(&plan)?;
     // Remote steps are fetched and checked before anything changes.
-    crate::playbooks::prepare_for_plan(&config, &plan, &settings, &mut |line| {
-        eprintln!("{line}")
-    })?;
+    crate::playbooks::prepare_for_plan(&config, &plan, &settings, &mut |line| eprintln!("{line}"))?;
 
     let mut progress = Progress::new(args.json);
     let since_ms = jrun_core::services::now_ms();
