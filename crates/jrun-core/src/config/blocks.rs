@@ -228,7 +228,7 @@ pub(crate) fn exec(r: &mut Reader<'_>, at: &str, key: &Key, obj: &Object) -> Opt
     };
     let env = obj
         .get("env")
-        .map(|v| r.string_map(at, "env", v))
+        .map(|v| r.string_map(at, "env", v, values::check_text))
         .unwrap_or_default();
     let healthcheck = match obj.get_entry("healthcheck") {
         None => Some(None),
@@ -360,7 +360,8 @@ pub(crate) fn setup(
     };
     let vars = obj
         .get("vars")
-        .map(|v| r.string_map(at, "vars", v))
+        // Playbook vars keep their line breaks (Jailrun's docs pass multi-line values).
+        .map(|v| r.string_map(at, "vars", v, values::check_script))
         .unwrap_or_default();
     Some(SetupStep {
         name: key.name.clone(),

@@ -285,11 +285,14 @@ impl<'s> Reader<'s> {
 
     /// `{ NAME = value; … }` with variable-name keys and scalar values (numbers and booleans
     /// are taken as their text, as a shell would see them).
+    /// A block of `NAME = value` (values checked by `check`: [`values::check_text`] for a
+    /// service's environment, [`values::check_script`] where line breaks are kept).
     pub(crate) fn string_map(
         &mut self,
         at: &str,
         key: &str,
         v: &Value,
+        check: fn(&str) -> Result<(), String>,
     ) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
         let Some(obj) = self.object(at, key, v) else {
@@ -316,7 +319,7 @@ impl<'s> Reader<'s> {
             };
             match text {
                 None => self.wrong_type(at, &k.name, v, "a string"),
-                Some(t) => match values::check_text(&t) {
+                Some(t) => match check(&t) {
                     Ok(()) => {
                         out.insert(k.name.clone(), t);
                     }
