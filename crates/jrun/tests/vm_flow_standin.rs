@@ -9,6 +9,7 @@
 //! with those commands is proven by the renderers' tests and the review, not here.
 
 mod local_env;
+mod static_http;
 
 // The vm runtime's test support, shared as files (standin.rs reaches guest.rs as
 // `super::guest`, hence both at the root).
@@ -158,7 +159,7 @@ fn config(dir: &Path, host_port: u16) -> std::path::PathBuf {
     std::fs::write(
         &path,
         format!(
-            "jail \"web\" {{\n  forward {{ http {{ host = {host_port}; jail = 8080; }} }}\n  exec {{ http {{ cmd = \"python3 -m http.server 8080\"; }} }}\n}}\n"
+            "jail \"web\" {{\n  forward {{ http {{ host = {host_port}; jail = 8080; }} }}\n  setup {{ nginx {{ type = \"ansible\"; url = \"hub://nginx/rolling\"; }} }}\n  exec {{ http {{ cmd = \"python3 -m http.server 8080\"; }} }}\n}}\n"
         ),
     )
     .unwrap();
@@ -176,6 +177,10 @@ fn start_up_forward_pair_down_stop_against_the_stand_in() {
         r#"{"jails":[{"name":"api","ygg_address":"200:848a:604f:bb7e:4384:65db:8db6:6895"}]}"#,
     );
     let (p1, p2) = (free_port(), free_port());
+    // The hub's nginx playbook, from the fixture copy of Jailrun's hub.
+    let hub = static_http::StaticServer::serve(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/jailrun/hub"),
+    );
     let flow = Flow {
         home: tempfile::tempdir().unwrap(),
         env: [
@@ -188,6 +193,7 @@ fn start_up_forward_pair_down_stop_against_the_stand_in() {
             ("JRUN_QEMU_ACCEL", "tcg".into()),
             ("JRUN_VM_BOOT_TIMEOUT", "180".into()),
             ("JRUN_RELAY", relay),
+            ("JRUN_GITHUB_RAW", hub.base.clone()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
