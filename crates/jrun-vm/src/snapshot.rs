@@ -257,7 +257,7 @@ pub fn human_size(bytes: u64) -> String {
         div *= 1024;
         unit += 1;
     }
-    if bytes % div == 0 {
+    if bytes.is_multiple_of(div) {
         return format!("{}{}", bytes / div, UNITS[unit]);
     }
     let v = bytes as f64 / div as f64;

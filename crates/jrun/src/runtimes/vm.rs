@@ -251,6 +251,11 @@ pub(super) fn rollback_vm(
             progress.step(who, &info.name);
         }
     });
+    if back.is_ok() {
+        // As `start` does after its script: the recorded VM wiring follows what was applied.
+        plan.apply_to(&mut lock.state);
+        lock.save().into_diagnostic()?;
+    }
     let outcome = match (&rolled, &back) {
         (Ok(()), Ok(_)) => "rolled back",
         _ => "failed",
