@@ -24,7 +24,8 @@ use std::sync::Arc;
 use jrun_vm::render::{Script, StepInfo};
 use jrun_vm::ssh::RemoteExec;
 
-/// Where nothing listens: every outside service a test's jrun could reach is loopback.
+/// Where nothing listens: every outside service a test's jrun could reach is loopback
+/// (main's `tests/local_env` holds the same values).
 const NOWHERE: &str = "http://127.0.0.1:9";
 
 struct Flow {
@@ -39,6 +40,8 @@ impl Flow {
             ("JRUN_BSD_MIRROR".into(), NOWHERE.into()),
             ("JRUN_GITHUB_RAW".into(), NOWHERE.into()),
             ("JRUN_DNS_UPSTREAM".into(), "127.0.0.1:9".into()),
+            // Pinned, not removed: unset, it may default to the public relay's node.
+            ("JRUN_RELAY_PEER".into(), "tcp://127.0.0.1:9".into()),
         ];
         for (k, v) in env {
             all.retain(|(key, _)| key != k);
@@ -54,7 +57,6 @@ impl Flow {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_jrun"));
         cmd.args(args)
             .env("JRUN_HOME", self.home.path())
-            .env_remove("JRUN_RELAY_PEER")
             // No terminal: a confirmation is refused unless -y is given.
             .stdin(Stdio::null());
         for (k, v) in &self.env {
