@@ -17,6 +17,7 @@ pub mod render;
 pub mod runtime;
 pub mod runtime_trait;
 pub mod seed;
+pub mod snapshot;
 pub mod spec;
 pub mod ssh;
 pub mod up;

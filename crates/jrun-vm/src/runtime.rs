@@ -204,6 +204,12 @@ pub enum VmError {
     Up(#[from] crate::up::UpError),
     #[error("{0}")]
     Spec(#[from] crate::spec::SpecError),
+    #[error("`{command}` failed in the VM (exit {code}): {stderr}")]
+    Guest {
+        command: String,
+        code: i32,
+        stderr: String,
+    },
     #[error("no free port from {0} up to reach the VM's SSH")]
     NoPort(u16),
     #[error("the VM did not answer on SSH (127.0.0.1:{port}) within {secs} s; the end of its console ({log}):\n{tail}")]

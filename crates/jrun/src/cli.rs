@@ -59,6 +59,8 @@ pub enum Command {
     Cmd(commands::cmd::Args),
     /// Show a jail's service logs: the last lines, or one followed as it grows (-f).
     Logs(commands::logs::Args),
+    /// ZFS snapshots of a jail: create, list, roll back to, delete (vm runtime).
+    Snapshot(commands::snapshot::Args),
     /// Pair with another jrun instance through the relay, list or drop pairings.
     Pair(commands::pair::Args),
     /// Run a pairing relay (HTTP API and, optionally, its Yggdrasil node).

@@ -18,6 +18,18 @@ pub fn utc_minutes(secs: u64) -> String {
     format!("{} {:02}:{:02}", date(secs), rem / 3600, rem % 3600 / 60)
 }
 
+/// `YYYY-MM-DD_HH-MM-SS`: how Jailrun names a snapshot taken at `secs`.
+pub fn utc_stamp(secs: u64) -> String {
+    let rem = secs % 86_400;
+    format!(
+        "{}_{:02}-{:02}-{:02}",
+        date(secs),
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 /// `YYYY-MM-DD` of the day `secs` falls in.
 fn date(secs: u64) -> String {
     let days = (secs / 86_400) as i64;
@@ -45,5 +57,7 @@ mod tests {
         assert_eq!(utc_minutes(1_700_000_000), "2023-11-14 22:13");
         assert_eq!(utc_minutes(951_782_400), "2000-02-29 00:00");
         assert_eq!(utc_seconds(4_107_542_399), "2100-02-28 23:59:59 UTC");
+        assert_eq!(utc_stamp(1_700_000_000), "2023-11-14_22-13-20");
+        assert_eq!(utc_stamp(0), "1970-01-01_00-00-00");
     }
 }

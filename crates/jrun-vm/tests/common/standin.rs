@@ -43,8 +43,11 @@ pub const SHIM_LOG: &str = "/var/log/jrun-shims.log";
 
 /// FreeBSD commands the guest fakes (in `/usr/local/sbin`, first on sshd's `PATH`). Each
 /// records its call in [`SHIM_LOG`] and exits 0, except:
-/// - `jls` exits 1 (no jail runs), and so do `zfs list …`, `pkg [-j J] info …` and
-///   `service … status` (nothing exists yet);
+/// - `jls -j J` exits 1 unless `jail … -c J` started J (and no `jail … -r J` stopped it
+///   since); `pkg [-j J] info …` and `service … status` exit 1 (nothing is installed);
+/// - `zfs` keeps datasets as folders and snapshots as copies of them (`create`, `list`,
+///   `snapshot`, `list -t snapshot`, `rollback`, `destroy`, `send | receive`), failing
+///   as ZFS does on a missing dataset or snapshot;
 /// - `daemon …` without `-f` and `service … start|restart` (also `onestart`/`onerestart`)
 ///   leave a `sleep 600` in the background holding the inherited stdout and stderr, as
 ///   FreeBSD's daemon and rc scripts do; `daemon -f …` leaves one detached from them;
@@ -242,22 +245,132 @@ jexec)
     ;;
 zfs)
     # Datasets as folders: `create`/`receive` make the mountpoint and remember the
-    # dataset, `list` finds remembered ones (snapshots never), `destroy` forgets it.
+    # dataset, `list` finds remembered ones, `destroy` forgets one (with its snapshots).
+    # A snapshot DS@NAME is a copy of DS's mountpoint, kept with its order and time:
+    # `snapshot`, `list -t snapshot` (`-o name,used,creation`, oldest first, used always
+    # 12288), `rollback [-r]` (refused while the jail named like DS's last part runs, as
+    # FreeBSD refuses to unmount a busy dataset), `destroy DS@NAME`, and
+    # `send DS@NAME | receive … NEW`, which makes NEW from the copy with NEW@NAME.
     db=/var/run/standin-zfs
-    mkdir -p $db
+    snaps=/var/run/standin-zfs-snapshots
+    mkdir -p $db $snaps/data
+    sub=${1-}
+    [ $# -gt 0 ] && shift
     ds=$(last "$@")
     key=$(printf '%s' "$ds" | tr / %)
-    mountpoint=
-    for a in "$@"; do case "$a" in mountpoint=*) mountpoint=${a#mountpoint=} ;; esac; done
-    case "${1-}" in
-    list) [ -f "$db/$key" ] || exit 1 ;;
+    dkey=${key%%@*}
+    mountpoint= type= fields=name recursive=
+    while [ $# -gt 1 ]; do
+        case "$1" in
+        -o) case "$2" in mountpoint=*) mountpoint=${2#mountpoint=} ;; *) fields=$2 ;; esac; shift ;;
+        -t) type=$2; shift ;;
+        -s|-d) shift ;;
+        -r|-R) recursive=1 ;;
+        esac
+        shift
+    done
+    # The keys of dataset $1's snapshots, oldest first.
+    snapshots_of() {
+        for f in "$snaps/$1@"*; do
+            [ -f "$f" ] && printf '%s\t%s\n' "$($bb cut -f1 "$f")" "${f##*/}"
+        done | $bb sort -n | $bb cut -f2
+    }
+    # Records snapshot $1 of the folder $2.
+    remember() {
+        seq=$(( $(cat $snaps/.seq 2>/dev/null || echo 0) + 1 ))
+        echo $seq > $snaps/.seq
+        mkdir -p "$snaps/data/$1"
+        [ -n "$2" ] && [ -d "$2" ] && $bb cp -a "$2/." "$snaps/data/$1/"
+        printf '%s\t%s\n' "$seq" "$($bb date +%s)" > "$snaps/$1"
+    }
+    missing() { echo "cannot open '$1': dataset does not exist" >&2; exit 1; }
+    case "$sub" in
+    list)
+        if [ "$type" = snapshot ]; then
+            case "$ds" in
+            *@*) [ -f "$snaps/$key" ] || missing "$ds"; keys=$key ;;
+            *) [ -f "$db/$key" ] || missing "$ds"; keys=$(snapshots_of "$key") ;;
+            esac
+            for k in $keys; do
+                line=
+                for f in $(echo "$fields" | tr , ' '); do
+                    case "$f" in
+                    name) v=$(printf '%s' "$k" | tr % /) ;;
+                    used) v=12288 ;;
+                    creation) v=$($bb cut -f2 "$snaps/$k") ;;
+                    *) v=- ;;
+                    esac
+                    line="$line${line:+	}$v"
+                done
+                printf '%s\n' "$line"
+            done
+        else
+            case "$ds" in
+            *@*) [ -f "$snaps/$key" ] || exit 1 ;;
+            *) [ -f "$db/$key" ] || exit 1 ;;
+            esac
+        fi
+        ;;
     create|receive)
+        src=
+        if [ "$sub" = receive ]; then read -r magic src || true; fi
         [ -n "$mountpoint" ] && mkdir -p "$mountpoint"
         printf '%s' "$mountpoint" > "$db/$key"
+        if [ -n "$src" ] && [ -f "$snaps/$src" ]; then
+            [ -n "$mountpoint" ] && $bb cp -a "$snaps/data/$src/." "$mountpoint/"
+            remember "$key@${src#*@}" "$snaps/data/$src"
+        fi
+        ;;
+    send)
+        [ -f "$snaps/$key" ] || missing "$ds"
+        printf 'standin-zfs-stream %s\n' "$key"
+        ;;
+    snapshot)
+        [ -f "$db/$dkey" ] || missing "${ds%%@*}"
+        if [ -f "$snaps/$key" ]; then
+            echo "cannot create snapshot '$ds': dataset already exists" >&2
+            exit 1
+        fi
+        remember "$key" "$(cat "$db/$dkey")"
+        ;;
+    rollback)
+        [ -f "$snaps/$key" ] || missing "$ds"
+        mp=$(cat "$db/$dkey")
+        if [ -f "/var/run/standin-jails/${dkey##*%}" ]; then
+            echo "cannot unmount '$mp': pool or dataset is busy" >&2
+            exit 1
+        fi
+        seq=$($bb cut -f1 "$snaps/$key")
+        later=
+        for k in $(snapshots_of "$dkey"); do
+            [ "$($bb cut -f1 "$snaps/$k")" -gt "$seq" ] && later="$later $k"
+        done
+        if [ -n "$later" ] && [ -z "$recursive" ]; then
+            echo "cannot rollback to '$ds': more recent snapshots or bookmarks exist" >&2
+            exit 1
+        fi
+        for k in $later; do rm -rf "$snaps/$k" "$snaps/data/$k"; done
+        if [ -n "$mp" ]; then
+            rm -rf "$mp"
+            mkdir -p "$mp"
+            $bb cp -a "$snaps/data/$key/." "$mp/"
+        fi
         ;;
     destroy)
-        [ -f "$db/$key" ] && mountpoint=$(cat "$db/$key") && rm -f "$db/$key"
-        [ -n "$mountpoint" ] && rm -rf "$mountpoint"
+        case "$ds" in
+        *@*)
+            if [ ! -f "$snaps/$key" ]; then
+                echo "could not find any snapshots to destroy; check snapshot names." >&2
+                exit 1
+            fi
+            rm -rf "$snaps/$key" "$snaps/data/$key"
+            ;;
+        *)
+            [ -f "$db/$key" ] && mountpoint=$(cat "$db/$key") && rm -f "$db/$key"
+            [ -n "$mountpoint" ] && rm -rf "$mountpoint"
+            for k in $(snapshots_of "$key"); do rm -rf "$snaps/$k" "$snaps/data/$k"; done
+            ;;
+        esac
         ;;
     esac
     ;;

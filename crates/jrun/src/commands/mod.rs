@@ -9,6 +9,7 @@ pub mod plan;
 pub mod purge;
 pub mod relay;
 pub mod render;
+pub mod snapshot;
 pub mod ssh;
 pub mod start;
 pub mod status;
@@ -32,6 +33,7 @@ pub fn dispatch(cli: Cli) -> miette::Result<ExitCode> {
         Command::Ssh(a) => ssh::run(a),
         Command::Cmd(a) => cmd::run(a),
         Command::Logs(a) => logs::run(a),
+        Command::Snapshot(a) => snapshot::run(a),
         Command::Pair(a) => pair::run(a),
         Command::Relay(a) => relay::run(a),
         Command::Validate(a) => validate::run(a),

@@ -15,6 +15,7 @@ mod wait;
 pub use apply::{ApplyOptions, Outcome};
 pub use jrun_vm::qemu::DisplayMode;
 pub use jrun_vm::render::Rendered as GuestFiles;
+pub use jrun_vm::snapshot::{human_size, Snapshot, SnapshotName};
 pub use vm::render_guest;
 
 #[cfg(target_os = "linux")]
@@ -291,6 +292,71 @@ impl Selected {
         }
     }
 
+    /// Fails (`jrun` exits 3) where jails have no snapshots: natively they share the
+    /// host's filesystem.
+    pub fn require_snapshots(&self) -> miette::Result<()> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Selected::Native(_) => Err(snapshots_unavailable()),
+            Selected::Vm(_) => Ok(()),
+        }
+    }
+
+    /// `jrun snapshot list`: the jail's snapshots, oldest first.
+    pub fn snapshots(&self, jail: &JailName) -> miette::Result<Vec<Snapshot>> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Selected::Native(_) => Err(snapshots_unavailable()),
+            Selected::Vm(vm) => vm.snapshots(jail).into_diagnostic(),
+        }
+    }
+
+    /// `jrun snapshot create`: a snapshot of the jail as it is, taken while it runs.
+    pub fn create_snapshot(&self, jail: &JailName, name: &SnapshotName) -> miette::Result<()> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Selected::Native(_) => Err(snapshots_unavailable()),
+            Selected::Vm(vm) => vm.create_snapshot(jail, name).into_diagnostic(),
+        }
+    }
+
+    /// `jrun snapshot delete`.
+    pub fn delete_snapshot(&self, jail: &JailName, name: &SnapshotName) -> miette::Result<()> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Selected::Native(_) => Err(snapshots_unavailable()),
+            Selected::Vm(vm) => vm.destroy_snapshot(jail, name).into_diagnostic(),
+        }
+    }
+
+    /// Fails, before anything is asked or changed, when a rollback could not bring the
+    /// jail back as recorded (another jail has changes pending).
+    pub fn check_rollback(&self, settings: &Settings, state: &State) -> miette::Result<()> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Selected::Native(_) => Err(snapshots_unavailable()),
+            Selected::Vm(_) => vm::recorded_plan(settings, state).map(drop),
+        }
+    }
+
+    /// `jrun snapshot rollback` (the caller holds the lock): the jail stopped, returned to
+    /// `name` (later snapshots destroyed), and started again with its services, whose
+    /// readiness it returns.
+    pub fn rollback_snapshot(
+        &self,
+        settings: &Settings,
+        lock: &mut StateLock,
+        jail: &JailName,
+        name: &SnapshotName,
+        progress: &mut Progress,
+    ) -> miette::Result<Vec<jrun_core::services::ServiceReady>> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Selected::Native(_) => Err(snapshots_unavailable()),
+            Selected::Vm(vm) => vm::rollback_vm(vm, settings, lock, jail, name, progress),
+        }
+    }
+
     /// `jrun purge`, after `stop`: deletes what only this runtime keeps (the VM's disk).
     pub fn purge(&self) -> miette::Result<()> {
         match self {
@@ -321,6 +387,15 @@ pub fn supervise(_home: &std::path::Path) -> miette::Result<()> {
 pub struct Unavailable {
     pub what: String,
     pub help: String,
+}
+
+/// Snapshots are ZFS snapshots of a jail's own dataset, which only the vm runtime's jails
+/// have.
+fn snapshots_unavailable() -> miette::Report {
+    miette::Report::new(Unavailable {
+        what: "the native runtime has no snapshots: its jails share the host's filesystem, so a jail has no ZFS dataset of its own to snapshot or roll back".into(),
+        help: "snapshots are the vm runtime's (JRUN_RUNTIME=vm, or --runtime vm), where every jail is a ZFS dataset".into(),
+    })
 }
 
 /// The runtime `JRUN_RUNTIME` (or `--runtime`) names.

@@ -196,3 +196,92 @@ pub fn render_guest(
     let sources = jrun_vm::render::load_setup_sources(&spec, &settings.home).into_diagnostic()?;
     jrun_vm::render::render_all(&spec, &sources).into_diagnostic()
 }
+
+/// The plan that brings the recorded jails about again, as they are: refused when a jail
+/// has changes pending (its last `up` did not finish), which `snapshot rollback` must not
+/// carry out behind the user's back.
+pub(super) fn recorded_plan(
+    settings: &Settings,
+    state: &jrun_core::state::State,
+) -> miette::Result<Plan> {
+    let wanted = state.as_config(settings.home.join("state.json"));
+    let options = Options {
+        ssh_port: settings.ssh_port,
+        ..Options::default()
+    };
+    let plan = plan::plan(&wanted, state, &Probe::default(), &options).into_diagnostic()?;
+    let pending: Vec<&str> = plan
+        .jails
+        .iter()
+        .filter(|j| !j.actions.is_empty())
+        .map(|j| j.name().as_str())
+        .chain(plan.removals.iter().map(|r| r.name.as_str()))
+        .collect();
+    if !pending.is_empty() {
+        return Err(miette::miette!(
+            help = "run `jrun up <config>` first, then roll back",
+            "jail(s) {} have changes pending (their last `jrun up` did not finish); a rollback brings the jail back as the recorded jails are, and would carry those out too",
+            pending.join(", ")
+        ));
+    }
+    Ok(plan)
+}
+
+/// `jrun snapshot rollback` on the VM: stops the jail, returns its dataset to `snap`
+/// (destroying later snapshots), then brings the jail back with one `up` script of the
+/// recorded jails: jrun's own files in it (services, firewall, addresses) are written
+/// again as the current config has them, mount folders made, the jail started and its
+/// services waited for. Whatever the rollback did, the jail is brought back.
+pub(super) fn rollback_vm(
+    vm: &VmRuntime,
+    settings: &Settings,
+    lock: &mut StateLock,
+    jail: &config::JailName,
+    snap: &jrun_vm::snapshot::SnapshotName,
+    progress: &mut Progress,
+) -> miette::Result<Vec<jrun_core::services::ServiceReady>> {
+    let plan = recorded_plan(settings, &lock.state)?;
+    progress.step(jail.as_str(), &format!("stopping, rolling back to {snap}"));
+    let rolled = vm.stop_and_roll_back(jail, snap);
+    progress.step(jail.as_str(), "starting");
+    let opts = UpOptions {
+        provision: false,
+        wait: Some(std::time::Duration::from_secs(60)),
+    };
+    let back = vm.up(&plan, &opts, &KeyStore::open(&settings.home), &mut |e| {
+        if let VmEvent::Script(ScriptProgress::Step { info, .. }) = e {
+            let who = info.jail.as_ref().map_or("vm", |j| j.as_str());
+            progress.step(who, &info.name);
+        }
+    });
+    if back.is_ok() {
+        // As `start` does after its script: the recorded VM wiring follows what was applied.
+        plan.apply_to(&mut lock.state);
+        lock.save().into_diagnostic()?;
+    }
+    let outcome = match (&rolled, &back) {
+        (Ok(()), Ok(_)) => "rolled back",
+        _ => "failed",
+    };
+    progress.done(jail.as_str(), outcome);
+    match (rolled, back) {
+        (Ok(()), Ok(rows)) => match jrun_vm::ready::ReadyLines::failure(&rows) {
+            Some(e) => Err(miette::miette!(
+                help = format!("`jrun logs {jail}` shows its services' output"),
+                "jail `{jail}` is back at snapshot `{snap}`, but a service is not ready:\n{e}"
+            )),
+            None => Ok(rows),
+        },
+        (Ok(()), Err(e)) => Err(miette::miette!(
+            help = "`jrun up <config>` tries again",
+            "jail `{jail}` was rolled back to `{snap}`, but bringing it back up failed: {e}"
+        )),
+        (Err(e), Ok(_)) => Err(miette::miette!(
+            "rolling back jail `{jail}` to `{snap}` failed: {e}\nNothing was rolled back; the jail runs again as it was."
+        )),
+        (Err(e), Err(again)) => Err(miette::miette!(
+            help = "`jrun up <config>` tries again",
+            "rolling back jail `{jail}` to `{snap}` failed: {e}\nBringing the jail back up failed too: {again}"
+        )),
+    }
+}
