@@ -4,6 +4,8 @@
 //! written in the jail comes back with a rollback; the guest's commands are read back from
 //! the shim log. On the native runtime every `snapshot` command exits 3.
 
+mod local_env;
+
 // The vm runtime's test support, shared as files (standin.rs reaches guest.rs as
 // `super::guest`, hence both at the root).
 #[allow(dead_code)]
@@ -18,15 +20,11 @@ mod standin;
 
 use http::free_port;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::sync::Arc;
 
 use jrun_vm::render::{Script, StepInfo};
 use jrun_vm::ssh::RemoteExec;
-
-/// Where nothing listens: every outside service a test's jrun could reach is loopback
-/// (main's `tests/local_env` holds the same values).
-const NOWHERE: &str = "http://127.0.0.1:9";
 
 struct Flow {
     home: tempfile::TempDir,
@@ -35,14 +33,10 @@ struct Flow {
 
 impl Flow {
     fn new(env: &[(&str, String)]) -> Flow {
-        let mut all: Vec<(String, String)> = vec![
-            ("JRUN_RELAY".into(), NOWHERE.into()),
-            ("JRUN_BSD_MIRROR".into(), NOWHERE.into()),
-            ("JRUN_GITHUB_RAW".into(), NOWHERE.into()),
-            ("JRUN_DNS_UPSTREAM".into(), "127.0.0.1:9".into()),
-            // Pinned, not removed: unset, it may default to the public relay's node.
-            ("JRUN_RELAY_PEER".into(), "tcp://127.0.0.1:9".into()),
-        ];
+        let mut all: Vec<(String, String)> = local_env::LOCAL_ENV
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         for (k, v) in env {
             all.retain(|(key, _)| key != k);
             all.push((k.to_string(), v.clone()));
@@ -54,7 +48,7 @@ impl Flow {
     }
 
     fn jrun(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_jrun"));
+        let mut cmd = local_env::jrun();
         cmd.args(args)
             .env("JRUN_HOME", self.home.path())
             // No terminal: a confirmation is refused unless -y is given.
