@@ -232,3 +232,36 @@ mod tests {
         assert_eq!(log_tail(&path, 9), ["a", "b", "c", "d"]);
     }
 }
+
+/// What `jrun status` shows of the instance itself; each runtime fills what it can know
+/// (a field it cannot know stays `None`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Vitals {
+    /// The VM's QEMU process (vm) or the supervisor (native).
+    pub pid: Option<u32>,
+    /// Where SSH reaches the VM (`127.0.0.1:2222`).
+    pub ssh: Option<String>,
+    pub uptime_secs: Option<u64>,
+    /// The guest's root filesystem.
+    pub disk_used_bytes: Option<u64>,
+    pub disk_total_bytes: Option<u64>,
+    /// The guest's memory: in use (physical minus what is free for programs) and in all.
+    pub memory_used_bytes: Option<u64>,
+    pub memory_total_bytes: Option<u64>,
+}
+
+/// One jail's processes, summed, for `jrun status --live`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JailUsage {
+    pub jail: String,
+    pub processes: u32,
+    /// CPU time used so far by its live processes (native: the live view turns two samples
+    /// into a percentage).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_seconds: Option<f64>,
+    /// CPU use as the guest's `ps` reports it (vm), in percent of one core.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_percent: Option<f64>,
+    /// Resident memory.
+    pub rss_bytes: u64,
+}

@@ -23,6 +23,7 @@ mod runtime;
 mod setup;
 pub mod supervisor;
 pub mod unbound;
+pub mod usage;
 mod workload;
 mod ygg;
 

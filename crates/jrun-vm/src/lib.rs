@@ -21,3 +21,4 @@ pub mod snapshot;
 pub mod spec;
 pub mod ssh;
 pub mod up;
+pub mod vitals;

@@ -282,6 +282,23 @@ fn start_up_forward_pair_down_stop_against_the_stand_in() {
     // logs: read in the jail, where its rc script writes them.
     flow.ok(&["logs", "web", "http", "-n", "3"]);
 
+    // status: the VM's vitals (QEMU's pid and SSH from the host; disk and memory come from
+    // the guest's df and sysctl, which the stand-in cannot answer as FreeBSD does: the
+    // parsing of FreeBSD's output is unit-tested in jrun-vm's vitals.rs).
+    let status: serde_json::Value = serde_json::from_str(&flow.ok(&["status", "--json"])).unwrap();
+    let vitals = &status["instance"]["vitals"];
+    assert_eq!(vitals["pid"].as_i64(), Some(pid as i64), "{status}");
+    assert!(
+        vitals["ssh"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{status}"
+    );
+    assert!(vitals["uptime_secs"].as_u64().is_some(), "{status}");
+    let text = flow.ok(&["status"]);
+    assert!(
+        text.contains(&format!("pid {pid} · ssh 127.0.0.1:")),
+        "{text}"
+    );
+
     // down, then stop through the power button.
     flow.ok(&["down", "web"]);
     let log = flow.guest(&format!("cat {}", standin::SHIM_LOG));

@@ -44,7 +44,7 @@ pub const SHIM_LOG: &str = "/var/log/jrun-shims.log";
 /// FreeBSD commands the guest fakes (in `/usr/local/sbin`, first on sshd's `PATH`). Each
 /// records its call in [`SHIM_LOG`] and exits 0, except:
 /// - `jls -j J` exits 1 unless `jail … -c J` started J (and no `jail … -r J` stopped it
-///   since); `pkg [-j J] info …` and `service … status` exit 1 (nothing is installed);
+///   since), and `jls name` / `jls jid name` list those jails; `pkg [-j J] info …` and `service … status` exit 1 (nothing is installed);
 /// - `zfs` keeps datasets as folders and snapshots as copies of them (`create`, `list`,
 ///   `snapshot`, `list -t snapshot`, `rollback`, `destroy`, `send | receive`), failing
 ///   as ZFS does on a missing dataset or snapshot;
@@ -231,8 +231,17 @@ jail)
     esac
     ;;
 jls)
-    [ "${1-}" = -j ] && [ -f "/var/run/standin-jails/${2-}" ] && exit 0
-    exit 1
+    if [ "${1-}" = -j ]; then
+        [ -f "/var/run/standin-jails/${2-}" ] && exit 0
+        exit 1
+    fi
+    # `jls name`, `jls jid name`: the running jails, one a line, as FreeBSD prints them.
+    n=0
+    for f in /var/run/standin-jails/*; do
+        [ -f "$f" ] || continue
+        n=$((n + 1))
+        if [ "$*" = "jid name" ]; then echo "$n ${f##*/}"; else echo "${f##*/}"; fi
+    done
     ;;
 jexec)
     # A jail's Yggdrasil node answers with the address the test planted for it.

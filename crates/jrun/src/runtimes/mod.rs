@@ -237,6 +237,32 @@ impl Selected {
         }
     }
 
+    /// The instance's vitals for `jrun status` (`since`: when it started).
+    pub fn vitals(&self, since: Option<u64>) -> jrun_core::services::Vitals {
+        match self {
+            #[cfg(target_os = "linux")]
+            Selected::Native(rt) => jrun_core::services::Vitals {
+                pid: jrun_native::usage::supervisor_pid(rt.layout()),
+                uptime_secs: since
+                    .map(|s| (jrun_core::services::now_ms() / 1000).saturating_sub(s)),
+                ..Default::default()
+            },
+            Selected::Vm(vm) => vm.vitals(since),
+        }
+    }
+
+    /// Each running jail's processes, CPU and memory (`jrun status --live`).
+    pub fn jail_usage(
+        &self,
+        jails: &[JailName],
+    ) -> Result<Vec<jrun_core::services::JailUsage>, String> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Selected::Native(rt) => Ok(jrun_native::usage::jail_usage(rt.layout(), jails)),
+            Selected::Vm(vm) => vm.jail_usage().map_err(|e| e.to_string()),
+        }
+    }
+
     /// The address the jail's running Yggdrasil node answers with, if it answers.
     pub fn running_mesh_address(&self, jail: &JailName) -> Option<YggAddress> {
         match self {

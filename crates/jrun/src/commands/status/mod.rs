@@ -1,7 +1,12 @@
-//! `jrun status [jail] [--show ip|services|all] [--json]`: the instance (running or not,
-//! since when), a table of jails (state up / failed / missing, IP, forwards, mesh address)
-//! and their services (state, pid, restarts, last health check). `status <jail>` shows one
-//! jail in full, with the last lines of each service's log.
+//! `jrun status [jail] [--show ip|services|mounts|all] [--tree] [--live] [--json]`: the
+//! instance (running or not, since when, its vitals), a table of jails (state up / failed /
+//! missing, IP, forwards, mounts, mesh address) and their services (state, pid, restarts,
+//! last health check). `status <jail>` shows one jail in full, with the last lines of each
+//! service's log; `--tree` draws the jails by what they depend on; `--live` refreshes a
+//! view of each jail's processes, CPU and memory.
+
+mod live;
+mod tree;
 
 use std::process::ExitCode;
 
@@ -12,7 +17,7 @@ use jrun_core::state::{JailState, StateStore};
 use miette::{miette, IntoDiagnostic};
 use serde::Serialize;
 
-use jrun_core::services::{log_tail, ChildStatus, ServiceStatus};
+use jrun_core::services::{log_tail, ChildStatus, ServiceStatus, Vitals};
 
 use crate::runtimes;
 
@@ -22,6 +27,8 @@ pub enum Show {
     Ip,
     /// Services: state, pid, restarts, last health check.
     Services,
+    /// Mounts: host folder → path in the jail.
+    Mounts,
     /// Everything.
     All,
 }
@@ -33,9 +40,29 @@ pub struct Args {
     /// Extra columns to show; repeat it for several (`-s ip -s services`).
     #[arg(short = 's', long, value_enum)]
     pub show: Vec<Show>,
-    /// Print JSON for scripts.
+    /// Print JSON for scripts (with `--live`: one JSON object per refresh, a line each).
     #[arg(long)]
     pub json: bool,
+    /// Draw the jails as a tree: each under the jails it depends on (`depends`, `base`).
+    #[arg(long)]
+    pub tree: bool,
+    /// Refresh a view of each jail's processes, CPU and memory until Ctrl-C.
+    #[arg(long)]
+    pub live: bool,
+    /// Time between refreshes of `--live`, e.g. `2s`, `500ms`.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_interval, requires = "live")]
+    pub interval: std::time::Duration,
+    /// Stop `--live` after this many refreshes.
+    #[arg(long, value_name = "N", requires = "live")]
+    pub count: Option<u32>,
+}
+
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    match jrun_core::config::parse_duration(text) {
+        Some(d) if d >= std::time::Duration::from_millis(100) => Ok(d),
+        Some(_) => Err("refresh at most every 100ms".into()),
+        None => Err(format!("{text:?} is not a duration (write e.g. 2s, 500ms)")),
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -68,6 +95,9 @@ struct Instance {
     running: bool,
     since: Option<u64>,
     namespace: Option<String>,
+    /// Pid, SSH, uptime, disk and memory, as far as the runtime knows them (running only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vitals: Option<Vitals>,
 }
 
 #[derive(Debug, Serialize)]
@@ -78,12 +108,19 @@ struct JailRow {
     state: &'static str,
     ip: std::net::Ipv4Addr,
     forwards: Vec<String>,
+    /// `host folder→path in the jail`.
+    mounts: Vec<String>,
+    /// What it depends on: its `base` first, then `depends`.
+    depends: Vec<String>,
     mesh_address: Option<String>,
 }
 
 pub fn run(args: Args) -> miette::Result<ExitCode> {
     let settings = runtimes::settings()?;
     let selected = runtimes::select(&settings)?;
+    if args.live {
+        return live::run(&selected, &settings, &args);
+    }
     let rt = selected.runtime();
     let inst = rt.instance().into_diagnostic()?;
     let state = StateStore::new(&settings.home).read().into_diagnostic()?;
@@ -134,6 +171,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             running: inst.running,
             since: inst.since,
             namespace: inst.detail,
+            vitals: inst.running.then(|| selected.vitals(inst.since)),
         },
         jails,
         processes,
@@ -157,11 +195,21 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             serde_json::to_string_pretty(&report).into_diagnostic()?
         );
     } else {
-        let mesh = args.show.iter().any(|s| matches!(s, Show::Ip | Show::All)) || only.is_some();
-        print!(
-            "{}",
-            render(&report, mesh, wants_services || only.is_some())
-        );
+        let cols = Columns {
+            mesh: args.show.iter().any(|s| matches!(s, Show::Ip | Show::All)) || only.is_some(),
+            mounts: args
+                .show
+                .iter()
+                .any(|s| matches!(s, Show::Mounts | Show::All))
+                || only.is_some(),
+            services: wants_services || only.is_some(),
+        };
+        if args.tree {
+            print!("{}", render_instance(&report));
+            print!("{}", tree::render(&report.jails, &report.services, &cols));
+        } else {
+            print!("{}", render(&report, &cols));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -188,6 +236,17 @@ fn row(rt: &dyn Runtime, j: &JailState, present: bool) -> JailRow {
             .iter()
             .map(|r| format!("{}/{}→{}", r.proto, r.host_port, r.jail_port))
             .collect(),
+        mounts: j
+            .mounts
+            .iter()
+            .map(|m| format!("{}→{}", m.host.display(), m.jail.display()))
+            .collect(),
+        depends: j
+            .base
+            .iter()
+            .chain(j.depends.iter())
+            .map(|d| d.to_string())
+            .collect(),
         mesh_address: rt
             .observe_jail(&j.name)
             .ok()
@@ -196,7 +255,15 @@ fn row(rt: &dyn Runtime, j: &JailState, present: bool) -> JailRow {
     }
 }
 
-fn render(report: &Report, mesh: bool, services: bool) -> String {
+/// Which optional parts `status` shows.
+pub(super) struct Columns {
+    pub mesh: bool,
+    pub mounts: bool,
+    pub services: bool,
+}
+
+/// The instance line, its vitals and a word from the supervisor when it did not answer.
+fn render_instance(report: &Report) -> String {
     let mut out = String::new();
     let i = &report.instance;
     if i.running {
@@ -206,6 +273,9 @@ fn render(report: &Report, mesh: bool, services: bool) -> String {
                 .map_or_else(|| "?".into(), crate::time_fmt::utc_seconds),
             i.namespace.as_deref().unwrap_or("")
         ));
+        if let Some(v) = i.vitals.as_ref().map(vitals_line).filter(|l| !l.is_empty()) {
+            out.push_str(&format!("          {v}\n"));
+        }
     } else {
         out.push_str("instance: not running (`jrun start` starts it)\n");
     }
@@ -214,6 +284,44 @@ fn render(report: &Report, mesh: bool, services: bool) -> String {
             "supervisor: did not answer ({e}); services and processes unknown. `jrun stop` then `jrun start` restarts the instance\n"
         ));
     }
+    out
+}
+
+/// `pid 4242 · ssh 127.0.0.1:2222 · up 2h 03m · disk 2.4G of 18.1G · memory 410M of 4.0G`,
+/// leaving out what is unknown.
+fn vitals_line(v: &Vitals) -> String {
+    let size = |b: u64| runtimes::human_size(b);
+    let of = |used: Option<u64>, total: Option<u64>| match (used, total) {
+        (Some(u), Some(t)) => Some(format!("{} of {}", size(u), size(t))),
+        (None, Some(t)) => Some(size(t)),
+        _ => None,
+    };
+    [
+        v.pid.map(|p| format!("pid {p}")),
+        v.ssh.as_ref().map(|s| format!("ssh {s}")),
+        v.uptime_secs.map(|s| format!("up {}", uptime(s))),
+        of(v.disk_used_bytes, v.disk_total_bytes).map(|d| format!("disk {d}")),
+        of(v.memory_used_bytes, v.memory_total_bytes).map(|m| format!("memory {m}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(" · ")
+}
+
+/// `45s`, `12m 05s`, `3h 07m`, `2d 04h`.
+fn uptime(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s:02}s"),
+        (0, _, _) => format!("{h}h {m:02}m"),
+        _ => format!("{d}d {h:02}h"),
+    }
+}
+
+fn render(report: &Report, cols: &Columns) -> String {
+    let mut out = render_instance(report);
     if report.jails.is_empty() {
         out.push_str("no jails (`jrun up <config>` deploys them)\n");
     } else {
@@ -221,7 +329,10 @@ fn render(report: &Report, mesh: bool, services: bool) -> String {
             "{:<20} {:<8} {:<15} {:<24}",
             "JAIL", "STATE", "IP", "FORWARDS"
         ));
-        if mesh {
+        if cols.mounts {
+            out.push_str(&format!(" {:<32}", "MOUNTS"));
+        }
+        if cols.mesh {
             out.push_str(" MESH ADDRESS");
         }
         out.push('\n');
@@ -238,17 +349,25 @@ fn render(report: &Report, mesh: bool, services: bool) -> String {
                 j.ip.to_string(),
                 fwd
             ));
-            if mesh {
+            if cols.mounts {
+                let m = if j.mounts.is_empty() {
+                    "-".to_string()
+                } else {
+                    j.mounts.join(",")
+                };
+                out.push_str(&format!(" {m:<32}"));
+            }
+            if cols.mesh {
                 out.push(' ');
                 out.push_str(j.mesh_address.as_deref().unwrap_or("-"));
             }
             out.push('\n');
         }
     }
-    if services {
+    if cols.services {
         out.push_str(&render_services(&report.services));
     }
-    if services && !report.processes.is_empty() {
+    if cols.services && !report.processes.is_empty() {
         out.push_str(&format!("\n{:<24} {:<8} RESTARTS\n", "PROCESS", "PID"));
         for c in &report.processes {
             let pid = c.pid.map_or_else(|| "-".to_string(), |p| p.to_string());

@@ -1,0 +1,117 @@
+//! `jrun status`'s views on the native runtime, end to end (root): the instance's vitals,
+//! the mounts column, the dependency tree, and `--live` measuring a busy jail's CPU and
+//! memory from its own processes while an idle jail stays near zero.
+
+mod local_env;
+mod native_support;
+
+use native_support::Instance;
+
+#[test]
+fn vitals_mounts_tree_and_live_cpu() {
+    if !nix::unistd::Uid::effective().is_root() {
+        panic!("the native runtime needs root (network namespaces); CI runs as root");
+    }
+    let inst = Instance::new(false);
+    let data = inst.home.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let in_jail = inst.home.path().join("jail-data").display().to_string();
+    let cfg = inst.config(&format!(
+        r#"jail "db" {{
+  mount {{ data {{ host = "data"; jail = "{in_jail}"; }} }}
+  exec {{ idle {{ cmd = "exec sleep 600"; }} }}
+}}
+jail "api" {{
+  depends ["db"]
+  exec {{ spin {{ cmd = "while :; do :; done"; }} }}
+}}
+"#
+    ));
+    inst.start();
+    inst.up(&cfg);
+
+    // Vitals: the supervisor's pid and an uptime, in JSON and on the instance line.
+    let status = inst.status();
+    let vitals = &status["instance"]["vitals"];
+    assert!(vitals["pid"].as_u64().unwrap() > 1, "{status}");
+    assert!(vitals["uptime_secs"].is_u64(), "{status}");
+    let db = status["jails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == "db")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        db["mounts"][0].as_str().unwrap(),
+        format!("{}→{in_jail}", data.display())
+    );
+    let text = inst.ok(&["status", "-s", "mounts"]);
+    assert!(text.contains(&format!("pid {}", vitals["pid"])), "{text}");
+    assert!(text.contains("MOUNTS") && text.contains(&in_jail), "{text}");
+
+    // The tree: api under db, with db's mount and each service as leaves.
+    let tree = inst.ok(&["status", "--tree", "-s", "all"]);
+    let lines: Vec<&str> = tree.lines().collect();
+    let at = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle:?} not in\n{tree}"))
+    };
+    assert!(lines[at("── db  up")].starts_with("└── db"), "{tree}");
+    assert!(
+        at("mount ") > at("── db  up") && at("── api  up") > at("mount "),
+        "{tree}"
+    );
+    assert!(lines[at("── api  up")].starts_with("    └── api"), "{tree}");
+    assert!(tree.contains("service spin  running"), "{tree}");
+
+    // Live: three refreshes 400 ms apart, one JSON line each; from the second on, the
+    // spinning jail uses most of a core and the sleeping one next to nothing.
+    let out = inst.ok(&[
+        "status",
+        "--live",
+        "--json",
+        "--count",
+        "3",
+        "--interval",
+        "400ms",
+    ]);
+    let frames: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(frames.len(), 3, "{out}");
+    let row = |f: &serde_json::Value, jail: &str| {
+        f["jails"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["jail"] == jail)
+            .unwrap()
+            .clone()
+    };
+    assert!(
+        row(&frames[0], "api")["cpu_percent"].is_null(),
+        "a rate needs two samples"
+    );
+    let (api, db) = (row(&frames[2], "api"), row(&frames[2], "db"));
+    assert!(api["cpu_percent"].as_f64().unwrap() > 40.0, "{out}");
+    assert!(db["cpu_percent"].as_f64().unwrap() < 10.0, "{out}");
+    assert!(api["processes"].as_u64().unwrap() >= 1 && db["processes"].as_u64().unwrap() >= 1);
+    assert!(db["rss_bytes"].as_u64().unwrap() > 0, "{out}");
+
+    // The plain view, as a pipe sees it: one frame after another.
+    let plain = inst.ok(&[
+        "status",
+        "--live",
+        "--count",
+        "2",
+        "--interval",
+        "200ms",
+        "api",
+    ]);
+    assert_eq!(plain.matches("jrun status --live").count(), 2, "{plain}");
+    assert!(plain.contains("api") && !plain.contains("\x1b["), "{plain}");
+}
