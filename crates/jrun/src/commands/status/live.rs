@@ -151,7 +151,7 @@ fn render(
             runtimes::human_size(r.rss_bytes),
             history
                 .get(&r.jail)
-                .map_or_else(String::new, |h| sparkline(h))
+                .map_or_else(String::new, sparkline)
         ));
     }
     out
