@@ -205,8 +205,11 @@ pub(crate) fn read_state(path: &Path) -> Result<State, StateError> {
     if version == 0 {
         return Err(corrupt("\"version\" is 0".into()));
     }
-    let state: State = serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))?;
+    let mut state: State = serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))?;
     check_consistent(&state).map_err(corrupt)?;
+    // Older formats read as this one (a version-1 jail has no recorded file) and are
+    // written back as this one.
+    state.version = STATE_VERSION;
     Ok(state)
 }
 
@@ -312,7 +315,7 @@ mod tests {
         lock.save().unwrap();
         let value: serde_json::Value =
             serde_json::from_slice(&fs::read(store.path()).unwrap()).unwrap();
-        assert_eq!(value["version"], 1);
+        assert_eq!(value["version"], STATE_VERSION);
         assert_eq!(value["jails"]["web"]["ip"], "10.17.89.10");
         let mode = fs::metadata(store.path()).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
