@@ -195,3 +195,42 @@ fn a_corrupt_state_is_an_error_naming_the_file() {
     );
     assert!(out.stdout.is_empty());
 }
+
+/// A home holding Jailrun's state.json: the first command converts it (saying so on
+/// stderr, one line per jail and pairing); the converted jails keep their host ports.
+#[test]
+fn jailruns_state_is_converted_on_first_use() {
+    let home = Home::new();
+    let jrun_home = home.path().join("jrun");
+    std::fs::create_dir_all(&jrun_home).unwrap();
+    let original = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../jrun-core/tests/fixtures/jailrun-state/stack.json");
+    std::fs::copy(&original, jrun_home.join("state.json")).unwrap();
+    let cfg = fixture("stack.ucl");
+    let out = home.jrun(&["plan", cfg.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("was Jailrun's state; converted it for jrun"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("jrun: jail fastapi-314 (10.17.89.12, 15.0-RELEASE): converted"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("jrun: pairing 18-pulse-lilac (created here)"),
+        "{stderr}"
+    );
+    // stack.ucl's web wants tcp/8080, which Jailrun's fastapi-314 forwards.
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("jail fastapi-314"), "{stderr}");
+    assert_eq!(
+        std::fs::read(jrun_home.join("state.jailrun.json")).unwrap(),
+        std::fs::read(&original).unwrap()
+    );
+    // The second command has nothing to convert.
+    let out = home.jrun(&["plan", cfg.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("converted"), "{stderr}");
+    assert!(stderr.contains("tcp/8080"), "{stderr}");
+}
