@@ -387,12 +387,15 @@ fn text_map(v: &Value, at: &str) -> Result<BTreeMap<String, String>, ConvertErro
     Ok(out)
 }
 
+/// One entry of a Jailrun dictionary: its (checked) name, its field path, its object.
+type Entry<'a> = (String, String, &'a Map<String, Value>);
+
 /// Entries of a Jailrun dictionary (`forwards`, `mounts`…), each with its field path.
 fn entries<'a>(
     o: &'a Map<String, Value>,
     at: &str,
     key: &str,
-) -> Result<Vec<(String, String, &'a Map<String, Value>)>, ConvertError> {
+) -> Result<Vec<Entry<'a>>, ConvertError> {
     let Some(v) = o.get(key) else {
         return Ok(Vec::new());
     };
