@@ -147,6 +147,7 @@ fn case() -> impl Strategy<Value = Case> {
                     .map(ip)
                     .filter(|a| !statics.contains(a) && !held.contains(a))
                     .collect(),
+                ..Probe::default()
             };
             let only = if config.jails.is_empty() {
                 Vec::new()

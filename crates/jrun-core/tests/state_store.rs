@@ -24,6 +24,8 @@ fn jail(name: &str, last: u8) -> JailState {
         execs: Vec::new(),
         setup: Vec::new(),
         deployed: true,
+        file: None,
+        from_jailrun: false,
     }
 }
 
@@ -148,7 +150,7 @@ fn missing_file_is_an_empty_state_and_saves_round_trip() {
         .insert("native".into(), serde_json::json!({"instance": "a1"}));
     lock.save().unwrap();
     let text = std::fs::read_to_string(store.path()).unwrap();
-    assert!(text.contains("\"version\": 1"));
+    assert!(text.contains(&format!("\"version\": {STATE_VERSION}")));
     assert_eq!(store.read().unwrap(), lock.state);
     // No temp file is left behind.
     let names: Vec<_> = std::fs::read_dir(store.path().parent().unwrap())

@@ -85,6 +85,8 @@ mod tests {
                 execs: vec![],
                 setup: vec![],
                 deployed: true,
+                file: None,
+                from_jailrun: false,
             },
         );
         let addr = "201::1".parse().unwrap();

@@ -453,6 +453,8 @@ mod tests {
             execs: vec![],
             setup: vec![],
             deployed: true,
+            file: None,
+            from_jailrun: false,
         };
         state.jails.insert(web.clone(), js.clone());
         js.name = JailName::new("api").unwrap();

@@ -202,6 +202,7 @@ mod tests {
                 only: vec![],
                 provision: false,
                 ssh_port: 2222,
+                file: None,
             },
         )
         .unwrap()

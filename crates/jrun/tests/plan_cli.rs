@@ -61,10 +61,20 @@ impl Home {
 
     /// Records `config` as fully deployed, as a successful `jrun up` would.
     fn deploy(&self, config: &str) {
+        self.deploy_as(config, config)
+    }
+
+    /// Records `config` as fully deployed from the file `edited`: `edited` is the same
+    /// config file, edited since.
+    fn deploy_as(&self, config: &str, edited: &str) {
         let cfg = config::load(&fixture(config), 2222).unwrap();
         let store = StateStore::new(self.path().join("jrun"));
         let mut lock = store.lock(LockWait::No).unwrap();
-        let p = plan(&cfg, &lock.state, &Probe::default(), &Options::default()).unwrap();
+        let options = Options {
+            file: Some(fixture(edited)),
+            ..Options::default()
+        };
+        let p = plan(&cfg, &lock.state, &Probe::default(), &options).unwrap();
         p.apply_to(&mut lock.state);
         lock.save().unwrap();
     }
@@ -94,35 +104,35 @@ fn no_change() {
 #[test]
 fn one_forward_added() {
     let home = Home::new();
-    home.deploy("stack.ucl");
+    home.deploy_as("stack.ucl", "forward-added.ucl");
     insta::assert_snapshot!(home.plan("forward-added.ucl", &[]));
 }
 
 #[test]
 fn one_forward_added_json() {
     let home = Home::new();
-    home.deploy("stack.ucl");
+    home.deploy_as("stack.ucl", "forward-added.ucl");
     insta::assert_snapshot!(home.plan("forward-added.ucl", &["--json"]));
 }
 
 #[test]
 fn one_jail_removed() {
     let home = Home::new();
-    home.deploy("stack.ucl");
+    home.deploy_as("stack.ucl", "removed.ucl");
     insta::assert_snapshot!(home.plan("removed.ucl", &[]));
 }
 
 #[test]
 fn one_jail_renamed() {
     let home = Home::new();
-    home.deploy("stack.ucl");
+    home.deploy_as("stack.ucl", "renamed.ucl");
     insta::assert_snapshot!(home.plan("renamed.ucl", &[]));
 }
 
 #[test]
 fn a_static_ip_moved() {
     let home = Home::new();
-    home.deploy("stack.ucl");
+    home.deploy_as("stack.ucl", "static-moved.ucl");
     insta::assert_snapshot!(home.plan("static-moved.ucl", &[]));
 }
 
@@ -137,6 +147,27 @@ fn provision_recreates_everything() {
     let home = Home::new();
     home.deploy("stack.ucl");
     insta::assert_snapshot!(home.plan("stack.ucl", &["--provision"]));
+}
+
+/// Another file deployed these jails: `plan` of a file with the same jail names refuses,
+/// naming that file; the other file's jails show as untouched in its own plan.
+#[test]
+fn jails_of_another_file() {
+    let home = Home::new();
+    home.deploy("stack.ucl");
+    let cfg = fixture("removed.ucl");
+    let out = home.jrun(&["plan", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The message as one line, whatever the width it was wrapped to.
+    let squeeze = |s: &str| s.replace(|c: char| c.is_whitespace() || c == '│', "");
+    let stack = fixture("stack.ucl");
+    let want = format!(
+        "jail api was deployed from {}, and a jail belongs to one config file",
+        stack.display()
+    );
+    assert!(squeeze(&stderr).contains(&squeeze(&want)), "{stderr}");
+    assert!(out.stdout.is_empty());
 }
 
 #[test]
@@ -166,4 +197,43 @@ fn a_corrupt_state_is_an_error_naming_the_file() {
         "{stderr}"
     );
     assert!(out.stdout.is_empty());
+}
+
+/// A home holding Jailrun's state.json: the first command converts it (saying so on
+/// stderr, one line per jail and pairing); the converted jails keep their host ports.
+#[test]
+fn jailruns_state_is_converted_on_first_use() {
+    let home = Home::new();
+    let jrun_home = home.path().join("jrun");
+    std::fs::create_dir_all(&jrun_home).unwrap();
+    let original = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../jrun-core/tests/fixtures/jailrun-state/stack.json");
+    std::fs::copy(&original, jrun_home.join("state.json")).unwrap();
+    let cfg = fixture("stack.ucl");
+    let out = home.jrun(&["plan", cfg.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("was Jailrun's state; converted it for jrun"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("jrun: jail fastapi-314 (10.17.89.12, 15.0-RELEASE): converted"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("jrun: pairing 18-pulse-lilac (created here)"),
+        "{stderr}"
+    );
+    // stack.ucl's web wants tcp/8080, which Jailrun's fastapi-314 forwards.
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("jail fastapi-314"), "{stderr}");
+    assert_eq!(
+        std::fs::read(jrun_home.join("state.jailrun.json")).unwrap(),
+        std::fs::read(&original).unwrap()
+    );
+    // The second command has nothing to convert.
+    let out = home.jrun(&["plan", cfg.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("converted"), "{stderr}");
+    assert!(stderr.contains("tcp/8080"), "{stderr}");
 }

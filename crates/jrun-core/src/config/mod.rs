@@ -22,7 +22,7 @@ mod model;
 mod order;
 mod read;
 mod validate;
-mod values;
+pub(crate) mod values;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -2,6 +2,7 @@
 //! the config describes — and why.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use super::ip::{Assigned, IpSource};
 use super::model::{Action, Op, Reason, VmAction, VmOp};
@@ -15,6 +16,7 @@ pub(crate) fn jail_actions(
     assigned: &Assigned,
     old: Option<&JailState>,
     provision: bool,
+    file: Option<&Path>,
 ) -> Vec<Action> {
     let Some(old) = old else {
         return vec![act(Op::Create, Reason::NewJail)];
@@ -22,6 +24,21 @@ pub(crate) fn jail_actions(
     if let Some(reason) = rebuild_reason(jail, assigned, old, provision) {
         return vec![act(Op::Recreate, reason)];
     }
+    let mut actions = changes(jail, assigned, old);
+    // Taken over from a file that is gone, or from no recorded file.
+    if old.file.as_deref() != file {
+        actions.push(act(
+            Op::Record,
+            Reason::Adopted {
+                from: old.file.clone(),
+            },
+        ));
+    }
+    actions
+}
+
+/// What changes in place for a deployed jail.
+fn changes(jail: &Jail, assigned: &Assigned, old: &JailState) -> Vec<Action> {
     let mut actions = Vec::new();
     let old_fwd = redirects_for(&old.name, old.ip, &old.forwards);
     let new_fwd = redirects_for(&jail.name, assigned.ip, &jail.forwards);
@@ -93,7 +110,11 @@ pub(crate) fn jail_actions(
     }
     // Anything else that differs is the order of declarations: nothing runs, but the
     // record must follow the file, or the next plan would not be empty.
-    if actions.is_empty() && JailState::from_jail(jail, assigned.ip, true) != *old {
+    let same_file = JailState {
+        file: old.file.clone(),
+        ..JailState::from_jail(jail, assigned.ip, true)
+    };
+    if actions.is_empty() && same_file != *old {
         actions.push(act(Op::Record, Reason::OrderChanged));
     }
     actions
@@ -106,6 +127,9 @@ fn rebuild_reason(
     old: &JailState,
     provision: bool,
 ) -> Option<Reason> {
+    if old.from_jailrun {
+        return Some(Reason::FromJailrun);
+    }
     if provision {
         return Some(Reason::Provision);
     }

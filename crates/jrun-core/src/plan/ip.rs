@@ -172,6 +172,7 @@ mod tests {
         let state = state_with(&[("c", ip(12))]);
         let probe = Probe {
             in_use: [ip(11), ip(12)].into(),
+            ..Probe::default()
         };
         let a = assign_ips(&cfg, &all(&cfg), &state, &probe).unwrap();
         assert_eq!(
@@ -233,6 +234,7 @@ mod tests {
         let cfg = config(vec![jail("a").ip(ip(20))]);
         let probe = Probe {
             in_use: [ip(20)].into(),
+            ..Probe::default()
         };
         let err = assign_ips(&cfg, &all(&cfg), &State::default(), &probe);
         assert!(matches!(err, Err(IpError::StaticInUse { .. })));
@@ -243,6 +245,7 @@ mod tests {
         let cfg = config(vec![jail("a"), jail("b"), jail("c")]);
         let probe = Probe {
             in_use: (10..=248).map(ip).collect(),
+            ..Probe::default()
         };
         let err = assign_ips(&cfg, &all(&cfg), &State::default(), &probe).unwrap_err();
         assert_eq!(err, IpError::PoolExhausted { needed: 3, free: 2 });

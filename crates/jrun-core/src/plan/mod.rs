@@ -16,10 +16,12 @@ mod report;
 pub(crate) mod testing;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
 pub use ip::{assign_ips, Assigned, IpError, IpSource};
 pub use model::{
-    Action, JailPlan, JailRemoval, Op, Options, Plan, Probe, Reason, VmAction, VmOp, VmPlan,
+    Action, JailPlan, JailRemoval, Op, Options, Plan, Probe, Reason, Untouched, VmAction, VmOp,
+    VmPlan,
 };
 pub use order::{dependencies, dependency_order, with_dependencies, OrderError};
 pub use report::Summary;
@@ -40,11 +42,19 @@ pub enum PlanError {
     Ip(#[from] IpError),
     #[error(transparent)]
     Ports(#[from] PortConflict),
-    #[error("jail {jail} has ip = \"{ip}\", but jail {holder} holds that address and this partial run leaves it alone; run without naming jails, or name {holder} too")]
+    #[error("jail {jail} has ip = \"{ip}\", but jail {holder} holds that address and this run leaves it alone (another file deployed it, or this partial run does not name it); choose another address, or name {holder} too")]
     HeldByUntouched {
         jail: JailName,
         ip: std::net::Ipv4Addr,
         holder: JailName,
+    },
+    #[error("jail {jail} was deployed from {}, and a jail belongs to one config file; rename it in {}, or drop it from the other file and run `jrun up {}` (or `jrun down {jail}`) first", .other.display(), .this.display(), .other.display())]
+    OtherFile {
+        jail: JailName,
+        /// The file that deployed it.
+        other: PathBuf,
+        /// The file being planned.
+        this: PathBuf,
     },
 }
 
@@ -56,49 +66,35 @@ pub fn plan(
     options: &Options,
 ) -> Result<Plan, PlanError> {
     let order = dependency_order(config)?;
-    let scope: BTreeSet<JailName> = if options.only.is_empty() {
+    let owner = options.file.as_deref();
+    let mut scope: BTreeSet<JailName> = if options.only.is_empty() {
         config.jails.iter().map(|j| j.name.clone()).collect()
     } else {
         with_dependencies(config, &options.only)?
     };
-    let base_forwards = config
-        .base
-        .as_ref()
-        .map(|b| b.forwards.as_slice())
-        .unwrap_or_default();
-    check_host_ports(
-        options.ssh_port,
-        base_forwards,
-        config
-            .jails
-            .iter()
-            .map(|j| (&j.name, j.forwards.as_slice())),
-    )?;
-    let ips = assign_ips(config, &scope, state, probe)?;
-
-    let peers: Vec<_> = state.mesh_addresses().collect();
-    let jails: Vec<JailPlan> = order
-        .into_iter()
-        .filter(|j| scope.contains(&j.name))
-        .map(|jail| {
-            let assigned = &ips[&jail.name];
-            JailPlan {
-                jail: jail.clone(),
-                ip: assigned.ip,
-                redirects: redirects_for(&jail.name, assigned.ip, &jail.forwards),
-                firewall: JailFirewall::new(jail.name.clone(), peers.iter().copied()),
-                actions: diff::jail_actions(
-                    jail,
-                    assigned,
-                    state.jails.get(&jail.name),
-                    options.provision,
-                ),
+    match owner {
+        // The whole state (`start`, `down`, pairing changes): a jail converted from
+        // Jailrun's state is created by `up` of its file only.
+        None => scope.retain(|n| !state.jails.get(n).is_some_and(|j| j.from_jailrun)),
+        Some(file) => {
+            for name in &scope {
+                let other = state.jails.get(name).and_then(|j| j.file.as_deref());
+                if let Some(other) = other.filter(|o| *o != file) {
+                    if !probe.missing_files.contains(other) {
+                        return Err(PlanError::OtherFile {
+                            jail: name.clone(),
+                            other: other.to_path_buf(),
+                            this: file.to_path_buf(),
+                        });
+                    }
+                }
             }
-        })
-        .collect();
+        }
+    }
+    let (base, base_file) = effective_base(config, state, owner);
 
     let removals = if options.only.is_empty() {
-        removals(config, state)
+        removals(config, state, owner)
     } else {
         Vec::new()
     };
@@ -108,6 +104,55 @@ pub fn plan(
         .jails
         .values()
         .filter(|j| !scope.contains(&j.name) && !removed.contains(&j.name))
+        .collect();
+
+    let base_forwards = base
+        .as_ref()
+        .map(|b| b.forwards.as_slice())
+        .unwrap_or_default();
+    // Every forward that will exist: the config's, and those of the jails other files
+    // deployed, which keep theirs.
+    let others = untouched
+        .iter()
+        .filter(|j| config.jail(j.name.as_str()).is_none())
+        .map(|j| (&j.name, j.forwards.as_slice()));
+    check_host_ports(
+        options.ssh_port,
+        base_forwards,
+        config
+            .jails
+            .iter()
+            .map(|j| (&j.name, j.forwards.as_slice()))
+            .chain(others),
+    )?;
+    let ips = assign_ips(config, &scope, state, probe)?;
+
+    let peers: Vec<_> = state.mesh_addresses().collect();
+    let jails: Vec<JailPlan> = order
+        .into_iter()
+        .filter(|j| scope.contains(&j.name))
+        .map(|jail| {
+            let assigned = &ips[&jail.name];
+            let old = state.jails.get(&jail.name);
+            let file = match owner {
+                Some(f) => Some(f.to_path_buf()),
+                None => old.and_then(|o| o.file.clone()),
+            };
+            JailPlan {
+                jail: jail.clone(),
+                actions: diff::jail_actions(
+                    jail,
+                    assigned,
+                    old,
+                    options.provision,
+                    file.as_deref(),
+                ),
+                file,
+                ip: assigned.ip,
+                redirects: redirects_for(&jail.name, assigned.ip, &jail.forwards),
+                firewall: JailFirewall::new(jail.name.clone(), peers.iter().copied()),
+            }
+        })
         .collect();
 
     // A static address may displace a jail only if that jail is replanned too.
@@ -146,26 +191,53 @@ pub fn plan(
     let forwards = ForwardChanges::between(in_effect.unwrap_or_default(), &vm_firewall.redirects);
 
     Ok(Plan {
-        base: config.base.clone(),
         vm: VmPlan {
-            actions: diff::vm_actions(state.base.as_ref(), config.base.as_ref(), options.provision),
+            actions: diff::vm_actions(state.base.as_ref(), base.as_ref(), options.provision),
         },
+        base,
+        base_file,
+        file: options.file.clone(),
         removals,
         jails,
         dns_changed: dns != dns_now,
         dns,
         vm_firewall,
         forwards,
+        untouched: untouched
+            .iter()
+            .map(|j| Untouched {
+                name: j.name.clone(),
+                file: j.file.clone(),
+            })
+            .collect(),
     })
 }
 
+/// The base after the plan, and its file. A file with a `base` block applies it,
+/// whoever applied the one before (the VM has one base). A file without one leaves the
+/// recorded base alone, unless that base was this file's: then it goes.
+fn effective_base(
+    config: &Config,
+    state: &State,
+    owner: Option<&Path>,
+) -> (Option<crate::config::Base>, Option<PathBuf>) {
+    match (owner, &config.base) {
+        (None, base) => (base.clone(), state.base_file.clone()),
+        (Some(file), Some(base)) => (Some(base.clone()), Some(file.to_path_buf())),
+        (Some(file), None) if state.base_file.as_deref() == Some(file) => (None, None),
+        (Some(_), None) => (state.base.clone(), state.base_file.clone()),
+    }
+}
+
 /// Jails recorded in state but absent from the config, dependents before what they
-/// depend on, otherwise by name.
-fn removals(config: &Config, state: &State) -> Vec<JailRemoval> {
+/// depend on, otherwise by name. Planning a file (`owner`), only the jails that file
+/// deployed: those of other files, or of no recorded file, stay.
+fn removals(config: &Config, state: &State, owner: Option<&Path>) -> Vec<JailRemoval> {
     let gone: BTreeMap<&JailName, _> = state
         .jails
         .iter()
         .filter(|(name, _)| config.jail(name.as_str()).is_none())
+        .filter(|(_, j)| owner.is_none_or(|f| j.file.as_deref() == Some(f)))
         .collect();
     // Post-order over "depends on" among the gone jails gives dependencies first;
     // reversed, dependents come first.

@@ -1,6 +1,7 @@
 //! The Plan: everything a runtime needs to act, without re-deriving anything.
 
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -10,8 +11,15 @@ use crate::net::{DnsRecords, ForwardChanges, JailFirewall, Redirect, VmFirewall}
 /// What `jrun up` would do, in the order to do it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
-    /// The config's `base` (what the VM should have after this plan).
+    /// The base the VM should have after this plan: the config's `base`, or the recorded
+    /// one when the config has none and another file (or no recorded file) applied it.
     pub base: Option<Base>,
+    /// The config file `base` comes from (canonical path), recorded with it.
+    #[serde(default)]
+    pub base_file: Option<PathBuf>,
+    /// The config file planned ([`Options::file`]); `None`: the whole state.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
     /// Changes to the VM itself (base setup, shares, base forwards), done first.
     pub vm: VmPlan,
     /// Jails that exist but are no longer wanted, removed before anything is created.
@@ -27,6 +35,19 @@ pub struct Plan {
     pub vm_firewall: VmFirewall,
     /// Jail forwards to add and remove, compared with the wiring in effect.
     pub forwards: ForwardChanges,
+    /// Recorded jails this plan leaves exactly as they are (deployed from another file,
+    /// from no recorded file, or not named in a partial run), by name. Their addresses,
+    /// DNS records and forwards are part of `dns` and `vm_firewall`.
+    #[serde(default)]
+    pub untouched: Vec<Untouched>,
+}
+
+/// A recorded jail the plan leaves alone, and the file that deployed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Untouched {
+    pub name: JailName,
+    /// The config file that deployed it; `None`: not recorded (older state, or Jailrun's).
+    pub file: Option<PathBuf>,
 }
 
 /// What happens to the VM itself.
@@ -69,6 +90,9 @@ pub struct JailRemoval {
 pub struct JailPlan {
     /// The jail as the config describes it.
     pub jail: Jail,
+    /// The config file it is recorded as deployed from (canonical path).
+    #[serde(default)]
+    pub file: Option<PathBuf>,
     /// Its resolved address (static, kept from state, or newly assigned).
     pub ip: Ipv4Addr,
     /// Its forwards, as VM redirects to `ip`.
@@ -121,6 +145,13 @@ pub enum Reason {
     Provision,
     /// Its last deployment did not complete.
     IncompleteDeployment,
+    /// Converted from Jailrun's state: it does not exist in this instance yet.
+    FromJailrun,
+    /// Recorded from another file that no longer exists, or from no recorded file: this
+    /// file takes it over.
+    Adopted {
+        from: Option<PathBuf>,
+    },
     ReleaseChanged {
         from: Option<String>,
         to: Option<String>,
@@ -189,6 +220,10 @@ pub enum Reason {
 pub struct Probe {
     /// Addresses in the jail subnet that answer, whoever holds them.
     pub in_use: std::collections::BTreeSet<Ipv4Addr>,
+    /// Config files recorded in state that no longer exist ([`crate::state::State::missing_files`]):
+    /// a file may take over their jails.
+    #[serde(default)]
+    pub missing_files: std::collections::BTreeSet<PathBuf>,
 }
 
 /// How to plan.
@@ -201,6 +236,12 @@ pub struct Options {
     pub provision: bool,
     /// The host port that reaches the VM (`JRUN_SSH_PORT`); no forward may take it.
     pub ssh_port: u16,
+    /// The config file being planned (canonical path): the plan speaks for its jails only.
+    /// Jails recorded from other files stay as they are, and only jails this file deployed
+    /// are removed when it no longer lists them. `None`: the config is the whole state
+    /// ([`crate::state::State::as_config`]), every recorded jail keeps its file.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -209,6 +250,7 @@ impl Default for Options {
             only: Vec::new(),
             provision: false,
             ssh_port: 2222,
+            file: None,
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The plan for humans: grouped by jail, one line per action with its reason, and a
 //! summary line.
 
+use std::collections::BTreeMap;
 use std::fmt::{self, Display, Write as _};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -47,6 +49,7 @@ impl Plan {
             let n = self.jails.len();
             let jails = if n == 1 { "jail" } else { "jails" };
             let _ = writeln!(out, "Nothing to do: {n} {jails} already match the config.");
+            self.render_untouched(&mut out);
             return out;
         }
         let mut groups: Vec<(String, Vec<Line>)> = Vec::new();
@@ -99,8 +102,38 @@ impl Plan {
                 self.dns.peers().count()
             );
         }
+        self.render_untouched(&mut out);
         let _ = writeln!(out, "{}", self.summary());
         out
+    }
+
+    /// One line per group of recorded jails the plan leaves alone, by the file that
+    /// deployed them; and the base, when another file applied it.
+    fn render_untouched(&self, out: &mut String) {
+        let mut groups: BTreeMap<Option<&Path>, Vec<&str>> = BTreeMap::new();
+        for u in &self.untouched {
+            groups
+                .entry(u.file.as_deref())
+                .or_default()
+                .push(u.name.as_str());
+        }
+        let whence = |file: Option<&Path>| match file {
+            Some(f) if Some(f) == self.file.as_deref() => "not named in this run".to_string(),
+            Some(f) => format!("from {}", f.display()),
+            None => "no config file recorded".to_string(),
+        };
+        for (file, names) in &groups {
+            let _ = writeln!(out, "untouched: {} ({})", names.join(", "), whence(*file));
+        }
+        let base_elsewhere =
+            self.file.is_some() && self.base.is_some() && self.base_file != self.file;
+        if base_elsewhere {
+            let _ = writeln!(
+                out,
+                "untouched: base ({})",
+                whence(self.base_file.as_deref())
+            );
+        }
     }
 }
 
@@ -184,6 +217,17 @@ impl Display for Reason {
             Reason::NotInConfig => f.write_str("no longer in the config"),
             Reason::Provision => f.write_str("--provision"),
             Reason::IncompleteDeployment => f.write_str("its last deployment did not complete"),
+            Reason::FromJailrun => {
+                f.write_str("converted from Jailrun's state; not created in this instance yet")
+            }
+            Reason::Adopted { from: Some(file) } => write!(
+                f,
+                "deployed from {}, which no longer exists; this file takes it over",
+                file.display()
+            ),
+            Reason::Adopted { from: None } => {
+                f.write_str("no config file recorded for it; this file takes it over")
+            }
             Reason::ReleaseChanged { from, to } => {
                 write!(f, "release changed from {} to {}", opt(from), opt(to))
             }

@@ -437,3 +437,316 @@ fn removals_take_dependents_first() {
     assert!(after.jails.is_empty());
     assert!(after.vm.unwrap().redirects.is_empty());
 }
+
+// --- Several config files, one instance ---
+
+fn file_a() -> PathBuf {
+    PathBuf::from("/work/a.ucl")
+}
+
+fn file_b() -> PathBuf {
+    PathBuf::from("/work/b.ucl")
+}
+
+fn of_file(cfg: Config, file: PathBuf) -> (Config, Options) {
+    let cfg = Config {
+        path: file.clone(),
+        ..cfg
+    };
+    let options = Options {
+        file: Some(file),
+        ..Options::default()
+    };
+    (cfg, options)
+}
+
+/// `a.ucl` holds web (tcp/8080) and db; `b.ucl` holds cache (tcp/6379). Both deployed.
+fn two_files() -> (Config, Options, Config, Options, State) {
+    let (a, a_opts) = of_file(stack(), file_a());
+    let (b, b_opts) = of_file(
+        config(vec![with(jail("cache"), |j| {
+            j.forwards.push(fwd("redis", 6379, 6379));
+        })]),
+        file_b(),
+    );
+    let mut state = State::default();
+    for (cfg, opts) in [(&a, &a_opts), (&b, &b_opts)] {
+        plan(cfg, &state, &Probe::default(), opts)
+            .unwrap()
+            .apply_to(&mut state);
+    }
+    (a, a_opts, b, b_opts, state)
+}
+
+#[test]
+fn each_jail_records_the_file_that_deployed_it() {
+    let (_, _, _, _, state) = two_files();
+    let files: Vec<_> = state
+        .jails
+        .values()
+        .map(|j| (j.name.as_str(), j.file.clone().unwrap()))
+        .collect();
+    assert_eq!(
+        files,
+        [("cache", file_b()), ("db", file_a()), ("web", file_a())]
+    );
+}
+
+#[test]
+fn up_of_one_file_leaves_the_other_files_jails_alone() {
+    let (a, a_opts, _, _, state) = two_files();
+    let p = plan(&a, &state, &Probe::default(), &a_opts).unwrap();
+    assert!(p.is_empty(), "{p:?}");
+    assert!(p.removals.is_empty());
+    assert_eq!(
+        p.untouched,
+        [Untouched {
+            name: name("cache"),
+            file: Some(file_b()),
+        }]
+    );
+    // The VM keeps the other file's forward and DNS name.
+    assert!(p
+        .vm_firewall
+        .redirects
+        .iter()
+        .any(|r| r.jail == name("cache") && r.host_port == 6379));
+    assert!(p
+        .dns
+        .local()
+        .any(|r| r.name == DnsName::Local(name("cache"))));
+    let text = p.render_text();
+    assert!(
+        text.contains("untouched: cache (from /work/b.ucl)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_file_removes_only_the_jails_it_deployed_and_no_longer_lists() {
+    let (a, a_opts, _, _, state) = two_files();
+    // a.ucl drops db (and web's dependency on it).
+    let a = Config {
+        jails: vec![with(jail("web"), |j| {
+            j.forwards.push(fwd("http", 8080, 80));
+            j.execs.push(exec("app", "./serve"));
+        })],
+        ..a
+    };
+    let p = plan(&a, &state, &Probe::default(), &a_opts).unwrap();
+    let removed: Vec<_> = p.removals.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(removed, ["db"]);
+    let untouched: Vec<_> = p.untouched.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(untouched, ["cache"]);
+    let mut after = state.clone();
+    p.apply_to(&mut after);
+    assert!(after.jails.contains_key(&name("cache")));
+    assert!(!after.jails.contains_key(&name("db")));
+    // The whole-state plan (`down`, `start`) still removes whatever it is told to.
+    let mut whole = state.as_config("/state.json");
+    whole.jails.retain(|j| j.name.as_str() != "cache");
+    let p = plan_of(&whole, &state);
+    let removed: Vec<_> = p.removals.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(removed, ["cache"]);
+    assert!(p.jails.iter().all(|j| j.actions.is_empty()), "{p:?}");
+    // ...and each jail keeps its own file.
+    let mut after = state.clone();
+    p.apply_to(&mut after);
+    assert_eq!(after.jails[&name("web")].file, Some(file_a()));
+}
+
+#[test]
+fn a_jail_name_in_two_live_files_is_refused() {
+    let (_, _, _, _, state) = two_files();
+    let (b2, b2_opts) = of_file(config(vec![jail("db")]), file_b());
+    let err = plan(&b2, &state, &Probe::default(), &b2_opts).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "jail db was deployed from /work/a.ucl, and a jail belongs to one config file; \
+         rename it in /work/b.ucl, or drop it from the other file and run \
+         `jrun up /work/a.ucl` (or `jrun down db`) first"
+    );
+    // Named on its own too.
+    let only = Options {
+        only: vec![name("db")],
+        ..b2_opts.clone()
+    };
+    assert!(matches!(
+        plan(&b2, &state, &Probe::default(), &only),
+        Err(PlanError::OtherFile { .. })
+    ));
+    // Once a.ucl is gone (renamed, deleted), b.ucl takes db over, keeping its address.
+    let probe = Probe {
+        missing_files: [file_a()].into(),
+        ..Probe::default()
+    };
+    let p = plan(&b2, &state, &probe, &b2_opts).unwrap();
+    let db = p.jail("db").unwrap();
+    assert_eq!(db.ip, state.jails[&name("db")].ip);
+    assert_eq!(
+        db.actions,
+        [Action {
+            op: Op::Record,
+            reason: Reason::Adopted {
+                from: Some(file_a())
+            },
+        }]
+    );
+    let mut after = state.clone();
+    p.apply_to(&mut after);
+    assert_eq!(after.jails[&name("db")].file, Some(file_b()));
+    // web (still recorded from the missing a.ucl) is left alone, not removed.
+    assert!(p.untouched.iter().any(|u| u.name == name("web")));
+}
+
+#[test]
+fn jails_with_no_recorded_file_are_adopted_by_a_file_that_lists_them_and_removed_by_none() {
+    // As an older jrun (or a conversion) recorded them: no file.
+    let legacy = deployed(&stack());
+    assert!(legacy.jails.values().all(|j| j.file.is_none()));
+    let (only_db, opts) = of_file(config(vec![jail("db")]), file_a());
+    let p = plan(&only_db, &legacy, &Probe::default(), &opts).unwrap();
+    assert!(p.removals.is_empty(), "{p:?}");
+    assert_eq!(
+        p.jail("db").unwrap().actions,
+        [Action {
+            op: Op::Record,
+            reason: Reason::Adopted { from: None },
+        }]
+    );
+    assert_eq!(
+        p.untouched,
+        [Untouched {
+            name: name("web"),
+            file: None
+        }]
+    );
+    let text = p.render_text();
+    assert!(
+        text.contains("untouched: web (no config file recorded)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("no config file recorded for it; this file takes it over"),
+        "{text}"
+    );
+    let mut after = legacy.clone();
+    p.apply_to(&mut after);
+    let p = plan(&only_db, &after, &Probe::default(), &opts).unwrap();
+    assert!(p.is_empty(), "{p:?}");
+}
+
+#[test]
+fn forwards_and_static_addresses_are_checked_against_the_other_files_jails() {
+    let (_, _, _, _, state) = two_files();
+    let (c, c_opts) = of_file(
+        config(vec![with(jail("other"), |j| {
+            j.forwards.push(fwd("redis", 6379, 6379));
+        })]),
+        PathBuf::from("/work/c.ucl"),
+    );
+    let err = plan(&c, &state, &Probe::default(), &c_opts).unwrap_err();
+    assert!(matches!(err, PlanError::Ports(_)), "{err}");
+    let cache_ip = state.jails[&name("cache")].ip;
+    let (c, c_opts) = of_file(
+        config(vec![jail("other").ip(cache_ip)]),
+        PathBuf::from("/work/c.ucl"),
+    );
+    let err = plan(&c, &state, &Probe::default(), &c_opts).unwrap_err();
+    assert!(matches!(err, PlanError::HeldByUntouched { .. }), "{err}");
+}
+
+#[test]
+fn a_file_without_a_base_block_leaves_another_files_base() {
+    let (a, a_opts, b, b_opts, state) = two_files();
+    let base = Base {
+        forwards: vec![BaseForward {
+            name: "web".into(),
+            proto: Proto::Tcp,
+            host: 9000,
+            target: 80,
+        }],
+        ..Base::default()
+    };
+    let a = Config {
+        base: Some(base.clone()),
+        ..a
+    };
+    let mut state = state;
+    plan(&a, &state, &Probe::default(), &a_opts)
+        .unwrap()
+        .apply_to(&mut state);
+    assert_eq!(state.base_file, Some(file_a()));
+    // b.ucl has no base block: the base stays, and the plan says whose it is.
+    let p = plan(&b, &state, &Probe::default(), &b_opts).unwrap();
+    assert!(p.vm.actions.is_empty(), "{p:?}");
+    assert_eq!(p.base.as_ref(), Some(&base));
+    assert!(p
+        .render_text()
+        .contains("untouched: base (from /work/a.ucl)"));
+    // A base forward's port is still taken for b's jails.
+    let (b9, _) = of_file(
+        config(vec![with(jail("cache"), |j| {
+            j.forwards.push(fwd("redis", 9000, 6379));
+        })]),
+        file_b(),
+    );
+    assert!(matches!(
+        plan(&b9, &state, &Probe::default(), &b_opts),
+        Err(PlanError::Ports(_))
+    ));
+    // a.ucl dropping its base block removes its base forward.
+    let a_nobase = Config { base: None, ..a };
+    let p = plan(&a_nobase, &state, &Probe::default(), &a_opts).unwrap();
+    assert!(matches!(
+        p.vm.actions.as_slice(),
+        [VmAction {
+            op: VmOp::RemoveForward(_),
+            ..
+        }]
+    ));
+    let mut after = state.clone();
+    p.apply_to(&mut after);
+    assert_eq!((after.base, after.base_file), (None, None));
+}
+
+#[test]
+fn jails_converted_from_jailrun_are_created_only_by_up_of_their_file() {
+    let mut state = deployed(&stack());
+    for j in state.jails.values_mut() {
+        j.deployed = false;
+        j.from_jailrun = true;
+    }
+    // The whole state (`start`, `down` of another jail, pairing): left as recorded.
+    let p = plan_of(&state.as_config("/state.json"), &state);
+    assert!(p.jails.is_empty(), "{p:?}");
+    assert_eq!(p.untouched.len(), 2);
+    let mut after = state.clone();
+    p.apply_to(&mut after);
+    assert_eq!(after.jails, state.jails);
+    // `down web` removes its record.
+    let mut without_web = state.as_config("/state.json");
+    without_web.jails.retain(|j| j.name.as_str() != "web");
+    let p = plan_of(&without_web, &state);
+    let removed: Vec<_> = p.removals.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(removed, ["web"]);
+    // `up` of a file listing them creates them again, at their recorded addresses.
+    let (a, a_opts) = of_file(stack(), file_a());
+    let p = plan(&a, &state, &Probe::default(), &a_opts).unwrap();
+    for j in &p.jails {
+        assert_eq!(j.ip, state.jails[j.name()].ip);
+        assert_eq!(
+            j.actions,
+            [Action {
+                op: Op::Recreate,
+                reason: Reason::FromJailrun
+            }]
+        );
+    }
+    let mut after = state.clone();
+    p.apply_to(&mut after);
+    assert!(after
+        .jails
+        .values()
+        .all(|j| j.deployed && !j.from_jailrun && j.file == Some(file_a())));
+}

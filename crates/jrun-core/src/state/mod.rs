@@ -4,6 +4,7 @@
 //! changes [`StateLock::state`] as each step succeeds (see [`State::begin_jail`],
 //! [`State::mark_deployed`]) and saves.
 
+pub mod jailrun;
 mod model;
 mod record;
 mod store;

@@ -13,7 +13,10 @@ use crate::config::{
 use crate::net::Redirect;
 
 /// The state format this binary writes; it reads this and every older one.
-pub const STATE_VERSION: u32 = 1;
+///
+/// 2: jails record the config file that deployed them (`file`), the base the file that
+/// applied it (`base_file`); a version-1 file reads as records with no file.
+pub const STATE_VERSION: u32 = 2;
 
 /// Everything jrun remembers between runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,6 +27,10 @@ pub struct State {
     /// The `base { }` block last applied to the VM (`None`: never applied).
     #[serde(default)]
     pub base: Option<Base>,
+    /// The config file (canonical path) whose `base` block `base` is; `None`: recorded by
+    /// an older jrun, or never applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_file: Option<PathBuf>,
     /// Every jail that exists, deployed fully or not, by name.
     #[serde(default)]
     pub jails: BTreeMap<JailName, JailState>,
@@ -64,6 +71,16 @@ pub struct JailState {
     /// Whether its last deployment ran to the end. `false` while a deployment is in
     /// progress or after one failed: the next `up` redeploys it.
     pub deployed: bool,
+    /// The config file (canonical absolute path) that deployed it. `up` of another file
+    /// leaves it alone. `None`: recorded by an older jrun or converted from Jailrun's
+    /// state; the first file that lists it takes it over, and no other file removes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+    /// Converted from Jailrun's state: it does not exist in this instance (jrun's VM is
+    /// not Jailrun's). Only `up` of a file that lists it creates it; `start`, `down` of
+    /// other jails and pairing changes leave it as recorded.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub from_jailrun: bool,
 }
 
 /// The wiring the VM (or native instance) is running with.
@@ -118,6 +135,7 @@ impl Default for State {
         State {
             version: STATE_VERSION,
             base: None,
+            base_file: None,
             jails: BTreeMap::new(),
             vm: None,
             peers: BTreeMap::new(),
@@ -127,7 +145,8 @@ impl Default for State {
 }
 
 impl JailState {
-    /// The record of `jail` deployed at `ip`.
+    /// The record of `jail` deployed at `ip` (from no recorded file: see
+    /// [`JailState::file`]).
     pub fn from_jail(jail: &Jail, ip: Ipv4Addr, deployed: bool) -> Self {
         JailState {
             name: jail.name.clone(),
@@ -140,6 +159,8 @@ impl JailState {
             execs: jail.execs.clone(),
             setup: jail.setup.clone(),
             deployed,
+            file: None,
+            from_jailrun: false,
         }
     }
 
@@ -177,6 +198,20 @@ impl State {
             base: self.base.clone(),
             jails: self.jails.values().map(JailState::as_jail).collect(),
         }
+    }
+
+    /// The config files recorded for jails or the base that no longer exist (a file that
+    /// cannot be read for another reason counts as existing). Their jails may be taken
+    /// over by another file ([`crate::plan::Probe::missing_files`]).
+    pub fn missing_files(&self) -> std::collections::BTreeSet<PathBuf> {
+        self.jails
+            .values()
+            .filter_map(|j| j.file.clone())
+            .chain(self.base_file.clone())
+            .filter(|f| {
+                matches!(std::fs::metadata(f), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+            })
+            .collect()
     }
 
     /// Every remote jail with the code it is reachable under.

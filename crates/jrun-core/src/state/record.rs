@@ -9,13 +9,13 @@ impl State {
     /// Before a jail's actions run: holds its planned address and marks it not deployed,
     /// so a crash or failure mid-way makes the next `up` redeploy it at the same address.
     pub fn begin_jail(&mut self, plan: &JailPlan) {
-        let record = JailState::from_jail(&plan.jail, plan.ip, false);
+        let record = plan.record(false);
         self.jails.insert(record.name.clone(), record);
     }
 
     /// After every action of the jail succeeded: records it as deployed as planned.
     pub fn mark_deployed(&mut self, plan: &JailPlan) {
-        let record = JailState::from_jail(&plan.jail, plan.ip, true);
+        let record = plan.record(true);
         self.jails.insert(record.name.clone(), record);
     }
 
@@ -35,6 +35,17 @@ impl State {
             shares: base.mounts.clone(),
         });
         self.base = plan.base.clone();
+        self.base_file = plan.base.as_ref().and(plan.base_file.clone());
+    }
+}
+
+impl JailPlan {
+    /// The record of this jail once deployed as planned (or while it is being deployed).
+    pub fn record(&self, deployed: bool) -> JailState {
+        JailState {
+            file: self.file.clone(),
+            ..JailState::from_jail(&self.jail, self.ip, deployed)
+        }
     }
 }
 

@@ -33,6 +33,12 @@ pub enum StateError {
     },
     #[error("the state file {path} is corrupt ({reason}); jrun left it untouched. Restore it from a backup, or move it aside to start from an empty state (jrun will then forget the jails it made)")]
     Corrupt { path: PathBuf, reason: String },
+    #[error("the state file {path} is Jailrun's, and jrun cannot convert it: {field}: {reason}. jrun changed nothing (Jailrun still reads it); correct or remove that entry, or move the file aside to start from an empty state")]
+    Jailrun {
+        path: PathBuf,
+        field: String,
+        reason: String,
+    },
     #[error("the state file {path} has version {found}, but this jrun only knows versions up to {known}; use a newer jrun")]
     TooNew {
         path: PathBuf,
@@ -54,6 +60,12 @@ pub enum LockWait {
 #[derive(Debug, Clone)]
 pub struct StateStore {
     home: PathBuf,
+    /// Told one line per thing a conversion of Jailrun's state did.
+    notes: fn(&str),
+}
+
+fn print_note(line: &str) {
+    eprintln!("jrun: {line}");
 }
 
 /// The state, read under the exclusive lock, which is held until this is dropped.
@@ -68,7 +80,16 @@ pub struct StateLock {
 impl StateStore {
     /// The store in `home` (`$JRUN_HOME`).
     pub fn new(home: impl Into<PathBuf>) -> Self {
-        StateStore { home: home.into() }
+        StateStore {
+            home: home.into(),
+            notes: print_note,
+        }
+    }
+
+    /// Where a conversion of Jailrun's state reports what it did (default: stderr).
+    pub fn with_notes(mut self, notes: fn(&str)) -> Self {
+        self.notes = notes;
+        self
     }
 
     /// `$JRUN_HOME/state.json`.
@@ -127,7 +148,10 @@ impl StateStore {
             source,
         })?;
         let path = self.path();
-        let state = read_state(&path)?;
+        let state = match read_any(&path)? {
+            Found::Jrun(state) => state,
+            Found::Jailrun(value, bytes) => convert_jailrun(&path, &value, &bytes, self.notes)?,
+        };
         Ok(StateLock {
             _lock: lock,
             path,
@@ -136,9 +160,13 @@ impl StateStore {
     }
 
     /// Reads the state without the lock, for commands that only look (`status`, `plan`).
-    /// Writes are atomic renames, so this sees a whole old or a whole new state.
+    /// Writes are atomic renames, so this sees a whole old or a whole new state. Jailrun's
+    /// state is converted first, under the lock (once: see [`StateStore::lock`]).
     pub fn read(&self) -> Result<State, StateError> {
-        read_state(&self.path())
+        match read_any(&self.path())? {
+            Found::Jrun(state) => Ok(state),
+            Found::Jailrun(..) => Ok(self.lock(LockWait::Yes)?.state),
+        }
     }
 }
 
@@ -167,11 +195,18 @@ fn write_pid(file: &mut File) -> std::io::Result<()> {
     file.flush()
 }
 
+/// What a state file holds.
+enum Found {
+    Jrun(State),
+    /// Jailrun's state (its JSON, and the file's bytes for the backup).
+    Jailrun(serde_json::Value, Vec<u8>),
+}
+
 /// Reads and checks a state file; a missing file is an empty state.
-pub(crate) fn read_state(path: &Path) -> Result<State, StateError> {
+fn read_any(path: &Path) -> Result<Found, StateError> {
     let bytes = match fs::read(path) {
         Ok(b) => b,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(State::default()),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Found::Jrun(State::default())),
         Err(source) => {
             return Err(StateError::Io {
                 action: "read the state file",
@@ -188,6 +223,10 @@ pub(crate) fn read_state(path: &Path) -> Result<State, StateError> {
     // than a complaint about fields this binary does not know.
     let value: serde_json::Value =
         serde_json::from_slice(&bytes).map_err(|e| corrupt(format!("not JSON: {e}")))?;
+    // Jailrun's format also says version 1: told apart by its shape.
+    if super::jailrun::is_jailrun(&value) {
+        return Ok(Found::Jailrun(value, bytes));
+    }
     let version = match value.get("version") {
         Some(serde_json::Value::Number(n)) => n
             .as_u64()
@@ -205,9 +244,76 @@ pub(crate) fn read_state(path: &Path) -> Result<State, StateError> {
     if version == 0 {
         return Err(corrupt("\"version\" is 0".into()));
     }
-    let state: State = serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))?;
+    let mut state: State = serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))?;
     check_consistent(&state).map_err(corrupt)?;
-    Ok(state)
+    // Older formats read as this one (a version-1 jail has no recorded file) and are
+    // written back as this one.
+    state.version = STATE_VERSION;
+    Ok(Found::Jrun(state))
+}
+
+/// Converts Jailrun's state in `path` (under the lock): checks everything first, then
+/// keeps the original as a backup, then replaces `path` atomically, then tells `notes`
+/// what it did. A conversion that fails changes nothing.
+fn convert_jailrun(
+    path: &Path,
+    value: &serde_json::Value,
+    bytes: &[u8],
+    notes: fn(&str),
+) -> Result<State, StateError> {
+    let converted = super::jailrun::convert(value).map_err(|e| StateError::Jailrun {
+        path: path.into(),
+        field: e.field,
+        reason: e.reason,
+    })?;
+    let backup = backup_path(path, bytes)?;
+    if !backup.exists() {
+        crate::fs::write_atomic(&backup, bytes, 0o600).map_err(|source| StateError::Io {
+            action: "keep a backup of Jailrun's state in",
+            path: backup.clone(),
+            source,
+        })?;
+    }
+    write_state(path, &converted.state)?;
+    notes(&format!(
+        "{} was Jailrun's state; converted it for jrun (the original is kept as {})",
+        path.display(),
+        backup.display()
+    ));
+    for line in &converted.notes {
+        notes(line);
+    }
+    Ok(converted.state)
+}
+
+/// `state.jailrun.json` next to `path`, or the same file already holding these bytes; a
+/// backup of other content is never overwritten: the next free `state.jailrun.N.json`.
+fn backup_path(path: &Path, bytes: &[u8]) -> Result<PathBuf, StateError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    for n in 1..1000 {
+        let name = match n {
+            1 => super::jailrun::BACKUP_FILE.to_string(),
+            n => format!("state.jailrun.{n}.json"),
+        };
+        let candidate = dir.join(name);
+        match fs::read(&candidate) {
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(candidate),
+            Ok(existing) if existing == bytes => return Ok(candidate),
+            Ok(_) => continue,
+            Err(source) => {
+                return Err(StateError::Io {
+                    action: "read",
+                    path: candidate,
+                    source,
+                })
+            }
+        }
+    }
+    Err(StateError::Io {
+        action: "find a free backup name next to",
+        path: path.into(),
+        source: std::io::Error::other("state.jailrun.1000.json and all before it exist"),
+    })
 }
 
 /// Invariants serde cannot express: map keys match the records they hold.
@@ -312,7 +418,7 @@ mod tests {
         lock.save().unwrap();
         let value: serde_json::Value =
             serde_json::from_slice(&fs::read(store.path()).unwrap()).unwrap();
-        assert_eq!(value["version"], 1);
+        assert_eq!(value["version"], STATE_VERSION);
         assert_eq!(value["jails"]["web"]["ip"], "10.17.89.10");
         let mode = fs::metadata(store.path()).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);

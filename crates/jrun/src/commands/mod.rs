@@ -43,3 +43,10 @@ pub fn dispatch(cli: Cli) -> miette::Result<ExitCode> {
         Command::Supervise(a) => supervise::run(a),
     }
 }
+
+/// The config file as state records it: canonical (absolute, symlinks resolved), so one
+/// file reached by two paths is one file. The file was just read, so it exists.
+pub fn config_file(path: &std::path::Path) -> miette::Result<std::path::PathBuf> {
+    std::fs::canonicalize(path)
+        .map_err(|e| miette::miette!("cannot resolve the path of {}: {e}", path.display()))
+}

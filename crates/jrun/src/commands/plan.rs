@@ -74,8 +74,13 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         only,
         provision: args.provision,
         ssh_port: settings.ssh_port,
+        file: Some(super::config_file(&args.config)?),
     };
-    let plan = plan::plan(&config, &state, &Probe::default(), &options)
+    let probe = Probe {
+        missing_files: state.missing_files(),
+        ..Probe::default()
+    };
+    let plan = plan::plan(&config, &state, &probe, &options)
         .map_err(|e| miette!("cannot plan {}: {e}", args.config.display()))?;
     let text = if args.json {
         let out = JsonPlan {

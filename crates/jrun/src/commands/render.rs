@@ -44,8 +44,13 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         only: vec![],
         provision: args.provision,
         ssh_port: settings.ssh_port,
+        file: Some(super::config_file(&args.config)?),
     };
-    let plan = plan::plan(&config, &state, &Probe::default(), &options)
+    let probe = Probe {
+        missing_files: state.missing_files(),
+        ..Probe::default()
+    };
+    let plan = plan::plan(&config, &state, &probe, &options)
         .map_err(|e| miette!("cannot plan {}: {e}", args.config.display()))?;
     crate::playbooks::prepare_for_plan(&config, &plan, &settings, &mut |line| eprintln!("{line}"))?;
     let rendered =

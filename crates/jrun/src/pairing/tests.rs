@@ -45,6 +45,8 @@ fn state_with_jails(names: &[&str]) -> State {
                 execs: vec![],
                 setup: vec![],
                 deployed: true,
+                file: None,
+                from_jailrun: false,
             },
         );
     }

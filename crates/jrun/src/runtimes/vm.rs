@@ -151,8 +151,12 @@ pub(super) fn start_vm(
             provision: args.provision,
             ..Options::default()
         };
-        let plan =
+        let mut plan =
             plan::plan(&wanted, &lock.state, &Probe::default(), &options).into_diagnostic()?;
+        if let Some(file) = &args.base {
+            // `--base FILE` applies FILE's base block: recorded as that file's.
+            plan.base_file = Some(crate::commands::config_file(file)?);
+        }
         crate::playbooks::prepare_for_plan(&wanted, &plan, settings, &mut |line| {
             eprintln!("{line}")
         })?;

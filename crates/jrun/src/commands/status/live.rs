@@ -149,9 +149,7 @@ fn render(
             r.cpu_percent
                 .map_or_else(|| "-".to_string(), |c| format!("{c:.1}")),
             runtimes::human_size(r.rss_bytes),
-            history
-                .get(&r.jail)
-                .map_or_else(String::new, sparkline)
+            history.get(&r.jail).map_or_else(String::new, sparkline)
         ));
     }
     out

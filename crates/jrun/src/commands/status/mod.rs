@@ -112,6 +112,9 @@ struct JailRow {
     mounts: Vec<String>,
     /// What it depends on: its `base` first, then `depends`.
     depends: Vec<String>,
+    /// The config file that deployed it (none: converted from Jailrun's state, or recorded
+    /// by an older jrun, until a file lists it).
+    file: Option<std::path::PathBuf>,
     mesh_address: Option<String>,
 }
 
@@ -247,6 +250,7 @@ fn row(rt: &dyn Runtime, j: &JailState, present: bool) -> JailRow {
             .chain(j.depends.iter())
             .map(|d| d.to_string())
             .collect(),
+        file: j.file.clone(),
         mesh_address: rt
             .observe_jail(&j.name)
             .ok()

@@ -124,6 +124,7 @@ mod tests {
             forwards: vec![],
             mounts: vec![],
             depends: depends.iter().map(|d| d.to_string()).collect(),
+            file: None,
             mesh_address: None,
         }
     }

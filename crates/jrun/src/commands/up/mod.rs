@@ -68,6 +68,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         only,
         provision: args.provision,
         ssh_port: settings.ssh_port,
+        file: Some(super::config_file(&args.config)?),
     };
 
     let store = StateStore::new(&settings.home);
@@ -76,9 +77,13 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     let probe = if needs_probe(&config, &lock.state, &options) {
         Probe {
             in_use: rt.probe_in_use().into_diagnostic()?,
+            missing_files: lock.state.missing_files(),
         }
     } else {
-        Probe::default()
+        Probe {
+            missing_files: lock.state.missing_files(),
+            ..Probe::default()
+        }
     };
     let plan = plan::plan(&config, &lock.state, &probe, &options).into_diagnostic()?;
     // What cannot work is refused before anything changes.
@@ -188,6 +193,7 @@ mod tests {
             only: Vec::new(),
             provision: false,
             ssh_port: 2222,
+            file: None,
         };
         needs_probe(&config, &state, &options)
     }
