@@ -312,3 +312,19 @@ fn a_failed_apply_puts_the_previous_wiring_back() {
     assert!(calls[1].0.iter().all(|fw| fw.mesh_peers.is_empty()));
     assert_eq!(*rt.states.borrow(), [after, before]);
 }
+
+/// Relays issue codes of other shapes than jrun's number and three words (Jailrun's docs
+/// show `18-pulse-lilac`, the seed's diagram `a1b2c3`): each pairs and names its peers.
+#[test]
+fn codes_of_other_relays_pair_and_name_the_peers() {
+    let mut state = state_with_jails(&["web"]);
+    for (c, a) in [("18-pulse-lilac", "201::7"), ("a1b2c3", "201::8")] {
+        let c = code(c);
+        let peer = new_peer(&state, &c, PairDirection::Joined, 1, &roster(&[("db", a)])).unwrap();
+        state.peers.insert(c, peer);
+    }
+    let (_, records) = mesh_wiring(&state);
+    let mut names: Vec<String> = records.peers().map(|r| r.name.to_string()).collect();
+    names.sort();
+    assert_eq!(names, ["db.18-pulse-lilac.jrun", "db.a1b2c3.jrun"]);
+}
