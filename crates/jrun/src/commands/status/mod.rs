@@ -103,8 +103,9 @@ struct Instance {
 #[derive(Debug, Serialize)]
 struct JailRow {
     name: String,
-    /// `up`, `failed` (its last deployment did not finish) or `missing` (recorded as
-    /// deployed, but its network is gone: the next `up` rebuilds it).
+    /// `up`, `failed` (its last deployment did not finish), `pending` (converted from
+    /// Jailrun's state, not yet created by jrun) or `missing` (recorded as deployed, but
+    /// its network is gone: the next `up` rebuilds it).
     state: &'static str,
     ip: std::net::Ipv4Addr,
     forwards: Vec<String>,
@@ -228,6 +229,8 @@ fn answered<T>(r: Result<Vec<T>, String>, error: &mut Option<String>) -> Vec<T> 
 fn row(rt: &dyn Runtime, j: &JailState, present: bool) -> JailRow {
     let state = match (j.deployed, present) {
         (true, true) => "up",
+        // Converted from Jailrun's state: the next `up` of its file creates it.
+        (false, _) if j.from_jailrun => "pending",
         (false, _) => "failed",
         (true, false) => "missing",
     };
