@@ -11,3 +11,4 @@ pub mod runtime;
 pub mod services;
 pub mod settings;
 pub mod state;
+pub mod text;

@@ -33,8 +33,10 @@ impl Progress {
         }
     }
 
-    /// `jail` is now at `step`.
+    /// `jail` is now at `step`. Steps carry what setup steps and guest scripts print, which
+    /// a jail controls: shown with its control characters escaped.
     pub fn step(&mut self, jail: &str, step: &str) {
+        let step = &*jrun_core::text::printable(step);
         match self {
             Progress::Spinners { multi, bars } => {
                 let bar = bars.entry(jail.to_string()).or_insert_with(|| {
@@ -61,6 +63,7 @@ impl Progress {
 
     /// `jail` is finished, with `outcome` ("up", "failed at firewall"…).
     pub fn done(&mut self, jail: &str, outcome: &str) {
+        let outcome = &*jrun_core::text::printable(outcome);
         match self {
             Progress::Spinners { bars, .. } => {
                 if let Some(bar) = bars.get(jail) {

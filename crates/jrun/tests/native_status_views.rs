@@ -8,7 +8,7 @@ mod native_support;
 use native_support::Instance;
 
 #[test]
-fn vitals_mounts_tree_and_live_cpu() {
+fn status_shows_vitals_mounts_tree_live_cpu_and_escapes_jail_text() {
     if !nix::unistd::Uid::effective().is_root() {
         panic!("the native runtime needs root (network namespaces); CI runs as root");
     }
@@ -19,7 +19,7 @@ fn vitals_mounts_tree_and_live_cpu() {
     let cfg = inst.config(&format!(
         r#"jail "db" {{
   mount {{ data {{ host = "data"; jail = "{in_jail}"; }} }}
-  exec {{ idle {{ cmd = "exec sleep 600"; }} }}
+  exec {{ idle {{ cmd = "printf '\\033]0;pwned\\007 hello\\n'; exec sleep 600"; }} }}
 }}
 jail "api" {{
   depends ["db"]
@@ -66,6 +66,29 @@ jail "api" {{
     );
     assert!(lines[at("── api  up")].starts_with("    └── api"), "{tree}");
     assert!(tree.contains("service spin  running"), "{tree}");
+
+    // A service's log is the jail's text: its escape sequences are shown, never sent to
+    // the admin's terminal, in `status <jail>` and in `jrun logs` on a terminal.
+    let detail = inst.ok(&["status", "db"]);
+    assert!(detail.contains("\\x1b]0;pwned\\x07 hello"), "{detail}");
+    assert!(
+        !detail.contains('\x1b') && !detail.contains('\x07'),
+        "{detail:?}"
+    );
+    let logs = inst.command(&["logs", "db", "idle", "-n", "5"]);
+    let line = format!("{} logs db idle -n 5", logs.get_program().to_str().unwrap());
+    let envs: Vec<(std::ffi::OsString, std::ffi::OsString)> = logs
+        .get_envs()
+        .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned())))
+        .collect();
+    let tty = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .envs(envs)
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&tty.stdout);
+    assert!(shown.contains("\\x1b]0;pwned\\x07 hello"), "{shown:?}");
+    assert!(!shown.contains("\x1b]0;pwned"), "{shown:?}");
 
     // Live: three refreshes 400 ms apart, one JSON line each; from the second on, the
     // spinning jail uses most of a core and the sleeping one next to nothing.

@@ -296,11 +296,7 @@ impl Selected {
                         .iter()
                         .map(|e| logs.join(format!("{e}.log")).display().to_string()),
                 );
-                let status = std::process::Command::new(&argv[0])
-                    .args(&argv[1..])
-                    .status()
-                    .into_diagnostic()?;
-                Ok(status.code().unwrap_or(1))
+                shown(&argv)
             }
             Selected::Vm(vm) => {
                 // In the jail, exec i writes /var/log/jrun/exec<i>.log (rc script order).
@@ -313,7 +309,11 @@ impl Selected {
                     let i = jail.execs.iter().position(|x| x.name == *e).unwrap_or(0);
                     argv.push(format!("/var/log/jrun/exec{i}.log"));
                 }
-                vm.exec_in_instance(&argv).into_diagnostic()
+                let ssh = vm
+                    .ssh_target()
+                    .map_err(|_| miette::miette!("the VM is not running; run `jrun start` first"))?
+                    .command_argv(&argv, false);
+                shown(&ssh)
             }
         }
     }
@@ -391,6 +391,33 @@ impl Selected {
             Selected::Vm(vm) => vm.purge().into_diagnostic(),
         }
     }
+}
+
+/// Runs `argv`, its output to ours. On a terminal each line goes through
+/// [`jrun_core::text::printable`]: a service's log is the jail's text, and its escape
+/// sequences must not reach the admin's terminal. Returns its exit code.
+fn shown(argv: &[String]) -> miette::Result<i32> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let mut cmd = std::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..]);
+    if !std::io::stdout().is_terminal() {
+        return Ok(cmd.status().into_diagnostic()?.code().unwrap_or(1));
+    }
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .into_diagnostic()?;
+    let reader = std::io::BufReader::new(child.stdout.take().expect("piped"));
+    let mut out = std::io::stdout().lock();
+    for line in reader.split(b'\n') {
+        let line = line.into_diagnostic()?;
+        let text = String::from_utf8_lossy(&line);
+        if writeln!(out, "{}", jrun_core::text::printable(&text)).is_err() {
+            break;
+        }
+        let _ = out.flush();
+    }
+    Ok(child.wait().into_diagnostic()?.code().unwrap_or(1))
 }
 
 /// `jrun supervise`: the native instance's supervisor daemon, in the foreground.

@@ -44,6 +44,9 @@ pub(super) fn execute_vm(
         provision: args.provision,
         wait: args.wait,
     };
+    // What the script prints (a setup step's or ansible's output) shows under its step,
+    // as the native runtime shows it.
+    let mut current: Option<(String, String)> = None;
     let applied = vm.up(
         plan,
         &opts,
@@ -53,6 +56,14 @@ pub(super) fn execute_vm(
             VmEvent::Script(ScriptProgress::Step { info, .. }) => {
                 let who = info.jail.as_ref().map_or("vm", |j| j.as_str());
                 progress.step(who, &info.name);
+                current = Some((who.to_string(), info.name.clone()));
+            }
+            VmEvent::Script(ScriptProgress::Output(line)) => {
+                if let Some((who, step)) = &current {
+                    if !line.trim().is_empty() {
+                        progress.step(who, &format!("{step}: {line}"));
+                    }
+                }
             }
             _ => {}
         },

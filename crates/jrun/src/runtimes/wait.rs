@@ -151,7 +151,7 @@ fn log_of(s: &ServiceStatus) -> String {
     let mut out = format!("\n  last lines of {}:", s.log.display());
     for l in lines {
         out.push_str("\n    ");
-        out.push_str(&l);
+        out.push_str(&jrun_core::text::printable(&l));
     }
     out
 }

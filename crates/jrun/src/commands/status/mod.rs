@@ -418,7 +418,8 @@ fn render_services(services: &[ServiceRow]) -> String {
             row.status.log.display()
         ));
         for line in &row.log_tail {
-            out.push_str(line);
+            // A service's output is the jail's: its escape sequences are shown, not run.
+            out.push_str(&jrun_core::text::printable(line));
             out.push('\n');
         }
     }
