@@ -4,6 +4,7 @@
 pub mod config;
 pub mod exec;
 pub mod fs;
+pub mod home_trust;
 pub mod net;
 pub mod plan;
 pub mod playbook;

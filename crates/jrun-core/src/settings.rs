@@ -130,9 +130,15 @@ impl Settings {
     pub fn load() -> Result<Self, SettingsError> {
         let mut vars: HashMap<String, String> = std::env::vars().collect();
         let dotenv = Path::new(".env");
-        if dotenv.is_file() {
-            for (k, v) in read_dotenv(dotenv)? {
-                vars.entry(k).or_insert(v);
+        if std::fs::symlink_metadata(dotenv).is_ok() {
+            match open_dotenv(dotenv) {
+                Ok(Some(text)) => {
+                    for (k, v) in parse_dotenv(dotenv, &text)? {
+                        vars.entry(k).or_insert(v);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => return Err(e),
             }
         }
         let mut settings = Self::from_vars(&vars)?;
@@ -302,12 +308,48 @@ fn parse_num<T: std::str::FromStr>(
     }
 }
 
-/// `KEY=VALUE` lines; `#` comments, blank lines, optional `export ` and quotes.
-fn read_dotenv(path: &Path) -> Result<Vec<(String, String)>, SettingsError> {
-    let text = std::fs::read_to_string(path).map_err(|source| SettingsError::DotEnv {
+/// The text of `.env`, opened without following a link. As root it is read only when
+/// root owns it and nobody else can write it (its values choose the home root trusts, the
+/// relay, the VM…); otherwise a warning says it was ignored (`None`).
+fn open_dotenv(path: &Path) -> Result<Option<String>, SettingsError> {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let err = |source| SettingsError::DotEnv {
         path: path.into(),
         source,
-    })?;
+    };
+    let mut file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            eprintln!("jrun: ignored {}: it is a symbolic link", path.display());
+            return Ok(None);
+        }
+        Err(e) => return Err(err(e)),
+    };
+    let meta = file.metadata().map_err(err)?;
+    if !meta.is_file() {
+        return Ok(None);
+    }
+    if nix::unistd::geteuid().is_root() {
+        if let Err(why) = crate::home_trust::dotenv_trusted(meta.uid(), meta.mode()) {
+            eprintln!(
+                "jrun: ignored {}: {why}; as root, jrun reads only a .env that root owns and nobody else can write",
+                path.display()
+            );
+            return Ok(None);
+        }
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(err)?;
+    Ok(Some(text))
+}
+
+/// `KEY=VALUE` lines; `#` comments, blank lines, optional `export ` and quotes.
+fn parse_dotenv(path: &Path, text: &str) -> Result<Vec<(String, String)>, SettingsError> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -445,8 +487,9 @@ mod tests {
             "# c\nexport JRUN_HOME=\"/x\"\nJRUN_RELAY='http://r'\n\n",
         )
         .unwrap();
+        let read = |p: &Path| parse_dotenv(p, &std::fs::read_to_string(p).unwrap());
         assert_eq!(
-            read_dotenv(&p).unwrap(),
+            read(&p).unwrap(),
             [
                 ("JRUN_HOME".to_string(), "/x".to_string()),
                 ("JRUN_RELAY".to_string(), "http://r".to_string())
@@ -454,9 +497,17 @@ mod tests {
         );
         std::fs::write(&p, "oops\n").unwrap();
         assert!(matches!(
-            read_dotenv(&p),
+            read(&p),
             Err(SettingsError::DotEnvSyntax { line: 1, .. })
         ));
+    }
+
+    #[test]
+    fn a_dotenv_link_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("real"), "JRUN_HOME=/x\n").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("real"), dir.path().join(".env")).unwrap();
+        assert_eq!(open_dotenv(&dir.path().join(".env")).unwrap(), None);
     }
 
     #[test]

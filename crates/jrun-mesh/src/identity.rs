@@ -44,6 +44,14 @@ pub enum IdentityError {
         /// Its permission bits.
         mode: u32,
     },
+    /// A key file belongs to another user.
+    #[error("the key file {path} belongs to uid {owner}, not to the user running jrun: whoever owns it knows this private key; remove it (a new key is made) or restore your own")]
+    Foreign {
+        /// The key file.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+    },
     /// A key file could not be written.
     #[error("cannot write the key file {path}: {source}")]
     Write {
@@ -126,7 +134,15 @@ impl Identity {
             path: path.to_path_buf(),
             source,
         };
-        let mut file = fs::File::open(path).map_err(read_err)?;
+        // A link is not followed: a key is a file of its own.
+        let mut file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(nix::libc::O_NOFOLLOW)
+                .open(path)
+                .map_err(read_err)?
+        };
         let meta = file.metadata().map_err(read_err)?;
         let mut pem = Zeroizing::new(String::new());
         file.read_to_string(&mut pem).map_err(read_err)?;
@@ -140,6 +156,15 @@ impl Identity {
             return Err(IdentityError::Shared {
                 path: path.to_path_buf(),
                 mode: meta.permissions().mode() & 0o7777,
+            });
+        }
+        // Someone else's file, even 0600, is a key they know: they could speak as this
+        // jail to every peer.
+        let me = nix::unistd::geteuid().as_raw();
+        if std::os::unix::fs::MetadataExt::uid(&meta) != me {
+            return Err(IdentityError::Foreign {
+                path: path.to_path_buf(),
+                owner: std::os::unix::fs::MetadataExt::uid(&meta),
             });
         }
         Ok(id)
@@ -282,6 +307,29 @@ mod tests {
         let err = Identity::load_or_create(&path).unwrap_err();
         assert!(matches!(err, IdentityError::Malformed { .. }), "{err}");
         assert_eq!(fs::read_to_string(&path).unwrap(), "not a key");
+    }
+
+    #[test]
+    fn key_owned_by_another_user_is_refused() {
+        if !nix::unistd::geteuid().is_root() {
+            panic!("needs root to give the file away; CI runs as root");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.pem");
+        Identity::generate().unwrap().write_new(&path).unwrap();
+        std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+        let err = Identity::load(&path).unwrap_err();
+        assert!(
+            matches!(err, IdentityError::Foreign { owner: 65534, .. }),
+            "{err}"
+        );
+        // A link to a key is not followed either.
+        let link = dir.path().join("link.pem");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        assert!(matches!(
+            Identity::load(&link),
+            Err(IdentityError::Read { .. })
+        ));
     }
 
     #[test]

@@ -92,11 +92,18 @@ pub fn start(rt: &NativeRuntime) -> Result<(), RuntimeError> {
         layout.unbound_dir(),
         layout.ygg_dir(),
     ] {
-        std::fs::create_dir_all(&dir).map_err(|source| RuntimeError::Io {
-            what: "cannot create the instance's folders".into(),
-            path: dir.clone(),
-            source,
-        })?;
+        // 0700 whatever the caller's umask: logs hold services' output, run/ the control
+        // socket and the specs the supervisor runs.
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            })
+            .map_err(|source| RuntimeError::Io {
+                what: "cannot create the instance's folders".into(),
+                path: dir.clone(),
+                source,
+            })?;
     }
     // Instances starting at the same moment must not pick the same link subnet: the
     // choice and the veth creation happen under a host-wide lock.
@@ -211,15 +218,13 @@ fn lock_host() -> Result<Flock<File>, RuntimeError> {
 fn spawn_supervisor(rt: &NativeRuntime) -> Result<(), RuntimeError> {
     let layout = &rt.layout;
     let log_path = layout.log_dir().join("supervisor.log");
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(|source| RuntimeError::Io {
+    let log = crate::supervisor::logfile::open_private_append(&log_path).map_err(|source| {
+        RuntimeError::Io {
             what: "cannot open the supervisor's log".into(),
             path: log_path.clone(),
             source,
-        })?;
+        }
+    })?;
     let err_log = log.try_clone().map_err(|source| RuntimeError::Io {
         what: "cannot open the supervisor's log".into(),
         path: log_path.clone(),

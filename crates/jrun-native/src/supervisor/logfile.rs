@@ -17,12 +17,37 @@ pub struct RotatingLog {
     size: u64,
 }
 
+/// Opens `path` to append, creating it 0600 (and its folder 0700) when missing. Neither the
+/// file nor its folder may be a symbolic link: root appends here, and a planted link
+/// would turn that into a write to any file.
+pub fn open_private_append(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = path.parent() {
+        match std::fs::symlink_metadata(dir) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(io::Error::other(format!(
+                    "{} is a symbolic link; refusing to write logs through it",
+                    dir.display()
+                )))
+            }
+            Ok(_) => {}
+            Err(_) => std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?,
+        }
+    }
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+}
+
 impl RotatingLog {
     pub fn open(path: &Path, max: u64) -> io::Result<Self> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let file = open_private_append(path)?;
         let size = file.metadata()?.len();
         Ok(RotatingLog {
             path: path.to_path_buf(),
@@ -47,10 +72,7 @@ impl RotatingLog {
             let _ = std::fs::rename(generation(&self.path, n), generation(&self.path, n + 1));
         }
         std::fs::rename(&self.path, generation(&self.path, 1))?;
-        self.file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
+        self.file = open_private_append(&self.path)?;
         self.size = 0;
         Ok(())
     }
@@ -85,6 +107,28 @@ pub use jrun_core::services::log_tail as tail;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_links_are_not_followed_and_logs_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, "keep\n").unwrap();
+        // A planted link in place of the log.
+        std::fs::create_dir(dir.path().join("web")).unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join("web/http.log")).unwrap();
+        assert!(RotatingLog::open(&dir.path().join("web/http.log"), 100).is_err());
+        // A planted link in place of the jail's log folder.
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("db")).unwrap();
+        assert!(RotatingLog::open(&dir.path().join("db/x.log"), 100).is_err());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep\n");
+        // A new log is the owner's alone, in a folder of its own.
+        let fresh = dir.path().join("api/http.log");
+        RotatingLog::open(&fresh, 100).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&fresh), 0o600);
+        assert_eq!(mode(fresh.parent().unwrap()) & 0o077, 0);
+    }
 
     #[test]
     fn rotates_at_the_limit_and_keeps_two_generations() {

@@ -92,6 +92,13 @@ pub fn run(layout: &Layout) -> Result<(), String> {
     let _ = std::fs::remove_file(&socket_path);
     let listener = UnixListener::bind(&socket_path)
         .map_err(|e| format!("cannot listen on {}: {e}", socket_path.display()))?;
+    // Owner only, whatever umask this process inherited: whoever can connect can stop
+    // every service (`shutdown`).
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&socket_path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| format!("cannot set the mode of {}: {e}", socket_path.display()))?;
+    }
     listener
         .set_nonblocking(true)
         .map_err(|e| format!("{}: {e}", socket_path.display()))?;

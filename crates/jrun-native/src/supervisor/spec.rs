@@ -10,12 +10,35 @@ use serde::{Deserialize, Serialize};
 
 /// Reads a spec file the commands wrote; a missing file is the empty spec.
 pub(super) fn read_spec<T: DeserializeOwned + Default>(path: &Path) -> Result<T, String> {
-    match std::fs::read(path) {
+    match read_own_file(path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map_err(|e| format!("{} is not valid: {e}", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
         Err(e) => Err(format!("cannot read {}: {e}", path.display())),
     }
+}
+
+/// A spec lists what the supervisor runs as root: it is read only when it is a regular
+/// file (a link is not followed) that this user owns and nobody else can write.
+fn read_own_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)?;
+    let meta = file.metadata()?;
+    let me = nix::unistd::geteuid().as_raw();
+    if !meta.is_file() || meta.uid() != me || meta.mode() & 0o022 != 0 {
+        return Err(std::io::Error::other(format!(
+            "it is not a regular file owned by uid {me} that only its owner can write (uid {}, mode {:o}); refusing to run what it lists",
+            meta.uid(),
+            meta.mode() & 0o7777
+        )));
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// Writes a spec file atomically, readable by root only: specs hold argv and env, which may
@@ -80,5 +103,34 @@ impl Supervision {
 
     pub fn remove_child(&mut self, name: &str) {
         self.children.retain(|c| c.name != name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spec_another_user_owns_or_can_write_is_not_run() {
+        if !nix::unistd::geteuid().is_root() {
+            panic!("needs root to give the file away; CI runs as root");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("supervision.json");
+        write_spec(&Supervision::default(), &path).unwrap();
+        assert_eq!(
+            read_spec::<Supervision>(&path).unwrap(),
+            Supervision::default()
+        );
+        std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
+        let err = read_spec::<Supervision>(&path).unwrap_err();
+        assert!(err.contains("refusing to run what it lists"), "{err}");
+        std::os::unix::fs::chown(&path, Some(0), None).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(read_spec::<Supervision>(&path).is_err());
+        let link = dir.path().join("services.json");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        assert!(read_spec::<Supervision>(&link).is_err());
     }
 }

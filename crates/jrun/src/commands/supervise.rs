@@ -14,10 +14,13 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> miette::Result<ExitCode> {
+    // Whatever the caller's umask: the control socket, run/ and logs/ are root's alone.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let home = match args.home {
         Some(home) => home,
         None => runtimes::settings()?.home,
     };
+    runtimes::trusted_home(&home)?;
     runtimes::supervise(&home)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -490,9 +490,20 @@ pub fn native_unavailable() -> miette::Report {
 
 /// Reads the settings (environment and `./.env`).
 pub fn settings() -> miette::Result<Settings> {
-    Settings::load()
+    let settings = Settings::load()
         .into_diagnostic()
-        .wrap_err("cannot read jrun's settings (JRUN_* variables or ./.env)")
+        .wrap_err("cannot read jrun's settings (JRUN_* variables or ./.env)")?;
+    trusted_home(&settings.home)?;
+    Ok(settings)
+}
+
+/// As root, a home someone else owns or can write is refused before anything reads it
+/// (`jrun_core::home_trust`).
+pub fn trusted_home(home: &std::path::Path) -> miette::Result<()> {
+    if nix::unistd::geteuid().is_root() {
+        jrun_core::home_trust::check(home).map_err(|e| miette::miette!("{e}"))?;
+    }
+    Ok(())
 }
 
 /// The native runtime for these settings.
