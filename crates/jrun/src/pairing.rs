@@ -41,6 +41,8 @@ pub enum PairError {
     NameCollision { name: String },
     #[error("the peer's roster lists address {address} twice; nothing was changed")]
     AddressCollision { address: String },
+    #[error("the peer's roster lists address {address}, which {holder}: a peer may list only its own jails' addresses; nothing was changed")]
+    AddressHeld { address: String, holder: String },
     #[error("there is no pairing {code}; `jrun pair --list` shows the pairings")]
     NoSuchPairing { code: PairCode },
     #[error(transparent)]
@@ -118,14 +120,18 @@ pub fn check_code_free(state: &State, code: &PairCode) -> Result<(), PairError> 
 }
 
 /// The record of a pairing with `remote`, after the checks the state needs: a fresh code,
-/// names and addresses unique within the roster. (The relay client has already validated
-/// each name as a DNS label and each address as a node address in `200::/8`.)
+/// names and addresses unique within the roster, and no address that another pairing or
+/// one of this instance's own jails (`local`) already holds — a peer listing those could
+/// keep access that `--drop` of their pairing claims to remove, or pose as a local jail.
+/// (The relay client has already validated each name as a DNS label and each address as
+/// a node address in `200::/8`.)
 pub fn new_peer(
     state: &State,
     code: &PairCode,
     direction: PairDirection,
     paired_at: u64,
     remote: &Roster,
+    local: &Roster,
 ) -> Result<MeshPeer, PairError> {
     check_code_free(state, code)?;
     let mut names = BTreeSet::new();
@@ -139,6 +145,22 @@ pub fn new_peer(
         if !addresses.insert(j.ygg_address) {
             return Err(PairError::AddressCollision {
                 address: j.ygg_address.to_string(),
+            });
+        }
+        if let Some(mine) = local.jails.iter().find(|l| l.ygg_address == j.ygg_address) {
+            return Err(PairError::AddressHeld {
+                address: j.ygg_address.to_string(),
+                holder: format!("is your own jail `{}`'s", mine.name),
+            });
+        }
+        if let Some(other) = state
+            .peers
+            .values()
+            .find(|p| p.jails.iter().any(|r| r.ygg_address == j.ygg_address))
+        {
+            return Err(PairError::AddressHeld {
+                address: j.ygg_address.to_string(),
+                holder: format!("pairing {} already lists", other.code),
             });
         }
     }
@@ -169,6 +191,17 @@ pub fn mesh_wiring(state: &State) -> (Vec<JailFirewall>, DnsRecords) {
         .map(|name| JailFirewall::new(name.clone(), peers.iter().copied()))
         .collect();
     (firewalls, wiring::records(state))
+}
+
+/// Finishes a pairing change a crash interrupted (`state.mesh_pending`): applies the
+/// wiring `state.peers` implies and clears the mark. The caller saves.
+pub fn reconcile(rt: &dyn Runtime, state: &mut State) -> Result<(), RuntimeError> {
+    if state.mesh_pending {
+        let (firewalls, records) = mesh_wiring(state);
+        rt.apply_mesh_from(state, &firewalls, &records)?;
+        state.mesh_pending = false;
+    }
+    Ok(())
 }
 
 /// Moves the running instance from `before`'s wiring to `after`'s. If that fails part-way,

@@ -171,8 +171,16 @@ fn a_hostile_roster_changes_nothing() {
                 !out.status.success(),
                 "{what}: jrun {args:?} accepted it:\n{stderr}"
             );
+            let said = stderr.replace("\n  │ ", " ").replace("\n  │", " ");
             assert!(
-                stderr.contains("invalid answer") && stderr.contains("nothing was changed"),
+                said.contains("invalid answer") && said.contains("nothing was changed"),
+                "{what}: jrun {args:?} said:\n{stderr}"
+            );
+            // The relay already has this side's roster: the message says what the
+            // other side may have opened, and how to undo it there.
+            assert!(
+                said.contains("may have opened its jails to them")
+                    && said.contains("jrun pair --drop"),
                 "{what}: jrun {args:?} said:\n{stderr}"
             );
             assert_eq!(snapshot(&inst, &["web", "db"]), before, "{what}: {args:?}");
@@ -231,4 +239,61 @@ fn a_hostile_roster_changes_nothing() {
     inst.start();
     inst.up(&cfg);
     assert_eq!(snapshot(&inst, &["web", "db"]), before);
+}
+
+/// The pairing journal (security review, finding 9): `jrun pair` killed right after it
+/// recorded a pairing, or right after it applied it, leaves a pairing that `--list`
+/// shows; `up` finishes one that was not applied, and `--drop` removes one that was.
+#[test]
+fn crash_after_apply_before_save_is_reconciled() {
+    let inst = Instance::new(true);
+    inst.start();
+    let cfg = inst.config("jail \"web\" { }\n");
+    inst.up(&cfg);
+    let set = |inst: &Instance| snapshot(inst, &["web"])[0].clone();
+    let relay = FakeRelay::start(format!(
+        r#"{{"jails":[{{"name":"db","ygg_address":"{GOOD}"}}]}}"#
+    ));
+
+    // Killed after recording, before any rule changed: listed, not yet applied.
+    let out = inst
+        .command(&["pair", "7-apple-berry-cloud"])
+        .env("JRUN_RELAY", relay.url())
+        .env("JRUN_FAULT", "after:pair-recorded")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the fault point did not fire");
+    assert!(inst
+        .ok(&["pair", "--list", "--json"])
+        .contains("7-apple-berry-cloud"));
+    assert!(!set(&inst).contains(GOOD), "applied before the crash point");
+    // The next `up` finishes it.
+    let up = inst.run(&["up", cfg.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&up.stderr);
+    assert!(up.status.success(), "{said}");
+    assert!(
+        said.contains("finished an interrupted pairing change"),
+        "{said}"
+    );
+    assert!(set(&inst).contains(GOOD), "{}", set(&inst));
+
+    // Killed after applying, before the journal was closed: listed, and `--drop` revokes.
+    inst.ok(&["pair", "--drop", "7-apple-berry-cloud"]);
+    assert!(!set(&inst).contains(GOOD));
+    let out = inst
+        .command(&["pair", "8-apple-berry-cloud"])
+        .env("JRUN_RELAY", relay.url())
+        .env("JRUN_FAULT", "after:pair-applied")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the fault point did not fire");
+    assert!(set(&inst).contains(GOOD), "applied before the crash point");
+    assert!(inst
+        .ok(&["pair", "--list", "--json"])
+        .contains("8-apple-berry-cloud"));
+    inst.ok(&["pair", "--drop", "8-apple-berry-cloud"]);
+    assert!(!set(&inst).contains(GOOD), "{}", set(&inst));
+    assert!(!inst
+        .ok(&["pair", "--list", "--json"])
+        .contains("8-apple-berry-cloud"));
 }

@@ -40,6 +40,12 @@ pub struct State {
     /// Mesh pairings, by pairing code.
     #[serde(default)]
     pub peers: BTreeMap<PairCode, MeshPeer>,
+    /// The journal of a pairing change: set (and saved) before `pair` or `pair --drop`
+    /// touches a firewall or a record, cleared once the running instance matches `peers`.
+    /// Found set, `up` and `start` apply the wiring `peers` implies, so a crash at any
+    /// point leaves only access that `pair --list` shows and `--drop` removes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mesh_pending: bool,
     /// Free-form data a runtime keeps for itself (e.g. native: instance id,
     /// started-at), under a key naming the runtime (`"native"`, `"vm"`). The planner
     /// never reads it; each runtime validates what it reads back.
@@ -139,6 +145,7 @@ impl Default for State {
             jails: BTreeMap::new(),
             vm: None,
             peers: BTreeMap::new(),
+            mesh_pending: false,
             runtime: BTreeMap::new(),
         }
     }

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jrun_core::config::JailName;
-use jrun_core::state::{LockWait, MeshPeer, PairDirection, StateStore};
+use jrun_core::state::{LockWait, MeshPeer, PairDirection, State, StateStore};
 use jrun_mesh::protocol::Roster;
 use jrun_mesh::{ClientError, KeyStore, PairCode, PollOptions, RelayClient};
 use miette::{miette, IntoDiagnostic};
@@ -121,7 +121,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         Some(code) => {
             let remote = tokio
                 .block_on(client.join(&code, &roster))
-                .map_err(client_report)?;
+                .map_err(|e| exchanged_report(e, &code, &roster))?;
             (code, PairDirection::Joined, remote)
         }
         None => {
@@ -135,24 +135,67 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
                     eprintln!("jrun: pairing {code} cancelled; nothing was changed.");
                     return Ok(ExitCode::from(CANCELLED));
                 }
-                Err(e) => return Err(client_report(e)),
+                Err(e) => return Err(exchanged_report(e, &code, &roster)),
             }
         }
     };
 
-    // Record and apply under the lock, from the state as it is now.
+    // Record and apply under the lock, from the state as it is now. The relay has handed
+    // this side's roster to the peer: whatever fails from here, the message says so.
     let mut lock = store.lock(LockWait::Yes).into_diagnostic()?;
     let before = lock.state.clone();
-    let peer = pairing::new_peer(&before, &code, direction, now(), &remote).map_err(report)?;
+    let peer = pairing::new_peer(&before, &code, direction, now(), &remote, &roster)
+        .map_err(|e| miette!("{}", not_applied(&e.to_string(), &code, &roster)))?;
     let mut after = before.clone();
     after.peers.insert(code.clone(), peer.clone());
-    pairing::apply(rt, &before, &after)
-        .map_err(|e| miette!("{e}; the pairing {code} was not applied and nothing changed"))?;
-    lock.state = after;
+    // Journaled: the pairing is saved, marked pending, before any rule changes, so a crash
+    // from here on leaves it listed (`pair --list`), removable (`--drop`), and finished by
+    // the next `up` or `start`.
+    after.mesh_pending = true;
+    lock.state = after.clone();
+    lock.save().into_diagnostic()?;
+    fault_point("pair-recorded");
+    if let Err(e) = pairing::apply(rt, &before, &after) {
+        // Back to the state before, still marked pending: the undo of the wiring is best
+        // effort, and the next `up` or `start` makes sure it matches.
+        lock.state = State {
+            mesh_pending: true,
+            ..before
+        };
+        lock.save().into_diagnostic()?;
+        return Err(miette!("{}", not_applied(&e.to_string(), &code, &roster)));
+    }
+    fault_point("pair-applied");
+    lock.state.mesh_pending = false;
     lock.save().into_diagnostic()?;
     drop(lock);
     print_paired(&peer, args.json);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Why the pairing was not applied here, and what the other side already has: the relay
+/// gave it this side's roster, so it may have opened its jails to them.
+fn not_applied(why: &str, code: &PairCode, mine: &Roster) -> String {
+    let names: Vec<&str> = mine.jails.iter().map(|j| j.name.as_str()).collect();
+    format!(
+        "{why}. The pairing {code} was not applied here: this side is as before. But the relay already gave the other side your roster ({}), so it may have opened its jails to them: ask them to run `jrun pair --drop {code}`",
+        names.join(", ")
+    )
+}
+
+/// Test-only crash points: with `JRUN_FAULT=after:<point>` a debug build kills itself there
+/// (SIGKILL, as `kill -9` would). Release builds ignore it.
+fn fault_point(point: &str) {
+    if cfg!(debug_assertions)
+        && std::env::var("JRUN_FAULT")
+            .ok()
+            .as_deref()
+            .and_then(|s| s.strip_prefix("after:"))
+            == Some(point)
+    {
+        eprintln!("JRUN_FAULT: killing this process after {point}");
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGKILL);
+    }
 }
 
 /// Polls the relay until the peer joins, with a spinner on a terminal; Ctrl-C cancels.
@@ -207,8 +250,20 @@ fn drop_pairing(
         return Err(report(PairError::NoSuchPairing { code: code.clone() }));
     };
     if let Some(rt) = rt {
-        pairing::apply(rt, &before, &after)
-            .map_err(|e| miette!("{e}; pairing {code} is still in place"))?;
+        // Journaled as `pair` is: saved without the pairing first, marked pending until
+        // the instance matches.
+        after.mesh_pending = true;
+        lock.state = after.clone();
+        lock.save().into_diagnostic()?;
+        if let Err(e) = pairing::apply(rt, &before, &after) {
+            lock.state = State {
+                mesh_pending: true,
+                ..before
+            };
+            lock.save().into_diagnostic()?;
+            return Err(miette!("{e}; pairing {code} is still in place"));
+        }
+        after.mesh_pending = false;
     }
     lock.state = after;
     lock.save().into_diagnostic()?;
@@ -216,10 +271,25 @@ fn drop_pairing(
         let out = serde_json::json!({ "dropped": code.as_str(), "jails": rows([&peer]) });
         println!("{out}");
     } else {
-        println!(
-            "Dropped pairing {code}: {} remote jail(s) can no longer reach yours, and their names are gone.",
-            peer.jails.len()
-        );
+        // A pairing recorded before jrun refused shared addresses may list one that
+        // another pairing lists too: that one stays allowed, and the user is told.
+        let kept: Vec<String> = peer
+            .jails
+            .iter()
+            .filter(|j| lock.state.mesh_addresses().any(|a| a == j.ygg_address))
+            .map(|j| format!("{} ({})", j.ygg_address, j.name))
+            .collect();
+        if kept.is_empty() {
+            println!(
+                "Dropped pairing {code}: {} remote jail(s) can no longer reach yours, and their names are gone.",
+                peer.jails.len()
+            );
+        } else {
+            println!(
+                "Dropped pairing {code}; these addresses stay allowed because another pairing lists them too: {}",
+                kept.join(", ")
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -321,4 +391,14 @@ fn report(e: PairError) -> miette::Report {
 
 fn client_report(e: ClientError) -> miette::Report {
     miette!("{e}")
+}
+
+/// A relay error once the exchange may have happened: an invalid answer arrives after the
+/// relay took this side's roster (a join) or handed it over (a creator's poll), so the
+/// other side may have it.
+fn exchanged_report(e: ClientError, code: &PairCode, mine: &Roster) -> miette::Report {
+    match e {
+        ClientError::Garbage { .. } => miette!("{}", not_applied(&e.to_string(), code, mine)),
+        e => client_report(e),
+    }
 }

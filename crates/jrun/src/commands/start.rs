@@ -5,6 +5,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use miette::IntoDiagnostic;
+
 use crate::runtimes::{self, DisplayMode, StartOptions};
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -43,6 +45,19 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         provision: args.provision,
     };
     let (_, said) = selected.start(&settings, &opts)?;
+    // A pairing change a crash interrupted is finished now (its journal, `mesh_pending`).
+    let store = jrun_core::state::StateStore::new(&settings.home);
+    let mut lock = store
+        .lock(jrun_core::state::LockWait::Yes)
+        .into_diagnostic()?;
+    if lock.state.mesh_pending {
+        crate::pairing::reconcile(selected.runtime(), &mut lock.state).into_diagnostic()?;
+        lock.save().into_diagnostic()?;
+        eprintln!(
+            "jrun: finished an interrupted pairing change: the mesh matches `jrun pair --list`"
+        );
+    }
+    drop(lock);
     println!("jrun: {said}");
     Ok(ExitCode::SUCCESS)
 }

@@ -28,6 +28,11 @@ fn roster(jails: &[(&str, &str)]) -> Roster {
     }
 }
 
+/// This instance's roster when its own addresses play no part in a test.
+fn no_local() -> Roster {
+    Roster { jails: vec![] }
+}
+
 fn state_with_jails(names: &[&str]) -> State {
     let mut state = State::default();
     for (i, n) in names.iter().enumerate() {
@@ -63,6 +68,7 @@ fn a_new_peer_records_the_roster_sorted() {
         PairDirection::Joined,
         1_700_000_000,
         &roster(&[("db", "201::2"), ("api", "201::1")]),
+        &no_local(),
     )
     .unwrap();
     assert_eq!(peer.code, c);
@@ -76,9 +82,9 @@ fn pairing_twice_under_one_code_is_refused() {
     let mut state = state_with_jails(&["web"]);
     let c = code("81-zephyr-night-climb");
     let r = roster(&[("db", "201::2")]);
-    let peer = new_peer(&state, &c, PairDirection::Created, 1, &r).unwrap();
+    let peer = new_peer(&state, &c, PairDirection::Created, 1, &r, &no_local()).unwrap();
     state.peers.insert(c.clone(), peer);
-    let again = new_peer(&state, &c, PairDirection::Created, 2, &r);
+    let again = new_peer(&state, &c, PairDirection::Created, 2, &r, &no_local());
     assert!(matches!(again, Err(PairError::AlreadyPaired { .. })));
     assert!(check_code_free(&state, &c).is_err());
     assert!(check_code_free(&state, &code("7-apple-berry-cloud")).is_ok());
@@ -94,6 +100,7 @@ fn collisions_within_one_roster_are_refused() {
         PairDirection::Joined,
         1,
         &roster(&[("db", "201::1"), ("db", "201::2")]),
+        &no_local(),
     );
     assert!(
         matches!(names, Err(PairError::NameCollision { ref name }) if name == "db"),
@@ -105,6 +112,7 @@ fn collisions_within_one_roster_are_refused() {
         PairDirection::Joined,
         1,
         &roster(&[("a", "201::1"), ("b", "201::1")]),
+        &no_local(),
     );
     assert!(matches!(addrs, Err(PairError::AddressCollision { .. })));
 }
@@ -117,7 +125,15 @@ fn the_same_name_under_two_codes_is_two_names() {
         ("2-apple-berry-cloud", "202::1"),
     ] {
         let c = code(c);
-        let peer = new_peer(&state, &c, PairDirection::Joined, 1, &roster(&[("db", a)])).unwrap();
+        let peer = new_peer(
+            &state,
+            &c,
+            PairDirection::Joined,
+            1,
+            &roster(&[("db", a)]),
+            &no_local(),
+        )
+        .unwrap();
         state.peers.insert(c, peer);
     }
     let (_, records) = mesh_wiring(&state);
@@ -138,6 +154,7 @@ fn wiring_gives_every_jail_every_peer_and_keeps_local_names() {
         PairDirection::Created,
         1,
         &roster(&[("db", "201::2"), ("cache", "201::3")]),
+        &no_local(),
     )
     .unwrap();
     state.peers.insert(c.clone(), peer);
@@ -161,7 +178,15 @@ fn dropping_one_pairing_leaves_the_other() {
     let keep = code("1-apple-berry-cloud");
     let gone = code("2-apple-berry-cloud");
     for (c, a) in [(&keep, "201::1"), (&gone, "202::1")] {
-        let peer = new_peer(&state, c, PairDirection::Joined, 1, &roster(&[("x", a)])).unwrap();
+        let peer = new_peer(
+            &state,
+            c,
+            PairDirection::Joined,
+            1,
+            &roster(&[("x", a)]),
+            &no_local(),
+        )
+        .unwrap();
         state.peers.insert(c.clone(), peer);
     }
     state.peers.remove(&gone);
@@ -281,6 +306,7 @@ fn paired_state() -> (State, State) {
         PairDirection::Created,
         1,
         &roster(&[("db", "201::2")]),
+        &no_local(),
     )
     .unwrap();
     after.peers.insert(c, peer);
@@ -320,11 +346,62 @@ fn codes_of_other_relays_pair_and_name_the_peers() {
     let mut state = state_with_jails(&["web"]);
     for (c, a) in [("18-pulse-lilac", "201::7"), ("a1b2c3", "201::8")] {
         let c = code(c);
-        let peer = new_peer(&state, &c, PairDirection::Joined, 1, &roster(&[("db", a)])).unwrap();
+        let peer = new_peer(
+            &state,
+            &c,
+            PairDirection::Joined,
+            1,
+            &roster(&[("db", a)]),
+            &no_local(),
+        )
+        .unwrap();
         state.peers.insert(c, peer);
     }
     let (_, records) = mesh_wiring(&state);
     let mut names: Vec<String> = records.peers().map(|r| r.name.to_string()).collect();
     names.sort();
     assert_eq!(names, ["db.18-pulse-lilac.jrun", "db.a1b2c3.jrun"]);
+}
+
+/// A peer may list only its own jails: an address another pairing or a local jail holds
+/// is refused (review finding 10: `--drop` of one could not revoke it).
+#[test]
+fn a_roster_listing_addresses_others_hold_is_refused() {
+    let mut state = state_with_jails(&["web"]);
+    let first = code("a1b2c3");
+    let peer = new_peer(
+        &state,
+        &first,
+        PairDirection::Joined,
+        1,
+        &roster(&[("db", "201::2")]),
+        &no_local(),
+    )
+    .unwrap();
+    state.peers.insert(first, peer);
+    let second = code("18-pulse-lilac");
+    let err = new_peer(
+        &state,
+        &second,
+        PairDirection::Joined,
+        2,
+        &roster(&[("cache", "201::2")]),
+        &no_local(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("pairing a1b2c3 already lists"),
+        "{err}"
+    );
+    let local = roster(&[("web", "201::9")]);
+    let err = new_peer(
+        &state,
+        &second,
+        PairDirection::Joined,
+        2,
+        &roster(&[("api", "201::9")]),
+        &local,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("your own jail `web`"), "{err}");
 }

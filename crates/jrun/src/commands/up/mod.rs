@@ -74,6 +74,14 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     let store = StateStore::new(&settings.home);
     let mut lock = store.lock(LockWait::No).into_diagnostic()?;
     selected.reconcile(&mut lock.state)?;
+    if lock.state.mesh_pending {
+        // A pairing change a crash interrupted: finish it before planning.
+        crate::pairing::reconcile(rt, &mut lock.state).into_diagnostic()?;
+        lock.save().into_diagnostic()?;
+        eprintln!(
+            "jrun: finished an interrupted pairing change: the mesh matches `jrun pair --list`"
+        );
+    }
     let probe = if needs_probe(&config, &lock.state, &options) {
         Probe {
             in_use: rt.probe_in_use().into_diagnostic()?,
