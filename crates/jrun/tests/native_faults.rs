@@ -1,0 +1,101 @@
+//! Faults behind jrun's back on the native runtime (review `native-faults.md`), end to end
+//! (root): each test recreates one fault and checks that the instance survives or
+//! converges.
+
+mod local_env;
+mod native_support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use native_support::Instance;
+
+/// A small tmpfs mounted over a folder; unmounted on drop (after the instance that lives
+/// in it has stopped: declare it first).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Self {
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(at)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "cannot mount a tmpfs at {}", at.display());
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+fn service_pid(inst: &Instance, name: &str) -> Option<u64> {
+    inst.status()["services"]
+        .as_array()?
+        .iter()
+        .find(|s| s["name"] == name)?["pid"]
+        .as_u64()
+}
+
+/// D1: with `JRUN_HOME`'s disk full, a service that dies is restarted; the supervisor
+/// (and with it every service, the resolver and the forwards) lives on, though its log
+/// line is lost.
+#[test]
+fn supervisor_survives_a_full_disk() {
+    if !nix::unistd::Uid::effective().is_root() {
+        panic!("the native runtime needs root (network namespaces); CI runs as root");
+    }
+    let inst = Instance::new(false);
+    let _tmpfs = Tmpfs::mount(inst.home.path(), "16m");
+    let cfg = inst.config("jail \"app\" {\n  exec { s { cmd = \"exec sleep 600\"; } }\n}\n");
+    inst.start();
+    inst.up(&cfg);
+    let supervisor: u64 = std::fs::read_to_string(inst.home.path().join("run/supervisor.pid"))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let first = service_pid(&inst, "s").expect("the service runs");
+
+    // Fill the disk, then make the supervisor log: a service dies.
+    let fill = inst.home.path().join("fill");
+    let mut f = std::fs::File::create(&fill).unwrap();
+    let block = vec![0u8; 1 << 16];
+    while std::io::Write::write_all(&mut f, &block).is_ok() {}
+    drop(f);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let restarted = loop {
+        match service_pid(&inst, "s") {
+            Some(p) if p != first => break p,
+            _ if Instant::now() > deadline => panic!("the service was not restarted"),
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    assert!(restarted > 0);
+    assert!(
+        Path::new(&format!("/proc/{supervisor}")).exists(),
+        "the supervisor died of its full disk"
+    );
+    assert_eq!(inst.status()["instance"]["running"], true);
+    std::fs::remove_file(&fill).unwrap();
+}
