@@ -102,6 +102,20 @@ fn bridge_mac(layout: &Layout) -> String {
     format!("02:6a:72:{}:{}:{}", &id[0..2], &id[2..4], &id[4..6])
 }
 
+/// A jail's MAC, fixed by its instance and address: a jail built again at the same
+/// address keeps it, so the other jails' neighbour caches (which keep an entry for up to a
+/// minute) still reach it at once instead of sending to a MAC that is gone.
+fn jail_mac(layout: &Layout, ip: Ipv4Addr) -> String {
+    let id = layout.id.as_str();
+    format!(
+        "02:6b:{}:{}:{}:{:02x}",
+        &id[0..2],
+        &id[2..4],
+        &id[4..6],
+        ip.octets()[3]
+    )
+}
+
 /// A jail's namespace with its veth on the bridge, its address and default route.
 pub fn create_jail_ns(runner: &dyn Runner, ns: &str) -> Result<(), ExecError> {
     runner
@@ -120,7 +134,10 @@ pub fn create_jail_link(
         runner,
         &layout.vm_ns(),
         &[
-            format!("link add {port} type veth peer name {JAIL_IFACE} netns {ns}"),
+            format!(
+                "link add {port} type veth peer name {JAIL_IFACE} address {} netns {ns}",
+                jail_mac(layout, ip)
+            ),
             format!("link set {port} master {BRIDGE} up"),
         ],
     )
@@ -394,7 +411,8 @@ mod tests {
         assert_eq!(
             batch,
             format!(
-                "link add {port} type veth peer name eth0 netns {ns}\nlink set {port} master br0 up\n"
+                "link add {port} type veth peer name eth0 address {} netns {ns}\nlink set {port} master br0 up\n",
+                jail_mac(&layout, ip)
             )
         );
         assert_eq!(cmds[2].argv, ["ip", "-n", ns.as_str(), "-batch", "-"]);

@@ -99,3 +99,40 @@ fn supervisor_survives_a_full_disk() {
     assert_eq!(inst.status()["instance"]["running"], true);
     std::fs::remove_file(&fill).unwrap();
 }
+
+/// D2: a jail built again at the same address is reached by the other jails at once: its
+/// MAC is fixed by its address, so their neighbour caches stay right.
+#[test]
+fn a_recreated_jail_is_reached_at_once() {
+    if !nix::unistd::Uid::effective().is_root() {
+        panic!("the native runtime needs root (network namespaces); CI runs as root");
+    }
+    let inst = Instance::new(false);
+    let cfg = inst.config(
+        "jail \"srv\" {\n  exec { http { cmd = \"exec python3 -m http.server 8000\"; } }\n}\njail \"cli\" { }\n",
+    );
+    inst.start();
+    inst.up(&cfg);
+    let srv = inst.ip_of("srv");
+    let connect = |timeout: f64| {
+        let code = format!(
+            "import socket; socket.create_connection(('{srv}', 8000), timeout={timeout}).close()"
+        );
+        inst.in_jail("cli", &["python3", "-c", &code]).0 == 0
+    };
+    // Warm: cli's neighbour cache holds srv's MAC.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !connect(1.0) {
+        assert!(Instant::now() < deadline, "srv never answered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    inst.ok(&["down", "srv"]);
+    inst.up(&cfg);
+    assert_eq!(inst.ip_of("srv"), srv, "srv came back at its address");
+    let started = Instant::now();
+    assert!(
+        connect(1.0),
+        "cli could not reach the recreated srv within 1 s"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
