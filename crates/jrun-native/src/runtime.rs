@@ -269,12 +269,17 @@ impl Runtime for NativeRuntime {
     fn set_forwards(&self, redirects: &[Redirect]) -> Result<(), RuntimeError> {
         let info = self.require_running()?;
         let ruleset = nft::render_vm(info.link.vm, redirects);
+        // Loaded on every `up`, not compared with a cached copy: the kernel's table may have
+        // been deleted or flushed behind jrun's back, and one atomic `nft -f` costs what
+        // listing it would. The copy in run/ is for people reading it.
         let saved = self.layout.run_dir().join("vm.nft");
-        if std::fs::read_to_string(&saved).ok().as_deref() != Some(ruleset.as_str()) {
-            plumbing::nft_apply(self.runner.as_ref(), &self.layout.vm_ns(), &ruleset)
-                .map_err(|e| other("cannot load the VM firewall", e))?;
-            let _ = unbound::write_atomic(&saved, &ruleset);
-        }
+        plumbing::nft_apply(self.runner.as_ref(), &self.layout.vm_ns(), &ruleset)
+            .map_err(|e| other("cannot load the VM firewall", e))?;
+        unbound::write_atomic(&saved, &ruleset).map_err(|source| RuntimeError::Io {
+            what: "cannot save the VM firewall's copy".into(),
+            path: saved.clone(),
+            source,
+        })?;
         let mut s = self.read_supervision()?;
         let mut wanted: Vec<ForwardSpec> = s
             .forwards

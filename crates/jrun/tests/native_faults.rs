@@ -136,3 +136,59 @@ fn a_recreated_jail_is_reached_at_once() {
     );
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+/// D3: the VM's firewall deleted behind jrun's back: the next plain `up` loads it again
+/// (it is no longer compared with a cached copy of what jrun once loaded).
+#[test]
+fn up_repairs_a_deleted_vm_firewall() {
+    if !nix::unistd::Uid::effective().is_root() {
+        panic!("the native runtime needs root (network namespaces); CI runs as root");
+    }
+    let inst = Instance::new(false);
+    let port = native_support::free_port();
+    let cfg = inst.config(&format!(
+        "jail \"web\" {{\n  forward {{ http {{ host = {port}; jail = 8000; }} }}\n}}\n"
+    ));
+    inst.start();
+    inst.up(&cfg);
+    let _server = inst.serve("web", "tcp", 8000, "hello");
+    let get = || native_support::tcp_fetch(port);
+    assert!(get().contains("hello"), "the forward works at first");
+    let vm = format!("jrun-{}-vm", inst.id());
+    let deleted = Command::new("ip")
+        .args([
+            "netns", "exec", &vm, "nft", "delete", "table", "inet", "jrun",
+        ])
+        .status()
+        .unwrap();
+    assert!(deleted.success());
+    assert!(!get().contains("hello"), "the forward needs the VM's DNAT");
+    inst.up(&cfg);
+    assert!(
+        get().contains("hello"),
+        "`up` did not load the VM firewall again"
+    );
+}
+
+/// D7: after `stop`/`start` the jails are gone until the next `up` rebuilds them; `plan`
+/// says so instead of "Nothing to do".
+#[test]
+fn plan_after_restart_plans_what_up_does() {
+    if !nix::unistd::Uid::effective().is_root() {
+        panic!("the native runtime needs root (network namespaces); CI runs as root");
+    }
+    let inst = Instance::new(false);
+    let cfg = inst.config("jail \"web\" { }\n");
+    inst.start();
+    inst.up(&cfg);
+    let plan = |inst: &Instance| -> serde_json::Value {
+        serde_json::from_str(&inst.ok(&["plan", cfg.to_str().unwrap(), "--json"])).unwrap()
+    };
+    assert_eq!(plan(&inst)["empty"], true);
+    inst.ok(&["stop"]);
+    inst.start();
+    let p = plan(&inst);
+    assert_eq!(p["empty"], false, "{p}");
+    inst.up(&cfg);
+    assert_eq!(plan(&inst)["empty"], true);
+}

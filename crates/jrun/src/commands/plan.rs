@@ -69,7 +69,15 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             }
         })
         .collect::<miette::Result<Vec<_>>>()?;
-    let state = StateStore::new(&settings.home).read().into_diagnostic()?;
+    let mut state = StateStore::new(&settings.home).read().into_diagnostic()?;
+    // The same look at the machine `up` takes: a jail recorded deployed whose network is
+    // gone (the instance restarted) is planned as `up` will rebuild it, so `plan` never
+    // says "Nothing to do" when `up` would act.
+    if let Ok(selected) = crate::runtimes::select(&settings) {
+        if selected.runtime().instance().is_ok_and(|i| i.running) {
+            selected.reconcile(&mut state)?;
+        }
+    }
     let options = Options {
         only,
         provision: args.provision,
