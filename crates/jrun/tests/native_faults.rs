@@ -192,3 +192,29 @@ fn plan_after_restart_plans_what_up_does() {
     inst.up(&cfg);
     assert_eq!(plan(&inst)["empty"], true);
 }
+
+/// D9: `stop` tears the instance down whatever the state file holds (a corrupt one is
+/// left as it is and named); `status` still says whether the instance runs.
+#[test]
+fn stop_works_with_a_corrupt_state_file() {
+    if !nix::unistd::Uid::effective().is_root() {
+        panic!("the native runtime needs root (network namespaces); CI runs as root");
+    }
+    let inst = Instance::new(false);
+    let cfg = inst.config("jail \"web\" { }\n");
+    inst.start();
+    inst.up(&cfg);
+    let id = inst.id();
+    let state = inst.home.path().join("state.json");
+    let text = std::fs::read(&state).unwrap();
+    std::fs::write(&state, &text[..text.len() / 2]).unwrap();
+    let status = inst.run(&["status"]);
+    assert!(!status.status.success());
+    assert!(String::from_utf8_lossy(&status.stdout).contains("instance: running"));
+    let out = inst.run(&["stop"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("corrupt") && said.contains("stopping the instance anyway"), "{said}");
+    assert!(native_support::leftovers(&id).is_empty(), "{:?}", native_support::leftovers(&id));
+    assert_eq!(std::fs::read(&state).unwrap(), &text[..text.len() / 2], "left as it is");
+}

@@ -10,4 +10,4 @@ mod record;
 mod store;
 
 pub use model::{JailState, MeshPeer, PairDirection, RemoteJail, State, VmState, STATE_VERSION};
-pub use store::{LockWait, StateError, StateLock, StateStore};
+pub use store::{HeldLock, LockWait, StateError, StateLock, StateStore};

@@ -68,6 +68,10 @@ fn print_note(line: &str) {
     eprintln!("jrun: {line}");
 }
 
+/// The exclusive lock without the state (see [`StateStore::lock_only`]); held until dropped.
+#[derive(Debug)]
+pub struct HeldLock(Flock<File>);
+
 /// The state, read under the exclusive lock, which is held until this is dropped.
 #[derive(Debug)]
 pub struct StateLock {
@@ -104,6 +108,22 @@ impl StateStore {
 
     /// Takes the exclusive lock, then reads the state (missing file: empty state).
     pub fn lock(&self, wait: LockWait) -> Result<StateLock, StateError> {
+        let lock = self.lock_only(wait)?;
+        let path = self.path();
+        let state = match read_any(&path)? {
+            Found::Jrun(state) => state,
+            Found::Jailrun(value, bytes) => convert_jailrun(&path, &value, &bytes, self.notes)?,
+        };
+        Ok(StateLock {
+            _lock: lock.0,
+            path,
+            state,
+        })
+    }
+
+    /// The exclusive lock alone, the state left unread: for `stop`, which tears down by
+    /// name and must work whatever the state file holds.
+    pub fn lock_only(&self, wait: LockWait) -> Result<HeldLock, StateError> {
         let lock_path = self.lock_path();
         fs::create_dir_all(&self.home).map_err(|source| StateError::Io {
             action: "create the jrun home folder",
@@ -147,16 +167,7 @@ impl StateStore {
             path: lock_path,
             source,
         })?;
-        let path = self.path();
-        let state = match read_any(&path)? {
-            Found::Jrun(state) => state,
-            Found::Jailrun(value, bytes) => convert_jailrun(&path, &value, &bytes, self.notes)?,
-        };
-        Ok(StateLock {
-            _lock: lock,
-            path,
-            state,
-        })
+        Ok(HeldLock(lock))
     }
 
     /// Reads the state without the lock, for commands that only look (`status`, `plan`).

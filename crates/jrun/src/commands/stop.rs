@@ -22,16 +22,27 @@ pub fn run(_args: Args) -> miette::Result<ExitCode> {
     let rt = selected.runtime();
     // Held from before the teardown to the end, so a concurrent `up` or `pair` never has
     // its namespaces deleted under it.
-    let mut lock = StateStore::new(&settings.home)
-        .lock(LockWait::No)
-        .into_diagnostic()?;
+    let store = StateStore::new(&settings.home);
+    // `stop` tears down by name: it works whatever the state file holds. One it cannot read
+    // is left as it is (and named), and the instance stops anyway.
+    let lock = match store.lock(LockWait::No) {
+        Ok(lock) => Ok(lock),
+        Err(e @ jrun_core::state::StateError::Locked { .. }) => {
+            return Err(e).into_diagnostic()
+        }
+        Err(e) => {
+            eprintln!("jrun: {e}; stopping the instance anyway, the state file is left as it is");
+            Err(store.lock_only(LockWait::No).into_diagnostic()?)
+        }
+    };
     let was_running = rt.instance().into_diagnostic()?.running;
     rt.stop().into_diagnostic()?;
     // The wiring is gone with the instance.
-    if lock.state.vm.take().is_some() {
-        lock.save().into_diagnostic()?;
+    if let Ok(mut lock) = lock {
+        if lock.state.vm.take().is_some() {
+            lock.save().into_diagnostic()?;
+        }
     }
-    drop(lock);
     if was_running {
         println!("jrun: instance stopped; nothing of it is left on this machine.");
     } else {

@@ -127,7 +127,21 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     }
     let rt = selected.runtime();
     let inst = rt.instance().into_diagnostic()?;
-    let state = StateStore::new(&settings.home).read().into_diagnostic()?;
+    let state = match StateStore::new(&settings.home).read() {
+        Ok(state) => state,
+        Err(e) => {
+            // What the machine says still helps: whether the instance runs.
+            println!(
+                "instance: {}",
+                if inst.running {
+                    "running (the jails are unknown: the state file cannot be read)"
+                } else {
+                    "not running"
+                }
+            );
+            return Err(e).into_diagnostic();
+        }
+    };
     let present = if inst.running {
         rt.jails_present().into_diagnostic()?
     } else {
