@@ -218,6 +218,32 @@ impl Settings {
             Some(v) if v.trim().eq_ignore_ascii_case("none") => None,
             Some(v) => Some(v),
         };
+        // Read where they are used (the supervisor, setup steps), but checked here: a wrong
+        // value is refused before anything starts, not ignored or found out mid-deploy.
+        for (var, min, max, expected) in [
+            (
+                "JRUN_LOG_MAX_BYTES",
+                1u64,
+                u64::MAX,
+                "a whole number of bytes, at least 1 (e.g. 1048576)",
+            ),
+            (
+                "JRUN_SETUP_TIMEOUT",
+                1,
+                7 * 24 * 3600,
+                "a whole number of seconds from 1 to 604800",
+            ),
+        ] {
+            if let Some(v) = get(var) {
+                if !v.trim().parse::<u64>().is_ok_and(|n| (min..=max).contains(&n)) {
+                    return Err(SettingsError::Invalid {
+                        var,
+                        value: v,
+                        expected,
+                    });
+                }
+            }
+        }
         let vm_boot_timeout_secs = parse_num(
             &get,
             "JRUN_VM_BOOT_TIMEOUT",
@@ -396,6 +422,20 @@ mod tests {
         assert_eq!(s.qemu_accel, None);
         assert_eq!(s.relay_peer.as_deref(), Some(DEFAULT_RELAY_PEER));
         assert_eq!(s.github_raw, DEFAULT_GITHUB_RAW);
+    }
+
+    #[test]
+    fn log_size_and_setup_timeout_are_checked_at_load() {
+        let with = |k: &str, v: &str| Settings::from_vars(&vars(&[("HOME", "/h"), (k, v)]));
+        for bad in ["abc", "-5", "0", ""] {
+            if !bad.is_empty() {
+                assert!(with("JRUN_LOG_MAX_BYTES", bad).is_err(), "{bad}");
+                assert!(with("JRUN_SETUP_TIMEOUT", bad).is_err(), "{bad}");
+            }
+        }
+        assert!(with("JRUN_LOG_MAX_BYTES", "4096").is_ok());
+        assert!(with("JRUN_SETUP_TIMEOUT", "604801").is_err());
+        assert!(with("JRUN_SETUP_TIMEOUT", "60").is_ok());
     }
 
     #[test]
