@@ -218,3 +218,39 @@ fn stop_works_with_a_corrupt_state_file() {
     assert!(native_support::leftovers(&id).is_empty(), "{:?}", native_support::leftovers(&id));
     assert_eq!(std::fs::read(&state).unwrap(), &text[..text.len() / 2], "left as it is");
 }
+
+/// D11: while `jrun up` works, the jails it has not finished show as `deploying`, not
+/// `failed`.
+#[test]
+fn status_shows_jails_being_deployed_as_deploying() {
+    if !nix::unistd::Uid::effective().is_root() {
+        panic!("the native runtime needs root (network namespaces); CI runs as root");
+    }
+    let inst = Instance::new(false);
+    let step = inst.home.path().join("slow.sh");
+    std::fs::write(&step, "sleep 3\n").unwrap();
+    let cfg = inst.config(&format!(
+        "jail \"slow\" {{\n  setup {{ wait {{ type = \"shell\"; file = \"{}\"; }} }}\n}}\n",
+        step.display()
+    ));
+    inst.start();
+    let mut up = inst.command(&["up", cfg.to_str().unwrap()]).spawn().unwrap();
+    let state_of = |inst: &Instance| {
+        inst.jails()
+            .into_iter()
+            .find(|j| j.0 == "slow")
+            .map(|j| j.1)
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = None;
+    while Instant::now() < deadline {
+        seen = state_of(&inst);
+        if seen.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(seen.as_deref(), Some("deploying"));
+    assert!(up.wait().unwrap().success());
+    assert_eq!(state_of(&inst).as_deref(), Some("up"));
+}

@@ -46,6 +46,11 @@ pub struct State {
     /// point leaves only access that `pair --list` shows and `--drop` removes.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub mesh_pending: bool,
+    /// The pid of a `jrun up` at work (set when it starts deploying, cleared when it is
+    /// done): while that process lives, jails not yet deployed are being deployed, not
+    /// failed. A crashed `up` leaves a dead pid, which means nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploying: Option<u32>,
     /// Free-form data a runtime keeps for itself (e.g. native: instance id,
     /// started-at), under a key naming the runtime (`"native"`, `"vm"`). The planner
     /// never reads it; each runtime validates what it reads back.
@@ -146,6 +151,7 @@ impl Default for State {
             vm: None,
             peers: BTreeMap::new(),
             mesh_pending: false,
+            deploying: None,
             runtime: BTreeMap::new(),
         }
     }

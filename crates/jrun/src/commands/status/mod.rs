@@ -103,7 +103,8 @@ struct Instance {
 #[derive(Debug, Serialize)]
 struct JailRow {
     name: String,
-    /// `up`, `failed` (its last deployment did not finish), `pending` (converted from
+    /// `up`, `deploying` (a `jrun up` is at work on it), `failed` (its last deployment did
+    /// not finish), `pending` (converted from
     /// Jailrun's state, not yet created by jrun) or `missing` (recorded as deployed, but
     /// its network is gone: the next `up` rebuilds it).
     state: &'static str,
@@ -160,6 +161,10 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         }
         None => None,
     };
+    // A `jrun up` at work: its jails not yet deployed are being deployed, not failed.
+    let deploying = state
+        .deploying
+        .is_some_and(pid_alive);
     let jails: Vec<JailRow> = state
         .jails
         .values()
@@ -167,7 +172,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             Some(o) => *o == j.name,
             None => true,
         })
-        .map(|j| row(rt, j, present.contains(&j.name)))
+        .map(|j| row(rt, j, present.contains(&j.name), deploying))
         .collect();
     let wants_services = args
         .show
@@ -240,9 +245,18 @@ fn answered<T>(r: Result<Vec<T>, String>, error: &mut Option<String>) -> Vec<T> 
     })
 }
 
-fn row(rt: &dyn Runtime, j: &JailState, present: bool) -> JailRow {
+/// Whether process `pid` exists (signal 0 reaches it, or it is another user's).
+fn pid_alive(pid: u32) -> bool {
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None) {
+        Ok(()) => true,
+        Err(e) => e == nix::errno::Errno::EPERM,
+    }
+}
+
+fn row(rt: &dyn Runtime, j: &JailState, present: bool, deploying: bool) -> JailRow {
     let state = match (j.deployed, present) {
         (true, true) => "up",
+        (false, _) if deploying => "deploying",
         // Converted from Jailrun's state: the next `up` of its file creates it.
         (false, _) if j.from_jailrun => "pending",
         (false, _) => "failed",

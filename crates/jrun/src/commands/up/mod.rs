@@ -106,7 +106,14 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         wait: (!args.no_wait).then_some(args.wait_timeout),
         ssh_port: settings.ssh_port,
     };
+    // `status` shows this run's jails as deploying while it works.
+    lock.state.deploying = Some(std::process::id());
+    lock.save().into_diagnostic()?;
     let mut outcome = selected.apply(&settings, &plan, &opts, &mut lock, &mut progress);
+    lock.state.deploying = None;
+    if let Err(e) = lock.save() {
+        outcome.error.get_or_insert(e.to_string());
+    }
     // Everything is recorded: other commands need not wait for the services.
     drop(lock);
     if outcome.error.is_none() && !args.no_wait {
