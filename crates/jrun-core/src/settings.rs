@@ -235,7 +235,11 @@ impl Settings {
             ),
         ] {
             if let Some(v) = get(var) {
-                if !v.trim().parse::<u64>().is_ok_and(|n| (min..=max).contains(&n)) {
+                if !v
+                    .trim()
+                    .parse::<u64>()
+                    .is_ok_and(|n| (min..=max).contains(&n))
+                {
                     return Err(SettingsError::Invalid {
                         var,
                         value: v,

@@ -78,10 +78,61 @@ pub fn is_supervisor_of(cmdline: &[u8], home: &Path) -> bool {
 /// The flag naming the instance's home in the supervisor's argv.
 pub const SUPERVISOR_HOME_FLAG: &str = "--home";
 
+/// Where the home that owns an instance id is recorded while its instance exists: the id
+/// is a hash of the home, and two homes can share one.
+const OWNERS_DIR: &str = "/run/jrun/instances";
+
+fn owner_file(layout: &Layout) -> std::path::PathBuf {
+    Path::new(OWNERS_DIR).join(layout.id.as_str())
+}
+
+/// The other home whose running instance holds this id, if any. A record whose instance
+/// is gone (or that names this home) is no obstacle.
+fn id_taken_by(layout: &Layout) -> Option<std::path::PathBuf> {
+    let owner = std::path::PathBuf::from(std::fs::read_to_string(owner_file(layout)).ok()?);
+    (owner != layout.home && supervisor_pid(&Layout::new(&owner)).is_some()).then_some(owner)
+}
+
+fn refuse_taken_id(layout: &Layout) -> Result<(), RuntimeError> {
+    match id_taken_by(layout) {
+        Some(owner) => Err(other(
+            "cannot use this home's instance",
+            format!(
+                "its id {} (a hash of the home's path) is also that of the running instance of {}; the two would share namespaces. Stop that one, or use another JRUN_HOME (any other path gives another id)",
+                layout.id.as_str(),
+                owner.display()
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 pub fn start(rt: &NativeRuntime) -> Result<(), RuntimeError> {
     let layout = &rt.layout;
     let runner = rt.runner.as_ref();
     check_home(&layout.home)?;
+    // Another home whose path hashes to the same id must not lose its instance to ours.
+    refuse_taken_id(layout)?;
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        let record = owner_file(layout);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(OWNERS_DIR)
+            .and_then(|()| {
+                jrun_core::fs::write_atomic(
+                    &record,
+                    layout.home.as_os_str().as_encoded_bytes(),
+                    0o600,
+                )
+            })
+            .map_err(|source| RuntimeError::Io {
+                what: "cannot record which home owns the instance".into(),
+                path: record,
+                source,
+            })?;
+    }
     // Leftovers of an instance that died without `stop` would collide with the new one.
     let _ = plumbing::teardown_instance(runner, layout);
     let _ = crate::jailns::teardown(runner, layout);
@@ -307,6 +358,11 @@ fn wait_for_resolver(rt: &NativeRuntime, files: &UnboundFiles) -> Result<(), Run
 pub fn stop(rt: &NativeRuntime) -> Vec<String> {
     let layout = &rt.layout;
     let mut errors = Vec::new();
+    // The namespaces by this id are another home's running instance: not ours to remove.
+    if let Err(e) = refuse_taken_id(layout) {
+        errors.push(e.to_string());
+        return errors;
+    }
     if let Some((pid, _)) = supervisor_pid(layout) {
         let _ = control::request(&layout.control_socket(), &Request::Shutdown);
         // Checked again before the kill: after 10 s the pid may belong to someone else.
@@ -332,6 +388,9 @@ pub fn stop(rt: &NativeRuntime) -> Vec<String> {
         if e.kind() != std::io::ErrorKind::NotFound {
             errors.push(format!("cannot remove {}: {e}", layout.run_dir().display()));
         }
+    }
+    if std::fs::read_to_string(owner_file(layout)).is_ok_and(|o| Path::new(&o) == layout.home) {
+        let _ = std::fs::remove_file(owner_file(layout));
     }
     errors
 }

@@ -214,9 +214,20 @@ fn stop_works_with_a_corrupt_state_file() {
     let out = inst.run(&["stop"]);
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{said}");
-    assert!(said.contains("corrupt") && said.contains("stopping the instance anyway"), "{said}");
-    assert!(native_support::leftovers(&id).is_empty(), "{:?}", native_support::leftovers(&id));
-    assert_eq!(std::fs::read(&state).unwrap(), &text[..text.len() / 2], "left as it is");
+    assert!(
+        said.contains("corrupt") && said.contains("stopping the instance anyway"),
+        "{said}"
+    );
+    assert!(
+        native_support::leftovers(&id).is_empty(),
+        "{:?}",
+        native_support::leftovers(&id)
+    );
+    assert_eq!(
+        std::fs::read(&state).unwrap(),
+        &text[..text.len() / 2],
+        "left as it is"
+    );
 }
 
 /// D11: while `jrun up` works, the jails it has not finished show as `deploying`, not
@@ -234,7 +245,10 @@ fn status_shows_jails_being_deployed_as_deploying() {
         step.display()
     ));
     inst.start();
-    let mut up = inst.command(&["up", cfg.to_str().unwrap()]).spawn().unwrap();
+    let mut up = inst
+        .command(&["up", cfg.to_str().unwrap()])
+        .spawn()
+        .unwrap();
     let state_of = |inst: &Instance| {
         inst.jails()
             .into_iter()
@@ -253,4 +267,63 @@ fn status_shows_jails_being_deployed_as_deploying() {
     assert_eq!(seen.as_deref(), Some("deploying"));
     assert!(up.wait().unwrap().success());
     assert_eq!(state_of(&inst).as_deref(), Some("up"));
+}
+
+/// D4: two homes whose paths hash to the same instance id: the second `start` is refused
+/// (naming the first), and its `stop` leaves the first's instance alone.
+#[test]
+fn a_home_whose_id_collides_with_a_running_instance_is_refused() {
+    if !nix::unistd::Uid::effective().is_root() {
+        panic!("the native runtime needs root (network namespaces); CI runs as root");
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let root = scratch.path().canonicalize().unwrap();
+    // Birthday search over sibling names: about 5,000 tries for 24 bits.
+    let mut seen = std::collections::HashMap::new();
+    let (a, b) = (0..200_000)
+        .find_map(|n| {
+            let home = root.join(format!("hc-{n}"));
+            let id = jrun_native::names::InstanceId::for_home(&home);
+            seen.insert(id, home.clone()).map(|other| (other, home))
+        })
+        .expect("a collision");
+    for h in [&a, &b] {
+        std::fs::create_dir(h).unwrap();
+    }
+    struct Home(PathBuf);
+    impl Drop for Home {
+        fn drop(&mut self) {
+            let _ = jrun(&self.0, &["stop"]);
+            native_support::force_cleanup(&self.0);
+        }
+    }
+    fn jrun(home: &Path, args: &[&str]) -> std::process::Output {
+        local_env::jrun()
+            .args(args)
+            .env("JRUN_HOME", home)
+            .env("JRUN_RUNTIME", "native")
+            .env("JRUN_MESH_NETWORK", "false")
+            .output()
+            .unwrap()
+    }
+    let (home_a, home_b) = (Home(a.clone()), Home(b.clone()));
+    let cfg = a.join("a.ucl");
+    std::fs::write(&cfg, "jail \"web\" { }\n").unwrap();
+    assert!(jrun(&a, &["start"]).status.success());
+    assert!(jrun(&a, &["up", cfg.to_str().unwrap()]).status.success());
+
+    let refused = jrun(&b, &["start"]);
+    let said = String::from_utf8_lossy(&refused.stderr).replace("\n  │ ", " ");
+    assert!(!refused.status.success(), "{said}");
+    assert!(said.contains(&a.display().to_string()), "{said}");
+    let _ = jrun(&b, &["stop"]);
+    let status: serde_json::Value =
+        serde_json::from_slice(&jrun(&a, &["status", "--json"]).stdout).unwrap();
+    assert_eq!(status["jails"][0]["state"], "up", "{status}");
+
+    // Once the first has stopped, the id is free.
+    assert!(jrun(&a, &["stop"]).status.success());
+    assert!(jrun(&b, &["start"]).status.success());
+    drop(home_b);
+    drop(home_a);
 }

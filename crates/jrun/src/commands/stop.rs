@@ -27,9 +27,7 @@ pub fn run(_args: Args) -> miette::Result<ExitCode> {
     // is left as it is (and named), and the instance stops anyway.
     let lock = match store.lock(LockWait::No) {
         Ok(lock) => Ok(lock),
-        Err(e @ jrun_core::state::StateError::Locked { .. }) => {
-            return Err(e).into_diagnostic()
-        }
+        Err(e @ jrun_core::state::StateError::Locked { .. }) => return Err(e).into_diagnostic(),
         Err(e) => {
             eprintln!("jrun: {e}; stopping the instance anyway, the state file is left as it is");
             Err(store.lock_only(LockWait::No).into_diagnostic()?)

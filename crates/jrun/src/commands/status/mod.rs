@@ -162,9 +162,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         None => None,
     };
     // A `jrun up` at work: its jails not yet deployed are being deployed, not failed.
-    let deploying = state
-        .deploying
-        .is_some_and(pid_alive);
+    let deploying = state.deploying.is_some_and(pid_alive);
     let jails: Vec<JailRow> = state
         .jails
         .values()
