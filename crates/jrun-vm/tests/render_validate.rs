@@ -463,3 +463,75 @@ fn a_jail_planted_link_does_not_redirect_a_write() {
         assert_eq!(std::fs::read_to_string(p).unwrap(), pf(j));
     }
 }
+
+mod pf_model;
+
+/// The VM's pf.conf, asked through a model of pf's rule evaluation (`pf_model`): a jail
+/// reaches the resolver and the mesh listener on the bridge address, and the world, but
+/// neither QEMU's user network (10.0.2.2 is the host's 127.0.0.1, 10.0.2.3 its resolver)
+/// nor any other port of the VM's own addresses (its sshd, a base forward's target). The
+/// host still reaches the VM's sshd and base forwards; NAT and the forwards anchor stay.
+#[test]
+fn jails_cannot_reach_qemu_host_or_vm_services() {
+    use pf_model::{Packet, Ruleset, Verdict, Vm};
+    use std::net::Ipv4Addr;
+    let r = render_all(&common::stack(YggVersion::V0_5), &common::sources()).unwrap();
+    let conf = &r
+        .files
+        .iter()
+        .find(|f| f.guest_path == "/etc/pf.conf")
+        .unwrap()
+        .content;
+    let rules = Ruleset::parse(conf);
+    let vm = Vm::jrun_guest();
+    let jail = Ipv4Addr::new(10, 17, 89, 10);
+    let from_jail = |proto, dst: [u8; 4], dport| Packet {
+        iface: "bridge0",
+        proto,
+        src: jail,
+        dst: Ipv4Addr::from(dst),
+        dport,
+    };
+    let from_host = |dport| Packet {
+        iface: "vtnet0",
+        proto: "tcp",
+        src: Ipv4Addr::new(10, 0, 2, 2),
+        dst: Ipv4Addr::new(10, 0, 2, 15),
+        dport,
+    };
+    let expect = [
+        // QEMU's user network: the host's loopback services, its resolver, the VM's side.
+        (from_jail("tcp", [10, 0, 2, 2], 5432), Verdict::Block),
+        (from_jail("tcp", [10, 0, 2, 2], 8080), Verdict::Block),
+        (from_jail("udp", [10, 0, 2, 3], 53), Verdict::Block),
+        (from_jail("tcp", [10, 0, 2, 15], 22), Verdict::Block),
+        (from_jail("tcp", [10, 0, 2, 15], 9100), Verdict::Block),
+        // The VM's bridge address: sshd, a base forward's target, the mesh node's admin.
+        (from_jail("tcp", [10, 17, 89, 1], 22), Verdict::Block),
+        (from_jail("tcp", [10, 17, 89, 1], 9100), Verdict::Block),
+        (from_jail("udp", [10, 17, 89, 1], 19001), Verdict::Block),
+        (from_jail("tcp", [127, 0, 0, 1], 22), Verdict::Block),
+        // What jails need: the resolver, the mesh listener, the world.
+        (from_jail("udp", [10, 17, 89, 1], 53), Verdict::Pass),
+        (from_jail("tcp", [10, 17, 89, 1], 53), Verdict::Pass),
+        (from_jail("tcp", [10, 17, 89, 1], 19001), Verdict::Pass),
+        (from_jail("tcp", [1, 1, 1, 1], 443), Verdict::Pass),
+        (from_jail("udp", [9, 9, 9, 9], 53), Verdict::Pass),
+        // The host: SSH and the base forward in, nothing else.
+        (from_host(22), Verdict::Pass),
+        (from_host(9100), Verdict::Pass),
+        (from_host(5432), Verdict::Block),
+    ];
+    for (p, want) in expect {
+        let (got, rule) = rules.decide(&vm, &p);
+        assert_eq!(got, want, "{p:?} decided by {rule:?}\n{conf}");
+    }
+    // Jail traffic still leaves through NAT, and forwards through the anchor.
+    assert!(conf.contains("nat on $ext_if inet from $jail_net to any -> ($ext_if)\n"));
+    assert!(conf.contains("rdr-anchor \"jrun/forwards\"\n"));
+    // The block is `quick` and names the dynamic `(self)`, not the load-time `self`.
+    assert!(
+        conf.contains("block in quick on $jail_if from $jail_net to { (self), 10.0.2.0/24 }\n"),
+        "{conf}"
+    );
+}
