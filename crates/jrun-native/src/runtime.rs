@@ -268,7 +268,7 @@ impl Runtime for NativeRuntime {
 
     fn set_forwards(&self, redirects: &[Redirect]) -> Result<(), RuntimeError> {
         let info = self.require_running()?;
-        let ruleset = nft::render_vm(info.link.vm, redirects);
+        let ruleset = nft::render_vm(info.link.host, info.link.vm, redirects);
         let saved = self.layout.run_dir().join("vm.nft");
         if std::fs::read_to_string(&saved).ok().as_deref() != Some(ruleset.as_str()) {
             plumbing::nft_apply(self.runner.as_ref(), &self.layout.vm_ns(), &ruleset)
