@@ -535,3 +535,81 @@ fn jails_cannot_reach_qemu_host_or_vm_services() {
         "{conf}"
     );
 }
+
+/// Security review finding 12: a jail's `base.txz` is downloaded to a temporary name,
+/// checked against the release's MANIFEST and only then renamed. A download that does not
+/// match, or that was cut short, is removed and the step fails; a copy an older jrun left
+/// (no MANIFEST beside it, maybe truncated) or one that changed since is fetched again; a
+/// checked copy is reused without downloading.
+#[test]
+fn a_base_txz_that_does_not_match_its_manifest_is_removed_and_the_step_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let mirror = dir.path().join("mirror");
+    let dist = dir.path().join("releases/14.3-RELEASE");
+    std::fs::create_dir_all(&mirror).unwrap();
+    std::fs::create_dir_all(&dist).unwrap();
+    let good = b"the real base system\n".repeat(1000);
+    let sha = |b: &[u8]| {
+        use sha2::Digest;
+        sha2::Sha256::digest(b)
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect::<String>()
+    };
+    let manifest = |digest: &str| {
+        format!("base-dbg.txz\t{}\t1\tbase_dbg\t\"Base debug\"\toff\nbase.txz\t{digest}\t26936\tbase\t\"Base system (MANDATORY)\"\ton\n", "0".repeat(64))
+    };
+    let leftovers = || {
+        let mut v: Vec<String> = std::fs::read_dir(&dist)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let run = || common::sandbox::run_fetch_base(dir.path(), &mirror, "14.3-RELEASE", &dist);
+
+    // 1. The mirror serves a base.txz that is not the one its MANIFEST lists.
+    std::fs::write(mirror.join("base.txz"), b"something else").unwrap();
+    std::fs::write(mirror.join("MANIFEST"), manifest(&sha(&good))).unwrap();
+    let (out, fetched) = run();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stdout}{stderr}");
+    assert!(stderr.contains("jrun-failed 7 1"), "{stderr}");
+    assert!(stderr.contains("but the MANIFEST lists"), "{stderr}");
+    assert!(!stdout.contains("after-fetch"), "{stdout}");
+    assert!(leftovers().is_empty(), "{:?}", leftovers());
+    assert_eq!(fetched.len(), 2, "{fetched:?}");
+    assert!(fetched[0].ends_with("/14.3-RELEASE/MANIFEST"), "{fetched:?}");
+    assert!(fetched[1].ends_with("/14.3-RELEASE/base.txz"), "{fetched:?}");
+
+    // 2. A download cut short fails the step and leaves nothing to reuse.
+    std::fs::write(mirror.join("base.txz"), &good).unwrap();
+    std::fs::write(mirror.join("cut"), b"").unwrap();
+    let (out, _) = run();
+    assert!(!out.status.success());
+    assert!(leftovers().is_empty(), "{:?}", leftovers());
+    std::fs::remove_file(mirror.join("cut")).unwrap();
+
+    // 3. A truncated base.txz an older jrun left (no MANIFEST beside it) is fetched again.
+    std::fs::write(dist.join("base.txz"), &good[..100]).unwrap();
+    let (out, fetched) = run();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("after-fetch"));
+    assert_eq!(std::fs::read(dist.join("base.txz")).unwrap(), good);
+    assert_eq!(leftovers(), ["MANIFEST", "base.txz"]);
+    assert_eq!(fetched.len(), 2);
+
+    // 4. A checked copy is reused without a download.
+    let (out, fetched) = run();
+    assert!(out.status.success());
+    assert!(fetched.is_empty(), "{fetched:?}");
+
+    // 5. A kept copy that no longer matches its MANIFEST is replaced.
+    std::fs::write(dist.join("base.txz"), b"bit rot").unwrap();
+    let (out, fetched) = run();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(fetched.len(), 2);
+    assert_eq!(std::fs::read(dist.join("base.txz")).unwrap(), good);
+}
