@@ -306,7 +306,16 @@ fn the_script_installs_exactly_the_rendered_files() {
         assert!(!c.contains(&"-c".to_string()), "{c:?}");
         assert!(!c.iter().any(|a| a.contains(root_dir)), "{c:?}");
     }
-    assert!(!r.script.text.contains("pkg -c") && !r.script.text.contains("chroot"));
+    // Nothing enters a jail's root from outside (`pkg -c`, `chroot ROOT`): the only chroot
+    // is an exec's health check as its `user` (`chroot -u USER … / /bin/sh -c`), which the
+    // jail's own rc script runs inside the jail, to the jail's own root.
+    assert!(!r.script.text.contains("pkg -c"));
+    for l in r.script.text.lines().filter(|l| l.contains("chroot")) {
+        assert!(
+            l.contains("chroot -u ") && l.contains(" / /bin/sh -c "),
+            "{l}"
+        );
+    }
     // The removed jail's config goes (its dataset too, when it exists).
     assert!(run
         .calls
@@ -612,4 +621,46 @@ fn a_base_txz_that_does_not_match_its_manifest_is_removed_and_the_step_fails() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(fetched.len(), 2);
     assert_eq!(std::fs::read(dist.join("base.txz")).unwrap(), good);
+}
+
+/// `exec { … user = … }` on the vm runtime: daemon(8) `-u` runs the service as the user
+/// (a numeric uid is named by the jail's id(1), daemon takes names only); the health loop
+/// stays root (it reads the child's pid file) and runs each check through chroot(8) with
+/// the user's uid, its primary group and no other group. The rc script stays valid sh.
+#[test]
+fn vm_exec_user_runs_the_service_and_its_check_as_that_user() {
+    use jrun_core::config::ExecUser;
+    let spec = common::stack(YggVersion::V0_5);
+    let mut web = spec.jails.iter().find(|j| j.name.as_str() == "web").unwrap().clone();
+    for (user, flag) in [("www", "-u 'www'"), ("1001", "-u \"$(id -nu 1001)\"")] {
+        web.execs[0].user = Some(ExecUser::new(user).unwrap());
+        let rc = jrun_vm::render::services_rc(&web).unwrap();
+        let service = rc
+            .lines()
+            .find(|l| l.contains("/var/run/jrun/child0.pid"))
+            .unwrap();
+        assert!(
+            service.contains(&format!("{flag} /usr/bin/env ")),
+            "{service}"
+        );
+        let check = &rc[rc.find("/var/run/jrun/health0.pid").unwrap()..];
+        let daemon = check.lines().next().unwrap();
+        assert!(!daemon.contains(" -u "), "the loop itself stays root: {daemon}");
+        assert!(
+            check.contains(&format!("gid=$(id -g '\\''{user}'\\'') || exit 1")),
+            "{check}"
+        );
+        assert!(
+            check.contains(&format!(
+                "timeout 2 chroot -u '\\''{user}'\\'' -g \"$gid\" -G \"$gid\" / /bin/sh -c "
+            )),
+            "{check}"
+        );
+        sh_n(&rc, "jrun_services");
+        shellcheck(&rc, "jrun_services");
+    }
+    // Without a user, neither appears.
+    web.execs[0].user = None;
+    let rc = jrun_vm::render::services_rc(&web).unwrap();
+    assert!(!rc.contains(" -u ") && !rc.contains("chroot"), "{rc}");
 }
