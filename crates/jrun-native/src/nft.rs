@@ -109,7 +109,11 @@ mod tests {
             jail_ip: Ipv4Addr::new(10, 17, 89, 12),
             jail_port: 53,
         };
-        let text = render_vm(Ipv4Addr::new(10, 17, 88, 1), Ipv4Addr::new(10, 17, 88, 2), &[r]);
+        let text = render_vm(
+            Ipv4Addr::new(10, 17, 88, 1),
+            Ipv4Addr::new(10, 17, 88, 2),
+            &[r],
+        );
         assert!(text.starts_with("table inet jrun\ndelete table inet jrun\n"));
         assert!(text.contains(
             "iifname \"uplink\" ip saddr 10.17.88.1 ip daddr 10.17.88.2 udp dport 5353 dnat ip to 10.17.89.12:53\n"
@@ -136,7 +140,10 @@ mod tests {
             .collect();
         let host = Ipv4Addr::new(10, 17, 88, 5);
         let text = render_vm(host, Ipv4Addr::new(10, 17, 88, 6), &redirects);
-        let dnats: Vec<&str> = text.lines().filter(|l| l.contains(" dnat ip to ")).collect();
+        let dnats: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains(" dnat ip to "))
+            .collect();
         assert_eq!(dnats.len(), 2, "{text}");
         for l in dnats {
             assert!(
@@ -180,7 +187,11 @@ mod tests {
         fw.mesh_peers
             .insert("200:848a:604f:bb7e:4384:65db:8db6:6895".parse().unwrap());
         for text in [
-            render_vm(Ipv4Addr::new(10, 17, 88, 1), Ipv4Addr::new(10, 17, 88, 2), &[r]),
+            render_vm(
+                Ipv4Addr::new(10, 17, 88, 1),
+                Ipv4Addr::new(10, 17, 88, 2),
+                &[r],
+            ),
             render_jail(&fw),
         ] {
             // `-c` checks without committing; the leading `delete table` needs the table to

@@ -590,8 +590,14 @@ fn a_base_txz_that_does_not_match_its_manifest_is_removed_and_the_step_fails() {
     assert!(!stdout.contains("after-fetch"), "{stdout}");
     assert!(leftovers().is_empty(), "{:?}", leftovers());
     assert_eq!(fetched.len(), 2, "{fetched:?}");
-    assert!(fetched[0].ends_with("/14.3-RELEASE/MANIFEST"), "{fetched:?}");
-    assert!(fetched[1].ends_with("/14.3-RELEASE/base.txz"), "{fetched:?}");
+    assert!(
+        fetched[0].ends_with("/14.3-RELEASE/MANIFEST"),
+        "{fetched:?}"
+    );
+    assert!(
+        fetched[1].ends_with("/14.3-RELEASE/base.txz"),
+        "{fetched:?}"
+    );
 
     // 2. A download cut short fails the step and leaves nothing to reuse.
     std::fs::write(mirror.join("base.txz"), &good).unwrap();
@@ -604,7 +610,11 @@ fn a_base_txz_that_does_not_match_its_manifest_is_removed_and_the_step_fails() {
     // 3. A truncated base.txz an older jrun left (no MANIFEST beside it) is fetched again.
     std::fs::write(dist.join("base.txz"), &good[..100]).unwrap();
     let (out, fetched) = run();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("after-fetch"));
     assert_eq!(std::fs::read(dist.join("base.txz")).unwrap(), good);
     assert_eq!(leftovers(), ["MANIFEST", "base.txz"]);
@@ -618,7 +628,11 @@ fn a_base_txz_that_does_not_match_its_manifest_is_removed_and_the_step_fails() {
     // 5. A kept copy that no longer matches its MANIFEST is replaced.
     std::fs::write(dist.join("base.txz"), b"bit rot").unwrap();
     let (out, fetched) = run();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(fetched.len(), 2);
     assert_eq!(std::fs::read(dist.join("base.txz")).unwrap(), good);
 }
@@ -631,7 +645,12 @@ fn a_base_txz_that_does_not_match_its_manifest_is_removed_and_the_step_fails() {
 fn vm_exec_user_runs_the_service_and_its_check_as_that_user() {
     use jrun_core::config::ExecUser;
     let spec = common::stack(YggVersion::V0_5);
-    let mut web = spec.jails.iter().find(|j| j.name.as_str() == "web").unwrap().clone();
+    let mut web = spec
+        .jails
+        .iter()
+        .find(|j| j.name.as_str() == "web")
+        .unwrap()
+        .clone();
     for (user, flag) in [("www", "-u 'www'"), ("1001", "-u \"$(id -nu 1001)\"")] {
         web.execs[0].user = Some(ExecUser::new(user).unwrap());
         let rc = jrun_vm::render::services_rc(&web).unwrap();
@@ -645,7 +664,10 @@ fn vm_exec_user_runs_the_service_and_its_check_as_that_user() {
         );
         let check = &rc[rc.find("/var/run/jrun/health0.pid").unwrap()..];
         let daemon = check.lines().next().unwrap();
-        assert!(!daemon.contains(" -u "), "the loop itself stays root: {daemon}");
+        assert!(
+            !daemon.contains(" -u "),
+            "the loop itself stays root: {daemon}"
+        );
         assert!(
             check.contains(&format!("gid=$(id -g '\\''{user}'\\'') || exit 1")),
             "{check}"

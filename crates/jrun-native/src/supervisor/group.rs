@@ -173,11 +173,17 @@ pub fn spawn_logged(
     let pipe = |e: std::io::Error| format!("cannot make a pipe: {e}");
     let (reader, writer) = std::io::pipe().map_err(pipe)?;
     let err_writer = writer.try_clone().map_err(pipe)?;
-    let mut group =
-        spawn_group(argv, env, Stdio::from(writer), Stdio::from(err_writer), identity).map_err(|e| {
-            let program = argv.first().map_or("(empty command)", String::as_str);
-            format!("cannot start {program}: {e}")
-        })?;
+    let mut group = spawn_group(
+        argv,
+        env,
+        Stdio::from(writer),
+        Stdio::from(err_writer),
+        identity,
+    )
+    .map_err(|e| {
+        let program = argv.first().map_or("(empty command)", String::as_str);
+        format!("cannot start {program}: {e}")
+    })?;
     let logging = std::thread::Builder::new()
         .name(format!("log {}", log.display()))
         .stack_size(LOG_THREAD_STACK)

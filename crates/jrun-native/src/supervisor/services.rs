@@ -525,8 +525,14 @@ mod tests {
         let log = std::fs::read_to_string(dir.path().join("web/svc.log")).unwrap();
         let u = nobody.uid;
         let g = nobody.gid;
-        assert!(log.contains(&format!("Uid:\t{u}\t{u}\t{u}\t{u}\n")), "{log}");
-        assert!(log.contains(&format!("Gid:\t{g}\t{g}\t{g}\t{g}\n")), "{log}");
+        assert!(
+            log.contains(&format!("Uid:\t{u}\t{u}\t{u}\t{u}\n")),
+            "{log}"
+        );
+        assert!(
+            log.contains(&format!("Gid:\t{g}\t{g}\t{g}\t{g}\n")),
+            "{log}"
+        );
         let groups = log.lines().find_map(|l| l.strip_prefix("Groups:")).unwrap();
         assert_eq!(groups.trim(), "", "no supplementary group: {log}");
         s.stop_all();

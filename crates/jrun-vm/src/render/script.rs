@@ -293,11 +293,7 @@ fn jail_steps(
             let _ = writeln!(b.text, "    mkdir -p {dist}");
             // Downloaded to a temporary name, checked against the release's MANIFEST, then
             // renamed (the prelude's fetch_base).
-            let _ = writeln!(
-                b.text,
-                "    fetch_base {} {dist}",
-                sh_quote(rel.as_str())
-            );
+            let _ = writeln!(b.text, "    fetch_base {} {dist}", sh_quote(rel.as_str()));
             let _ = writeln!(b.text, "    zfs create -o mountpoint={root} {ds}");
             let _ = writeln!(b.text, "    tar -xf {txz} -C {root}");
         }

@@ -12,8 +12,8 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use jrun_core::config::{
-    BaseForward, BaseMount, Exec, ExecUser, Healthcheck, JailName, Mount, Proto, SetupKind, SetupSource,
-    SetupStep,
+    BaseForward, BaseMount, Exec, ExecUser, Healthcheck, JailName, Mount, Proto, SetupKind,
+    SetupSource, SetupStep,
 };
 use jrun_core::net::{
     DnsName, DnsRecord, DnsRecords, JailFirewall, RecordData, Redirect, VmFirewall,

@@ -205,7 +205,11 @@ impl Ruleset {
         let mut verdict = (Verdict::Pass, None);
         for r in &self.rules {
             if r.matches(vm, p) {
-                let v = if r.pass { Verdict::Pass } else { Verdict::Block };
+                let v = if r.pass {
+                    Verdict::Pass
+                } else {
+                    Verdict::Block
+                };
                 verdict = (v, Some(r.line.clone()));
                 if r.quick {
                     break;

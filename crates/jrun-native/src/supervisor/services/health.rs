@@ -57,7 +57,8 @@ impl Service {
                     self.next_check = now + Duration::from_millis(h.interval_ms);
                     // The check runs as the service's user, in its jail.
                     let identity = self.spec.run_as.as_ref().map(Identity::resolve).transpose();
-                    let spawned = identity.map_err(|e| format!("cannot run the check: {e}"))
+                    let spawned = identity
+                        .map_err(|e| format!("cannot run the check: {e}"))
                         .and_then(|identity| {
                             spawn_group(
                                 &h.argv,
