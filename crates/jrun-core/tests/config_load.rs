@@ -188,3 +188,66 @@ fn jailrun_style_quoted_numbers_and_multi_line_commands() {
         e.render_plain(100)
     );
 }
+
+/// `exec { s { user = … } }`: a user name or a numeric uid (a number or quoted), kept in
+/// the model and in state (serde), and absent from state written before the key existed.
+#[test]
+fn exec_user_is_a_user_name_or_a_uid() {
+    let ok = |user: &str| {
+        let src = format!("jail \"web\" {{ exec {{ s {{ cmd = \"x\"; user = {user}; }} }} }}\n");
+        config::load_str(Path::new("j.ucl"), &src, 2222)
+            .map(|l| l.config.jail("web").unwrap().execs[0].user.clone())
+    };
+    for (src, want) in [
+        ("\"www\"", "www"),
+        ("\"_pkg\"", "_pkg"),
+        ("\"app-user_2\"", "app-user_2"),
+        ("65534", "65534"),
+        ("\"1001\"", "1001"),
+        ("0", "0"),
+    ] {
+        let u = ok(src).unwrap_or_else(|e| panic!("{src}: {}", e.render_plain(100)));
+        assert_eq!(u.as_ref().map(|u| u.as_str()), Some(want));
+    }
+    assert_eq!(ok("65534").unwrap().unwrap().uid(), Some(65534));
+    assert_eq!(ok("\"www\"").unwrap().unwrap().uid(), None);
+    for bad in [
+        "\"\"",
+        "\"Www\"",
+        "\"1www\"",
+        "\"www;id\"",
+        "\"www user\"",
+        "\"-u\"",
+        "\"../root\"",
+        "\"abcdefghijklmnopqrstuvwxyzabcdefg\"",
+        "4294967295",
+        "-1",
+        "\"root\\n\"",
+        "[\"www\"]",
+    ] {
+        let e = ok(bad).expect_err(bad);
+        let text = e.render_plain(200);
+        assert!(text.contains("`user`"), "{bad}: {text}");
+    }
+    // Without the key: no user, and old state (no `user` field) reads back the same.
+    let none = config::load_str(
+        Path::new("j.ucl"),
+        "jail \"web\" { exec { s { cmd = \"x\"; } } }\n",
+        2222,
+    )
+    .unwrap()
+    .config;
+    let e = &none.jail("web").unwrap().execs[0];
+    assert_eq!(e.user, None);
+    let json = serde_json::to_value(e).unwrap();
+    assert!(json.get("user").is_none(), "{json}");
+    let back: config::Exec = serde_json::from_value(json).unwrap();
+    assert_eq!(&back, e);
+    // A user in state is checked when read back, as in the config.
+    let mut with = serde_json::to_value(e).unwrap();
+    with["user"] = "www".into();
+    let back: config::Exec = serde_json::from_value(with.clone()).unwrap();
+    assert_eq!(back.user.unwrap().as_str(), "www");
+    with["user"] = "www;id".into();
+    assert!(serde_json::from_value::<config::Exec>(with).is_err());
+}

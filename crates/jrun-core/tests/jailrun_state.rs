@@ -165,6 +165,7 @@ fn the_docs_stack_converts_field_by_field() {
                     timeout: Duration::from_secs(5),
                     retries: 5,
                 }),
+                user: None,
             },
             // Jailrun's defaults: dir "/" (jrun: none), no env, no check.
             Exec {
@@ -173,6 +174,7 @@ fn the_docs_stack_converts_field_by_field() {
                 dir: None,
                 env: BTreeMap::new(),
                 healthcheck: None,
+                user: None,
             },
         ]
     );

@@ -174,7 +174,7 @@ fn start_inner(rt: &NativeRuntime, link: Link, host_lock: Flock<File>) -> Result
     plumbing::create_vm(runner, layout, link)
         .map_err(|e| other("cannot create the VM namespace", e))?;
     drop(host_lock);
-    let ruleset = nft::render_vm(link.vm, &[]);
+    let ruleset = nft::render_vm(link.host, link.vm, &[]);
     plumbing::nft_apply(runner, &layout.vm_ns(), &ruleset)
         .map_err(|e| other("cannot load the VM firewall", e))?;
 

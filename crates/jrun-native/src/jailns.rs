@@ -58,6 +58,18 @@ pub fn jail_argv(layout: &Layout, jail: &JailName, dir: &str, argv: &[String]) -
     v
 }
 
+/// The argv that runs `argv` in `dir` for a process that is already inside the jail's
+/// namespaces (the supervisor entered them itself, to run it as a user).
+pub fn in_jail_argv(dir: &str, argv: &[String]) -> Vec<String> {
+    let mut v = vec![
+        "env".to_string(),
+        format!("--chdir={dir}"),
+        "--".to_string(),
+    ];
+    v.extend(argv.iter().cloned());
+    v
+}
+
 /// An identity of the jail's namespaces (their inodes): it changes when either is rebuilt.
 pub fn generation(layout: &Layout, jail: &JailName) -> String {
     use std::os::unix::fs::MetadataExt;

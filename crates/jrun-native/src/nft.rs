@@ -14,16 +14,18 @@ use crate::names::{BRIDGE, UPLINK};
 pub const TABLE: &str = "jrun";
 
 /// The VM namespace's ruleset: NAT for jail traffic going out of the uplink, one DNAT per
-/// forward (the host's forward listeners connect to `uplink_ip:<host port>`), and
-/// unsolicited inbound traffic dropped.
-pub fn render_vm(uplink_ip: Ipv4Addr, redirects: &[Redirect]) -> String {
+/// forward, and unsolicited inbound traffic dropped. The supervisor's forward listeners
+/// connect from the host's end of the link (`host_ip`) to `uplink_ip:<host port>`, and the
+/// DNAT matches only that source: a LAN host routing to the link through a forwarding host
+/// (or another instance's masqueraded jails) does not reach a "localhost-only" forward.
+pub fn render_vm(host_ip: Ipv4Addr, uplink_ip: Ipv4Addr, redirects: &[Redirect]) -> String {
     let mut dnat = String::new();
     for r in redirects {
         let proto = proto_kw(r.proto);
         // Writing to a String cannot fail.
         let _ = writeln!(
             dnat,
-            "    iifname \"{UPLINK}\" ip daddr {uplink_ip} {proto} dport {} dnat ip to {}:{}",
+            "    iifname \"{UPLINK}\" ip saddr {host_ip} ip daddr {uplink_ip} {proto} dport {} dnat ip to {}:{}",
             r.host_port, r.jail_ip, r.jail_port
         );
     }
@@ -107,13 +109,49 @@ mod tests {
             jail_ip: Ipv4Addr::new(10, 17, 89, 12),
             jail_port: 53,
         };
-        let text = render_vm(Ipv4Addr::new(10, 17, 88, 2), &[r]);
+        let text = render_vm(
+            Ipv4Addr::new(10, 17, 88, 1),
+            Ipv4Addr::new(10, 17, 88, 2),
+            &[r],
+        );
         assert!(text.starts_with("table inet jrun\ndelete table inet jrun\n"));
         assert!(text.contains(
-            "iifname \"uplink\" ip daddr 10.17.88.2 udp dport 5353 dnat ip to 10.17.89.12:53\n"
+            "iifname \"uplink\" ip saddr 10.17.88.1 ip daddr 10.17.88.2 udp dport 5353 dnat ip to 10.17.89.12:53\n"
         ));
         assert!(text.contains("oifname \"uplink\" ip saddr 10.17.89.0/24 masquerade"));
         assert!(text.contains("hook input priority filter; policy drop;"));
+    }
+
+    /// Security review finding 13: a forward's DNAT matches only the supervisor's own
+    /// source, the host's end of the link; any other source arriving on the uplink (a LAN
+    /// host routed through a forwarding host) is not translated, so it meets the input
+    /// chain's drop instead of the jail.
+    #[test]
+    fn forward_dnat_matches_only_the_supervisors_source() {
+        let redirects: Vec<Redirect> = [(Proto::Tcp, 8080, 80), (Proto::Udp, 5353, 53)]
+            .into_iter()
+            .map(|(proto, host_port, jail_port)| Redirect {
+                proto,
+                host_port,
+                jail: JailName::new("web").unwrap(),
+                jail_ip: Ipv4Addr::new(10, 17, 89, 10),
+                jail_port,
+            })
+            .collect();
+        let host = Ipv4Addr::new(10, 17, 88, 5);
+        let text = render_vm(host, Ipv4Addr::new(10, 17, 88, 6), &redirects);
+        let dnats: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains(" dnat ip to "))
+            .collect();
+        assert_eq!(dnats.len(), 2, "{text}");
+        for l in dnats {
+            assert!(
+                l.trim_start()
+                    .starts_with("iifname \"uplink\" ip saddr 10.17.88.5 ip daddr 10.17.88.6 "),
+                "{l}"
+            );
+        }
     }
 
     #[test]
@@ -149,7 +187,11 @@ mod tests {
         fw.mesh_peers
             .insert("200:848a:604f:bb7e:4384:65db:8db6:6895".parse().unwrap());
         for text in [
-            render_vm(Ipv4Addr::new(10, 17, 88, 2), &[r]),
+            render_vm(
+                Ipv4Addr::new(10, 17, 88, 1),
+                Ipv4Addr::new(10, 17, 88, 2),
+                &[r],
+            ),
             render_jail(&fw),
         ] {
             // `-c` checks without committing; the leading `delete table` needs the table to

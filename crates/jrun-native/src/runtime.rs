@@ -268,7 +268,7 @@ impl Runtime for NativeRuntime {
 
     fn set_forwards(&self, redirects: &[Redirect]) -> Result<(), RuntimeError> {
         let info = self.require_running()?;
-        let ruleset = nft::render_vm(info.link.vm, redirects);
+        let ruleset = nft::render_vm(info.link.host, info.link.vm, redirects);
         // Loaded on every `up`, not compared with a cached copy: the kernel's table may have
         // been deleted or flushed behind jrun's back, and one atomic `nft -f` costs what
         // listing it would. The copy in run/ is for people reading it.

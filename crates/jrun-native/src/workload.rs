@@ -13,7 +13,7 @@ use jrun_core::runtime::RuntimeError;
 use crate::names::Layout;
 use crate::runtime::{other, NativeRuntime};
 use crate::supervisor::control::{self, Request};
-use crate::supervisor::service_spec::{HealthSpec, ServiceSet, ServiceSpec};
+use crate::supervisor::service_spec::{HealthSpec, RunAs, ServiceSet, ServiceSpec};
 use crate::{jailns, setup};
 
 /// How long a readiness probe of a forward waits for the jail to answer.
@@ -32,24 +32,37 @@ pub fn service_log(layout: &Layout, jail: &JailName, exec: &str) -> std::path::P
 
 /// The supervisor's spec for one exec of a deployed jail; `deploy` names the provisioning
 /// its services belong to (a new one restarts them, after setup ran again).
+///
+/// With a `user`, the argv does not enter the jail itself: the supervisor enters it and
+/// drops to the user before exec (`run_as`), for the service and its check alike.
 pub fn service_spec(layout: &Layout, jail: &JailName, exec: &Exec, deploy: &str) -> ServiceSpec {
     let dir = exec.dir.as_deref().unwrap_or("/");
     let sh = |script: &str| vec!["/bin/sh".to_string(), "-c".to_string(), script.to_string()];
     let mut env = setup::base_env();
     env.extend(exec.env.clone());
+    let run_as = exec.user.as_ref().map(|u| RunAs {
+        user: u.as_str().to_string(),
+        net: std::path::Path::new("/run/netns").join(layout.jail_ns(jail)),
+        mount: jailns::mntns_file(layout, jail),
+    });
+    let argv = |script: &str| match run_as {
+        Some(_) => jailns::in_jail_argv(dir, &sh(script)),
+        None => jailns::jail_argv(layout, jail, dir, &sh(script)),
+    };
     ServiceSpec {
         jail: jail.to_string(),
         exec: exec.name.clone(),
-        argv: jailns::jail_argv(layout, jail, dir, &sh(&exec.cmd)),
+        argv: argv(&exec.cmd),
         env,
         log: service_log(layout, jail, &exec.name),
         health: exec.healthcheck.as_ref().map(|h| HealthSpec {
-            argv: jailns::jail_argv(layout, jail, dir, &sh(&h.test)),
+            argv: argv(&h.test),
             interval_ms: h.interval.as_millis() as u64,
             timeout_ms: h.timeout.as_millis() as u64,
             retries: h.retries,
         }),
         generation: format!("{}#{deploy}", jailns::generation(layout, jail)),
+        run_as,
     }
 }
 
@@ -240,6 +253,7 @@ mod tests {
                 timeout: Duration::from_secs(2),
                 retries: 4,
             }),
+            user: None,
         };
         let s = service_spec(&layout, &jail, &exec, "7");
         assert!(s.generation.ends_with("#7"), "{}", s.generation);

@@ -73,6 +73,7 @@ proptest! {
                 timeout: std::time::Duration::from_secs(2),
                 retries: 3,
             }),
+            user: None,
         }];
         j.mounts = vec![Mount { name: "m".into(), host: "/h".into(), jail: target.clone() }];
         j.setup = vec![

@@ -306,7 +306,16 @@ fn the_script_installs_exactly_the_rendered_files() {
         assert!(!c.contains(&"-c".to_string()), "{c:?}");
         assert!(!c.iter().any(|a| a.contains(root_dir)), "{c:?}");
     }
-    assert!(!r.script.text.contains("pkg -c") && !r.script.text.contains("chroot"));
+    // Nothing enters a jail's root from outside (`pkg -c`, `chroot ROOT`): the only chroot
+    // is an exec's health check as its `user` (`chroot -u USER … / /bin/sh -c`), which the
+    // jail's own rc script runs inside the jail, to the jail's own root.
+    assert!(!r.script.text.contains("pkg -c"));
+    for l in r.script.text.lines().filter(|l| l.contains("chroot")) {
+        assert!(
+            l.contains("chroot -u ") && l.contains(" / /bin/sh -c "),
+            "{l}"
+        );
+    }
     // The removed jail's config goes (its dataset too, when it exists).
     assert!(run
         .calls
@@ -462,4 +471,218 @@ fn a_jail_planted_link_does_not_redirect_a_write() {
         let p = dir.path().join(format!("jails/{j}/etc/pf.conf"));
         assert_eq!(std::fs::read_to_string(p).unwrap(), pf(j));
     }
+}
+
+mod pf_model;
+
+/// The VM's pf.conf, asked through a model of pf's rule evaluation (`pf_model`): a jail
+/// reaches the resolver and the mesh listener on the bridge address, and the world, but
+/// neither QEMU's user network (10.0.2.2 is the host's 127.0.0.1, 10.0.2.3 its resolver)
+/// nor any other port of the VM's own addresses (its sshd, a base forward's target). The
+/// host still reaches the VM's sshd and base forwards; NAT and the forwards anchor stay.
+#[test]
+fn jails_cannot_reach_qemu_host_or_vm_services() {
+    use pf_model::{Packet, Ruleset, Verdict, Vm};
+    use std::net::Ipv4Addr;
+    let r = render_all(&common::stack(YggVersion::V0_5), &common::sources()).unwrap();
+    let conf = &r
+        .files
+        .iter()
+        .find(|f| f.guest_path == "/etc/pf.conf")
+        .unwrap()
+        .content;
+    let rules = Ruleset::parse(conf);
+    let vm = Vm::jrun_guest();
+    let jail = Ipv4Addr::new(10, 17, 89, 10);
+    let from_jail = |proto, dst: [u8; 4], dport| Packet {
+        iface: "bridge0",
+        proto,
+        src: jail,
+        dst: Ipv4Addr::from(dst),
+        dport,
+    };
+    let from_host = |dport| Packet {
+        iface: "vtnet0",
+        proto: "tcp",
+        src: Ipv4Addr::new(10, 0, 2, 2),
+        dst: Ipv4Addr::new(10, 0, 2, 15),
+        dport,
+    };
+    let expect = [
+        // QEMU's user network: the host's loopback services, its resolver, the VM's side.
+        (from_jail("tcp", [10, 0, 2, 2], 5432), Verdict::Block),
+        (from_jail("tcp", [10, 0, 2, 2], 8080), Verdict::Block),
+        (from_jail("udp", [10, 0, 2, 3], 53), Verdict::Block),
+        (from_jail("tcp", [10, 0, 2, 15], 22), Verdict::Block),
+        (from_jail("tcp", [10, 0, 2, 15], 9100), Verdict::Block),
+        // The VM's bridge address: sshd, a base forward's target, the mesh node's admin.
+        (from_jail("tcp", [10, 17, 89, 1], 22), Verdict::Block),
+        (from_jail("tcp", [10, 17, 89, 1], 9100), Verdict::Block),
+        (from_jail("udp", [10, 17, 89, 1], 19001), Verdict::Block),
+        (from_jail("tcp", [127, 0, 0, 1], 22), Verdict::Block),
+        // What jails need: the resolver, the mesh listener, the world.
+        (from_jail("udp", [10, 17, 89, 1], 53), Verdict::Pass),
+        (from_jail("tcp", [10, 17, 89, 1], 53), Verdict::Pass),
+        (from_jail("tcp", [10, 17, 89, 1], 19001), Verdict::Pass),
+        (from_jail("tcp", [1, 1, 1, 1], 443), Verdict::Pass),
+        (from_jail("udp", [9, 9, 9, 9], 53), Verdict::Pass),
+        // The host: SSH and the base forward in, nothing else.
+        (from_host(22), Verdict::Pass),
+        (from_host(9100), Verdict::Pass),
+        (from_host(5432), Verdict::Block),
+    ];
+    for (p, want) in expect {
+        let (got, rule) = rules.decide(&vm, &p);
+        assert_eq!(got, want, "{p:?} decided by {rule:?}\n{conf}");
+    }
+    // Jail traffic still leaves through NAT, and forwards through the anchor.
+    assert!(conf.contains("nat on $ext_if inet from $jail_net to any -> ($ext_if)\n"));
+    assert!(conf.contains("rdr-anchor \"jrun/forwards\"\n"));
+    // The block is `quick` and names the dynamic `(self)`, not the load-time `self`.
+    assert!(
+        conf.contains("block in quick on $jail_if from $jail_net to { (self), 10.0.2.0/24 }\n"),
+        "{conf}"
+    );
+}
+
+/// Security review finding 12: a jail's `base.txz` is downloaded to a temporary name,
+/// checked against the release's MANIFEST and only then renamed. A download that does not
+/// match, or that was cut short, is removed and the step fails; a copy an older jrun left
+/// (no MANIFEST beside it, maybe truncated) or one that changed since is fetched again; a
+/// checked copy is reused without downloading.
+#[test]
+fn a_base_txz_that_does_not_match_its_manifest_is_removed_and_the_step_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let mirror = dir.path().join("mirror");
+    let dist = dir.path().join("releases/14.3-RELEASE");
+    std::fs::create_dir_all(&mirror).unwrap();
+    std::fs::create_dir_all(&dist).unwrap();
+    let good = b"the real base system\n".repeat(1000);
+    let sha = |b: &[u8]| {
+        use sha2::Digest;
+        sha2::Sha256::digest(b)
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect::<String>()
+    };
+    let manifest = |digest: &str| {
+        format!("base-dbg.txz\t{}\t1\tbase_dbg\t\"Base debug\"\toff\nbase.txz\t{digest}\t26936\tbase\t\"Base system (MANDATORY)\"\ton\n", "0".repeat(64))
+    };
+    let leftovers = || {
+        let mut v: Vec<String> = std::fs::read_dir(&dist)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let run = || common::sandbox::run_fetch_base(dir.path(), &mirror, "14.3-RELEASE", &dist);
+
+    // 1. The mirror serves a base.txz that is not the one its MANIFEST lists.
+    std::fs::write(mirror.join("base.txz"), b"something else").unwrap();
+    std::fs::write(mirror.join("MANIFEST"), manifest(&sha(&good))).unwrap();
+    let (out, fetched) = run();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stdout}{stderr}");
+    assert!(stderr.contains("jrun-failed 7 1"), "{stderr}");
+    assert!(stderr.contains("but the MANIFEST lists"), "{stderr}");
+    assert!(!stdout.contains("after-fetch"), "{stdout}");
+    assert!(leftovers().is_empty(), "{:?}", leftovers());
+    assert_eq!(fetched.len(), 2, "{fetched:?}");
+    assert!(
+        fetched[0].ends_with("/14.3-RELEASE/MANIFEST"),
+        "{fetched:?}"
+    );
+    assert!(
+        fetched[1].ends_with("/14.3-RELEASE/base.txz"),
+        "{fetched:?}"
+    );
+
+    // 2. A download cut short fails the step and leaves nothing to reuse.
+    std::fs::write(mirror.join("base.txz"), &good).unwrap();
+    std::fs::write(mirror.join("cut"), b"").unwrap();
+    let (out, _) = run();
+    assert!(!out.status.success());
+    assert!(leftovers().is_empty(), "{:?}", leftovers());
+    std::fs::remove_file(mirror.join("cut")).unwrap();
+
+    // 3. A truncated base.txz an older jrun left (no MANIFEST beside it) is fetched again.
+    std::fs::write(dist.join("base.txz"), &good[..100]).unwrap();
+    let (out, fetched) = run();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("after-fetch"));
+    assert_eq!(std::fs::read(dist.join("base.txz")).unwrap(), good);
+    assert_eq!(leftovers(), ["MANIFEST", "base.txz"]);
+    assert_eq!(fetched.len(), 2);
+
+    // 4. A checked copy is reused without a download.
+    let (out, fetched) = run();
+    assert!(out.status.success());
+    assert!(fetched.is_empty(), "{fetched:?}");
+
+    // 5. A kept copy that no longer matches its MANIFEST is replaced.
+    std::fs::write(dist.join("base.txz"), b"bit rot").unwrap();
+    let (out, fetched) = run();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(fetched.len(), 2);
+    assert_eq!(std::fs::read(dist.join("base.txz")).unwrap(), good);
+}
+
+/// `exec { … user = … }` on the vm runtime: daemon(8) `-u` runs the service as the user
+/// (a numeric uid is named by the jail's id(1), daemon takes names only); the health loop
+/// stays root (it reads the child's pid file) and runs each check through chroot(8) with
+/// the user's uid, its primary group and no other group. The rc script stays valid sh.
+#[test]
+fn vm_exec_user_runs_the_service_and_its_check_as_that_user() {
+    use jrun_core::config::ExecUser;
+    let spec = common::stack(YggVersion::V0_5);
+    let mut web = spec
+        .jails
+        .iter()
+        .find(|j| j.name.as_str() == "web")
+        .unwrap()
+        .clone();
+    for (user, flag) in [("www", "-u 'www'"), ("1001", "-u \"$(id -nu 1001)\"")] {
+        web.execs[0].user = Some(ExecUser::new(user).unwrap());
+        let rc = jrun_vm::render::services_rc(&web).unwrap();
+        let service = rc
+            .lines()
+            .find(|l| l.contains("/var/run/jrun/child0.pid"))
+            .unwrap();
+        assert!(
+            service.contains(&format!("{flag} /usr/bin/env ")),
+            "{service}"
+        );
+        let check = &rc[rc.find("/var/run/jrun/health0.pid").unwrap()..];
+        let daemon = check.lines().next().unwrap();
+        assert!(
+            !daemon.contains(" -u "),
+            "the loop itself stays root: {daemon}"
+        );
+        assert!(
+            check.contains(&format!("gid=$(id -g '\\''{user}'\\'') || exit 1")),
+            "{check}"
+        );
+        assert!(
+            check.contains(&format!(
+                "timeout 2 chroot -u '\\''{user}'\\'' -g \"$gid\" -G \"$gid\" / /bin/sh -c "
+            )),
+            "{check}"
+        );
+        sh_n(&rc, "jrun_services");
+        shellcheck(&rc, "jrun_services");
+    }
+    // Without a user, neither appears.
+    web.execs[0].user = None;
+    let rc = jrun_vm::render::services_rc(&web).unwrap();
+    assert!(!rc.contains(" -u ") && !rc.contains("chroot"), "{rc}");
 }

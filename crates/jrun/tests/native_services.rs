@@ -444,3 +444,65 @@ fn an_idle_control_client_does_not_freeze_the_supervisor() {
     });
     assert_eq!(back["restarts"], 1, "{back}");
 }
+
+/// `exec { … user = "nobody"; }`: the service runs as uid 65534 with no supplementary
+/// group, inside its jail's network namespace, answers through its forward, its health
+/// check passes only when it too runs as nobody, and it still dies with the supervisor
+/// (the parent-death signal is set after the change of uid, which would clear it).
+#[test]
+fn a_service_with_user_nobody_runs_as_uid_65534_in_its_jail() {
+    let j = Jrun::new();
+    let port = free_port();
+    let cfg = j.inst.config(&format!(
+        r#"jail "u" {{
+  forward {{ http {{ host = {port}; jail = 8080; }} }}
+  exec {{
+    http {{
+      cmd = "exec python3 -m http.server 8080";
+      user = "nobody";
+      healthcheck {{ test = "grep -q '^Uid:[[:space:]]*65534[[:space:]]' /proc/self/status"; interval = "300ms"; timeout = "2s"; retries = 2; }}
+    }}
+  }}
+}}
+"#
+    ));
+    j.inst.up(&cfg);
+    let s = j.wait_service("u", "http", 10, |s| s["health"] == "healthy");
+    assert_eq!(s["health"], "healthy", "{s}");
+    let pid = s["pid"].as_u64().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(field("Uid:"), ["65534"; 4], "{status}");
+    assert_eq!(field("Gid:"), ["65534"; 4], "{status}");
+    assert!(field("Groups:").is_empty(), "{status}");
+    let ns = |p: &str| std::fs::read_link(p).unwrap();
+    assert_ne!(
+        ns(&format!("/proc/{pid}/ns/net")),
+        ns("/proc/self/ns/net"),
+        "the service runs in its jail's network namespace"
+    );
+    assert!(http_get(port, "/").starts_with("HTTP/1.0 200"));
+
+    let pid_file = std::fs::read_to_string(j.home().join("run/supervisor.pid")).unwrap();
+    let supervisor: i32 = pid_file.split_whitespace().next().unwrap().parse().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(supervisor),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the service outlived the supervisor"
+    );
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 use ucl::{Key, Kind, Object, Span, Value};
 
 use super::error::{Draft, ErrorKind};
-use super::model::{Exec, Healthcheck, Proto, SetupKind, SetupSource, SetupStep};
+use super::model::{Exec, ExecUser, Healthcheck, Proto, SetupKind, SetupSource, SetupStep};
 use super::read::{merged_from_elsewhere, prefixed, Reader};
 use super::values;
 
@@ -212,11 +212,11 @@ pub(crate) fn host_dir(
     Some(path)
 }
 
-const EXEC_KEYS: &[&str] = &["cmd", "dir", "env", "healthcheck"];
+const EXEC_KEYS: &[&str] = &["cmd", "dir", "env", "healthcheck", "user"];
 const HEALTH_KEYS: &[&str] = &["test", "interval", "timeout", "retries"];
 const SETUP_KEYS: &[&str] = &["type", "file", "url", "vars"];
 
-/// One `exec { <name> { cmd dir env healthcheck } }` item.
+/// One `exec { <name> { cmd dir env healthcheck user } }` item.
 pub(crate) fn exec(r: &mut Reader<'_>, at: &str, key: &Key, obj: &Object) -> Option<Exec> {
     r.known_keys(at, obj, EXEC_KEYS, "an exec block");
     let cmd = r
@@ -239,13 +239,43 @@ pub(crate) fn exec(r: &mut Reader<'_>, at: &str, key: &Key, obj: &Object) -> Opt
                 .map(Some)
         }
     };
+    let user = match obj.get("user") {
+        None => Some(None),
+        Some(v) => exec_user(r, at, v).map(Some),
+    };
     Some(Exec {
         name: key.name.clone(),
         cmd: cmd?.to_string(),
         dir: dir?,
         env,
         healthcheck: healthcheck?,
+        user: user?,
     })
+}
+
+/// `user = "www";` or a uid, `user = 1001;` (also quoted).
+fn exec_user(r: &mut Reader<'_>, at: &str, v: &Value) -> Option<ExecUser> {
+    let text = match &v.kind {
+        Kind::String(s) => s.clone(),
+        Kind::Int(n) => n.to_string(),
+        _ => {
+            r.wrong_type(at, "user", v, "a user name or a uid");
+            return None;
+        }
+    };
+    match ExecUser::new(&text) {
+        Ok(u) => Some(u),
+        Err(why) => {
+            r.bad_value(
+                at,
+                "user",
+                v.span,
+                &why,
+                "name an account of the jail, e.g. `user = \"www\";`, or a uid: `user = 1001;`",
+            );
+            None
+        }
+    }
 }
 
 fn healthcheck(r: &mut Reader<'_>, at: &str, span: Span, obj: &Object) -> Option<Healthcheck> {

@@ -96,7 +96,7 @@ pub struct BaseMount {
     pub target: PathBuf,
 }
 
-/// `exec { <name> { cmd dir env healthcheck } }`: a long-running service of the jail.
+/// `exec { <name> { cmd dir env healthcheck user } }`: a long-running service of the jail.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Exec {
     pub name: String,
@@ -107,6 +107,51 @@ pub struct Exec {
     /// Environment variables: names `[A-Za-z_][A-Za-z0-9_]*`, values without control characters.
     pub env: BTreeMap<String, String>,
     pub healthcheck: Option<Healthcheck>,
+    /// Who the service and its health check run as; `None`: root (of the jail on vm, of the
+    /// host on native). Absent from state written before the key existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<ExecUser>,
+}
+
+/// An exec's `user`: a user name `[a-z_][a-z0-9_-]{0,31}` or a numeric uid. Only a
+/// checked value is ever built, also when read back from state.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ExecUser(String);
+
+impl ExecUser {
+    pub fn new(user: &str) -> Result<Self, String> {
+        super::values::check_exec_user(user)?;
+        Ok(ExecUser(user.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The uid, when the value is numeric.
+    pub fn uid(&self) -> Option<u32> {
+        self.0.parse().ok()
+    }
+}
+
+impl TryFrom<String> for ExecUser {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        ExecUser::new(&s)
+    }
+}
+
+impl From<ExecUser> for String {
+    fn from(u: ExecUser) -> String {
+        u.0
+    }
+}
+
+impl std::fmt::Display for ExecUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

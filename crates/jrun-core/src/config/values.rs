@@ -62,6 +62,27 @@ pub fn check_item_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// An exec's `user`: a user name `[a-z_][a-z0-9_-]{0,31}` (what FreeBSD's and Linux's
+/// account tools accept, without the trailing `$` of machine accounts), or a numeric uid
+/// below 4294967295 (`(uid_t)-1` means "unchanged" to setuid-family calls).
+pub fn check_exec_user(user: &str) -> Result<(), String> {
+    if !user.is_empty() && user.bytes().all(|b| b.is_ascii_digit()) {
+        return match user.parse::<u32>() {
+            Ok(n) if n < u32::MAX => Ok(()),
+            _ => Err("is not a uid (0 to 4294967294)".into()),
+        };
+    }
+    let mut bytes = user.bytes();
+    let ok = matches!(bytes.next(), Some(b'a'..=b'z' | b'_'))
+        && user.len() <= 32
+        && bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err("is not a user name (a lowercase letter or '_', then up to 31 of lowercase letters, digits, '_' and '-') nor a numeric uid".into())
+    }
+}
+
 /// Environment variable and playbook variable names: `[A-Za-z_][A-Za-z0-9_]*`.
 pub fn check_var_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()

@@ -31,6 +31,7 @@ fn exec(n: &str, cmd: &str) -> Exec {
         dir: None,
         env: Default::default(),
         healthcheck: None,
+        user: None,
     }
 }
 

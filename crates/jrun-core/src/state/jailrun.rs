@@ -621,6 +621,8 @@ fn exec(name: String, at: &str, e: &Map<String, Value>) -> Result<Exec, ConvertE
         dir,
         env,
         healthcheck,
+        // Jailrun's execs have no user: they run as the jail's root.
+        user: None,
     })
 }
 

@@ -152,7 +152,7 @@ impl Children {
         let log = self.log_dir.join(format!("{}.log", r.spec.name));
         // The supervisor's own environment: these are jrun's daemons, not a jail's processes.
         let env: BTreeMap<String, String> = std::env::vars().collect();
-        let child = spawn_logged(&r.spec.argv, &env, &log, DEFAULT_LOG_MAX_BYTES)
+        let child = spawn_logged(&r.spec.argv, &env, &log, DEFAULT_LOG_MAX_BYTES, None)
             .map_err(|e| format!("child {}: {e}", r.spec.name))?;
         tracing::info!(child = %r.spec.name, pid = child.child.id(), "started");
         r.child = Some(child);

@@ -9,10 +9,14 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+
+use nix::sched::CloneFlags;
 use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
+use nix::unistd::{Gid, Pid, Uid, User};
 
 use super::logfile::{self, RotatingLog};
+use super::service_spec::RunAs;
 
 /// Between SIGTERM to a group and SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(3);
@@ -65,13 +69,47 @@ impl Group {
     }
 }
 
+/// A jail's namespaces and a user, resolved and opened by the supervisor before it forks,
+/// applied by the child between fork and exec (see [`RunAs`]).
+pub struct Identity {
+    net: OwnedFd,
+    mount: OwnedFd,
+    uid: Uid,
+    gid: Gid,
+}
+
+impl Identity {
+    /// Looks the user up (a name, or a numeric uid) and opens the namespace files.
+    pub fn resolve(run_as: &RunAs) -> Result<Identity, String> {
+        let found = match run_as.user.parse::<u32>() {
+            Ok(uid) => User::from_uid(Uid::from_raw(uid)),
+            Err(_) => User::from_name(&run_as.user),
+        };
+        let user = found
+            .map_err(|e| format!("cannot look up user {:?}: {e}", run_as.user))?
+            .ok_or_else(|| format!("there is no user {:?} on this host", run_as.user))?;
+        let open = |p: &Path| {
+            std::fs::File::open(p)
+                .map(OwnedFd::from)
+                .map_err(|e| format!("cannot open {}: {e}", p.display()))
+        };
+        Ok(Identity {
+            net: open(&run_as.net)?,
+            mount: open(&run_as.mount)?,
+            uid: user.uid,
+            gid: user.gid,
+        })
+    }
+}
+
 /// Starts `argv` as the leader of a new process group, with exactly `env`, killed by the
-/// kernel if the supervisor dies.
+/// kernel if the supervisor dies; with an `identity`, inside its jail as its user.
 pub fn spawn_group(
     argv: &[String],
     env: &BTreeMap<String, String>,
     stdout: Stdio,
     stderr: Stdio,
+    identity: Option<&Identity>,
 ) -> std::io::Result<Group> {
     let (program, args) = argv
         .split_first()
@@ -85,10 +123,29 @@ pub fn spawn_group(
         .stdout(stdout)
         .stderr(stderr)
         .process_group(0);
-    // SAFETY: between fork and exec this only calls prctl and getppid, both
-    // async-signal-safe, and allocates nothing.
+    // The namespace files stay open in the parent (`identity` outlives the spawn); the
+    // child uses their numbers. They are close-on-exec, so the service never holds them.
+    let drop_to = identity.map(|i| (i.net.as_raw_fd(), i.mount.as_raw_fd(), i.uid, i.gid));
+    // SAFETY: between fork and exec this only calls setns, setgroups, setgid, setuid,
+    // prctl and getppid, all async-signal-safe system calls, and allocates nothing (the
+    // group list is empty).
     unsafe {
         cmd.pre_exec(move || {
+            if let Some((net, mount, uid, gid)) = drop_to {
+                let io = std::io::Error::from;
+                nix::sched::setns(BorrowedFd::borrow_raw(net), CloneFlags::CLONE_NEWNET)
+                    .map_err(io)?;
+                // Entering the mount namespace also moves the root and working folder to
+                // its root; `env --chdir` in argv then goes to the exec's `dir`.
+                nix::sched::setns(BorrowedFd::borrow_raw(mount), CloneFlags::CLONE_NEWNS)
+                    .map_err(io)?;
+                // Groups first, then the gid, then the uid: after setuid none is allowed.
+                nix::unistd::setgroups(&[]).map_err(io)?;
+                nix::unistd::setgid(gid).map_err(io)?;
+                nix::unistd::setuid(uid).map_err(io)?;
+            }
+            // After the credentials changed: a change of uid or gid clears the
+            // parent-death signal, so it is set last.
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
             // The supervisor may have died before the line above: then nobody would kill us.
             if nix::unistd::getppid() != parent {
@@ -109,17 +166,24 @@ pub fn spawn_logged(
     env: &BTreeMap<String, String>,
     log: &Path,
     max_bytes: u64,
+    identity: Option<&Identity>,
 ) -> Result<Group, String> {
     let file = RotatingLog::open(log, max_bytes)
         .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
     let pipe = |e: std::io::Error| format!("cannot make a pipe: {e}");
     let (reader, writer) = std::io::pipe().map_err(pipe)?;
     let err_writer = writer.try_clone().map_err(pipe)?;
-    let mut group =
-        spawn_group(argv, env, Stdio::from(writer), Stdio::from(err_writer)).map_err(|e| {
-            let program = argv.first().map_or("(empty command)", String::as_str);
-            format!("cannot start {program}: {e}")
-        })?;
+    let mut group = spawn_group(
+        argv,
+        env,
+        Stdio::from(writer),
+        Stdio::from(err_writer),
+        identity,
+    )
+    .map_err(|e| {
+        let program = argv.first().map_or("(empty command)", String::as_str);
+        format!("cannot start {program}: {e}")
+    })?;
     let logging = std::thread::Builder::new()
         .name(format!("log {}", log.display()))
         .stack_size(LOG_THREAD_STACK)

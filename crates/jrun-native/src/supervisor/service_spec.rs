@@ -40,7 +40,8 @@ pub struct ServiceSpec {
     pub jail: String,
     /// The exec's name in the config.
     pub exec: String,
-    /// Full argv, already entering the jail (`nsenter --net=… --mount=… -- /bin/sh -c <cmd>`).
+    /// Full argv, already entering the jail (`nsenter --net=… --mount=… -- /bin/sh -c <cmd>`),
+    /// or, with `run_as`, the command the supervisor runs once it has entered the jail.
     pub argv: Vec<String>,
     /// The whole environment of the service (nothing of the supervisor's leaks in).
     pub env: BTreeMap<String, String>,
@@ -50,6 +51,24 @@ pub struct ServiceSpec {
     /// Identity of the jail's namespaces; a rebuilt jail gets a new one, so its services
     /// restart inside the new namespaces.
     pub generation: String,
+    /// The exec's `user`: the service and its health check run as that user (absent from
+    /// files written before the key existed: root, through `nsenter` in `argv`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as: Option<RunAs>,
+}
+
+/// Run as `user` inside the jail: between fork and exec the supervisor enters the jail's
+/// network namespace `net` and mount namespace `mount` (nsenter cannot: it would need the
+/// privileges the user lacks), drops every supplementary group, then sets the user's
+/// primary group and uid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunAs {
+    /// A user name or a numeric uid (the config's validated `user`), looked up on the host:
+    /// native jails share its files, `/etc/passwd` included.
+    pub user: String,
+    pub net: PathBuf,
+    pub mount: PathBuf,
 }
 
 /// A health check: `argv` (entering the jail) every `interval_ms`, killed after

@@ -182,11 +182,19 @@ impl Service {
 
     fn spawn(&mut self, log_max_bytes: u64) -> Result<(), String> {
         let key = self.spec.key();
+        let identity = self
+            .spec
+            .run_as
+            .as_ref()
+            .map(group::Identity::resolve)
+            .transpose()
+            .map_err(|e| format!("service {key}: {e}"))?;
         let group = spawn_logged(
             &self.spec.argv,
             &self.spec.env,
             &self.spec.log,
             log_max_bytes,
+            identity.as_ref(),
         )
         .map_err(|e| format!("service {key}: {e}"))?;
         tracing::info!(service = %key, pid = group.child.id(), "started");
@@ -326,6 +334,7 @@ mod tests {
             log: dir.join("web").join(format!("{name}.log")),
             health: None,
             generation: "1".into(),
+            run_as: None,
         }
     }
 
@@ -473,6 +482,69 @@ mod tests {
             })
             .any(|(state, pgrp)| pgrp == pid && state != "Z");
         assert!(!group_left);
+    }
+
+    /// `exec … user`: the service and its check run as that user (here `nobody`), with no
+    /// supplementary group, after the supervisor entered the namespaces (here its own:
+    /// the credentials are what is tested; the end-to-end test uses a real jail).
+    #[test]
+    fn a_service_with_a_user_and_its_check_run_as_that_user_with_no_other_group() {
+        use crate::supervisor::service_spec::RunAs;
+        let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut sp = spec(
+            dir.path(),
+            "svc",
+            "grep -E '^(Uid|Gid|Groups):' /proc/self/status; exec sleep 30",
+        );
+        sp.run_as = Some(RunAs {
+            user: "nobody".into(),
+            net: "/proc/self/ns/net".into(),
+            mount: "/proc/self/ns/mnt".into(),
+        });
+        // Healthy only when the check itself runs as nobody.
+        let want = format!("^Uid:\t{0}\t{0}\t{0}\t{0}$", nobody.uid);
+        sp.health = Some(HealthSpec {
+            argv: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                format!("grep -q \"$(printf '{want}')\" /proc/self/status"),
+            ],
+            interval_ms: 200,
+            timeout_ms: 5_000,
+            retries: 3,
+        });
+        let mut s = Services::default();
+        assert!(s
+            .converge(&ServiceSet {
+                services: vec![sp.clone()],
+                ..Default::default()
+            })
+            .is_empty());
+        tick_until(&mut s, "healthy", |st| st.healthy);
+        let log = std::fs::read_to_string(dir.path().join("web/svc.log")).unwrap();
+        let u = nobody.uid;
+        let g = nobody.gid;
+        assert!(
+            log.contains(&format!("Uid:\t{u}\t{u}\t{u}\t{u}\n")),
+            "{log}"
+        );
+        assert!(
+            log.contains(&format!("Gid:\t{g}\t{g}\t{g}\t{g}\n")),
+            "{log}"
+        );
+        let groups = log.lines().find_map(|l| l.strip_prefix("Groups:")).unwrap();
+        assert_eq!(groups.trim(), "", "no supplementary group: {log}");
+        s.stop_all();
+        // A user that does not exist is a failed start, not a service running as root.
+        sp.run_as.as_mut().unwrap().user = "no-such-user-jrun".into();
+        let mut s = Services::default();
+        let failures = s.converge(&ServiceSet {
+            services: vec![sp],
+            ..Default::default()
+        });
+        assert_eq!(failures.len(), 1, "{:?}", s.status());
+        s.stop_all();
     }
 
     #[test]

@@ -288,17 +288,12 @@ fn jail_steps(
         }
         None => {
             let rel = j.release.as_ref().unwrap_or(&spec.release);
+            let dist = sh_quote(&format!("{}/{rel}", paths::RELEASES_DIR));
             let txz = sh_quote(&format!("{}/{rel}/base.txz", paths::RELEASES_DIR));
-            let _ = writeln!(
-                b.text,
-                "    mkdir -p {}",
-                sh_quote(&format!("{}/{rel}", paths::RELEASES_DIR))
-            );
-            let _ = writeln!(
-                b.text,
-                "    [ -f {txz} ] || fetch -o {txz} \"$(release_url {})\"",
-                sh_quote(rel.as_str())
-            );
+            let _ = writeln!(b.text, "    mkdir -p {dist}");
+            // Downloaded to a temporary name, checked against the release's MANIFEST, then
+            // renamed (the prelude's fetch_base).
+            let _ = writeln!(b.text, "    fetch_base {} {dist}", sh_quote(rel.as_str()));
             let _ = writeln!(b.text, "    zfs create -o mountpoint={root} {ds}");
             let _ = writeln!(b.text, "    tar -xf {txz} -C {root}");
         }

@@ -106,6 +106,45 @@ release_url() {
         *) printf '%s/releases/%s/%s/base.txz' "$jrun_mirror" "$(uname -m)" "$1" ;;
     esac
 }
+# fetch_base RELEASE DIR: makes DIR/base.txz that release's base system, checked against
+# the SHA-256 the release's MANIFEST lists for it (a line `base.txz<TAB>SHA256<TAB>...`).
+# Both files are downloaded to `.part` names and get their names only after the check,
+# base.txz first and MANIFEST last, so a download that was cut short (SSH dropped, the VM
+# stopped) or that does not match is removed and never reused. A kept base.txz is used only
+# with its MANIFEST beside it, and is checked against it again before each use.
+fetch_base() {
+    if [ -f "$2/base.txz" ] && [ -f "$2/MANIFEST" ] && base_matches "$2/base.txz" "$2/MANIFEST"; then
+        return 0
+    fi
+    rm -f "$2/base.txz" "$2/MANIFEST" "$2/base.txz.part" "$2/MANIFEST.part"
+    jrun_url=$(release_url "$1")
+    if fetch -o "$2/MANIFEST.part" "${jrun_url%/base.txz}/MANIFEST" &&
+        fetch -o "$2/base.txz.part" "$jrun_url" &&
+        base_matches "$2/base.txz.part" "$2/MANIFEST.part" &&
+        mv -f "$2/base.txz.part" "$2/base.txz" &&
+        mv -f "$2/MANIFEST.part" "$2/MANIFEST"; then
+        return 0
+    fi
+    rm -f "$2/base.txz" "$2/base.txz.part" "$2/MANIFEST.part"
+    printf 'jrun: could not get a checked base.txz for %s from %s\n' "$1" "$jrun_url" >&2
+    return 1
+}
+# base_matches TXZ MANIFEST: whether TXZ's SHA-256 is the one MANIFEST lists for base.txz;
+# says why not on stderr.
+base_matches() {
+    jrun_want=$(awk '$1 == "base.txz" { print $2; exit }' "$2") || return 1
+    case "$jrun_want" in
+        "" | *[!0-9a-f]*)
+            printf 'jrun: %s lists no SHA-256 for base.txz\n' "$2" >&2
+            return 1
+            ;;
+    esac
+    jrun_got=$(sha256 -q "$1") || return 1
+    if [ "$jrun_got" != "$jrun_want" ]; then
+        printf 'jrun: %s has SHA-256 %s, but the MANIFEST lists %s; removed\n' "$1" "$jrun_got" "$jrun_want" >&2
+        return 1
+    fi
+}
 # detached CMD...: runs CMD cut off from this session: stdin from /dev/null, output to
 # /var/log/jrun-guest.log. A daemon it starts (service, jail -c) then cannot hold the SSH
 # channel open. On failure the log's last lines go to stderr.

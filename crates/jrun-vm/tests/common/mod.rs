@@ -12,8 +12,8 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use jrun_core::config::{
-    BaseForward, BaseMount, Exec, Healthcheck, JailName, Mount, Proto, SetupKind, SetupSource,
-    SetupStep,
+    BaseForward, BaseMount, Exec, ExecUser, Healthcheck, JailName, Mount, Proto, SetupKind,
+    SetupSource, SetupStep,
 };
 use jrun_core::net::{
     DnsName, DnsRecord, DnsRecords, JailFirewall, RecordData, Redirect, VmFirewall,
@@ -100,6 +100,7 @@ pub fn stack(version: YggVersion) -> GuestSpec {
         dir: None,
         env: BTreeMap::new(),
         healthcheck: None,
+        user: None,
     });
     let mut web = jail("web", 10, None);
     web.mounts.push(Mount {
@@ -121,6 +122,7 @@ pub fn stack(version: YggVersion) -> GuestSpec {
             timeout: Duration::from_secs(2),
             retries: 3,
         }),
+        user: Some(ExecUser::new("www").unwrap()),
     });
     web.setup.push(SetupStep {
         name: "nginx".into(),

@@ -50,6 +50,9 @@ put_jail_file() { put_file "$2$3" "$4" "$5"; }
 jail_dir() { mkdir -p "$1$2"; }
 is_mounted() { return 1; }
 release_url() { printf 'https://download.invalid/%s/base.txz' "$1"; }
+# The real fetch_base (downloads, checks against MANIFEST, renames) is run by
+# run_fetch_base; here it is the download alone, so the call is recorded.
+fetch_base() { fetch -o "$2/base.txz" "$(release_url "$1")"; }
 detached() { "$@"; }
 wait_ready() { printf 'jrun-ready %s %s 0\n' "$1" "$3"; }
 "#;
@@ -205,4 +208,65 @@ put_file() {
         .env("OUT", dir)
         .output()
         .unwrap()
+}
+
+/// A FreeBSD `fetch -o OUT URL` that copies the file named like URL's last part from
+/// `$MIRROR` (and records the URL in `$OUT/fetched`); `$MIRROR/cut` makes it write half of
+/// the file and fail, as a download killed midway.
+const FAKE_FETCH: &str = r#"#!/bin/sh
+[ "$1" = -o ] || exit 64
+printf '%s\n' "$3" >> "$OUT/fetched"
+src="$MIRROR/${3##*/}"
+[ -f "$src" ] || { echo "fetch: $3: Not Found" >&2; exit 1; }
+if [ -f "$MIRROR/cut" ]; then
+    head -c "$(( $(wc -c < "$src") / 2 ))" "$src" > "$2"
+    echo "fetch: $3: Connection reset by peer" >&2
+    exit 1
+fi
+cp "$src" "$2"
+"#;
+
+/// FreeBSD's `sha256 -q FILE`: the digest alone.
+const FAKE_SHA256: &str = r#"#!/bin/sh
+[ "$1" = -q ] || exit 64
+sha256sum "$2" | cut -d ' ' -f 1
+"#;
+
+/// Runs the real prelude's `fetch_base RELEASE DIST` as step 7 of a script, with `fetch`
+/// serving the files of `mirror` and `sha256` from coreutils; `after-fetch` is printed
+/// when the script goes on past it. Returns the output and the URLs fetched.
+pub fn run_fetch_base(
+    dir: &Path,
+    mirror: &Path,
+    release: &str,
+    dist: &Path,
+) -> (std::process::Output, Vec<String>) {
+    let bin = dir.join("bin-fetch");
+    std::fs::create_dir_all(&bin).unwrap();
+    for (name, text) in [("fetch", FAKE_FETCH), ("sha256", FAKE_SHA256)] {
+        let p = bin.join(name);
+        std::fs::write(&p, text).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let _ = std::fs::remove_file(dir.join("fetched"));
+    let body = format!(
+        "step 7\nfetch_base '{release}' '{}'\necho after-fetch\n",
+        dist.display()
+    );
+    let out = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(format!("{SCRIPT_PRELUDE}{body}"))
+        .env_clear()
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .env("OUT", dir)
+        .env("MIRROR", mirror)
+        .output()
+        .unwrap();
+    let fetched = std::fs::read_to_string(dir.join("fetched"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    (out, fetched)
 }

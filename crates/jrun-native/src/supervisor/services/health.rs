@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use super::Service;
-use crate::supervisor::group::{spawn_group, Group};
+use crate::supervisor::group::{spawn_group, Group, Identity};
 use crate::supervisor::service_spec::HealthSpec;
 
 /// How often a starting service is checked (at most; never more often than `interval`).
@@ -55,7 +55,21 @@ impl Service {
             None => {
                 if now >= self.next_check {
                     self.next_check = now + Duration::from_millis(h.interval_ms);
-                    match spawn_group(&h.argv, &self.spec.env, Stdio::null(), Stdio::null()) {
+                    // The check runs as the service's user, in its jail.
+                    let identity = self.spec.run_as.as_ref().map(Identity::resolve).transpose();
+                    let spawned = identity
+                        .map_err(|e| format!("cannot run the check: {e}"))
+                        .and_then(|identity| {
+                            spawn_group(
+                                &h.argv,
+                                &self.spec.env,
+                                Stdio::null(),
+                                Stdio::null(),
+                                identity.as_ref(),
+                            )
+                            .map_err(|e| format!("cannot run the check: {e}"))
+                        });
+                    match spawned {
                         Ok(group) => {
                             self.check = Some(Check {
                                 group,
@@ -63,7 +77,7 @@ impl Service {
                             });
                             None
                         }
-                        Err(e) => Some(Err(format!("cannot run the check: {e}"))),
+                        Err(e) => Some(Err(e)),
                     }
                 } else {
                     None
