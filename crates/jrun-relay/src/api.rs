@@ -180,7 +180,7 @@ async fn create(
         StoreError::Rng => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     })?;
     info!(%client, %code, jails, "pairing created");
-    Ok(Json(Created { code }))
+    Ok(Json(Created::from(code)))
 }
 
 async fn poll(

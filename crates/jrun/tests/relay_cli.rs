@@ -86,13 +86,14 @@ async fn pairs_two_clients_and_stops_on_sigterm() {
     let url = format!("http://127.0.0.1:{port}");
     let a = RelayClient::new(&url).unwrap();
     let b = RelayClient::new(&url).unwrap();
-    let code = a.create(&roster("web", "200::a")).await.unwrap();
+    let pairing = a.create(&roster("web", "200::a")).await.unwrap();
+    let code = pairing.code.clone();
     assert_eq!(
         b.join(&code, &roster("db", "200::b")).await.unwrap(),
         roster("web", "200::a")
     );
     let got = a
-        .wait_for_join(&code, &PollOptions::default(), std::future::pending())
+        .wait_for_join(&pairing, &PollOptions::default(), std::future::pending())
         .await
         .unwrap();
     assert_eq!(got, roster("db", "200::b"));
@@ -143,6 +144,38 @@ async fn runs_and_stops_its_yggdrasil_node() {
     let (relay, _) = start(&["--ygg-listen", &ygg], home.path());
     let (_, log) = terminate(relay);
     assert_eq!(address(&log), first);
+}
+
+#[test]
+fn http_relay_off_loopback_is_refused() {
+    // 192.0.2.1 (TEST-NET-1) is never contacted: `jrun pair` refuses the URL before it
+    // reads any state or opens any connection.
+    let home = tempfile::tempdir().unwrap();
+    for args in [vec!["pair"], vec!["pair", "81-zephyr-night-climb"]] {
+        let out = local_env::jrun()
+            .args(&args)
+            .env("JRUN_HOME", home.path())
+            .env("JRUN_RUNTIME", "native")
+            .env("JRUN_RELAY", "http://192.0.2.1:8080")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("refusing the relay http://192.0.2.1:8080")
+                && stderr.contains("--insecure-relay"),
+            "{args:?}: {stderr}"
+        );
+    }
+    // A bad value of the setting is an error, not a silent "no".
+    let out = local_env::jrun()
+        .args(["pair"])
+        .env("JRUN_HOME", home.path())
+        .env("JRUN_RELAY_INSECURE", "maybe")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("JRUN_RELAY_INSECURE"), "{stderr}");
 }
 
 #[test]
