@@ -40,6 +40,8 @@ async fn happy_path() {
     let theirs = roster(&["api"], 100);
 
     let pairing = a.create(&mine).await.unwrap();
+    // jrun's relay gives jrun's client a creator token, which it presents when polling.
+    assert!(pairing.token.is_some());
     let code = pairing.code.clone();
     let waiting = {
         let (a, pairing) = (a.clone(), pairing.clone());

@@ -142,8 +142,44 @@ async fn runs_and_stops_its_yggdrasil_node() {
     };
     let first = address(&log);
     let (relay, _) = start(&["--ygg-listen", &ygg], home.path());
+    // The HTTP port listens before the node is started: a SIGTERM sent then would find
+    // no handler yet and end the relay before it printed anything.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", ygg_port)).is_err() {
+        assert!(Instant::now() < deadline, "the restarted node does not listen");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let (_, log) = terminate(relay);
     assert_eq!(address(&log), first);
+}
+
+#[tokio::test]
+async fn codes_and_tokens_are_never_logged() {
+    let home = tempfile::tempdir().unwrap();
+    // The most verbose level: nothing at any level may carry a code or a token.
+    let (relay, port) = start(&["-vvv"], home.path());
+    let url = format!("http://127.0.0.1:{port}");
+    let a = RelayClient::new(&url).unwrap();
+    let b = RelayClient::new(&url).unwrap();
+    let pairing = a.create(&roster("web", "200::a")).await.unwrap();
+    let token = pairing.token.clone().expect("jrun's relay issues a token");
+    // A stranger's poll (no token), the join, the creator's collect, a lookup of an
+    // unknown code and one over the rate limit's way: every path that could log one.
+    let stranger = jrun_mesh::protocol::Created::from(pairing.code.clone());
+    assert!(b.poll(&stranger).await.is_err());
+    b.join(&pairing.code, &roster("db", "200::b")).await.unwrap();
+    a.wait_for_join(&pairing, &PollOptions::default(), std::future::pending())
+        .await
+        .unwrap();
+    let unknown: jrun_mesh::PairCode = "7-zoo-zoo-zoo".parse().unwrap();
+    assert!(b.poll(&unknown.clone().into()).await.is_err());
+    assert!(b.join(&unknown, &roster("db", "200::b")).await.is_err());
+    let (status, log) = terminate(relay);
+    assert!(status.success(), "{log}");
+    assert!(log.contains("pairing created"), "{log}");
+    for secret in [pairing.code.as_str(), token.as_str(), unknown.as_str()] {
+        assert!(!log.contains(secret), "{secret} in the log:\n{log}");
+    }
 }
 
 #[test]
@@ -184,6 +220,11 @@ fn refuses_bad_flags() {
         vec!["relay", "--ygg-listen", "http://x:1"],
         vec!["relay", "--ttl", "10 years"],
         vec!["relay", "--listen", "nowhere"],
+        vec!["relay", "--max-failed-lookups", "0"],
+        vec!["relay", "--max-requests-per-connection", "0"],
+        vec!["relay", "--network-rate", "0"],
+        vec!["relay", "--trusted-proxy", "proxy.example"],
+        vec!["relay", "--max-connection-lifetime", "25h"],
     ] {
         let out = local_env::jrun().args(&args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
