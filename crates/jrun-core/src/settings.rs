@@ -375,9 +375,11 @@ mod tests {
                 .map(|s| s.relay_insecure)
         };
         assert!(!insecure("").unwrap());
-        assert!(!Settings::from_vars(&vars(&[("HOME", "/h")]))
-            .unwrap()
-            .relay_insecure);
+        assert!(
+            !Settings::from_vars(&vars(&[("HOME", "/h")]))
+                .unwrap()
+                .relay_insecure
+        );
         for yes in ["1", "true", "YES", "on"] {
             assert!(insecure(yes).unwrap(), "{yes}");
         }

@@ -478,7 +478,10 @@ mod tests {
             "http://128.0.0.1",
         ] {
             let err = RelayClient::new(url).unwrap_err();
-            assert!(matches!(err, ClientError::InsecureUrl { .. }), "{url}: {err}");
+            assert!(
+                matches!(err, ClientError::InsecureUrl { .. }),
+                "{url}: {err}"
+            );
             let text = err.to_string();
             assert!(
                 text.contains("--insecure-relay") && text.contains("JRUN_RELAY_INSECURE"),

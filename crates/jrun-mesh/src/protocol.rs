@@ -413,10 +413,8 @@ mod tests {
         assert_eq!(c.code.as_str(), "81-zephyr-night-climb");
         assert!(c.token.is_none());
         assert!(parse_created(br#"{"code":"; rm -rf /"}"#).is_err());
-        let t = parse_created(
-            br#"{"code":"1-a-b-c","token":"00112233445566778899aabbccddeeff"}"#,
-        )
-        .unwrap();
+        let t = parse_created(br#"{"code":"1-a-b-c","token":"00112233445566778899aabbccddeeff"}"#)
+            .unwrap();
         assert_eq!(
             t.token.unwrap().as_str(),
             "00112233445566778899aabbccddeeff"
@@ -440,7 +438,13 @@ mod tests {
             CreatorToken::from_bearer(&format!("bearer  {} ", a.as_str())),
             Some(a.clone())
         );
-        for bad in ["", "Bearer", "Basic abc", "Bearer xyz", "Token 00112233445566778899aabbccddeeff"] {
+        for bad in [
+            "",
+            "Bearer",
+            "Basic abc",
+            "Bearer xyz",
+            "Token 00112233445566778899aabbccddeeff",
+        ] {
             assert_eq!(CreatorToken::from_bearer(bad), None, "{bad}");
         }
         let e = parse_error(br#"{"error":"no such pairing"}"#).unwrap();

@@ -192,12 +192,12 @@ async fn create(
         .store
         .create_with(client, roster, wants_token)
         .map_err(|e| match e {
-        StoreError::Full => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-            .retry_after(std::time::Duration::from_secs(60)),
-        StoreError::ClientFull => ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string())
-            .retry_after(std::time::Duration::from_secs(60)),
-        StoreError::Rng => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-    })?;
+            StoreError::Full => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+                .retry_after(std::time::Duration::from_secs(60)),
+            StoreError::ClientFull => ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string())
+                .retry_after(std::time::Duration::from_secs(60)),
+            StoreError::Rng => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        })?;
     // Codes and tokens are never logged: a log reader could otherwise join or collect.
     info!(%client, jails, token = wants_token, "pairing created");
     Ok(Json(created))

@@ -111,14 +111,10 @@ impl Relay {
             let held = if config.is_trusted_proxy(peer.ip()) {
                 None
             } else {
-                let client = per_client.enter(
-                    client_key(peer.ip()),
-                    config.max_connections_per_client,
-                );
-                let network = per_network.enter(
-                    network_key(peer.ip()),
-                    config.max_connections_per_network,
-                );
+                let client =
+                    per_client.enter(client_key(peer.ip()), config.max_connections_per_client);
+                let network =
+                    per_network.enter(network_key(peer.ip()), config.max_connections_per_network);
                 match (client, network) {
                     (Some(c), Some(n)) => Some((c, n)),
                     _ => {

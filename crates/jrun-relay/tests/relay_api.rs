@@ -49,7 +49,11 @@ async fn the_sequence_of_the_seed_diagram() {
     let relay = TestRelay::start(relaxed()).await;
     // A client that asks for no token (Jailrun's) gets exactly the seed's answer.
     let (status, created) = json_of(
-        post(&format!("{}/pair", relay.url), roster_json(&["myapp", "db"])).await,
+        post(
+            &format!("{}/pair", relay.url),
+            roster_json(&["myapp", "db"]),
+        )
+        .await,
     )
     .await;
     assert_eq!(status, StatusCode::OK);
@@ -403,7 +407,9 @@ async fn create_with_token(relay: &TestRelay, names: &[&str]) -> (String, String
     assert_eq!(status, StatusCode::OK, "{body}");
     let token = body["token"].as_str().unwrap().to_string();
     assert_eq!(token.len(), 32);
-    assert!(token.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    assert!(token
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
     (body["code"].as_str().unwrap().to_string(), token)
 }
 
@@ -479,13 +485,17 @@ async fn unknown_consumed_and_wrong_token_answers_are_identical() {
     // Consumed: a seed-style pairing after its creator collected it.
     let used = create(&relay, &["a"]).await;
     let used = format!("{}/pair/{used}", relay.url);
-    assert_eq!(post(&used, roster_json(&["b"])).await.status(), StatusCode::OK);
+    assert_eq!(
+        post(&used, roster_json(&["b"])).await.status(),
+        StatusCode::OK
+    );
     assert_eq!(get(&used).await.status(), StatusCode::OK);
     let consumed = answer(get(&used).await).await;
     // Expired, with its token.
     let (old, old_token) = create_with_token(&relay, &["a"]).await;
     relay.clock.advance(Duration::from_secs(601));
-    let expired = answer(get_with_token(&format!("{}/pair/{old}", relay.url), &old_token).await).await;
+    let expired =
+        answer(get_with_token(&format!("{}/pair/{old}", relay.url), &old_token).await).await;
     for (what, other) in [
         ("malformed", malformed),
         ("no token", no_token),
@@ -558,7 +568,11 @@ async fn read_answer(s: &mut tokio::net::TcpStream) -> Option<String> {
     let head = String::from_utf8(buf).unwrap();
     let length: usize = head
         .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
         .unwrap();
     let mut body = vec![0u8; length];
     s.read_exact(&mut body).await.unwrap();
@@ -638,7 +652,10 @@ async fn connections_are_capped_per_network() {
         .await;
     let mut buf = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut buf)).await;
-    assert!(read.is_ok(), "the connection over the network cap was kept open");
+    assert!(
+        read.is_ok(),
+        "the connection over the network cap was kept open"
+    );
     assert!(buf.is_empty(), "{}", String::from_utf8_lossy(&buf));
 }
 

@@ -106,7 +106,10 @@ async fn waiting_ends_at_the_deadline_or_on_cancel() {
         .unwrap_err();
     assert!(matches!(err, ClientError::TimedOut { .. }), "{err}");
     let cancel = tokio::time::sleep(Duration::from_millis(100));
-    let err = c.wait_for_join(&pairing, &fast(), cancel).await.unwrap_err();
+    let err = c
+        .wait_for_join(&pairing, &fast(), cancel)
+        .await
+        .unwrap_err();
     assert!(matches!(err, ClientError::Cancelled { .. }), "{err}");
     // Cancelling leaves the pairing joinable.
     c.join(&code, &roster(&["b"], 2)).await.unwrap();
@@ -257,7 +260,10 @@ async fn huge_deadlines_and_intervals_do_not_overflow_the_clock() {
             max_interval: Duration::from_millis(50),
             ..huge
         };
-        tokio::spawn(async move { a.wait_for_join(&pairing, &first, std::future::pending()).await })
+        tokio::spawn(async move {
+            a.wait_for_join(&pairing, &first, std::future::pending())
+                .await
+        })
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
     b.join(&code, &roster(&["api"], 9)).await.unwrap();
@@ -281,12 +287,19 @@ async fn relay_redirect_is_not_followed() {
     tokio::spawn(async move {
         while let Ok((mut s, _)) = target.accept().await {
             counter.fetch_add(1, Ordering::SeqCst);
-            let _ = s.write_all(ok_json(r#"{"code":"1-a-b-c"}"#).as_bytes()).await;
+            let _ = s
+                .write_all(ok_json(r#"{"code":"1-a-b-c"}"#).as_bytes())
+                .await;
         }
     });
     let code: PairCode = "1-abandon-ability-able".parse().unwrap();
     let mine = roster(&["a"], 1);
-    for status in ["301 Moved Permanently", "302 Found", "307 Temporary Redirect", "308 Permanent Redirect"] {
+    for status in [
+        "301 Moved Permanently",
+        "302 Found",
+        "307 Temporary Redirect",
+        "308 Permanent Redirect",
+    ] {
         let answer: &'static str = Box::leak(
             format!("HTTP/1.1 {status}\r\nLocation: {target_url}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
                 .into_boxed_str(),
@@ -302,7 +315,10 @@ async fn relay_redirect_is_not_followed() {
         ];
         for r in results {
             let err = r.unwrap_err();
-            assert!(matches!(err, ClientError::Redirected { .. }), "{status}: {err}");
+            assert!(
+                matches!(err, ClientError::Redirected { .. }),
+                "{status}: {err}"
+            );
             let text = err.to_string();
             assert!(
                 text.contains(&status[..3]) && text.contains(&target_url),

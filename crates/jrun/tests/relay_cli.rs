@@ -146,7 +146,10 @@ async fn runs_and_stops_its_yggdrasil_node() {
     // no handler yet and end the relay before it printed anything.
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", ygg_port)).is_err() {
-        assert!(Instant::now() < deadline, "the restarted node does not listen");
+        assert!(
+            Instant::now() < deadline,
+            "the restarted node does not listen"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let (_, log) = terminate(relay);
@@ -167,7 +170,9 @@ async fn codes_and_tokens_are_never_logged() {
     // unknown code and one over the rate limit's way: every path that could log one.
     let stranger = jrun_mesh::protocol::Created::from(pairing.code.clone());
     assert!(b.poll(&stranger).await.is_err());
-    b.join(&pairing.code, &roster("db", "200::b")).await.unwrap();
+    b.join(&pairing.code, &roster("db", "200::b"))
+        .await
+        .unwrap();
     a.wait_for_join(&pairing, &PollOptions::default(), std::future::pending())
         .await
         .unwrap();
