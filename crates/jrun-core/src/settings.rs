@@ -36,6 +36,9 @@ pub struct Settings {
     pub mesh_network: bool,
     /// `JRUN_RELAY`: the pairing relay's URL.
     pub relay: String,
+    /// `JRUN_RELAY_INSECURE` (default false): accept a plain `http://` relay on another
+    /// machine (loopback relays are always accepted), as `jrun pair --insecure-relay` does.
+    pub relay_insecure: bool,
     /// `JRUN_RELAY_PEER` (default [`DEFAULT_RELAY_PEER`], as Jailrun): the Yggdrasil node
     /// the VM's node peers with, so paired jails can route to each other; `none` peers
     /// with nobody.
@@ -179,20 +182,8 @@ impl Settings {
             cpus_default,
             "a whole number of CPUs",
         )?;
-        let mesh_network = match get("JRUN_MESH_NETWORK").as_deref() {
-            None => true,
-            Some(v) => match v.to_ascii_lowercase().as_str() {
-                "1" | "true" | "yes" | "on" => true,
-                "0" | "false" | "no" | "off" => false,
-                _ => {
-                    return Err(SettingsError::Invalid {
-                        var: "JRUN_MESH_NETWORK",
-                        value: v.into(),
-                        expected: "true or false",
-                    })
-                }
-            },
-        };
+        let mesh_network = parse_bool(&get, "JRUN_MESH_NETWORK", true)?;
+        let relay_insecure = parse_bool(&get, "JRUN_RELAY_INSECURE", false)?;
         let qemu_accel = match get("JRUN_QEMU_ACCEL") {
             None => None,
             Some(v) => Some(QemuAccel::parse(&v).ok_or(SettingsError::Invalid {
@@ -264,12 +255,33 @@ impl Settings {
             bsd_version: get("JRUN_BSD_VERSION").unwrap_or_else(|| "15.0".into()),
             mesh_network,
             relay: get("JRUN_RELAY").unwrap_or_else(|| DEFAULT_RELAY.into()),
+            relay_insecure,
             relay_peer,
             qemu_accel,
             bsd_mirror,
             vm_boot_timeout_secs,
             github_raw,
         })
+    }
+}
+
+/// A yes/no setting: `1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off` (any case).
+fn parse_bool(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: bool,
+) -> Result<bool, SettingsError> {
+    match get(var).as_deref() {
+        None => Ok(default),
+        Some(v) => match v.to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "0" | "false" | "no" | "off" => Ok(false),
+            _ => Err(SettingsError::Invalid {
+                var,
+                value: v.into(),
+                expected: "true or false",
+            }),
+        },
     }
 }
 
@@ -440,6 +452,27 @@ mod tests {
         assert!(with("JRUN_LOG_MAX_BYTES", "4096").is_ok());
         assert!(with("JRUN_SETUP_TIMEOUT", "604801").is_err());
         assert!(with("JRUN_SETUP_TIMEOUT", "60").is_ok());
+    }
+
+    #[test]
+    fn relay_insecure_is_a_yes_or_no_off_by_default() {
+        let insecure = |v: &str| {
+            Settings::from_vars(&vars(&[("HOME", "/h"), ("JRUN_RELAY_INSECURE", v)]))
+                .map(|s| s.relay_insecure)
+        };
+        assert!(!insecure("").unwrap());
+        assert!(
+            !Settings::from_vars(&vars(&[("HOME", "/h")]))
+                .unwrap()
+                .relay_insecure
+        );
+        for yes in ["1", "true", "YES", "on"] {
+            assert!(insecure(yes).unwrap(), "{yes}");
+        }
+        for no in ["0", "false", "No", "off"] {
+            assert!(!insecure(no).unwrap(), "{no}");
+        }
+        assert!(insecure("maybe").is_err());
     }
 
     #[test]

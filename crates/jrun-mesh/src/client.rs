@@ -1,15 +1,18 @@
 //! The relay client: create a pairing, wait for the peer, or join one. Nothing the relay
-//! says is trusted: statuses are checked, bodies bounded, rosters validated.
+//! says is trusted: statuses are checked, bodies bounded, rosters validated, redirects
+//! refused; plain `http://` is used only to this machine unless the user says otherwise.
 
 use std::future::Future;
 use std::time::Duration;
 
-use reqwest::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use reqwest::{Response, StatusCode};
 use tokio::time::Instant;
-use url::Url;
+use url::{Host, Url};
 
-use crate::protocol::{self, MessageError, PollStatus, Roster, MAX_ROSTER_JAILS};
+use crate::protocol::{
+    self, Created, MessageError, PollStatus, Roster, MAX_ROSTER_JAILS, TOKEN_OPT_IN_HEADER,
+};
 use crate::PairCode;
 
 /// The largest answer read from a relay; a valid one is far smaller.
@@ -29,6 +32,22 @@ pub enum ClientError {
     BadUrl {
         /// The refused URL.
         url: String,
+    },
+    /// A plain `http://` relay on another machine, without the user's consent.
+    #[error("refusing the relay {url}: plain http:// to another machine lets anyone on the way read and rewrite both rosters; use an https:// relay, or pass --insecure-relay (JRUN_RELAY_INSECURE=1) to accept that risk")]
+    InsecureUrl {
+        /// The refused URL.
+        url: String,
+    },
+    /// The relay answered with a redirect, which is never followed.
+    #[error("the relay at {url} answered {status} redirecting to {location}; jrun follows no redirects (point JRUN_RELAY at the relay itself if you trust the new address); nothing was changed")]
+    Redirected {
+        /// The relay.
+        url: String,
+        /// The 3xx status.
+        status: StatusCode,
+        /// Where it pointed (cleaned for the terminal), or `(none)`.
+        location: String,
     },
     /// No connection, or no answer in time.
     #[error("relay unreachable at {url}: {cause}")]
@@ -115,6 +134,14 @@ impl Default for PollOptions {
     }
 }
 
+/// What a [`RelayClient`] accepts beyond the safe defaults.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// Accept a plain `http://` relay on another machine (`--insecure-relay`,
+    /// `JRUN_RELAY_INSECURE=1`). Loopback relays are always accepted.
+    pub insecure_http: bool,
+}
+
 /// A client of one relay.
 #[derive(Debug, Clone)]
 pub struct RelayClient {
@@ -124,14 +151,26 @@ pub struct RelayClient {
 }
 
 impl RelayClient {
-    /// A client for the relay at `url` (e.g. `https://relay.example`).
+    /// A client for the relay at `url` (e.g. `https://relay.example`), with the safe
+    /// defaults: `http://` only to this machine.
     pub fn new(url: &str) -> Result<Self, ClientError> {
+        RelayClient::with_options(url, ClientOptions::default())
+    }
+
+    /// A client for the relay at `url`. Checks the URL before anything touches the
+    /// network: a refused URL sends nothing anywhere.
+    pub fn with_options(url: &str, options: ClientOptions) -> Result<Self, ClientError> {
         let bad = || ClientError::BadUrl {
             url: url.to_string(),
         };
         let mut base = Url::parse(url).map_err(|_| bad())?;
         if !matches!(base.scheme(), "http" | "https") || base.host().is_none() {
             return Err(bad());
+        }
+        if base.scheme() == "http" && !is_loopback(&base) && !options.insecure_http {
+            return Err(ClientError::InsecureUrl {
+                url: url.to_string(),
+            });
         }
         if !base.path().ends_with('/') {
             let path = format!("{}/", base.path());
@@ -141,6 +180,9 @@ impl RelayClient {
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(15))
             .user_agent(concat!("jrun/", env!("CARGO_PKG_VERSION")))
+            // A redirect could send the roster, or root's request, anywhere (internal
+            // endpoints, https to http): a 3xx is an error instead.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ClientError::Unreachable {
                 url: url.to_string(),
@@ -158,24 +200,26 @@ impl RelayClient {
         &self.base
     }
 
-    /// Creates a pairing for `roster` and returns its code.
-    pub async fn create(&self, roster: &Roster) -> Result<PairCode, ClientError> {
-        let response = self.post("pair", roster).await?;
+    /// Creates a pairing for `roster` and returns its code, with the creator token when
+    /// the relay issues one (jrun's relay does; Jailrun's does not).
+    pub async fn create(&self, roster: &Roster) -> Result<Created, ClientError> {
+        let response = self.post("pair", roster, true).await?;
         let body = self.answer(response, None).await?;
-        let created = protocol::parse_created(&body).map_err(|e| self.garbage(e))?;
-        Ok(created.code)
+        protocol::parse_created(&body).map_err(|e| self.garbage(e))
     }
 
-    /// Asks once whether the peer joined. A `Joined` answer is final: the relay deleted
-    /// the pairing.
-    pub async fn poll(&self, code: &PairCode) -> Result<PollStatus, ClientError> {
+    /// Asks once whether the peer joined, presenting the creator token if there is one.
+    /// A `Joined` answer is final: the relay deleted the pairing.
+    pub async fn poll(&self, pairing: &Created) -> Result<PollStatus, ClientError> {
+        let code = &pairing.code;
         let url = self.endpoint(&format!("pair/{code}"));
-        let response = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
+        let mut request = self.http.get(url);
+        if let Some(token) = &pairing.token {
+            let value = HeaderValue::from_str(&format!("Bearer {}", token.as_str()))
+                .expect("a token is hex digits");
+            request = request.header(AUTHORIZATION, value);
+        }
+        let response = request.send().await.map_err(|e| self.unreachable(e))?;
         let body = self.answer(response, Some(code)).await?;
         protocol::parse_poll(&body, self.max_jails).map_err(|e| self.garbage(e))
     }
@@ -184,10 +228,11 @@ impl RelayClient {
     /// from `first_interval` to `max_interval`; a busy relay's `Retry-After` is honoured.
     pub async fn wait_for_join(
         &self,
-        code: &PairCode,
+        pairing: &Created,
         options: &PollOptions,
         cancel: impl Future<Output = ()>,
     ) -> Result<Roster, ClientError> {
+        let code = &pairing.code;
         let started = Instant::now();
         let waited = options.deadline.min(MAX_DEADLINE);
         let deadline = started + waited;
@@ -199,7 +244,7 @@ impl RelayClient {
                 () = tokio::time::sleep_until(deadline) => {
                     return Err(ClientError::TimedOut { code: code.clone(), waited })
                 }
-                answer = self.poll(code) => match answer {
+                answer = self.poll(pairing) => match answer {
                     Ok(PollStatus::Joined(roster)) => return Ok(roster),
                     Ok(PollStatus::Waiting) => interval,
                     Err(ClientError::Busy { retry_after, .. }) => retry_after.max(interval),
@@ -219,7 +264,7 @@ impl RelayClient {
 
     /// Joins the pairing `code` with `roster`; returns the creator's roster.
     pub async fn join(&self, code: &PairCode, roster: &Roster) -> Result<Roster, ClientError> {
-        let response = self.post(&format!("pair/{code}"), roster).await?;
+        let response = self.post(&format!("pair/{code}"), roster, false).await?;
         let body = self.answer(response, Some(code)).await?;
         protocol::parse_roster(&body, self.max_jails).map_err(|e| self.garbage(e))
     }
@@ -230,11 +275,21 @@ impl RelayClient {
             .expect("paths built from validated codes are valid URLs")
     }
 
-    async fn post(&self, path: &str, roster: &Roster) -> Result<Response, ClientError> {
+    async fn post(
+        &self,
+        path: &str,
+        roster: &Roster,
+        want_token: bool,
+    ) -> Result<Response, ClientError> {
         let body = serde_json::to_vec(roster).expect("rosters always serialise");
-        self.http
+        let mut request = self
+            .http
             .post(self.endpoint(path))
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if want_token {
+            request = request.header(TOKEN_OPT_IN_HEADER, HeaderValue::from_static("1"));
+        }
+        request
             .body(body)
             .send()
             .await
@@ -248,6 +303,18 @@ impl RelayClient {
         code: Option<&PairCode>,
     ) -> Result<Vec<u8>, ClientError> {
         let status = response.status();
+        if status.is_redirection() {
+            let location = response
+                .headers()
+                .get(LOCATION)
+                .map(|v| relay_text(&String::from_utf8_lossy(v.as_bytes())))
+                .unwrap_or_else(|| "(none)".to_string());
+            return Err(ClientError::Redirected {
+                url: self.base.to_string(),
+                status,
+                location,
+            });
+        }
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)
@@ -312,6 +379,18 @@ impl RelayClient {
     }
 }
 
+/// Whether the URL's host is this machine: `localhost`, 127.0.0.0/8 or ::1.
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(Host::Ipv6(ip)) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        None => false,
+    }
+}
+
 /// What an error answer says, fit for a terminal.
 fn error_message(status: StatusCode, body: &[u8]) -> String {
     protocol::parse_error(body)
@@ -372,11 +451,59 @@ mod tests {
             c.endpoint("pair/1-a-b-c").as_str(),
             "https://relay.test/base/pair/1-a-b-c"
         );
-        for bad in ["", "relay.test", "ftp://relay.test", "file:///etc/passwd"] {
+        for bad in [
+            "",
+            "relay.test",
+            "ftp://relay.test",
+            "file:///etc/passwd",
+            "http://",
+        ] {
             assert!(
                 matches!(RelayClient::new(bad), Err(ClientError::BadUrl { .. })),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn http_relay_off_loopback_is_refused() {
+        // Constructing a client does no I/O at all: the refusal comes before any
+        // connection could be made (192.0.2.1 is TEST-NET-1 and is never contacted).
+        for url in [
+            "http://192.0.2.1",
+            "http://192.0.2.1:8080/base",
+            "http://relay.example.org",
+            "http://[2001:db8::1]",
+            "http://localhost.example.org",
+            "http://128.0.0.1",
+        ] {
+            let err = RelayClient::new(url).unwrap_err();
+            assert!(
+                matches!(err, ClientError::InsecureUrl { .. }),
+                "{url}: {err}"
+            );
+            let text = err.to_string();
+            assert!(
+                text.contains("--insecure-relay") && text.contains("JRUN_RELAY_INSECURE"),
+                "{text}"
+            );
+            // With the user's consent it is accepted (still without connecting).
+            let options = ClientOptions {
+                insecure_http: true,
+            };
+            assert!(RelayClient::with_options(url, options).is_ok(), "{url}");
+        }
+        for url in [
+            "http://127.0.0.1:8080",
+            "http://127.1.2.3",
+            "http://localhost:8080",
+            "http://LOCALHOST",
+            "http://[::1]:8080",
+            "http://[::ffff:127.0.0.1]",
+            "https://192.0.2.1",
+            "https://relay.example.org",
+        ] {
+            assert!(RelayClient::new(url).is_ok(), "{url}");
         }
     }
 }

@@ -17,7 +17,7 @@ mod ygg_address;
 pub mod yggdrasil;
 
 #[cfg(feature = "client")]
-pub use client::{ClientError, PollOptions, RelayClient};
+pub use client::{ClientError, ClientOptions, PollOptions, RelayClient};
 pub use identity::{Identity, IdentityError};
 pub use key_store::{KeyStore, StoredKey};
 pub use label::{DnsLabel, LabelError};

@@ -7,6 +7,11 @@
 //! POST /pair/{code}  {"jails":[…B…]}  → {"jails":[…A…]}
 //! GET  /pair/{code}                   → {"joined":true,"jails":[…B…]}, then 404
 //! ```
+//!
+//! jrun's extension, invisible to clients that do not ask for it: a `POST /pair` carrying
+//! `X-Jrun-Token: 1` is answered `{"code":…,"token":"<32 hex digits>"}`, and that pairing's
+//! `GET /pair/{code}` must then carry `Authorization: Bearer <token>`; without it (or with
+//! another token) the relay answers exactly as for an unknown code.
 
 use std::collections::HashSet;
 
@@ -35,12 +40,94 @@ pub struct Roster {
     pub jails: Vec<RosterJail>,
 }
 
+/// The request header with which a creator asks for a [`CreatorToken`] (value `1`).
+pub const TOKEN_OPT_IN_HEADER: &str = "x-jrun-token";
+
 /// The answer to `POST /pair`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Created {
     /// The code to share with the peer.
     pub code: PairCode,
+    /// The creator's secret for collecting the joiner's roster: present when the creator
+    /// asked for one ([`TOKEN_OPT_IN_HEADER`]) and the relay knows the extension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<CreatorToken>,
+}
+
+impl From<PairCode> for Created {
+    /// A pairing known by its code alone (a relay that issues no tokens).
+    fn from(code: PairCode) -> Self {
+        Created { code, token: None }
+    }
+}
+
+/// A creator's secret: 128 random bits as 32 lowercase hex digits. Compared in constant
+/// time, and never shown by `Debug`.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct CreatorToken(String);
+
+impl CreatorToken {
+    /// A fresh token from the OS RNG.
+    pub fn random() -> Result<Self, getrandom::Error> {
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes)?;
+        Ok(CreatorToken(hex::encode(bytes)))
+    }
+
+    /// The token as sent on the wire.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The token of an `Authorization: Bearer <token>` header value, if it holds one.
+    pub fn from_bearer(value: &str) -> Option<Self> {
+        let (scheme, token) = value.trim().split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return None;
+        }
+        token.trim().to_string().try_into().ok()
+    }
+}
+
+impl TryFrom<String> for CreatorToken {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        if s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            Ok(CreatorToken(s))
+        } else {
+            Err("a creator token is 32 lowercase hex digits".into())
+        }
+    }
+}
+
+impl From<CreatorToken> for String {
+    fn from(t: CreatorToken) -> String {
+        t.0
+    }
+}
+
+impl PartialEq for CreatorToken {
+    fn eq(&self, other: &Self) -> bool {
+        // Both are 32 bytes once validated; no early exit on the first difference.
+        self.0.len() == other.0.len()
+            && self
+                .0
+                .bytes()
+                .zip(other.0.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+}
+
+impl Eq for CreatorToken {}
+
+impl std::fmt::Debug for CreatorToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CreatorToken(…)")
+    }
 }
 
 /// The answer to `GET /pair/{code}` as sent on the wire.
@@ -324,7 +411,42 @@ mod tests {
     fn parses_codes_and_errors() {
         let c = parse_created(br#"{"code":"81-zephyr-night-climb"}"#).unwrap();
         assert_eq!(c.code.as_str(), "81-zephyr-night-climb");
+        assert!(c.token.is_none());
         assert!(parse_created(br#"{"code":"; rm -rf /"}"#).is_err());
+        let t = parse_created(br#"{"code":"1-a-b-c","token":"00112233445566778899aabbccddeeff"}"#)
+            .unwrap();
+        assert_eq!(
+            t.token.unwrap().as_str(),
+            "00112233445566778899aabbccddeeff"
+        );
+        for bad in ["\"x\"", "\"00112233445566778899AABBCCDDEEFF\"", "1"] {
+            let body = format!(r#"{{"code":"1-a-b-c","token":{bad}}}"#);
+            assert!(parse_created(body.as_bytes()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn creator_tokens_are_random_hex_hidden_and_read_from_bearer_headers() {
+        let a = CreatorToken::random().unwrap();
+        let b = CreatorToken::random().unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.as_str().len(), 32);
+        assert_eq!(format!("{a:?}"), "CreatorToken(…)");
+        let header = format!("Bearer {}", a.as_str());
+        assert_eq!(CreatorToken::from_bearer(&header), Some(a.clone()));
+        assert_eq!(
+            CreatorToken::from_bearer(&format!("bearer  {} ", a.as_str())),
+            Some(a.clone())
+        );
+        for bad in [
+            "",
+            "Bearer",
+            "Basic abc",
+            "Bearer xyz",
+            "Token 00112233445566778899aabbccddeeff",
+        ] {
+            assert_eq!(CreatorToken::from_bearer(bad), None, "{bad}");
+        }
         let e = parse_error(br#"{"error":"no such pairing"}"#).unwrap();
         assert_eq!(e.error, "no such pairing");
         assert!(parse_error(b"<html>").is_none());

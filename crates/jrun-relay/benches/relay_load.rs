@@ -155,8 +155,15 @@ fn main() {
         let relay = Relay::new(RelayConfig {
             rate_per_second: 1e9,
             rate_burst: u32::MAX,
+            network_rate_per_second: 1e9,
+            network_rate_burst: u32::MAX,
+            max_failed_lookups_per_minute: u32::MAX,
             max_pending_per_client: usize::MAX,
+            max_pending_per_network: usize::MAX,
             max_connections_per_client: usize::MAX,
+            max_connections_per_network: usize::MAX,
+            max_requests_per_connection: usize::MAX,
+            max_connection_lifetime: jrun_relay::MAX_TTL,
             // The memory measurement holds this many pairings: lift the defaults for it.
             max_pending: PENDING_FOR_MEMORY,
             max_pending_bytes: usize::MAX,

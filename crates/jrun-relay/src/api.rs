@@ -1,6 +1,6 @@
 //! The HTTP API: parse (pure, from `jrun_mesh::protocol`), then act on the store.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
@@ -12,12 +12,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use jrun_mesh::protocol::{self, Created, PollAnswer, PollStatus, Roster};
+use jrun_mesh::protocol::{
+    self, Created, CreatorToken, PollAnswer, PollStatus, Roster, TOKEN_OPT_IN_HEADER,
+};
 use jrun_mesh::PairCode;
-use tracing::{info, warn};
+use tracing::{debug, info};
 
 use crate::api_error::ApiError;
-use crate::rate_limit::RateLimiter;
+use crate::rate_limit::{client_key, LookupBudget, RequestLimits};
 use crate::store::{JoinError, Store, StoreError};
 use crate::RelayConfig;
 
@@ -25,37 +27,37 @@ use crate::RelayConfig;
 pub struct AppState {
     pub config: RelayConfig,
     pub store: Store,
-    pub limiter: RateLimiter,
+    /// Requests per client and per network.
+    pub limits: RequestLimits,
+    /// Failed code lookups, relay-wide.
+    pub lookups: LookupBudget,
 }
 
-/// The relay's routes, with rate limiting and JSON answers for every error.
+/// The relay's routes, every one of them (`/healthz` and unknown paths too) inside the
+/// rate limits, with JSON answers for every error.
 pub fn router(state: Arc<AppState>) -> Router {
-    let limited = Router::new()
-        .route("/pair", post(create))
-        .route("/pair/{code}", get(poll).post(join))
-        .route_layer(middleware::from_fn_with_state(state.clone(), rate_limit));
     Router::new()
         .route("/healthz", get(healthz))
-        .merge(limited)
+        .route("/pair", post(create))
+        .route("/pair/{code}", get(poll).post(join))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), rate_limit))
         .with_state(state)
 }
 
-/// Who sent a request, as the limits count clients: the peer address (or, behind a local
-/// proxy, the address it forwarded), with IPv6 clients counted per /64 since one host
-/// commonly holds a whole /64.
+/// Who sent a request: the peer address or, from a trusted proxy, the address it
+/// forwarded. The limits then count it per client and per network (see `rate_limit`).
 fn client_of(config: &RelayConfig, request: &Request) -> IpAddr {
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
-    let client = if config.behind_proxy && peer.is_loopback() {
+    if config.is_trusted_proxy(peer) {
         forwarded_for(request.headers()).unwrap_or(peer)
     } else {
         peer
-    };
-    client_key(client)
+    }
 }
 
 /// The last hop of `X-Forwarded-For`: the address our proxy saw.
@@ -64,23 +66,13 @@ fn forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
     last.to_str().ok()?.rsplit(',').next()?.trim().parse().ok()
 }
 
-/// The unit limits count: an IPv4 address, or the /64 of an IPv6 address.
-pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
-        },
-    }
-}
-
 async fn rate_limit(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let client = client_of(&state.config, &request);
-    match state.limiter.check(client) {
+    match state.limits.check(client) {
         Ok(()) => next.run(request).await,
         Err(wait) => {
-            warn!(%client, "rate limited");
+            // Not a warning: an abuser would flood the log with it.
+            debug!(%client, "rate limited");
             ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too many requests from your address; slow down",
@@ -109,12 +101,31 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-/// The code of a `/pair/{code}` path; a malformed code is simply an unknown one.
-fn code_of(path: Result<Path<String>, PathRejection>) -> Result<PairCode, ApiError> {
+/// The code of a `/pair/{code}` path; a malformed code is simply an unknown one (`None`).
+fn code_of(path: Result<Path<String>, PathRejection>) -> Option<PairCode> {
     let Ok(Path(text)) = path else {
-        return Err(ApiError::no_pairing());
+        return None;
     };
-    text.parse().map_err(|_| ApiError::no_pairing())
+    text.parse().ok()
+}
+
+/// The creator token of an `Authorization: Bearer <token>` header, if any.
+fn bearer_token(headers: &HeaderMap) -> Option<CreatorToken> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    CreatorToken::from_bearer(value)
+}
+
+/// Takes a token of the relay-wide lookup budget (given back if the lookup finds its
+/// pairing); when it is spent, every lookup is refused alike, live code or not.
+fn spend_lookup(state: &AppState) -> Result<(), ApiError> {
+    state.lookups.take().map_err(|wait| {
+        debug!("failed-lookup budget spent");
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "the relay has answered too many lookups of unknown codes; try again shortly",
+        )
+        .retry_after(wait)
+    })
 }
 
 /// Reads a JSON body within the size and time limits.
@@ -169,32 +180,61 @@ async fn create(
     State(state): State<Arc<AppState>>,
     request: Request,
 ) -> Result<Json<Created>, ApiError> {
-    let client = client_of(&state.config, &request);
+    let client = client_key(client_of(&state.config, &request));
+    // jrun's clients ask for a creator token; Jailrun's do not, and get the seed's answer.
+    let wants_token = request
+        .headers()
+        .get(TOKEN_OPT_IN_HEADER)
+        .is_some_and(|v| v.as_bytes() == b"1");
     let roster = read_roster(&state, request).await?;
     let jails = roster.jails.len();
-    let code = state.store.create(client, roster).map_err(|e| match e {
-        StoreError::Full => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-            .retry_after(std::time::Duration::from_secs(60)),
-        StoreError::ClientFull => ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string())
-            .retry_after(std::time::Duration::from_secs(60)),
-        StoreError::Rng => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-    })?;
-    info!(%client, %code, jails, "pairing created");
-    Ok(Json(Created { code }))
+    let created = state
+        .store
+        .create_with(client, roster, wants_token)
+        .map_err(|e| match e {
+            StoreError::Full => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+                .retry_after(std::time::Duration::from_secs(60)),
+            StoreError::ClientFull => ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string())
+                .retry_after(std::time::Duration::from_secs(60)),
+            StoreError::Rng => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        })?;
+    // Codes and tokens are never logged: a log reader could otherwise join or collect.
+    info!(%client, jails, token = wants_token, "pairing created");
+    Ok(Json(created))
 }
 
+/// `GET /pair/{code}`. Unknown, expired and used codes, and a pairing made with a creator
+/// token polled without it or with another, all get the very same 404: a poll tells a
+/// guesser nothing about which codes are live, and a stranger's poll changes nothing.
 async fn poll(
     State(state): State<Arc<AppState>>,
     path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
 ) -> Result<Json<PollAnswer>, ApiError> {
-    let code = code_of(path)?;
-    match state.store.poll(&code).ok_or_else(ApiError::no_pairing)? {
+    let code = code_of(path);
+    let token = bearer_token(&headers);
+    // A creator with its token is no guesser (128 random bits): its polls go on even
+    // while the failed-lookup budget is spent.
+    let authorized = match (&code, &token) {
+        (Some(code), Some(token)) => state.store.holds_token(code, token),
+        _ => false,
+    };
+    if !authorized {
+        spend_lookup(&state)?;
+    }
+    let status = code
+        .and_then(|code| state.store.poll_with(&code, token.as_ref()))
+        .ok_or_else(ApiError::no_pairing)?;
+    if !authorized {
+        state.lookups.refund();
+    }
+    match status {
         PollStatus::Waiting => Ok(Json(PollAnswer {
             joined: false,
             jails: None,
         })),
         PollStatus::Joined(roster) => {
-            info!(%code, jails = roster.jails.len(), "pairing collected");
+            info!(jails = roster.jails.len(), "pairing collected");
             Ok(Json(PollAnswer {
                 joined: true,
                 jails: Some(roster.jails),
@@ -209,31 +249,25 @@ async fn join(
     request: Request,
 ) -> Result<Json<Roster>, ApiError> {
     let client = client_of(&state.config, &request);
-    let code = code_of(path)?;
+    let code = code_of(path);
     let roster = read_roster(&state, request).await?;
     let jails = roster.jails.len();
+    spend_lookup(&state)?;
+    let code = code.ok_or_else(ApiError::no_pairing)?;
     let creators = state.store.join(&code, roster).map_err(|e| match e {
         JoinError::NotFound => ApiError::no_pairing(),
         JoinError::AlreadyJoined => ApiError::new(StatusCode::CONFLICT, e.to_string()),
         JoinError::Full => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
             .retry_after(std::time::Duration::from_secs(60)),
     })?;
-    info!(%client, %code, jails, "pairing joined");
+    state.lookups.refund();
+    info!(%client, jails, "pairing joined");
     Ok(Json(Roster::clone(&creators)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn clients_are_counted_per_ipv4_address_and_ipv6_64() {
-        let key = |s: &str| client_key(s.parse().unwrap()).to_string();
-        assert_eq!(key("192.0.2.7"), "192.0.2.7");
-        assert_eq!(key("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::");
-        assert_eq!(key("2001:db8:1:2::ffff"), "2001:db8:1:2::");
-        assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
-    }
 
     #[test]
     fn forwarded_for_takes_the_last_hop() {

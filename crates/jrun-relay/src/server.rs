@@ -1,27 +1,30 @@
 //! Serving the API: our own accept loop, so that slow clients time out, connections are
-//! capped, and shutdown lets requests in flight finish.
+//! capped (in total, per client, per network) and recycled (after a number of requests or
+//! a lifetime), and shutdown lets requests in flight finish.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
+use axum::http::{header, HeaderValue};
 use axum::Router;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tower::ServiceExt;
 use tracing::{debug, info, warn};
 
 use crate::api::{self, AppState};
 use crate::clock::{Clock, SystemClock};
-use crate::rate_limit::RateLimiter;
+use crate::rate_limit::{client_key, network_key, LookupBudget, RequestLimits};
 use crate::store::Store;
 use crate::RelayConfig;
 
@@ -42,13 +45,19 @@ impl Relay {
 
     /// A relay on the given clock (tests move time by hand).
     pub fn with_clock(config: RelayConfig, clock: Arc<dyn Clock>) -> Self {
-        let limiter = RateLimiter::new(config.rate_per_second, config.rate_burst, clock.clone());
+        let limits = RequestLimits::new(
+            (config.rate_per_second, config.rate_burst),
+            (config.network_rate_per_second, config.network_rate_burst),
+            clock.clone(),
+        );
+        let lookups = LookupBudget::new(config.max_failed_lookups_per_minute, clock.clone());
         let store = Store::new(config.clone(), clock);
         Relay {
             state: Arc::new(AppState {
                 config,
                 store,
-                limiter,
+                limits,
+                lookups,
             }),
         }
     }
@@ -72,9 +81,11 @@ impl Relay {
     ) -> io::Result<()> {
         let router = self.router();
         let config = &self.state.config;
-        let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
+        let max_connections = config.max_connections.clamp(1, u32::MAX as usize);
+        let slots = Arc::new(Semaphore::new(max_connections));
         let per_client = Arc::new(ConnectionCounts::default());
-        let graceful = GracefulShutdown::new();
+        let per_network = Arc::new(ConnectionCounts::default());
+        let (stop, stopping) = watch::channel(false);
         let sweeper = tokio::spawn(sweep_forever(self.state.clone()));
         tokio::pin!(shutdown);
         info!(addr = %listener.local_addr()?, "relay listening");
@@ -95,35 +106,67 @@ impl Relay {
                     }
                 },
             };
-            // Behind a local proxy every connection comes from loopback: the proxy is one
-            // peer, not one client, so only the total cap applies to it.
-            let counted = !(config.behind_proxy && peer.ip().is_loopback());
-            let held = if counted {
-                let client = api::client_key(peer.ip());
-                match per_client.enter(client, config.max_connections_per_client) {
-                    Some(held) => Some(held),
-                    None => {
-                        debug!(%peer, "too many connections from this client; closed");
+            // A trusted proxy is one peer carrying many clients, so only the total cap
+            // applies to its connections (its clients' requests are limited one by one).
+            let held = if config.is_trusted_proxy(peer.ip()) {
+                None
+            } else {
+                let client =
+                    per_client.enter(client_key(peer.ip()), config.max_connections_per_client);
+                let network =
+                    per_network.enter(network_key(peer.ip()), config.max_connections_per_network);
+                match (client, network) {
+                    (Some(c), Some(n)) => Some((c, n)),
+                    _ => {
+                        debug!(%peer, "too many connections from this client or network; closed");
                         continue;
                     }
                 }
-            } else {
-                None
             };
             let _ = stream.set_nodelay(true);
             let router = router.clone();
+            let served = Arc::new(AtomicUsize::new(0));
+            let max_requests = config.max_requests_per_connection.max(1);
             let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(peer));
-                router.clone().oneshot(req)
+                let last = served.fetch_add(1, Ordering::Relaxed) + 1 >= max_requests;
+                let router = router.clone();
+                async move {
+                    let mut response = router.oneshot(req).await?;
+                    if last {
+                        // hyper closes the connection once this answer is written.
+                        response
+                            .headers_mut()
+                            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    }
+                    Ok::<_, Infallible>(response)
+                }
             });
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(config.read_timeout)
                 .max_buf_size(64 * 1024)
                 .serve_connection(TokioIo::new(stream), service);
-            let conn = graceful.watch(conn);
+            let lifetime = config.max_connection_lifetime;
+            let grace = config.read_timeout;
+            let mut stopping = stopping.clone();
             tokio::spawn(async move {
-                if let Err(e) = conn.await {
+                tokio::pin!(conn);
+                let ended = tokio::select! {
+                    ended = conn.as_mut() => Some(ended),
+                    () = tokio::time::sleep(lifetime) => None,
+                    _ = stopping.wait_for(|stop| *stop) => None,
+                };
+                let ended = match ended {
+                    Some(ended) => ended,
+                    None => {
+                        // Closes an idle connection at once, a busy one after its answer;
+                        // one that will not finish within the grace time is dropped.
+                        conn.as_mut().graceful_shutdown();
+                        tokio::time::timeout(grace, conn).await.unwrap_or(Ok(()))
+                    }
+                };
+                if let Err(e) = ended {
                     debug!(%peer, error = %e, "connection ended with an error");
                 }
                 drop(permit);
@@ -133,17 +176,17 @@ impl Relay {
         sweeper.abort();
         drop(listener);
         info!("relay shutting down; draining requests in flight");
-        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-            .await
-            .is_err()
-        {
+        let _ = stop.send(true);
+        // Every connection holds a slot until it ends: all slots back means all drained.
+        let drained = slots.acquire_many(max_connections as u32);
+        if tokio::time::timeout(DRAIN_TIMEOUT, drained).await.is_err() {
             warn!("some connections did not finish within {DRAIN_TIMEOUT:?}");
         }
         Ok(())
     }
 }
 
-/// Open connections per client (IPv4 address or IPv6 /64).
+/// Open connections per client (IPv4 address, IPv6 /64) or per network (IPv4 /24, IPv6 /48).
 #[derive(Default)]
 struct ConnectionCounts(Mutex<HashMap<IpAddr, usize>>);
 

@@ -3,15 +3,16 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::mem::size_of;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use jrun_mesh::protocol::{PollStatus, Roster, RosterJail};
+use jrun_mesh::protocol::{Created, CreatorToken, PollStatus, Roster, RosterJail};
 use jrun_mesh::PairCode;
 
 use crate::clock::Clock;
 use crate::code::draw_code;
+use crate::rate_limit::network_key;
 use crate::{RelayConfig, MAX_TTL};
 
 /// Why a pairing could not be created.
@@ -20,7 +21,8 @@ pub enum StoreError {
     /// The relay holds as many pending pairings as it allows.
     #[error("the relay has too many pending pairings; try again in a few minutes")]
     Full,
-    /// This client address (or its IPv6 /48) has as many pending pairings as it may.
+    /// This client (IPv4 address, IPv6 /64) or its network (IPv4 /24, IPv6 /48) has as
+    /// many pending pairings as it may.
     #[error("too many pending pairings from your address; finish or let some expire first")]
     ClientFull,
     /// The OS random number generator failed.
@@ -44,6 +46,8 @@ pub enum JoinError {
 
 struct Pairing {
     creator: IpAddr,
+    /// The creator's secret, when it asked for one: then only it can poll.
+    token: Option<CreatorToken>,
     creator_roster: Arc<Roster>,
     joiner_roster: Option<Roster>,
     expires_at: Instant,
@@ -55,8 +59,8 @@ struct Pairing {
 struct Inner {
     pairings: HashMap<PairCode, Pairing>,
     pending_by_client: HashMap<IpAddr, usize>,
-    /// Pending pairings per IPv6 /48 (IPv4 clients are not counted here).
-    pending_by_network: HashMap<Ipv6Addr, usize>,
+    /// Pending pairings per network (IPv4 /24, IPv6 /48).
+    pending_by_network: HashMap<IpAddr, usize>,
     /// The sum of the pairings' `bytes`.
     bytes: usize,
     /// Deadlines in the order they were set (the TTL is fixed, so this order is also their
@@ -95,8 +99,25 @@ impl Store {
         self.sweep(&mut inner);
     }
 
-    /// Stores a creator's roster under a new code.
+    /// Stores a creator's roster under a new code, without a creator token (as for
+    /// Jailrun's clients): anyone holding the code can poll.
     pub fn create(&self, creator: IpAddr, roster: Roster) -> Result<PairCode, StoreError> {
+        self.create_with(creator, roster, false).map(|c| c.code)
+    }
+
+    /// Stores a creator's roster under a new code; with `token`, also draws the creator
+    /// token without which the pairing cannot be polled.
+    pub fn create_with(
+        &self,
+        creator: IpAddr,
+        roster: Roster,
+        token: bool,
+    ) -> Result<Created, StoreError> {
+        let token = if token {
+            Some(CreatorToken::random().map_err(|_| StoreError::Rng)?)
+        } else {
+            None
+        };
         let mut inner = self.lock();
         self.sweep(&mut inner);
         if inner.pairings.len() >= self.config.max_pending {
@@ -106,12 +127,10 @@ impl Store {
         if mine >= self.config.max_pending_per_client {
             return Err(StoreError::ClientFull);
         }
-        let network = network_of(creator);
-        if let Some(net) = network {
-            let ours = inner.pending_by_network.get(&net).copied().unwrap_or(0);
-            if ours >= self.config.max_pending_per_network {
-                return Err(StoreError::ClientFull);
-            }
+        let network = network_key(creator);
+        let ours = inner.pending_by_network.get(&network).copied().unwrap_or(0);
+        if ours >= self.config.max_pending_per_network {
+            return Err(StoreError::ClientFull);
         }
         let bytes = PAIRING_BYTES + roster_bytes(&roster);
         if inner.bytes.saturating_add(bytes) > self.config.max_pending_bytes {
@@ -129,6 +148,7 @@ impl Store {
             code.clone(),
             Pairing {
                 creator,
+                token: token.clone(),
                 creator_roster: Arc::new(roster),
                 joiner_roster: None,
                 expires_at,
@@ -136,20 +156,28 @@ impl Store {
             },
         );
         *inner.pending_by_client.entry(creator).or_default() += 1;
-        if let Some(net) = network {
-            *inner.pending_by_network.entry(net).or_default() += 1;
-        }
+        *inner.pending_by_network.entry(network).or_default() += 1;
         inner.bytes += bytes;
         inner.deadlines.push_back((expires_at, code.clone()));
-        Ok(code)
+        Ok(Created { code, token })
+    }
+
+    /// A poll without a creator token (see [`Store::poll_with`]).
+    pub fn poll(&self, code: &PairCode) -> Option<PollStatus> {
+        self.poll_with(code, None)
     }
 
     /// The creator's poll: waiting, or the joiner's roster — which deletes the pairing.
-    /// `None` when there is no such pairing.
-    pub fn poll(&self, code: &PairCode) -> Option<PollStatus> {
+    /// `None` when there is no such pairing, or when it was created with a token and
+    /// `token` is not that one (the pairing is then left as it was).
+    pub fn poll_with(&self, code: &PairCode, token: Option<&CreatorToken>) -> Option<PollStatus> {
         let mut inner = self.lock();
         self.sweep(&mut inner);
-        let joined = inner.pairings.get(code)?.joiner_roster.is_some();
+        let pairing = inner.pairings.get(code)?;
+        if !authorized(pairing, token) {
+            return None;
+        }
+        let joined = pairing.joiner_roster.is_some();
         if !joined {
             return Some(PollStatus::Waiting);
         }
@@ -157,6 +185,16 @@ impl Store {
         Some(PollStatus::Joined(
             pairing.joiner_roster.expect("checked above"),
         ))
+    }
+
+    /// Whether `code` is a pending pairing created with exactly this creator token.
+    pub fn holds_token(&self, code: &PairCode, token: &CreatorToken) -> bool {
+        let mut inner = self.lock();
+        self.sweep(&mut inner);
+        inner
+            .pairings
+            .get(code)
+            .is_some_and(|p| p.token.as_ref() == Some(token))
     }
 
     /// The joiner's post: stores its roster and answers with the creator's. Once only.
@@ -219,23 +257,23 @@ pub(crate) fn roster_bytes(roster: &Roster) -> usize {
             .sum::<usize>()
 }
 
-/// The IPv6 /48 a client is in (IPv4 clients: none).
-fn network_of(client: IpAddr) -> Option<Ipv6Addr> {
-    match client {
-        IpAddr::V4(_) => None,
-        IpAddr::V6(v6) => Some(Ipv6Addr::from(u128::from(v6) & !((1u128 << 80) - 1))),
+/// Whether a poll presenting `token` may see `pairing`: always for a pairing made without
+/// a token (Jailrun's clients send none), else only with that very token.
+fn authorized(pairing: &Pairing, token: Option<&CreatorToken>) -> bool {
+    match &pairing.token {
+        None => true,
+        Some(expected) => token == Some(expected),
     }
 }
 
 fn remove(inner: &mut Inner, code: &PairCode) -> Option<Pairing> {
     let pairing = inner.pairings.remove(code)?;
     inner.bytes -= pairing.bytes;
-    if let Some(net) = network_of(pairing.creator) {
-        if let Some(n) = inner.pending_by_network.get_mut(&net) {
-            *n -= 1;
-            if *n == 0 {
-                inner.pending_by_network.remove(&net);
-            }
+    let net = network_key(pairing.creator);
+    if let Some(n) = inner.pending_by_network.get_mut(&net) {
+        *n -= 1;
+        if *n == 0 {
+            inner.pending_by_network.remove(&net);
         }
     }
     if let Some(n) = inner.pending_by_client.get_mut(&pairing.creator) {
@@ -352,6 +390,58 @@ mod tests {
         s.join(&third, roster("b")).unwrap();
         s.poll(&third).unwrap();
         s.create(c("2001:db8:1:4::"), roster("a")).unwrap();
+    }
+
+    #[test]
+    fn pending_pairings_per_ipv4_24() {
+        let config = RelayConfig {
+            max_pending_per_client: 2,
+            max_pending_per_network: 3,
+            ..RelayConfig::default()
+        };
+        let (s, _) = store(config);
+        let c = |t: &str| t.parse::<IpAddr>().unwrap();
+        s.create(c("192.0.2.1"), roster("a")).unwrap();
+        s.create(c("192.0.2.2"), roster("a")).unwrap();
+        let third = s.create(c("192.0.2.3"), roster("a")).unwrap();
+        // A fourth address of the /24 has its own allowance, but the network has none.
+        assert_eq!(
+            s.create(c("192.0.2.4"), roster("a")),
+            Err(StoreError::ClientFull)
+        );
+        s.create(c("192.0.3.1"), roster("a")).unwrap();
+        s.join(&third, roster("b")).unwrap();
+        s.poll(&third).unwrap();
+        s.create(c("192.0.2.4"), roster("a")).unwrap();
+    }
+
+    #[test]
+    fn collect_without_creator_token_is_refused() {
+        let (s, _) = store(RelayConfig::default());
+        let created = s.create_with(A, roster("a"), true).unwrap();
+        let token = created.token.clone().unwrap();
+        let code = &created.code;
+        let other = CreatorToken::random().unwrap();
+        // Waiting: invisible without the token.
+        assert_eq!(s.poll(code), None);
+        assert_eq!(s.poll_with(code, Some(&other)), None);
+        assert_eq!(s.poll_with(code, Some(&token)), Some(PollStatus::Waiting));
+        assert!(s.holds_token(code, &token) && !s.holds_token(code, &other));
+        s.join(code, roster("b")).unwrap();
+        // Joined: a stranger's collect neither gets the roster nor deletes the pairing.
+        assert_eq!(s.poll(code), None);
+        assert_eq!(s.poll_with(code, Some(&other)), None);
+        assert_eq!(s.pending(), 1);
+        assert_eq!(
+            s.poll_with(code, Some(&token)),
+            Some(PollStatus::Joined(roster("b")))
+        );
+        assert_eq!(s.poll_with(code, Some(&token)), None);
+        assert!(!s.holds_token(code, &token));
+        // A pairing made without a token is polled as Jailrun's clients do, token or not.
+        let open = s.create(A, roster("a")).unwrap();
+        assert_eq!(s.poll(&open), Some(PollStatus::Waiting));
+        assert_eq!(s.poll_with(&open, Some(&other)), Some(PollStatus::Waiting));
     }
 
     fn big_roster(jails: usize) -> Roster {

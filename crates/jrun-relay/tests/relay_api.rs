@@ -47,7 +47,18 @@ async fn create(relay: &TestRelay, names: &[&str]) -> String {
 #[tokio::test]
 async fn the_sequence_of_the_seed_diagram() {
     let relay = TestRelay::start(relaxed()).await;
-    let code = create(&relay, &["myapp", "db"]).await;
+    // A client that asks for no token (Jailrun's) gets exactly the seed's answer.
+    let (status, created) = json_of(
+        post(
+            &format!("{}/pair", relay.url),
+            roster_json(&["myapp", "db"]),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(created.as_object().unwrap().len(), 1, "{created}");
+    let code = created["code"].as_str().unwrap().to_string();
     assert!(code.parse::<jrun_mesh::PairCode>().is_ok(), "{code}");
     let pair = format!("{}/pair/{code}", relay.url);
 
@@ -368,13 +379,284 @@ async fn request_rate_is_limited_per_address_with_retry_after() {
     let r = get(&url).await;
     assert_eq!(r.headers()["retry-after"], "1");
     assert_eq!(json_of(r).await.0, StatusCode::TOO_MANY_REQUESTS);
-    // Health checks are never limited; time refills the bucket.
+    // Health checks and unknown paths are inside the limits too (they could otherwise
+    // keep connections busy for free); time refills the bucket.
+    for path in ["/healthz", "/nowhere"] {
+        let (status, _) = json_of(get(&format!("{}{path}", relay.url)).await).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{path}");
+    }
+    relay.clock.advance(Duration::from_secs(1));
     assert_eq!(
         get(&format!("{}/healthz", relay.url)).await.status(),
         StatusCode::OK
     );
     relay.clock.advance(Duration::from_secs(1));
     assert_eq!(get(&url).await.status(), StatusCode::NOT_FOUND);
+}
+
+async fn create_with_token(relay: &TestRelay, names: &[&str]) -> (String, String) {
+    let r = Client::new()
+        .post(format!("{}/pair", relay.url))
+        .header("content-type", "application/json")
+        .header("x-jrun-token", "1")
+        .body(roster_json(names))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(r).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = body["token"].as_str().unwrap().to_string();
+    assert_eq!(token.len(), 32);
+    assert!(token
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    (body["code"].as_str().unwrap().to_string(), token)
+}
+
+async fn get_with_token(url: &str, token: &str) -> Response {
+    Client::new()
+        .get(url)
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn collect_without_creator_token_is_refused() {
+    let relay = TestRelay::start(relaxed()).await;
+    let (code, token) = create_with_token(&relay, &["web"]).await;
+    let pair = format!("{}/pair/{code}", relay.url);
+    let wrong = "0123456789abcdef0123456789abcdef";
+    // Waiting: nobody but the creator can even see that the code is live.
+    assert_eq!(json_of(get(&pair).await).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        json_of(get_with_token(&pair, wrong).await).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        json_of(get_with_token(&pair, &token).await).await,
+        (StatusCode::OK, json!({"joined": false}))
+    );
+    // The joiner needs only the code, as in the seed's protocol.
+    let (status, creators) = json_of(post(&pair, roster_json(&["db"])).await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(creators["jails"][0]["name"], "web");
+    // Joined: a stranger's collect gets nothing and deletes nothing.
+    for _ in 0..3 {
+        assert_eq!(json_of(get(&pair).await).await.0, StatusCode::NOT_FOUND);
+        assert_eq!(
+            json_of(get_with_token(&pair, wrong).await).await.0,
+            StatusCode::NOT_FOUND
+        );
+    }
+    assert_eq!(relay.relay.store().pending(), 1);
+    let (status, joined) = json_of(get_with_token(&pair, &token).await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(joined["jails"][0]["name"], "db");
+    assert_eq!(relay.relay.store().pending(), 0);
+}
+
+#[tokio::test]
+async fn unknown_consumed_and_wrong_token_answers_are_identical() {
+    let relay = TestRelay::start(relaxed()).await;
+    // Everything a status line and a body could tell apart.
+    async fn answer(r: Response) -> (StatusCode, Vec<(String, String)>, String) {
+        let status = r.status();
+        let mut headers: Vec<(String, String)> = r
+            .headers()
+            .iter()
+            .filter(|(k, _)| *k != "date")
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+            .collect();
+        headers.sort();
+        (status, headers, r.text().await.unwrap())
+    }
+    let unknown = answer(get(&format!("{}/pair/1-abandon-ability-able", relay.url)).await).await;
+    assert_eq!(unknown.0, StatusCode::NOT_FOUND);
+
+    let malformed = answer(get(&format!("{}/pair/not%20a%20code", relay.url)).await).await;
+    // A live pairing made with a token, polled without it and with a wrong one.
+    let (live, _token) = create_with_token(&relay, &["a"]).await;
+    let live = format!("{}/pair/{live}", relay.url);
+    let no_token = answer(get(&live).await).await;
+    let wrong_token = answer(get_with_token(&live, "0123456789abcdef0123456789abcdef").await).await;
+    let junk_token = answer(get_with_token(&live, "x").await).await;
+    // Consumed: a seed-style pairing after its creator collected it.
+    let used = create(&relay, &["a"]).await;
+    let used = format!("{}/pair/{used}", relay.url);
+    assert_eq!(
+        post(&used, roster_json(&["b"])).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(get(&used).await.status(), StatusCode::OK);
+    let consumed = answer(get(&used).await).await;
+    // Expired, with its token.
+    let (old, old_token) = create_with_token(&relay, &["a"]).await;
+    relay.clock.advance(Duration::from_secs(601));
+    let expired =
+        answer(get_with_token(&format!("{}/pair/{old}", relay.url), &old_token).await).await;
+    for (what, other) in [
+        ("malformed", malformed),
+        ("no token", no_token),
+        ("wrong token", wrong_token),
+        ("junk token", junk_token),
+        ("consumed", consumed),
+        ("expired", expired),
+    ] {
+        assert_eq!(other, unknown, "{what}");
+    }
+}
+
+#[tokio::test]
+async fn failed_lookups_over_the_global_budget_are_429_for_everyone_but_token_holders() {
+    let relay = TestRelay::start(RelayConfig {
+        max_failed_lookups_per_minute: 3,
+        ..relaxed()
+    })
+    .await;
+    let (mine, token) = create_with_token(&relay, &["a"]).await;
+    let mine = format!("{}/pair/{mine}", relay.url);
+    let seed = create(&relay, &["a"]).await;
+    let seed = format!("{}/pair/{seed}", relay.url);
+    // Lookups that find their pairing cost nothing.
+    for _ in 0..10 {
+        assert_eq!(get(&seed).await.status(), StatusCode::OK);
+    }
+    // Three failures, from clients anywhere, spend the budget.
+    for code in ["1-a-b-c", "2-a-b-c", "3-a-b-c"] {
+        let url = format!("{}/pair/{code}", relay.url);
+        assert_eq!(get(&url).await.status(), StatusCode::NOT_FOUND);
+    }
+    // Then every lookup is refused alike, live code or not, poll or join: no oracle.
+    let unknown = format!("{}/pair/4-a-b-c", relay.url);
+    for (what, r) in [
+        ("unknown poll", get(&unknown).await),
+        ("live poll", get(&seed).await),
+        ("tokenless poll", get(&mine).await),
+        ("unknown join", post(&unknown, roster_json(&["b"])).await),
+        ("live join", post(&seed, roster_json(&["b"])).await),
+    ] {
+        assert!(r.headers().contains_key("retry-after"), "{what}");
+        let (status, body) = json_of(r).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{what}: {body}");
+    }
+    // A creator with its token is no guesser: its polls go on.
+    assert_eq!(
+        json_of(get_with_token(&mine, &token).await).await,
+        (StatusCode::OK, json!({"joined": false}))
+    );
+    // A minute's budget refills over a minute: 20 s give one lookup back.
+    relay.clock.advance(Duration::from_secs(20));
+    assert_eq!(get(&seed).await.status(), StatusCode::OK);
+    assert_eq!(get(&unknown).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(get(&seed).await.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+/// Reads one answer (headers and a Content-Length body) off a raw connection; `None` at
+/// end of stream.
+async fn read_answer(s: &mut tokio::net::TcpStream) -> Option<String> {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut byte)).await {
+            Ok(Ok(1)) => buf.push(byte[0]),
+            Ok(_) => return None,
+            Err(_) => panic!("no answer within 5 s: {}", String::from_utf8_lossy(&buf)),
+        }
+    }
+    let head = String::from_utf8(buf).unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .unwrap();
+    let mut body = vec![0u8; length];
+    s.read_exact(&mut body).await.unwrap();
+    Some(head + &String::from_utf8(body).unwrap())
+}
+
+/// Whether the relay closes `s` within `within`.
+async fn closed_within(s: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 64];
+    matches!(
+        tokio::time::timeout(within, s.read(&mut buf)).await,
+        Ok(Ok(0) | Err(_))
+    )
+}
+
+#[tokio::test]
+async fn connection_is_closed_after_its_request_budget() {
+    let relay = TestRelay::start(RelayConfig {
+        max_requests_per_connection: 3,
+        ..relaxed()
+    })
+    .await;
+    let mut s = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
+    for n in 1..=3 {
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = read_answer(&mut s).await.expect("an answer");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert_eq!(
+            answer.to_ascii_lowercase().contains("connection: close"),
+            n == 3,
+            "request {n}: {answer}"
+        );
+    }
+    assert!(closed_within(&mut s, Duration::from_secs(5)).await);
+}
+
+#[tokio::test]
+async fn connection_is_closed_after_its_lifetime() {
+    let relay = TestRelay::start(RelayConfig {
+        max_connection_lifetime: Duration::from_millis(300),
+        // Far longer than the lifetime: the idle timeout is not what closes it.
+        read_timeout: Duration::from_secs(30),
+        ..relaxed()
+    })
+    .await;
+    let mut s = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_answer(&mut s).await.expect("an answer");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let started = std::time::Instant::now();
+    assert!(closed_within(&mut s, Duration::from_secs(5)).await);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn connections_are_capped_per_network() {
+    let relay = TestRelay::start(RelayConfig {
+        max_connections_per_client: 10,
+        max_connections_per_network: 2,
+        ..relaxed()
+    })
+    .await;
+    // 127.0.0.1 and 127.0.0.2 are two clients of one /24.
+    let _a = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let _b = socket.connect(relay.addr).await.unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.3:0".parse().unwrap()).unwrap();
+    let mut third = socket.connect(relay.addr).await.unwrap();
+    let _ = third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut buf)).await;
+    assert!(
+        read.is_ok(),
+        "the connection over the network cap was kept open"
+    );
+    assert!(buf.is_empty(), "{}", String::from_utf8_lossy(&buf));
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{relaxed, TestRelay};
-use jrun_mesh::protocol::{Roster, RosterJail};
+use jrun_mesh::protocol::{Created, Roster, RosterJail};
 use jrun_mesh::{ClientError, PairCode, PollOptions, RelayClient};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -39,11 +39,14 @@ async fn happy_path() {
     let mine = roster(&["web", "db"], 1);
     let theirs = roster(&["api"], 100);
 
-    let code = a.create(&mine).await.unwrap();
+    let pairing = a.create(&mine).await.unwrap();
+    // jrun's relay gives jrun's client a creator token, which it presents when polling.
+    assert!(pairing.token.is_some());
+    let code = pairing.code.clone();
     let waiting = {
-        let (a, code) = (a.clone(), code.clone());
+        let (a, pairing) = (a.clone(), pairing.clone());
         tokio::spawn(async move {
-            a.wait_for_join(&code, &fast(), std::future::pending())
+            a.wait_for_join(&pairing, &fast(), std::future::pending())
                 .await
         })
     };
@@ -56,7 +59,7 @@ async fn happy_path() {
     assert!(matches!(err, ClientError::CodeGone { .. }), "{err}");
     assert!(err.to_string().contains("expired or already used"), "{err}");
     assert!(matches!(
-        a.poll(&code).await,
+        a.poll(&pairing).await,
         Err(ClientError::CodeGone { .. })
     ));
 }
@@ -65,7 +68,8 @@ async fn happy_path() {
 async fn expired_and_taken_codes() {
     let relay = TestRelay::start(relaxed()).await;
     let c = RelayClient::new(&relay.url).unwrap();
-    let code = c.create(&roster(&["a"], 1)).await.unwrap();
+    let pairing = c.create(&roster(&["a"], 1)).await.unwrap();
+    let code = pairing.code.clone();
     relay.clock.advance(Duration::from_secs(601));
     let err = c.join(&code, &roster(&["b"], 2)).await.unwrap_err();
     assert!(
@@ -74,12 +78,13 @@ async fn expired_and_taken_codes() {
         "{err}"
     );
     let err = c
-        .wait_for_join(&code, &fast(), std::future::pending())
+        .wait_for_join(&pairing, &fast(), std::future::pending())
         .await
         .unwrap_err();
     assert!(matches!(err, ClientError::CodeGone { .. }), "{err}");
 
-    let code = c.create(&roster(&["a"], 1)).await.unwrap();
+    let pairing = c.create(&roster(&["a"], 1)).await.unwrap();
+    let code = pairing.code.clone();
     c.join(&code, &roster(&["b"], 2)).await.unwrap();
     let err = c.join(&code, &roster(&["c"], 3)).await.unwrap_err();
     assert!(matches!(err, ClientError::AlreadyJoined { .. }), "{err}");
@@ -89,18 +94,22 @@ async fn expired_and_taken_codes() {
 async fn waiting_ends_at_the_deadline_or_on_cancel() {
     let relay = TestRelay::start(relaxed()).await;
     let c = RelayClient::new(&relay.url).unwrap();
-    let code = c.create(&roster(&["a"], 1)).await.unwrap();
+    let pairing = c.create(&roster(&["a"], 1)).await.unwrap();
+    let code = pairing.code.clone();
     let short = PollOptions {
         deadline: Duration::from_millis(200),
         ..fast()
     };
     let err = c
-        .wait_for_join(&code, &short, std::future::pending())
+        .wait_for_join(&pairing, &short, std::future::pending())
         .await
         .unwrap_err();
     assert!(matches!(err, ClientError::TimedOut { .. }), "{err}");
     let cancel = tokio::time::sleep(Duration::from_millis(100));
-    let err = c.wait_for_join(&code, &fast(), cancel).await.unwrap_err();
+    let err = c
+        .wait_for_join(&pairing, &fast(), cancel)
+        .await
+        .unwrap_err();
     assert!(matches!(err, ClientError::Cancelled { .. }), "{err}");
     // Cancelling leaves the pairing joinable.
     c.join(&code, &roster(&["b"], 2)).await.unwrap();
@@ -169,7 +178,7 @@ async fn a_relay_answering_garbage_changes_nothing() {
         let results = [
             c.create(&mine).await.map(|_| ()),
             c.join(&code, &mine).await.map(|_| ()),
-            c.poll(&code).await.map(|_| ()),
+            c.poll(&code.clone().into()).await.map(|_| ()),
         ];
         for r in results {
             let err = r.unwrap_err();
@@ -217,10 +226,10 @@ async fn waiting_rides_out_a_busy_relay() {
         }
     });
     let c = RelayClient::new(&url).unwrap();
-    let code: PairCode = "1-abandon-ability-able".parse().unwrap();
+    let pairing = Created::from("1-abandon-ability-able".parse::<PairCode>().unwrap());
     let started = std::time::Instant::now();
     let got = c
-        .wait_for_join(&code, &fast(), std::future::pending())
+        .wait_for_join(&pairing, &fast(), std::future::pending())
         .await
         .unwrap();
     assert_eq!(got.jails[0].name.as_str(), "db");
@@ -234,23 +243,27 @@ async fn huge_deadlines_and_intervals_do_not_overflow_the_clock() {
     let relay = TestRelay::start(relaxed()).await;
     let a = RelayClient::new(&relay.url).unwrap();
     let b = RelayClient::new(&relay.url).unwrap();
-    let code = a.create(&roster(&["web"], 1)).await.unwrap();
+    let pairing = a.create(&roster(&["web"], 1)).await.unwrap();
+    let code = pairing.code.clone();
     let huge = PollOptions {
         deadline: Duration::MAX,
         first_interval: Duration::from_millis(10),
         max_interval: Duration::MAX,
     };
     let cancel = tokio::time::sleep(Duration::from_millis(300));
-    let err = a.wait_for_join(&code, &huge, cancel).await.unwrap_err();
+    let err = a.wait_for_join(&pairing, &huge, cancel).await.unwrap_err();
     assert!(matches!(err, ClientError::Cancelled { .. }), "{err}");
     // Still joinable, and a waiting client with a huge deadline gets the roster.
     let waiting = {
-        let (a, code) = (a.clone(), code.clone());
+        let (a, pairing) = (a.clone(), pairing.clone());
         let first = PollOptions {
             max_interval: Duration::from_millis(50),
             ..huge
         };
-        tokio::spawn(async move { a.wait_for_join(&code, &first, std::future::pending()).await })
+        tokio::spawn(async move {
+            a.wait_for_join(&pairing, &first, std::future::pending())
+                .await
+        })
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
     b.join(&code, &roster(&["api"], 9)).await.unwrap();
@@ -260,4 +273,59 @@ async fn huge_deadlines_and_intervals_do_not_overflow_the_clock() {
         .unwrap()
         .unwrap();
     assert_eq!(got, roster(&["api"], 9));
+}
+
+#[tokio::test]
+async fn relay_redirect_is_not_followed() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    // Where a hostile relay points: a local endpoint that counts every connection.
+    let target = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target_url = format!("http://{}/internal", target.local_addr().unwrap());
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = target.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let _ = s
+                .write_all(ok_json(r#"{"code":"1-a-b-c"}"#).as_bytes())
+                .await;
+        }
+    });
+    let code: PairCode = "1-abandon-ability-able".parse().unwrap();
+    let mine = roster(&["a"], 1);
+    for status in [
+        "301 Moved Permanently",
+        "302 Found",
+        "307 Temporary Redirect",
+        "308 Permanent Redirect",
+    ] {
+        let answer: &'static str = Box::leak(
+            format!("HTTP/1.1 {status}\r\nLocation: {target_url}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .into_boxed_str(),
+        );
+        let c = RelayClient::new(&fake_relay(answer).await).unwrap();
+        let results = [
+            c.create(&mine).await.map(|_| ()),
+            c.join(&code, &mine).await.map(|_| ()),
+            c.poll(&code.clone().into()).await.map(|_| ()),
+            c.wait_for_join(&code.clone().into(), &fast(), std::future::pending())
+                .await
+                .map(|_| ()),
+        ];
+        for r in results {
+            let err = r.unwrap_err();
+            assert!(
+                matches!(err, ClientError::Redirected { .. }),
+                "{status}: {err}"
+            );
+            let text = err.to_string();
+            assert!(
+                text.contains(&status[..3]) && text.contains(&target_url),
+                "{text}"
+            );
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "a redirect was followed");
 }

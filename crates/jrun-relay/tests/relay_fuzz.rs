@@ -24,8 +24,12 @@ fn relay() -> Relay {
     Relay::new(RelayConfig {
         rate_per_second: 1e9,
         rate_burst: u32::MAX,
+        network_rate_per_second: 1e9,
+        network_rate_burst: u32::MAX,
+        max_failed_lookups_per_minute: u32::MAX,
         max_pending: 1_000_000,
         max_pending_per_client: 1_000_000,
+        max_pending_per_network: 1_000_000,
         max_roster_jails: 8,
         ..RelayConfig::default()
     })

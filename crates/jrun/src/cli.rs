@@ -64,7 +64,7 @@ pub enum Command {
     /// Pair with another jrun instance through the relay, list or drop pairings.
     Pair(commands::pair::Args),
     /// Run a pairing relay (HTTP API and, optionally, its Yggdrasil node).
-    Relay(commands::relay::Args),
+    Relay(Box<commands::relay::Args>),
     /// Check a config file and summarise it, without touching anything.
     Validate(commands::validate::Args),
     /// Show what `jrun up` would do, and why, without touching anything.

@@ -55,8 +55,10 @@ impl Relay {
             cmd.args(["--ygg-listen", &format!("tcp://{host}:{}", self.ygg_port)]);
         }
         let child = cmd
-            // Three instances on one address would share the per-client limits.
+            // Three instances on one address would share the per-client and per-network
+            // limits.
             .args(["--rate", "1000", "--burst", "1000"])
+            .args(["--network-rate", "1000", "--network-burst", "1000"])
             .env("JRUN_HOME", self.home.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

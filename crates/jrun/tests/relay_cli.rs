@@ -86,13 +86,14 @@ async fn pairs_two_clients_and_stops_on_sigterm() {
     let url = format!("http://127.0.0.1:{port}");
     let a = RelayClient::new(&url).unwrap();
     let b = RelayClient::new(&url).unwrap();
-    let code = a.create(&roster("web", "200::a")).await.unwrap();
+    let pairing = a.create(&roster("web", "200::a")).await.unwrap();
+    let code = pairing.code.clone();
     assert_eq!(
         b.join(&code, &roster("db", "200::b")).await.unwrap(),
         roster("web", "200::a")
     );
     let got = a
-        .wait_for_join(&code, &PollOptions::default(), std::future::pending())
+        .wait_for_join(&pairing, &PollOptions::default(), std::future::pending())
         .await
         .unwrap();
     assert_eq!(got, roster("db", "200::b"));
@@ -141,8 +142,81 @@ async fn runs_and_stops_its_yggdrasil_node() {
     };
     let first = address(&log);
     let (relay, _) = start(&["--ygg-listen", &ygg], home.path());
+    // The HTTP port listens before the node is started: a SIGTERM sent then would find
+    // no handler yet and end the relay before it printed anything.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", ygg_port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted node does not listen"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let (_, log) = terminate(relay);
     assert_eq!(address(&log), first);
+}
+
+#[tokio::test]
+async fn codes_and_tokens_are_never_logged() {
+    let home = tempfile::tempdir().unwrap();
+    // The most verbose level: nothing at any level may carry a code or a token.
+    let (relay, port) = start(&["-vvv"], home.path());
+    let url = format!("http://127.0.0.1:{port}");
+    let a = RelayClient::new(&url).unwrap();
+    let b = RelayClient::new(&url).unwrap();
+    let pairing = a.create(&roster("web", "200::a")).await.unwrap();
+    let token = pairing.token.clone().expect("jrun's relay issues a token");
+    // A stranger's poll (no token), the join, the creator's collect, a lookup of an
+    // unknown code and one over the rate limit's way: every path that could log one.
+    let stranger = jrun_mesh::protocol::Created::from(pairing.code.clone());
+    assert!(b.poll(&stranger).await.is_err());
+    b.join(&pairing.code, &roster("db", "200::b"))
+        .await
+        .unwrap();
+    a.wait_for_join(&pairing, &PollOptions::default(), std::future::pending())
+        .await
+        .unwrap();
+    let unknown: jrun_mesh::PairCode = "7-zoo-zoo-zoo".parse().unwrap();
+    assert!(b.poll(&unknown.clone().into()).await.is_err());
+    assert!(b.join(&unknown, &roster("db", "200::b")).await.is_err());
+    let (status, log) = terminate(relay);
+    assert!(status.success(), "{log}");
+    assert!(log.contains("pairing created"), "{log}");
+    for secret in [pairing.code.as_str(), token.as_str(), unknown.as_str()] {
+        assert!(!log.contains(secret), "{secret} in the log:\n{log}");
+    }
+}
+
+#[test]
+fn http_relay_off_loopback_is_refused() {
+    // 192.0.2.1 (TEST-NET-1) is never contacted: `jrun pair` refuses the URL before it
+    // reads any state or opens any connection.
+    let home = tempfile::tempdir().unwrap();
+    for args in [vec!["pair"], vec!["pair", "81-zephyr-night-climb"]] {
+        let out = local_env::jrun()
+            .args(&args)
+            .env("JRUN_HOME", home.path())
+            .env("JRUN_RUNTIME", "native")
+            .env("JRUN_RELAY", "http://192.0.2.1:8080")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("refusing the relay http://192.0.2.1:8080")
+                && stderr.contains("--insecure-relay"),
+            "{args:?}: {stderr}"
+        );
+    }
+    // A bad value of the setting is an error, not a silent "no".
+    let out = local_env::jrun()
+        .args(["pair"])
+        .env("JRUN_HOME", home.path())
+        .env("JRUN_RELAY_INSECURE", "maybe")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("JRUN_RELAY_INSECURE"), "{stderr}");
 }
 
 #[test]
@@ -151,6 +225,11 @@ fn refuses_bad_flags() {
         vec!["relay", "--ygg-listen", "http://x:1"],
         vec!["relay", "--ttl", "10 years"],
         vec!["relay", "--listen", "nowhere"],
+        vec!["relay", "--max-failed-lookups", "0"],
+        vec!["relay", "--max-requests-per-connection", "0"],
+        vec!["relay", "--network-rate", "0"],
+        vec!["relay", "--trusted-proxy", "proxy.example"],
+        vec!["relay", "--max-connection-lifetime", "25h"],
     ] {
         let out = local_env::jrun().args(&args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");

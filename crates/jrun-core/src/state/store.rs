@@ -111,7 +111,7 @@ impl StateStore {
         let lock = self.lock_only(wait)?;
         let path = self.path();
         let state = match read_any(&path)? {
-            Found::Jrun(state) => state,
+            Found::Jrun(state) => *state,
             Found::Jailrun(value, bytes) => convert_jailrun(&path, &value, &bytes, self.notes)?,
         };
         Ok(StateLock {
@@ -175,7 +175,7 @@ impl StateStore {
     /// state is converted first, under the lock (once: see [`StateStore::lock`]).
     pub fn read(&self) -> Result<State, StateError> {
         match read_any(&self.path())? {
-            Found::Jrun(state) => Ok(state),
+            Found::Jrun(state) => Ok(*state),
             Found::Jailrun(..) => Ok(self.lock(LockWait::Yes)?.state),
         }
     }
@@ -208,7 +208,7 @@ fn write_pid(file: &mut File) -> std::io::Result<()> {
 
 /// What a state file holds.
 enum Found {
-    Jrun(State),
+    Jrun(Box<State>),
     /// Jailrun's state (its JSON, and the file's bytes for the backup).
     Jailrun(serde_json::Value, Vec<u8>),
 }
@@ -217,7 +217,7 @@ enum Found {
 fn read_any(path: &Path) -> Result<Found, StateError> {
     let bytes = match fs::read(path) {
         Ok(b) => b,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Found::Jrun(State::default())),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Found::Jrun(Box::default())),
         Err(source) => {
             return Err(StateError::Io {
                 action: "read the state file",
@@ -260,7 +260,7 @@ fn read_any(path: &Path) -> Result<Found, StateError> {
     // Older formats read as this one (a version-1 jail has no recorded file) and are
     // written back as this one.
     state.version = STATE_VERSION;
-    Ok(Found::Jrun(state))
+    Ok(Found::Jrun(Box::new(state)))
 }
 
 /// Converts Jailrun's state in `path` (under the lock): checks everything first, then

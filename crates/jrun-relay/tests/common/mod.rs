@@ -63,6 +63,10 @@ pub fn relaxed() -> RelayConfig {
     RelayConfig {
         rate_per_second: 1e6,
         rate_burst: 1_000_000,
+        network_rate_per_second: 1e6,
+        network_rate_burst: 1_000_000,
+        max_failed_lookups_per_minute: 1_000_000,
+        max_requests_per_connection: 1_000_000,
         ..RelayConfig::default()
     }
 }

@@ -35,7 +35,7 @@ pub fn dispatch(cli: Cli) -> miette::Result<ExitCode> {
         Command::Logs(a) => logs::run(a),
         Command::Snapshot(a) => snapshot::run(a),
         Command::Pair(a) => pair::run(a),
-        Command::Relay(a) => relay::run(a),
+        Command::Relay(a) => relay::run(*a),
         Command::Validate(a) => validate::run(a),
         Command::Plan(a) => plan::run(a),
         Command::Mesh(c) => mesh::run(c),

@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jrun_core::config::JailName;
 use jrun_core::state::{LockWait, MeshPeer, PairDirection, State, StateStore};
-use jrun_mesh::protocol::Roster;
-use jrun_mesh::{ClientError, KeyStore, PairCode, PollOptions, RelayClient};
+use jrun_mesh::protocol::{Created, Roster};
+use jrun_mesh::{ClientError, ClientOptions, KeyStore, PairCode, PollOptions, RelayClient};
 use miette::{miette, IntoDiagnostic};
 use serde::Serialize;
 
@@ -36,6 +36,11 @@ pub struct Args {
     /// How long to wait for the peer to join (e.g. 90s, 10m).
     #[arg(long, default_value = "10m", value_name = "DURATION", value_parser = super::relay::parse_duration)]
     pub timeout: Duration,
+    /// Accept a plain http:// relay on another machine (anyone on the way can then read
+    /// and rewrite both rosters); the same as JRUN_RELAY_INSECURE=1. A relay on this
+    /// machine (localhost, 127.0.0.0/8, ::1) needs no flag.
+    #[arg(long)]
+    pub insecure_relay: bool,
     /// Print JSON for scripts (`jrun pair` prints one line when the code is known and
     /// one when the peer joined).
     #[arg(long)]
@@ -67,6 +72,15 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         print_rows(&rows(state.peers.values()), args.json);
         return Ok(ExitCode::SUCCESS);
     }
+    // The relay's URL is checked before anything else happens, and before any traffic.
+    let client = if args.drop.is_none() {
+        let options = ClientOptions {
+            insecure_http: args.insecure_relay || settings.relay_insecure,
+        };
+        Some(RelayClient::with_options(&settings.relay, options).map_err(client_report)?)
+    } else {
+        None
+    };
     let selected = runtimes::select(&settings)?;
     selected.require_privileges("jrun pair")?;
     let rt = selected.runtime();
@@ -111,7 +125,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         .map_err(report)?;
         (roster, joining)
     };
-    let client = RelayClient::new(&settings.relay).map_err(client_report)?;
+    let client = client.expect("made unless dropping");
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -125,11 +139,15 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             (code, PairDirection::Joined, remote)
         }
         None => {
-            let code = tokio
+            // The creator token (when the relay issues one) stays in this process: only
+            // this side can collect the joiner's roster, and nobody else can learn from
+            // the relay whether the code is live.
+            let created = tokio
                 .block_on(client.create(&roster))
                 .map_err(client_report)?;
+            let code = created.code.clone();
             announce(&code, args.json);
-            match wait(&tokio, &client, &code, args.timeout, args.json) {
+            match wait(&tokio, &client, &created, args.timeout, args.json) {
                 Ok(remote) => (code, PairDirection::Created, remote),
                 Err(ClientError::Cancelled { .. }) => {
                     eprintln!("jrun: pairing {code} cancelled; nothing was changed.");
@@ -202,10 +220,11 @@ fn fault_point(point: &str) {
 fn wait(
     tokio: &tokio::runtime::Runtime,
     client: &RelayClient,
-    code: &PairCode,
+    pairing: &Created,
     deadline: Duration,
     json: bool,
 ) -> Result<Roster, ClientError> {
+    let code = &pairing.code;
     let spinner = (!json && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
         bar.set_message(format!(
@@ -230,7 +249,7 @@ fn wait(
             std::future::pending::<()>().await;
         }
     };
-    let result = tokio.block_on(client.wait_for_join(code, &options, cancel));
+    let result = tokio.block_on(client.wait_for_join(pairing, &options, cancel));
     if let Some(bar) = spinner {
         bar.finish_and_clear();
     }

@@ -1,4 +1,4 @@
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -32,18 +32,31 @@ pub struct Args {
     /// Most bytes the pending pairings' rosters may take in total (more: 503).
     #[arg(long, default_value_t = 64 * 1024 * 1024)]
     pub max_pending_bytes: usize,
-    /// Most pending pairings created from one client address (IPv6: its /64) (more: 429).
+    /// Most pending pairings created from one client: an IPv4 address or IPv6 /64 (more: 429).
     #[arg(long, default_value_t = 32)]
     pub max_pending_per_client: usize,
-    /// Most pending pairings created from one IPv6 /48 (more: 429).
+    /// Most pending pairings created from one network: an IPv4 /24 or IPv6 /48 (more: 429).
     #[arg(long, default_value_t = 256)]
     pub max_pending_per_network: usize,
-    /// Requests per second allowed per client address, on average (more: 429); above 0.
+    /// Requests per second allowed per client (IPv4 address, IPv6 /64), on average (more:
+    /// 429); above 0. Every request counts, /healthz too.
     #[arg(long, default_value_t = 10.0, value_parser = parse_rate)]
     pub rate: f64,
-    /// Requests a client address may make in a burst.
+    /// Requests a client may make in a burst.
     #[arg(long, default_value_t = 40)]
     pub burst: u32,
+    /// Requests per second allowed per network (IPv4 /24, IPv6 /48), on average (more:
+    /// 429); above 0.
+    #[arg(long, default_value_t = 40.0, value_parser = parse_rate)]
+    pub network_rate: f64,
+    /// Requests a network may make in a burst.
+    #[arg(long, default_value_t = 160)]
+    pub network_burst: u32,
+    /// Failed code lookups (unknown, used or expired codes, wrong creator tokens) the
+    /// relay answers per minute from everyone together; beyond it every code lookup gets
+    /// 429 except a creator's poll with its token. Bounds the chance of guessing a code.
+    #[arg(long, default_value_t = 6000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_failed_lookups: u32,
     /// How long a client may take to send its headers, then its body (e.g. 10s; at most a
     /// day).
     #[arg(long, default_value = "10s", value_parser = parse_relay_duration)]
@@ -51,13 +64,29 @@ pub struct Args {
     /// Most connections served at once.
     #[arg(long, default_value_t = 4096)]
     pub max_connections: usize,
-    /// Most connections one client address (IPv6: its /64) may hold open at once.
+    /// Most connections one client (IPv4 address, IPv6 /64) may hold open at once.
     #[arg(long, default_value_t = 64)]
     pub max_connections_per_client: usize,
-    /// The relay sits behind a reverse proxy on this machine: for connections from
-    /// loopback, limits count the client named last in X-Forwarded-For.
+    /// Most connections one network (IPv4 /24, IPv6 /48) may hold open at once.
+    #[arg(long, default_value_t = 256)]
+    pub max_connections_per_network: usize,
+    /// Most requests served on one connection; the last answer closes it.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_requests_per_connection: u64,
+    /// Longest a connection stays open (e.g. 60s; at most a day); then it is closed once
+    /// its request in flight is answered.
+    #[arg(long, default_value = "60s", value_parser = parse_relay_duration)]
+    pub max_connection_lifetime: Duration,
+    /// The relay sits behind a reverse proxy: for connections from the proxy (any
+    /// loopback address, or the --trusted-proxy addresses), limits count the client
+    /// named last in X-Forwarded-For. Anyone who can connect from such an address can
+    /// name any client, so use it only where no untrusted user can.
     #[arg(long)]
     pub behind_proxy: bool,
+    /// The address the reverse proxy connects from (repeatable; implies --behind-proxy),
+    /// e.g. a container bridge's 172.17.0.1. Once given, loopback is trusted only if named.
+    #[arg(long, value_name = "ADDR")]
+    pub trusted_proxy: Vec<IpAddr>,
     /// Run a Yggdrasil node listening on this URI (repeatable), e.g. tls://0.0.0.0:443.
     #[arg(long, value_name = "URI")]
     pub ygg_listen: Vec<PeerUri>,
@@ -126,10 +155,18 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         max_pending_per_network: args.max_pending_per_network,
         rate_per_second: args.rate,
         rate_burst: args.burst,
+        network_rate_per_second: args.network_rate,
+        network_rate_burst: args.network_burst,
+        max_failed_lookups_per_minute: args.max_failed_lookups,
         read_timeout: args.read_timeout,
         max_connections: args.max_connections,
         max_connections_per_client: args.max_connections_per_client,
-        behind_proxy: args.behind_proxy,
+        max_connections_per_network: args.max_connections_per_network,
+        max_requests_per_connection: usize::try_from(args.max_requests_per_connection)
+            .unwrap_or(usize::MAX),
+        max_connection_lifetime: args.max_connection_lifetime,
+        behind_proxy: args.behind_proxy || !args.trusted_proxy.is_empty(),
+        trusted_proxies: args.trusted_proxy.clone(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
