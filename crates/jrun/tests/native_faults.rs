@@ -327,3 +327,33 @@ fn a_home_whose_id_collides_with_a_running_instance_is_refused() {
     drop(home_b);
     drop(home_a);
 }
+
+/// D10: with the state file lost, the next `up` finds the file's jails still running and
+/// keeps them at their addresses (it used to build them again at new ones).
+#[test]
+fn a_lost_state_file_keeps_running_jails_at_their_addresses() {
+    if !nix::unistd::Uid::effective().is_root() {
+        panic!("the native runtime needs root (network namespaces); CI runs as root");
+    }
+    let inst = Instance::new(false);
+    let cfg = inst.config("jail \"a\" { }\njail \"b\" { }\n");
+    inst.start();
+    inst.up(&cfg);
+    let before = (inst.ip_of("a"), inst.ip_of("b"));
+    std::fs::remove_file(inst.home.path().join("state.json")).unwrap();
+    let unseen = inst.jails();
+    assert!(
+        unseen.iter().all(|j| j.1 == "unrecorded") && unseen.len() == 2,
+        "{unseen:?}"
+    );
+    let out = inst.run(&["up", cfg.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("adopting it there"), "{said}");
+    assert_eq!((inst.ip_of("a"), inst.ip_of("b")), before);
+    assert!(
+        inst.jails().iter().all(|j| j.1 == "up"),
+        "{:?}",
+        inst.jails()
+    );
+}

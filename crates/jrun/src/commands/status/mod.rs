@@ -103,7 +103,8 @@ struct Instance {
 #[derive(Debug, Serialize)]
 struct JailRow {
     name: String,
-    /// `up`, `deploying` (a `jrun up` is at work on it), `failed` (its last deployment did
+    /// `up`, `unrecorded` (it runs, but the state file does not know it), `deploying` (a
+    /// `jrun up` is at work on it), `failed` (its last deployment did
     /// not finish), `pending` (converted from
     /// Jailrun's state, not yet created by jrun) or `missing` (recorded as deployed, but
     /// its network is gone: the next `up` rebuilds it).
@@ -172,6 +173,26 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         })
         .map(|j| row(rt, j, present.contains(&j.name), deploying))
         .collect();
+    // Jails that run but that the state does not record (a lost state file): shown, so
+    // nothing runs unseen; the next `up` of their file adopts them at their address.
+    let mut jails = jails;
+    if only.is_none() {
+        for name in present.iter().filter(|n| !state.jails.contains_key(*n)) {
+            let seen = rt.observe_jail(name).ok();
+            if let Some(ip) = seen.as_ref().and_then(|o| o.ip) {
+                jails.push(JailRow {
+                    name: name.to_string(),
+                    state: "unrecorded",
+                    ip,
+                    forwards: vec![],
+                    mounts: vec![],
+                    depends: vec![],
+                    file: None,
+                    mesh_address: seen.and_then(|o| o.mesh_address).map(|a| a.to_string()),
+                });
+            }
+        }
+    }
     let wants_services = args
         .show
         .iter()

@@ -82,6 +82,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             "jrun: finished an interrupted pairing change: the mesh matches `jrun pair --list`"
         );
     }
+    adopt_unrecorded(rt, &config, &options, &mut lock.state);
     let probe = if needs_probe(&config, &lock.state, &options) {
         Probe {
             in_use: rt.probe_in_use().into_diagnostic()?,
@@ -129,6 +130,40 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     match outcome.error {
         Some(e) => Err(miette!("{e}")),
         None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// A jail of this file that the state does not record (a lost or replaced state file) but
+/// whose network still exists is adopted at the address it holds, as an interrupted
+/// deployment: `up` rebuilds it there instead of giving it a new address (and leaving the
+/// old network behind).
+fn adopt_unrecorded(
+    rt: &dyn jrun_core::runtime::Runtime,
+    config: &config::Config,
+    options: &Options,
+    state: &mut State,
+) {
+    let Ok(present) = rt.jails_present() else {
+        return;
+    };
+    for jail in &config.jails {
+        if state.jails.contains_key(&jail.name) || !present.contains(&jail.name) {
+            continue;
+        }
+        let Some(ip) = rt.observe_jail(&jail.name).ok().and_then(|o| o.ip) else {
+            continue;
+        };
+        let held = state.jails.values().any(|j| j.ip == ip);
+        if held || !jrun_core::net::is_assignable(ip) {
+            continue;
+        }
+        eprintln!(
+            "jrun: jail {} runs at {ip} but was not recorded; adopting it there",
+            jail.name
+        );
+        let mut record = jrun_core::state::JailState::from_jail(jail, ip, false);
+        record.file = options.file.clone();
+        state.jails.insert(jail.name.clone(), record);
     }
 }
 
