@@ -13,12 +13,27 @@
 //! the background is killed (a step must not start daemons: services are `exec`s), so `up`
 //! never waits on a pipe a stray background process holds open. A step that runs longer than
 //! `JRUN_SETUP_TIMEOUT` seconds (30 minutes by default) is killed and reported.
+//!
+//! A step never outlives the `jrun` that runs it:
+//! - Its group is published in [`RUNNING_STEP`] while it runs; `jrun up`'s SIGINT/SIGTERM
+//!   handler calls [`kill_running_step`] before exiting (being its own group, the step does
+//!   not get a terminal's Ctrl-C).
+//! - Its first process has `PR_SET_PDEATHSIG` = SIGKILL, for when jrun dies of SIGKILL. The
+//!   signal is set between fork and exec and survives the execs that follow: `nsenter` (no
+//!   `--pid`, so it does not fork), `env` and the step's program are the same process, and
+//!   the kernel clears the death signal on exec only for set-user/group-ID or file-capability
+//!   binaries (none of these). It fires when the parent *thread* ends: the thread that
+//!   spawns the step is the one that waits for it in [`run_streaming`], so it cannot end
+//!   first while jrun lives. Children the step forks do not inherit it (fork clears it):
+//!   what it left in the background is swept by the next deploy of the jail
+//!   ([`crate::sweep`]).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -34,6 +49,19 @@ use crate::procgroup;
 const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// How long output a step's processes wrote before they were killed is still read.
 const DRAIN: Duration = Duration::from_secs(1);
+
+/// The process group of the setup step running now (0: none). Set once the step is spawned,
+/// cleared before its leader is reaped (so the id cannot have been reused by then).
+static RUNNING_STEP: AtomicI32 = AtomicI32::new(0);
+
+/// SIGKILLs the process group of the setup step running now, if any. Async-signal-safe
+/// (an atomic load and `kill(2)`): meant for a signal handler before the process exits.
+pub fn kill_running_step() {
+    let pgid = RUNNING_STEP.load(Ordering::SeqCst);
+    if pgid > 0 {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), Signal::SIGKILL);
+    }
+}
 
 /// The step timeout: `JRUN_SETUP_TIMEOUT` (whole seconds, at least 1) or 30 minutes.
 fn step_timeout() -> Result<Duration, String> {
@@ -211,7 +239,21 @@ fn run_streaming(
         .stdout(writer)
         .stderr(err_writer)
         .process_group(0);
+    let parent = nix::unistd::getpid();
+    // SAFETY: between fork and exec this only calls prctl and getppid, both
+    // async-signal-safe, and allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
+            // jrun may have died before the line above: then nothing would kill the step.
+            if nix::unistd::getppid() != parent {
+                return Err(std::io::Error::other("jrun is gone"));
+            }
+            Ok(())
+        });
+    }
     let mut child = cmd.spawn()?;
+    RUNNING_STEP.store(child.id() as i32, Ordering::SeqCst);
     // Our copies of the write end must close, or the reader never sees the end.
     drop(cmd);
     let (tx, rx) = mpsc::channel::<String>();
@@ -227,6 +269,7 @@ fn run_streaming(
         });
     if let Err(e) = reading {
         procgroup::signal_group(&child, Signal::SIGKILL);
+        RUNNING_STEP.store(0, Ordering::SeqCst);
         let _ = child.wait();
         return Err(e);
     }
@@ -249,6 +292,7 @@ fn run_streaming(
     };
     // The leader is not reaped yet, so its pid still names this group.
     procgroup::signal_group(&child, Signal::SIGKILL);
+    RUNNING_STEP.store(0, Ordering::SeqCst);
     let status = child.wait()?;
     // Lines written before the kill; a process that left the group (setsid) may hold the
     // pipe open for ever, so the reader thread is not joined.

@@ -95,6 +95,18 @@ impl NativeRuntime {
         jailns::apply_mounts(runner, &self.layout, jail, &jp.jail.mounts)
             .map_err(|e| fail("mounts", e))?;
         let run_setup = jp.is_rebuild() || jp.actions.iter().any(|a| a.op == Op::RunSetup);
+        if run_setup {
+            // Deployed again: what an interrupted run left in the jail goes first (see
+            // `sweep`), before its setup steps run again.
+            let netns = std::path::Path::new("/run/netns").join(self.layout.jail_ns(jail));
+            let killed = crate::sweep::sweep(&netns);
+            if !killed.is_empty() {
+                tracing::warn!(
+                    "jail `{jail}`: killed {} process(es) an interrupted run left behind (pids {killed:?})",
+                    killed.len()
+                );
+            }
+        }
         if run_setup && !jp.jail.setup.is_empty() {
             setup::run_steps(&self.layout, jail, &jp.jail.setup, &mut |step, line| {
                 progress(&format!("setup {step}: {line}"));

@@ -85,9 +85,29 @@ impl Supervisor {
     }
 }
 
+/// The open-file limit the supervisor asks for (at most its hard limit).
+const OPEN_FILES: u64 = 65536;
+
+/// Raises the soft open-file limit to [`OPEN_FILES`] (or the hard limit, when lower): each
+/// TCP connection through a forward holds two descriptors, and a forward takes up to 4096
+/// (the common soft limit of 1024 would refuse them long before). The services inherit it.
+fn raise_open_file_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    let want = OPEN_FILES.min(hard);
+    if soft < want {
+        if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, want, hard) {
+            tracing::warn!(error = %e, soft, want, "cannot raise the open-file limit");
+        }
+    }
+}
+
 /// Runs the supervisor until it is told to stop. Blocks; call it from the daemon process.
 pub fn run(layout: &Layout) -> Result<(), String> {
     install_signal_handlers()?;
+    raise_open_file_limit();
     let socket_path = layout.control_socket();
     let _ = std::fs::remove_file(&socket_path);
     let listener = UnixListener::bind(&socket_path)
