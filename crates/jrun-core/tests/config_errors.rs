@@ -46,6 +46,7 @@ golden!(bad_jail_name, "bad-jail-name.ucl", [BadJailName]);
 golden!(duplicate_jail, "duplicate-jail.ucl", [WrongType, Duplicate]);
 golden!(duplicate_forward, "duplicate-forward.ucl", [Duplicate]);
 golden!(ip_outside_subnet, "ip-outside-subnet.ucl", [BadValue]);
+golden!(mesh_allow, "mesh-allow.ucl", [BadValue, BadValue, BadValue]);
 golden!(ip_reserved, "ip-reserved.ucl", [BadValue]);
 golden!(ip_not_an_address, "ip-not-an-address.ucl", [BadValue]);
 golden!(duplicate_ip, "duplicate-ip.ucl", [DuplicateIp]);

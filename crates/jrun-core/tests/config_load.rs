@@ -251,3 +251,58 @@ fn exec_user_is_a_user_name_or_a_uid() {
     with["user"] = "www;id".into();
     assert!(serde_json::from_value::<config::Exec>(with).is_err());
 }
+
+/// `mesh { allow = [...] }`: a bare number is tcp, `"<port>/<proto>"` names the protocol,
+/// duplicates count once; no block (or no `allow`) means every port; an empty list no port.
+#[test]
+fn mesh_allow_narrows_the_ports_peers_reach() {
+    let load = |body: &str| {
+        let src = format!("jail \"web\" {{ {body} }}\n");
+        config::load_str(Path::new("j.ucl"), &src, 2222)
+            .map(|l| l.config.jail("web").unwrap().mesh_allow.clone())
+    };
+    let shown = |body: &str| -> Option<Vec<String>> {
+        load(body)
+            .unwrap_or_else(|e| panic!("{body}: {}", e.render_plain(200)))
+            .map(|s| s.iter().map(|p| p.to_string()).collect())
+    };
+    assert_eq!(
+        shown("mesh { allow = [80, \"5432/tcp\", \"53/udp\", \"80\", 80]; }"),
+        Some(vec!["80/tcp".into(), "5432/tcp".into(), "53/udp".into()])
+    );
+    assert_eq!(
+        shown("mesh { allow = 8000; }"),
+        Some(vec!["8000/tcp".into()])
+    );
+    assert_eq!(shown("mesh { allow = []; }"), Some(vec![]));
+    assert_eq!(shown("mesh { }"), None);
+    assert_eq!(shown(""), None);
+    for bad in [
+        "0",
+        "65536",
+        "-1",
+        "\"80/icmp\"",
+        "\"http\"",
+        "\"80/\"",
+        "\"/tcp\"",
+        "\"+80\"",
+        "\"99999/udp\"",
+        "true",
+    ] {
+        let e = load(&format!("mesh {{ allow = [{bad}]; }}")).expect_err(bad);
+        let text = e.render_plain(200);
+        assert!(text.contains("`allow`"), "{bad}: {text}");
+    }
+    let e = load("mesh { alow = [80]; }").unwrap_err();
+    assert!(e.render_plain(200).contains("did you mean `allow`?"));
+    // State and plans carry it as "<port>/<proto>" strings, checked again when read back.
+    let ports = load("mesh { allow = [80, \"53/udp\"]; }").unwrap().unwrap();
+    let json = serde_json::to_string(&ports).unwrap();
+    assert_eq!(json, r#"["80/tcp","53/udp"]"#);
+    assert_eq!(
+        serde_json::from_str::<std::collections::BTreeSet<config::MeshPort>>(&json).unwrap(),
+        ports
+    );
+    assert!(serde_json::from_str::<Vec<config::MeshPort>>(r#"["0/tcp"]"#).is_err());
+    assert!(serde_json::from_str::<Vec<config::MeshPort>>(r#"["80/sctp"]"#).is_err());
+}

@@ -82,6 +82,7 @@ fn build_config(specs: &[Spec], shuffle: &[prop::sample::Index]) -> Config {
                     .collect(),
                 execs: Vec::new(),
                 setup: Vec::new(),
+                mesh_allow: None,
             }
         })
         .collect();
@@ -176,6 +177,7 @@ fn config_free_jail(i: usize) -> Jail {
         forwards: Vec::new(),
         execs: Vec::new(),
         setup: Vec::new(),
+        mesh_allow: None,
     }
 }
 

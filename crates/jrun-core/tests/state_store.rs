@@ -26,6 +26,7 @@ fn jail(name: &str, last: u8) -> JailState {
         deployed: true,
         file: None,
         from_jailrun: false,
+        mesh_allow: None,
     }
 }
 

@@ -8,6 +8,7 @@ use std::net::Ipv4Addr;
 use jrun_core::config::Proto;
 use jrun_core::net::{JailFirewall, Redirect, BRIDGE_IP, MESH_IFACE, SUBNET, SUBNET_PREFIX};
 
+use crate::mesh::PEER_SET;
 use crate::names::{BRIDGE, UPLINK};
 
 /// The table name jrun owns in every namespace it creates.
@@ -61,7 +62,8 @@ pub fn render_vm(host_ip: Ipv4Addr, uplink_ip: Ipv4Addr, redirects: &[Redirect])
 }
 
 /// A jail's ruleset: anything arriving on the mesh interface is dropped unless its source
-/// is in `mesh_peers` (or it answers the jail's own traffic); the rest is accepted.
+/// is in `mesh_peers` (or it answers the jail's own traffic) and, when the jail narrows
+/// them (`mesh { allow }`), it goes to an allowed port or is a ping; the rest is accepted.
 pub fn render_jail(fw: &JailFirewall) -> String {
     let elements = if fw.mesh_peers.is_empty() {
         String::new()
@@ -69,18 +71,37 @@ pub fn render_jail(fw: &JailFirewall) -> String {
         let list: Vec<String> = fw.mesh_peers.iter().map(|a| a.to_string()).collect();
         format!("    elements = {{ {} }}\n", list.join(", "))
     };
+    let from_peers = format!("iifname \"{MESH_IFACE}\" ip6 saddr @{PEER_SET}");
+    let mut admit = String::new();
+    if fw.mesh_allow.is_none() {
+        let _ = writeln!(admit, "    {from_peers} accept");
+    } else {
+        for proto in [Proto::Tcp, Proto::Udp] {
+            let ports = fw.allowed_ports(proto).unwrap_or_default();
+            if !ports.is_empty() {
+                let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+                let _ = writeln!(
+                    admit,
+                    "    {from_peers} {} dport {{ {} }} accept",
+                    proto_kw(proto),
+                    list.join(", ")
+                );
+            }
+        }
+        let _ = writeln!(admit, "    {from_peers} icmpv6 type echo-request accept");
+    }
     format!(
         "table inet {TABLE}\n\
          delete table inet {TABLE}\n\
          table inet {TABLE} {{\n\
-         \x20 set mesh_peers {{\n\
+         \x20 set {PEER_SET} {{\n\
          \x20   type ipv6_addr\n\
          {elements}\
          \x20 }}\n\
          \x20 chain input {{\n\
          \x20   type filter hook input priority filter; policy accept;\n\
          \x20   iifname \"{MESH_IFACE}\" ct state established,related accept\n\
-         \x20   iifname \"{MESH_IFACE}\" ip6 saddr @mesh_peers accept\n\
+         {admit}\
          \x20   iifname \"{MESH_IFACE}\" counter drop\n\
          \x20 }}\n\
          }}\n"
@@ -159,6 +180,7 @@ mod tests {
         let mut fw = JailFirewall {
             jail: JailName::new("web").unwrap(),
             mesh_peers: Default::default(),
+            mesh_allow: None,
         };
         assert!(!render_jail(&fw).contains("elements"));
         let a: YggAddress = "200:848a:604f:bb7e:4384:65db:8db6:6895".parse().unwrap();
@@ -166,6 +188,53 @@ mod tests {
         let text = render_jail(&fw);
         assert!(text.contains("elements = { 200:848a:604f:bb7e:4384:65db:8db6:6895 }"));
         assert!(text.contains("iifname \"ygg0\" counter drop"));
+    }
+
+    /// Issue 15 item 3: with `mesh { allow }`, peers reach only the listed ports (and may
+    /// ping); the whole ruleset, exactly.
+    #[test]
+    fn mesh_allow_narrows_the_peers_to_the_listed_ports() {
+        let fw = JailFirewall::new(
+            JailName::new("web").unwrap(),
+            ["201::1".parse::<YggAddress>().unwrap()],
+        )
+        .allowing(Some(
+            ["8000", "443/tcp", "53/udp"]
+                .into_iter()
+                .map(|p| p.parse().unwrap())
+                .collect(),
+        ));
+        assert_eq!(
+            render_jail(&fw),
+            "table inet jrun\n\
+             delete table inet jrun\n\
+             table inet jrun {\n\
+             \x20 set mesh_peers {\n\
+             \x20   type ipv6_addr\n\
+             \x20   elements = { 201::1 }\n\
+             \x20 }\n\
+             \x20 chain input {\n\
+             \x20   type filter hook input priority filter; policy accept;\n\
+             \x20   iifname \"ygg0\" ct state established,related accept\n\
+             \x20   iifname \"ygg0\" ip6 saddr @mesh_peers tcp dport { 443, 8000 } accept\n\
+             \x20   iifname \"ygg0\" ip6 saddr @mesh_peers udp dport { 53 } accept\n\
+             \x20   iifname \"ygg0\" ip6 saddr @mesh_peers icmpv6 type echo-request accept\n\
+             \x20   iifname \"ygg0\" counter drop\n\
+             \x20 }\n\
+             }\n"
+        );
+        // No port at all: only pings.
+        let none = fw.clone().allowing(Some(Default::default()));
+        let text = render_jail(&none);
+        assert!(!text.contains("dport"), "{text}");
+        assert!(text.contains("icmpv6 type echo-request accept"), "{text}");
+        // Every port (no `allow`): the source alone decides, as before.
+        let all = render_jail(&fw.allowing(None));
+        assert!(
+            all.contains("iifname \"ygg0\" ip6 saddr @mesh_peers accept\n"),
+            "{all}"
+        );
+        assert!(!all.contains("dport"), "{all}");
     }
 
     /// The rendered rulesets pass nft's own parser and checker (`nft -c`, root; nothing
@@ -183,6 +252,7 @@ mod tests {
         let mut fw = JailFirewall {
             jail: JailName::new("web").unwrap(),
             mesh_peers: Default::default(),
+            mesh_allow: None,
         };
         fw.mesh_peers
             .insert("200:848a:604f:bb7e:4384:65db:8db6:6895".parse().unwrap());
@@ -193,6 +263,15 @@ mod tests {
                 &[r],
             ),
             render_jail(&fw),
+            render_jail(
+                &fw.clone().allowing(Some(
+                    ["80", "5432/tcp", "53/udp"]
+                        .into_iter()
+                        .map(|p| p.parse().unwrap())
+                        .collect(),
+                )),
+            ),
+            render_jail(&fw.clone().allowing(Some(Default::default()))),
         ] {
             // `-c` checks without committing; the leading `delete table` needs the table to
             // exist, which the ruleset's first line ensures within the same check.

@@ -87,6 +87,7 @@ mod tests {
                 deployed: true,
                 file: None,
                 from_jailrun: false,
+                mesh_allow: None,
             },
         );
         let addr = "201::1".parse().unwrap();

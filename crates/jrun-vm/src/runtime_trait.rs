@@ -455,6 +455,7 @@ mod tests {
             deployed: true,
             file: None,
             from_jailrun: false,
+            mesh_allow: None,
         };
         state.jails.insert(web.clone(), js.clone());
         js.name = JailName::new("api").unwrap();

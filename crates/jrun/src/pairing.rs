@@ -35,7 +35,7 @@ pub enum PairError {
         running: String,
         stored: String,
     },
-    #[error("this instance is already paired under code {code}; `jrun pair --list` shows it, `jrun pair --drop {code}` revokes it")]
+    #[error("this instance is already paired under code {code}; `jrun pair --list` shows it, `jrun pair --share <jails> {code}` changes which of your jails it reaches, `jrun pair --drop {code}` revokes it")]
     AlreadyPaired { code: PairCode },
     #[error("the peer's roster names jail `{name}` twice; nothing was changed. Ask the peer to check their jails and pair again")]
     NameCollision { name: String },
@@ -45,6 +45,8 @@ pub enum PairError {
     AddressHeld { address: String, holder: String },
     #[error("there is no pairing {code}; `jrun pair --list` shows the pairings")]
     NoSuchPairing { code: PairCode },
+    #[error("--share names `{jail}`, which is not a deployed jail of this instance ({known}); `jrun status` lists them")]
+    NotAJail { jail: String, known: String },
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
 }
@@ -52,18 +54,49 @@ pub enum PairError {
 /// Asks a jail's running node for its address (`None` while it does not answer).
 pub type RunningAddress<'a> = &'a dyn Fn(&JailName) -> Option<YggAddress>;
 
-/// This side's roster: every deployed jail with its node address from the key store,
-/// cross-checked with the jail's running node (given `patience` to answer: a node started
-/// by the last `up` may still be coming up).
+/// The local jails `--share` names, each checked to be a deployed jail; `None` (no
+/// `--share`): every deployed jail.
+pub fn shared_jails(
+    state: &State,
+    share: Option<&[JailName]>,
+) -> Result<BTreeSet<JailName>, PairError> {
+    let deployed = || state.jails.values().filter(|j| j.deployed).map(|j| &j.name);
+    let Some(share) = share else {
+        return Ok(deployed().cloned().collect());
+    };
+    for name in share {
+        if !deployed().any(|d| d == name) {
+            let known: Vec<&str> = deployed().map(|d| d.as_str()).collect();
+            return Err(PairError::NotAJail {
+                jail: name.to_string(),
+                known: if known.is_empty() {
+                    "it has none".into()
+                } else {
+                    format!("it has {}", known.join(", "))
+                },
+            });
+        }
+    }
+    Ok(share.iter().cloned().collect())
+}
+
+/// This side's roster: the `shared` jails (see [`shared_jails`]), each with its node
+/// address from the key store, cross-checked with the jail's running node (given
+/// `patience` to answer: a node started by the last `up` may still be coming up).
 pub fn local_roster(
     state: &State,
+    shared: &BTreeSet<JailName>,
     keys: &KeyStore,
     rt: &dyn Runtime,
     running: RunningAddress<'_>,
     patience: Duration,
 ) -> Result<Roster, PairError> {
     let mut jails = Vec::new();
-    for jail in state.jails.values().filter(|j| j.deployed) {
+    for jail in state
+        .jails
+        .values()
+        .filter(|j| j.deployed && shared.contains(&j.name))
+    {
         let key = keys
             .existing_jail_key(&jail.name)
             .map_err(|e| PairError::BadKey {
@@ -119,7 +152,8 @@ pub fn check_code_free(state: &State, code: &PairCode) -> Result<(), PairError> 
     Ok(())
 }
 
-/// The record of a pairing with `remote`, after the checks the state needs: a fresh code,
+/// The record of a pairing with `remote`, sharing the jails of `local` (this side's
+/// roster, which the peer received), after the checks the state needs: a fresh code,
 /// names and addresses unique within the roster, and no address that another pairing or
 /// one of this instance's own jails (`local`) already holds — a peer listing those could
 /// keep access that `--drop` of their pairing claims to remove, or pose as a local jail.
@@ -178,19 +212,39 @@ pub fn new_peer(
         direction,
         paired_at,
         jails,
+        shared: Some(local.jails.iter().map(|j| j.name.clone()).collect()),
     })
 }
 
-/// The mesh wiring a state implies: one firewall per recorded jail, each accepting every
-/// paired address, and the whole record set (local and remote).
+/// The mesh wiring a state implies: one firewall per recorded jail, each accepting the
+/// addresses of the pairings that share it, on the ports its `mesh { allow }` names, and
+/// the whole record set (local and remote).
 pub fn mesh_wiring(state: &State) -> (Vec<JailFirewall>, DnsRecords) {
-    let peers: Vec<_> = state.mesh_addresses().collect();
     let firewalls = state
         .jails
-        .keys()
-        .map(|name| JailFirewall::new(name.clone(), peers.iter().copied()))
+        .values()
+        .map(|j| {
+            JailFirewall::new(j.name.clone(), state.mesh_addresses_for(&j.name))
+                .allowing(j.mesh_allow.clone())
+        })
         .collect();
     (firewalls, wiring::records(state))
+}
+
+/// The state with pairing `code` sharing exactly `shared` (`jrun pair --share <jails>
+/// <code>`): only this side's firewalls change; the peer keeps the names it learned.
+pub fn reshare(
+    state: &State,
+    code: &PairCode,
+    shared: BTreeSet<JailName>,
+) -> Result<State, PairError> {
+    let mut after = state.clone();
+    let peer = after
+        .peers
+        .get_mut(code)
+        .ok_or_else(|| PairError::NoSuchPairing { code: code.clone() })?;
+    peer.shared = Some(shared);
+    Ok(after)
 }
 
 /// Finishes a pairing change a crash interrupted (`state.mesh_pending`): applies the

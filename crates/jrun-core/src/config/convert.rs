@@ -10,7 +10,9 @@ use ucl::{Key, Kind, Object, Span, Value};
 
 use super::blocks::{self, Dirs, ForwardShape};
 use super::error::{Draft, ErrorKind};
-use super::model::{Base, BaseForward, BaseMount, Config, Forward, Jail, JailName, Mount};
+use super::model::{
+    Base, BaseForward, BaseMount, Config, Forward, Jail, JailName, MeshPort, Mount,
+};
 use super::read::{did_you_mean, merged_from_elsewhere, prefixed, Reader};
 use super::values;
 use crate::net;
@@ -18,8 +20,9 @@ use crate::net;
 const TOP_KEYS: &[&str] = &["base", "jail"];
 const BASE_KEYS: &[&str] = &["setup", "mount", "forward"];
 const JAIL_KEYS: &[&str] = &[
-    "release", "ip", "base", "depends", "mount", "forward", "exec", "setup",
+    "release", "ip", "base", "depends", "mount", "forward", "exec", "setup", "mesh",
 ];
+const MESH_KEYS: &[&str] = &["allow"];
 const JAIL_FORWARD: ForwardShape = ForwardShape {
     keys: &["proto", "host", "jail"],
     what: "a jail forward",
@@ -284,6 +287,7 @@ fn jail(
         }
     }
     let setup = setup_steps(r, dirs, at, obj.get("setup"));
+    let mesh_allow = obj.get("mesh").and_then(|v| mesh_allow(r, at, v));
     Some(Jail {
         name: name?,
         release,
@@ -294,7 +298,44 @@ fn jail(
         forwards,
         execs,
         setup,
+        mesh_allow,
     })
+}
+
+/// `mesh { allow = [80, "5432/tcp", "53/udp"]; }`: the ports paired peers may reach (a
+/// bare number is tcp). No `allow`: every port. An entry written twice counts once.
+fn mesh_allow(r: &mut Reader<'_>, at: &str, v: &Value) -> Option<BTreeSet<MeshPort>> {
+    let obj = r.object(at, "mesh", v)?;
+    let mat = prefixed(at, "mesh");
+    r.known_keys(&mat, obj, MESH_KEYS, "a jail's mesh block");
+    let allow = obj.get("allow")?;
+    let items: Vec<&Value> = match &allow.kind {
+        Kind::Array(items) => items.iter().collect(),
+        _ => vec![allow],
+    };
+    let help =
+        "write ports as 80 (tcp), \"5432/tcp\" or \"53/udp\", e.g. allow = [80, \"53/udp\"];";
+    let mut ports = BTreeSet::new();
+    for item in items {
+        let parsed = match &item.kind {
+            Kind::Int(n) => match u16::try_from(*n) {
+                Ok(p) => MeshPort::new(super::model::Proto::Tcp, p),
+                Err(_) => Err(format!("is {n}, not a port from 1 to 65535")),
+            },
+            Kind::String(s) => s.trim().parse::<MeshPort>(),
+            _ => {
+                r.wrong_type(&mat, "allow", item, "a port such as 80 or \"53/udp\"");
+                continue;
+            }
+        };
+        match parsed {
+            Ok(p) => {
+                ports.insert(p);
+            }
+            Err(why) => r.bad_value(&mat, "allow", item.span, &format!("entry {why}"), help),
+        }
+    }
+    Some(ports)
 }
 
 fn duplicate_target(at: &str, path: &std::path::Path, span: Span, other: &str) -> Draft {

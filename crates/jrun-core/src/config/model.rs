@@ -1,4 +1,4 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -51,6 +51,10 @@ pub struct Jail {
     pub execs: Vec<Exec>,
     /// Provisioning steps, run in declaration order when the jail is created.
     pub setup: Vec<SetupStep>,
+    /// `mesh { allow = [...] }`: the only ports paired peers may reach; `None` (no
+    /// `allow`): every port, as Jailrun. An empty set admits no port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh_allow: Option<BTreeSet<MeshPort>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -58,6 +62,79 @@ pub struct Jail {
 pub enum Proto {
     Tcp,
     Udp,
+}
+
+/// One port of a jail that paired peers may reach (`mesh { allow = [80, "53/udp"]; }`).
+/// Only a checked value is ever built (port 1 to 65535), also when read back from state,
+/// where it is written `"<port>/<proto>"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct MeshPort {
+    proto: Proto,
+    port: u16,
+}
+
+impl MeshPort {
+    pub fn new(proto: Proto, port: u16) -> Result<Self, String> {
+        if port == 0 {
+            return Err("is 0, not a port from 1 to 65535".into());
+        }
+        Ok(MeshPort { proto, port })
+    }
+
+    pub fn proto(&self) -> Proto {
+        self.proto
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl std::str::FromStr for MeshPort {
+    type Err = String;
+    /// `80` (tcp), `"5432/tcp"` or `"53/udp"`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (port, proto) = match s.split_once('/') {
+            None => (s, Proto::Tcp),
+            Some((port, "tcp")) => (port, Proto::Tcp),
+            Some((port, "udp")) => (port, Proto::Udp),
+            Some((_, other)) => {
+                return Err(format!("names protocol {other:?}, not \"tcp\" or \"udp\""))
+            }
+        };
+        let digits =
+            !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit());
+        match port.parse::<u32>() {
+            Ok(n) if digits => {
+                let n =
+                    u16::try_from(n).map_err(|_| format!("is {n}, not a port from 1 to 65535"))?;
+                MeshPort::new(proto, n)
+            }
+            _ => Err(format!(
+                "{s:?} is not a port such as 80, \"5432/tcp\" or \"53/udp\""
+            )),
+        }
+    }
+}
+
+impl TryFrom<String> for MeshPort {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<MeshPort> for String {
+    fn from(p: MeshPort) -> String {
+        p.to_string()
+    }
+}
+
+impl std::fmt::Display for MeshPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.port, self.proto)
+    }
 }
 
 /// `forward { <name> { proto host jail } }`: host `127.0.0.1:<host>` reaches the jail's `<jail>` port.

@@ -131,6 +131,7 @@ mod tests {
             forwards: vec![],
             execs: vec![],
             setup: vec![],
+            mesh_allow: None,
         }
     }
 

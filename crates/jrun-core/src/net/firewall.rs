@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use jrun_mesh::YggAddress;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{JailName, Proto};
+use crate::config::{JailName, MeshPort, Proto};
 
 /// The VM level: NAT for jail traffic going out, one redirect per forward, default deny in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,12 +28,17 @@ pub struct Redirect {
 }
 
 /// One jail's level: everything arriving on its mesh interface is dropped unless its
-/// source is in `mesh_peers`; the jail's other traffic is untouched.
+/// source is in `mesh_peers` (and, with `mesh_allow`, it goes to an allowed port); the
+/// jail's other traffic is untouched.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JailFirewall {
     pub jail: JailName,
-    /// The union of every paired remote jail's address.
+    /// The addresses of the remote jails of every pairing that shares this jail.
     pub mesh_peers: BTreeSet<YggAddress>,
+    /// The jail's `mesh { allow }`: the only ports `mesh_peers` may reach (and ping);
+    /// `None`: every port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh_allow: Option<BTreeSet<MeshPort>>,
 }
 
 impl VmFirewall {
@@ -56,7 +61,25 @@ impl JailFirewall {
         JailFirewall {
             jail,
             mesh_peers: mesh_peers.into_iter().collect(),
+            mesh_allow: None,
         }
+    }
+
+    /// The same policy, with peers limited to `ports` (`None`: every port).
+    pub fn allowing(mut self, ports: Option<BTreeSet<MeshPort>>) -> Self {
+        self.mesh_allow = ports;
+        self
+    }
+
+    /// The allowed ports of one protocol, sorted (`None`: every port).
+    pub fn allowed_ports(&self, proto: Proto) -> Option<Vec<u16>> {
+        self.mesh_allow.as_ref().map(|ports| {
+            ports
+                .iter()
+                .filter(|p| p.proto() == proto)
+                .map(|p| p.port())
+                .collect()
+        })
     }
 }
 

@@ -105,6 +105,9 @@ fn changes(jail: &Jail, assigned: &Assigned, old: &JailState) -> Vec<Action> {
             )],
         },
     );
+    if old.mesh_allow != jail.mesh_allow {
+        actions.push(act(Op::SetFirewall, Reason::MeshAllowChanged));
+    }
     if old.depends != jail.depends {
         actions.push(act(Op::Record, Reason::DependsChanged));
     }

@@ -127,7 +127,6 @@ pub fn plan(
     )?;
     let ips = assign_ips(config, &scope, state, probe)?;
 
-    let peers: Vec<_> = state.mesh_addresses().collect();
     let jails: Vec<JailPlan> = order
         .into_iter()
         .filter(|j| scope.contains(&j.name))
@@ -150,7 +149,11 @@ pub fn plan(
                 file,
                 ip: assigned.ip,
                 redirects: redirects_for(&jail.name, assigned.ip, &jail.forwards),
-                firewall: JailFirewall::new(jail.name.clone(), peers.iter().copied()),
+                firewall: JailFirewall::new(
+                    jail.name.clone(),
+                    state.mesh_addresses_for(&jail.name),
+                )
+                .allowing(jail.mesh_allow.clone()),
             }
         })
         .collect();

@@ -131,6 +131,8 @@ pub enum Op {
     StopExec(Exec),
     /// Stop the old definition, start the new one.
     RestartExec(Exec),
+    /// Load the jail's firewall again (its `mesh { allow }` changed).
+    SetFirewall,
     /// Nothing runs; only the record in state changes (e.g. its `depends`).
     Record,
 }
@@ -200,6 +202,8 @@ pub enum Reason {
     },
     SetupChanged,
     DependsChanged,
+    /// The ports peers may reach (`mesh { allow }`) changed.
+    MeshAllowChanged,
     /// Only the order of its forwards, mounts or execs in the file changed.
     OrderChanged,
     /// The VM has never had the config's base applied.

@@ -145,7 +145,7 @@ fn symbol(op: &Op) -> char {
         Op::Create | Op::AddForward(_) | Op::AddMount(_) | Op::StartExec(_) => '+',
         Op::RemoveForward(_) | Op::RemoveMount(_) | Op::StopExec(_) => '-',
         Op::Recreate => '!',
-        Op::RunSetup | Op::RestartExec(_) | Op::Record => '~',
+        Op::RunSetup | Op::RestartExec(_) | Op::SetFirewall | Op::Record => '~',
     }
 }
 
@@ -185,6 +185,7 @@ impl Display for Op {
             Op::StartExec(e) => write!(f, "start {}", e.name),
             Op::StopExec(e) => write!(f, "stop {}", e.name),
             Op::RestartExec(e) => write!(f, "restart {}", e.name),
+            Op::SetFirewall => f.write_str("reload firewall"),
             Op::Record => f.write_str("update record"),
         }
     }
@@ -249,6 +250,7 @@ impl Display for Reason {
             Reason::ExecChanged { name } => write!(f, "exec {name:?} changed"),
             Reason::SetupChanged => f.write_str("setup changed"),
             Reason::DependsChanged => f.write_str("depends changed"),
+            Reason::MeshAllowChanged => f.write_str("mesh allow changed"),
             Reason::OrderChanged => f.write_str("declaration order changed"),
             Reason::NewBase => f.write_str("base not applied yet"),
             Reason::ShareAdded { name } => write!(f, "base mount {name:?} added"),

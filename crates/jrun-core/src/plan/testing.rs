@@ -21,6 +21,7 @@ pub(crate) fn jail(n: &str) -> Jail {
         forwards: Vec::new(),
         execs: Vec::new(),
         setup: Vec::new(),
+        mesh_allow: None,
     }
 }
 

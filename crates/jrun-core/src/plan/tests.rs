@@ -291,6 +291,7 @@ fn paired(state: &mut State) -> YggAddress {
                 name: DnsLabel::new("cache").unwrap(),
                 ygg_address: addr,
             }],
+            shared: None,
         },
     );
     addr
@@ -750,4 +751,53 @@ fn jails_converted_from_jailrun_are_created_only_by_up_of_their_file() {
         .jails
         .values()
         .all(|j| j.deployed && !j.from_jailrun && j.file == Some(file_a())));
+}
+
+/// Issue 15 item 3: each jail's firewall admits the pairings that share it, on the ports
+/// of its `mesh { allow }`; changing `allow` reloads that jail's firewall and nothing else.
+#[test]
+fn jail_firewalls_follow_shares_and_mesh_allow() {
+    let cfg = stack();
+    let mut state = deployed(&cfg);
+    let addr = paired(&mut state);
+    let code: PairCode = "81-zephyr-night-climb".parse().unwrap();
+    state.peers.get_mut(&code).unwrap().shared = Some([name("web")].into());
+    let fw = |p: &Plan, j: &str| {
+        p.jails
+            .iter()
+            .find(|jp| jp.jail.name.as_str() == j)
+            .unwrap()
+            .firewall
+            .clone()
+    };
+    let p = plan_of(&cfg, &state);
+    assert!(p.is_empty(), "{p:?}");
+    assert_eq!(fw(&p, "web").mesh_peers, [addr].into());
+    assert!(fw(&p, "db").mesh_peers.is_empty());
+    assert_eq!(fw(&p, "web").mesh_allow, None);
+
+    let mut cfg2 = cfg.clone();
+    let ports: std::collections::BTreeSet<crate::config::MeshPort> =
+        ["8000".parse().unwrap(), "53/udp".parse().unwrap()].into();
+    cfg2.jails
+        .iter_mut()
+        .find(|j| j.name.as_str() == "web")
+        .unwrap()
+        .mesh_allow = Some(ports.clone());
+    let p = plan_of(&cfg2, &state);
+    assert_eq!(fw(&p, "web").mesh_allow, Some(ports.clone()));
+    assert_eq!(fw(&p, "web").allowed_ports(Proto::Tcp), Some(vec![8000]));
+    assert_eq!(fw(&p, "web").allowed_ports(Proto::Udp), Some(vec![53]));
+    for jp in &p.jails {
+        let ops: Vec<&Op> = jp.actions.iter().map(|a| &a.op).collect();
+        if jp.jail.name.as_str() == "web" {
+            assert_eq!(ops, [&Op::SetFirewall], "{:?}", jp.actions);
+            assert_eq!(jp.actions[0].reason, Reason::MeshAllowChanged);
+        } else {
+            assert!(ops.is_empty(), "{jp:?}");
+        }
+    }
+    p.apply_to(&mut state);
+    assert_eq!(state.jails[&name("web")].mesh_allow, Some(ports));
+    assert!(plan_of(&cfg2, &state).is_empty());
 }

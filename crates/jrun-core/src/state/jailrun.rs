@@ -539,6 +539,7 @@ fn jail(key: &str, v: &Value) -> Result<(JailState, Option<Ipv4Addr>), ConvertEr
         deployed: false,
         file: None,
         from_jailrun: true,
+        mesh_allow: None,
     };
     Ok((state, ip))
 }
@@ -747,6 +748,8 @@ fn peer(i: usize, v: &Value) -> Result<MeshPeer, ConvertError> {
         direction,
         paired_at,
         jails,
+        // Jailrun opens every jail to every peer: a converted pairing keeps doing so.
+        shared: None,
     })
 }
 

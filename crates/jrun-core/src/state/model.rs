@@ -1,6 +1,6 @@
 //! What jrun has deployed: the contents of `state.json`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
@@ -8,7 +8,7 @@ use jrun_mesh::{DnsLabel, PairCode, YggAddress};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{
-    Base, BaseForward, BaseMount, Config, Exec, Forward, Jail, JailName, Mount, SetupStep,
+    Base, BaseForward, BaseMount, Config, Exec, Forward, Jail, JailName, MeshPort, Mount, SetupStep,
 };
 use crate::net::Redirect;
 
@@ -92,6 +92,10 @@ pub struct JailState {
     /// other jails and pairing changes leave it as recorded.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub from_jailrun: bool,
+    /// Its `mesh { allow }`: the only ports paired peers may reach; `None`: every port
+    /// (also every record written before the key existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh_allow: Option<BTreeSet<MeshPort>>,
 }
 
 /// The wiring the VM (or native instance) is running with.
@@ -131,6 +135,20 @@ pub struct MeshPeer {
     pub paired_at: u64,
     /// The remote instance's jails, validated on arrival.
     pub jails: Vec<RemoteJail>,
+    /// The local jails this pairing shares: only they admit the remote jails' addresses.
+    /// Set to the jails offered in this side's roster (`jrun pair --share`, or every
+    /// deployed jail), changed by `jrun pair --share <jails> <code>`; a jail deployed
+    /// later is not in it. `None`: a pairing recorded before jrun recorded shares, which
+    /// shares every local jail, including jails deployed later (as it did then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared: Option<BTreeSet<JailName>>,
+}
+
+impl MeshPeer {
+    /// Whether local jail `jail` admits this pairing's remote jails.
+    pub fn shares(&self, jail: &JailName) -> bool {
+        self.shared.as_ref().is_none_or(|s| s.contains(jail))
+    }
 }
 
 /// A jail of a paired instance, reachable as `<name>.<code>.jrun`.
@@ -174,6 +192,7 @@ impl JailState {
             deployed,
             file: None,
             from_jailrun: false,
+            mesh_allow: jail.mesh_allow.clone(),
         }
     }
 
@@ -190,15 +209,28 @@ impl JailState {
             forwards: self.forwards.clone(),
             execs: self.execs.clone(),
             setup: self.setup.clone(),
+            mesh_allow: self.mesh_allow.clone(),
         }
     }
 }
 
 impl State {
-    /// Every remote address of every pairing: what each jail's `mesh_peers` set holds.
+    /// Every remote address of every pairing.
     pub fn mesh_addresses(&self) -> impl Iterator<Item = YggAddress> + '_ {
         self.peers
             .values()
+            .flat_map(|p| p.jails.iter().map(|j| j.ygg_address))
+    }
+
+    /// The remote addresses local jail `jail` admits: those of every pairing that shares
+    /// it ([`MeshPeer::shares`]). What its `mesh_peers` set holds.
+    pub fn mesh_addresses_for<'a>(
+        &'a self,
+        jail: &'a JailName,
+    ) -> impl Iterator<Item = YggAddress> + 'a {
+        self.peers
+            .values()
+            .filter(move |p| p.shares(jail))
             .flat_map(|p| p.jails.iter().map(|j| j.ygg_address))
     }
 
@@ -257,6 +289,7 @@ mod tests {
             }],
             execs: Vec::new(),
             setup: Vec::new(),
+            mesh_allow: None,
         }
     }
 

@@ -19,8 +19,14 @@ impl State {
         self.jails.insert(record.name.clone(), record);
     }
 
-    /// After a jail was removed: forgets it (and frees its address).
+    /// After a jail was removed: forgets it (and frees its address), and every pairing
+    /// stops sharing it, so a new jail of the same name is not opened to those peers.
     pub fn forget_jail(&mut self, name: &JailName) -> Option<JailState> {
+        for peer in self.peers.values_mut() {
+            if let Some(shared) = &mut peer.shared {
+                shared.remove(name);
+            }
+        }
         self.jails.remove(name)
     }
 

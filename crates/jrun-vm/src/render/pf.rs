@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use jrun_core::config::BaseForward;
+use jrun_core::config::{BaseForward, Proto};
 use jrun_core::net::{
     JailFirewall, Redirect, VmFirewall, BRIDGE_IP, MESH_IFACE, MESH_LISTEN_PORT, SUBNET,
     SUBNET_PREFIX,
@@ -118,7 +118,8 @@ pub fn forwards_anchor(fw: &VmFirewall) -> String {
 }
 
 /// A jail's `/etc/pf.conf`: everything on the mesh interface is dropped unless its source
-/// is in `<mesh_peers>`; other traffic is left alone.
+/// is in `<mesh_peers>` and, when the jail narrows them (`mesh { allow }`), it goes to an
+/// allowed port or is a ping; other traffic is left alone.
 pub fn jail_pf_conf(fw: &JailFirewall) -> String {
     let mut s = String::from(HEADER);
     let _ = writeln!(s, "mesh_if = \"{MESH_IFACE}\"");
@@ -136,6 +137,25 @@ pub fn jail_pf_conf(fw: &JailFirewall) -> String {
     }
     s.push_str("\npass all keep state\n");
     s.push_str("block in on $mesh_if all\n");
-    s.push_str("pass in on $mesh_if inet6 from <mesh_peers> to any keep state\n");
+    if fw.mesh_allow.is_none() {
+        s.push_str("pass in on $mesh_if inet6 from <mesh_peers> to any keep state\n");
+        return s;
+    }
+    s.push_str("# Peers reach only the ports of this jail's `mesh { allow }`, and may ping it.\n");
+    for proto in [Proto::Tcp, Proto::Udp] {
+        let ports = fw.allowed_ports(proto).unwrap_or_default();
+        if ports.is_empty() {
+            continue;
+        }
+        let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+        let _ = writeln!(
+            s,
+            "pass in on $mesh_if inet6 proto {proto} from <mesh_peers> to any port {{ {} }} keep state",
+            list.join(" ")
+        );
+    }
+    s.push_str(
+        "pass in on $mesh_if inet6 proto icmp6 from <mesh_peers> to any icmp6-type echoreq keep state\n",
+    );
     s
 }

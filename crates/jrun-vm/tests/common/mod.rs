@@ -82,11 +82,19 @@ pub fn stack(version: YggVersion) -> GuestSpec {
         firewall: JailFirewall {
             jail: name(n),
             mesh_peers: peers.clone(),
+            mesh_allow: None,
         },
         recreate: false,
         forwarded_tcp_ports: vec![],
     };
     let mut postgres = jail("postgres", 50, None);
+    // Peers reach only postgres's port and a DNS port (`mesh { allow }`).
+    postgres.firewall.mesh_allow = Some(
+        ["5432/tcp", "53/udp", "5433"]
+            .into_iter()
+            .map(|p| p.parse().unwrap())
+            .collect(),
+    );
     postgres.release = Some("14.3-RELEASE".parse().unwrap());
     postgres.setup.push(SetupStep {
         name: "install".into(),

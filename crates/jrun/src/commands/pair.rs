@@ -33,6 +33,11 @@ pub struct Args {
     /// Revoke a pairing: its firewall allowances and DNS names.
     #[arg(long, value_name = "CODE")]
     pub drop: Option<String>,
+    /// Offer only these jails (comma-separated; default: every deployed jail). Only they
+    /// admit the peer's jails. With the code of an existing pairing, changes which local
+    /// jails it shares, without the relay.
+    #[arg(long, value_name = "JAILS", value_delimiter = ',', conflicts_with_all = ["list", "drop"])]
+    pub share: Option<Vec<String>>,
     /// How long to wait for the peer to join (e.g. 90s, 10m).
     #[arg(long, default_value = "10m", value_name = "DURATION", value_parser = super::relay::parse_duration)]
     pub timeout: Duration,
@@ -62,6 +67,9 @@ struct Row {
     address: String,
     paired_at: u64,
     direction: PairDirection,
+    /// The local jails the pairing shares; `null`: every local jail (a pairing recorded
+    /// before jrun recorded shares).
+    shares: Option<Vec<String>>,
 }
 
 pub fn run(args: Args) -> miette::Result<ExitCode> {
@@ -96,6 +104,16 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         // them from the state, without this pairing.
         return drop_pairing(running.then_some(rt), &store, &parse_code(code)?, args.json);
     }
+    let share = match &args.share {
+        Some(names) => Some(parse_share(names)?),
+        None => None,
+    };
+    if let (Some(code), Some(share)) = (&args.code, &share) {
+        let code = parse_code(code)?;
+        if store.read().into_diagnostic()?.peers.contains_key(&code) {
+            return reshare(running.then_some(rt), &store, &code, share, args.json);
+        }
+    }
     if !running {
         return Err(miette!(
             help = "run `jrun start` and `jrun up <config>` first",
@@ -114,9 +132,11 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
             }
             None => None,
         };
+        let shared = pairing::shared_jails(&lock.state, share.as_deref()).map_err(report)?;
         let running = |jail: &JailName| selected.running_mesh_address(jail);
         let roster = pairing::local_roster(
             &lock.state,
+            &shared,
             &KeyStore::open(&settings.home),
             rt,
             &running,
@@ -313,6 +333,73 @@ fn drop_pairing(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `jrun pair --share <jails> <code>` for a pairing that exists: it shares exactly those
+/// jails from now on. Nothing goes to the relay or the peer; a stopped instance has no
+/// sets to change (the next `up` builds them from the state).
+fn reshare(
+    rt: Option<&dyn jrun_core::runtime::Runtime>,
+    store: &StateStore,
+    code: &PairCode,
+    share: &[JailName],
+    json: bool,
+) -> miette::Result<ExitCode> {
+    let mut lock = store.lock(LockWait::No).into_diagnostic()?;
+    let before = lock.state.clone();
+    let shared = pairing::shared_jails(&before, Some(share)).map_err(report)?;
+    let mut after = pairing::reshare(&before, code, shared.clone()).map_err(report)?;
+    if let Some(rt) = rt {
+        // Journaled as `pair` is.
+        after.mesh_pending = true;
+        lock.state = after.clone();
+        lock.save().into_diagnostic()?;
+        if let Err(e) = pairing::apply(rt, &before, &after) {
+            lock.state = State {
+                mesh_pending: true,
+                ..before
+            };
+            lock.save().into_diagnostic()?;
+            return Err(miette!("{e}; pairing {code} shares what it shared before"));
+        }
+        after.mesh_pending = false;
+    }
+    lock.state = after;
+    lock.save().into_diagnostic()?;
+    let names: Vec<&str> = shared.iter().map(|j| j.as_str()).collect();
+    if json {
+        let out = serde_json::json!({ "code": code.as_str(), "shared": names });
+        println!("{out}");
+    } else {
+        println!(
+            "Pairing {code} now shares: {}. The peer's jails reach only these of yours (the peer has names only for the jails of the roster you sent when pairing).",
+            names.join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The jail names of `--share`, each a valid name, at least one.
+fn parse_share(names: &[String]) -> miette::Result<Vec<JailName>> {
+    let names: Vec<JailName> = names
+        .iter()
+        .filter(|n| !n.trim().is_empty())
+        .map(|n| {
+            JailName::new(n.trim()).map_err(|_| {
+                miette!(
+                    help = "name jails as `jrun status` lists them, e.g. --share web,db",
+                    "--share: {n:?} is not a jail name"
+                )
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    if names.is_empty() {
+        return Err(miette!(
+            help = "name at least one jail, e.g. --share web,db; `jrun pair --drop <code>` ends a pairing",
+            "--share names no jail"
+        ));
+    }
+    Ok(names)
+}
+
 fn parse_code(code: &str) -> miette::Result<PairCode> {
     code.parse().map_err(|_| {
         miette!(
@@ -353,6 +440,10 @@ fn print_paired(peer: &MeshPeer, json: bool) {
     for r in &rows {
         println!("  {}  {}", r.dns, r.address);
     }
+    if let Some(shared) = &peer.shared {
+        let names: Vec<&str> = shared.iter().map(|j| j.as_str()).collect();
+        println!("They reach only these jails of yours: {}", names.join(", "));
+    }
 }
 
 fn rows<'a>(peers: impl IntoIterator<Item = &'a MeshPeer>) -> Vec<Row> {
@@ -366,6 +457,10 @@ fn rows<'a>(peers: impl IntoIterator<Item = &'a MeshPeer>) -> Vec<Row> {
                 address: j.ygg_address.to_string(),
                 paired_at: p.paired_at,
                 direction: p.direction,
+                shares: p
+                    .shared
+                    .as_ref()
+                    .map(|s| s.iter().map(|j| j.to_string()).collect()),
             })
         })
         .collect()
@@ -395,6 +490,19 @@ fn print_rows(rows: &[Row], json: bool) {
             r.address,
             crate::time_fmt::utc_minutes(r.paired_at)
         );
+    }
+    let mut codes: Vec<(&str, &Option<Vec<String>>)> =
+        rows.iter().map(|r| (r.code.as_str(), &r.shares)).collect();
+    codes.dedup();
+    println!();
+    for (code, shares) in codes {
+        match shares {
+            Some(s) if s.is_empty() => println!("{code} shares none of your jails"),
+            Some(s) => println!("{code} reaches your jails: {}", s.join(", ")),
+            None => println!(
+                "{code} reaches every jail of yours, also later ones (recorded before jrun recorded shares; `jrun pair --share <jails> {code}` narrows it)"
+            ),
+        }
     }
 }
 

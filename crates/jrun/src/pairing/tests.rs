@@ -33,6 +33,20 @@ fn no_local() -> Roster {
     Roster { jails: vec![] }
 }
 
+/// This instance's roster offering `names` (addresses of its own, in `209::/16`).
+fn mine(names: &[&str]) -> Roster {
+    Roster {
+        jails: names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| RosterJail {
+                name: DnsLabel::new(*n).unwrap(),
+                ygg_address: addr(&format!("209::{}", i + 1)),
+            })
+            .collect(),
+    }
+}
+
 fn state_with_jails(names: &[&str]) -> State {
     let mut state = State::default();
     for (i, n) in names.iter().enumerate() {
@@ -52,6 +66,7 @@ fn state_with_jails(names: &[&str]) -> State {
                 deployed: true,
                 file: None,
                 from_jailrun: false,
+                mesh_allow: None,
             },
         );
     }
@@ -154,7 +169,7 @@ fn wiring_gives_every_jail_every_peer_and_keeps_local_names() {
         PairDirection::Created,
         1,
         &roster(&[("db", "201::2"), ("cache", "201::3")]),
-        &no_local(),
+        &mine(&["web", "api"]),
     )
     .unwrap();
     state.peers.insert(c.clone(), peer);
@@ -184,7 +199,7 @@ fn dropping_one_pairing_leaves_the_other() {
             PairDirection::Joined,
             1,
             &roster(&[("x", a)]),
-            &no_local(),
+            &mine(&["web"]),
         )
         .unwrap();
         state.peers.insert(c.clone(), peer);
@@ -199,6 +214,131 @@ fn dropping_one_pairing_leaves_the_other() {
     assert_eq!(set, ["201::1"]);
     let names: Vec<String> = records.peers().map(|r| r.name.to_string()).collect();
     assert_eq!(names, ["x.1-apple-berry-cloud.jrun"]);
+}
+
+fn fw_of<'a>(firewalls: &'a [JailFirewall], jail: &str) -> &'a JailFirewall {
+    firewalls.iter().find(|f| f.jail.as_str() == jail).unwrap()
+}
+
+fn set_of(fw: &JailFirewall) -> Vec<String> {
+    fw.mesh_peers.iter().map(|a| a.to_string()).collect()
+}
+
+/// Issue 15 item 3: a pairing shares the jails of the roster this side sent; only they
+/// admit the peer, and a jail deployed after the pairing admits nobody.
+#[test]
+fn only_shared_jails_admit_the_peer_and_later_jails_admit_nobody() {
+    let mut state = state_with_jails(&["web", "api", "db"]);
+    let c = code("81-zephyr-night-climb");
+    let peer = new_peer(
+        &state,
+        &c,
+        PairDirection::Created,
+        1,
+        &roster(&[("x", "201::1")]),
+        &mine(&["web", "db"]),
+    )
+    .unwrap();
+    let shared: Vec<&str> = peer.shared.iter().flatten().map(|j| j.as_str()).collect();
+    assert_eq!(shared, ["db", "web"]);
+    state.peers.insert(c.clone(), peer);
+    let later = state_with_jails(&["later"])
+        .jails
+        .into_values()
+        .next()
+        .unwrap();
+    state.jails.insert(later.name.clone(), later);
+
+    let (firewalls, _) = mesh_wiring(&state);
+    assert_eq!(set_of(fw_of(&firewalls, "web")), ["201::1"]);
+    assert_eq!(set_of(fw_of(&firewalls, "db")), ["201::1"]);
+    assert!(set_of(fw_of(&firewalls, "api")).is_empty());
+    assert!(set_of(fw_of(&firewalls, "later")).is_empty());
+
+    // `jrun pair --share later <code>` opens it (and closes the others).
+    let after = reshare(&state, &c, [JailName::new("later").unwrap()].into()).unwrap();
+    let (firewalls, _) = mesh_wiring(&after);
+    assert_eq!(set_of(fw_of(&firewalls, "later")), ["201::1"]);
+    assert!(set_of(fw_of(&firewalls, "web")).is_empty());
+    assert!(matches!(
+        reshare(&state, &code("9-no-such-code"), BTreeSet::new()),
+        Err(PairError::NoSuchPairing { .. })
+    ));
+}
+
+/// A pairing recorded before shares were (no `shared` in state.json) keeps opening every
+/// jail, as it did; removing a jail takes it out of every pairing's share, so a new jail
+/// of the same name is not opened.
+#[test]
+fn legacy_pairings_share_everything_and_removed_jails_leave_shares() {
+    let mut state = state_with_jails(&["web", "db"]);
+    let legacy: MeshPeer = serde_json::from_value(serde_json::json!({
+        "code": "1-apple-berry-cloud", "direction": "joined", "paired_at": 1,
+        "jails": [{ "name": "x", "ygg_address": "201::1" }]
+    }))
+    .unwrap();
+    assert_eq!(legacy.shared, None);
+    state.peers.insert(legacy.code.clone(), legacy);
+    let c = code("2-apple-berry-cloud");
+    let peer = new_peer(
+        &state,
+        &c,
+        PairDirection::Joined,
+        1,
+        &roster(&[("y", "202::1")]),
+        &mine(&["web"]),
+    )
+    .unwrap();
+    state.peers.insert(c.clone(), peer);
+    let (firewalls, _) = mesh_wiring(&state);
+    assert_eq!(set_of(fw_of(&firewalls, "web")), ["201::1", "202::1"]);
+    assert_eq!(set_of(fw_of(&firewalls, "db")), ["201::1"]);
+
+    state.forget_jail(&JailName::new("web").unwrap());
+    assert!(state.peers[&c].shared.as_ref().unwrap().is_empty());
+    let again = state_with_jails(&["web"])
+        .jails
+        .into_values()
+        .next()
+        .unwrap();
+    state.jails.insert(again.name.clone(), again);
+    let (firewalls, _) = mesh_wiring(&state);
+    assert_eq!(set_of(fw_of(&firewalls, "web")), ["201::1"]);
+}
+
+/// Each firewall carries its jail's `mesh { allow }`.
+#[test]
+fn wiring_carries_each_jails_mesh_allow() {
+    let mut state = state_with_jails(&["web", "db"]);
+    let ports: BTreeSet<jrun_core::config::MeshPort> =
+        ["8000".parse().unwrap(), "53/udp".parse().unwrap()].into();
+    state
+        .jails
+        .get_mut(&JailName::new("web").unwrap())
+        .unwrap()
+        .mesh_allow = Some(ports.clone());
+    let (firewalls, _) = mesh_wiring(&state);
+    assert_eq!(fw_of(&firewalls, "web").mesh_allow, Some(ports));
+    assert_eq!(fw_of(&firewalls, "db").mesh_allow, None);
+}
+
+#[test]
+fn share_names_only_deployed_jails() {
+    let mut state = state_with_jails(&["web", "db"]);
+    state
+        .jails
+        .get_mut(&JailName::new("db").unwrap())
+        .unwrap()
+        .deployed = false;
+    let all = shared_jails(&state, None).unwrap();
+    assert_eq!(all.iter().map(|j| j.as_str()).collect::<Vec<_>>(), ["web"]);
+    let web = [JailName::new("web").unwrap()];
+    assert_eq!(shared_jails(&state, Some(&web)).unwrap().len(), 1);
+    for bad in ["db", "nope"] {
+        let err = shared_jails(&state, Some(&[JailName::new(bad).unwrap()])).unwrap_err();
+        assert!(matches!(err, PairError::NotAJail { .. }), "{err}");
+        assert!(err.to_string().contains("it has web"), "{err}");
+    }
 }
 
 /// A runtime that records each `apply_mesh` (and the state it was given) and fails the

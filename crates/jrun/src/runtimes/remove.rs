@@ -123,6 +123,7 @@ mod tests {
             }],
             execs: vec![],
             setup: vec![],
+            mesh_allow: None,
         };
         JailState::from_jail(&j, std::net::Ipv4Addr::new(10, 17, 89, last), true)
     }
