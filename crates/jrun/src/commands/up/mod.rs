@@ -144,6 +144,15 @@ fn adopt_unrecorded(
     options: &Options,
     state: &mut State,
 ) {
+    // Only a jail the state lacks is looked for (on the vm runtime, a look costs an SSH
+    // round trip).
+    if config
+        .jails
+        .iter()
+        .all(|j| state.jails.contains_key(&j.name))
+    {
+        return;
+    }
     let Ok(present) = rt.jails_present() else {
         return;
     };
