@@ -19,7 +19,9 @@ mod ygg_address;
 pub mod yggdrasil;
 
 #[cfg(feature = "client")]
-pub use client::{ClientError, ClientOptions, PollOptions, RelayClient};
+pub use client::{
+    exchange_v2, ClientError, ClientOptions, Mailbox, PollOptions, RelayClient, RelayMailbox,
+};
 pub use fingerprint::fingerprint;
 pub use identity::{Identity, IdentityError};
 pub use key_store::{KeyStore, StoredKey};
