@@ -25,6 +25,10 @@ use crate::runtimes;
 
 /// Without arguments: create a pairing, print its code and wait for the peer.
 /// With a code: join the peer's pairing.
+///
+/// With a relay that offers pairing v2 (jrun relay) the relay can neither read nor swap
+/// the rosters (docs/pairing.md); otherwise v1 is used, with a warning. Both sides print
+/// the same fingerprint (four words): compare them with your peer.
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -154,9 +158,12 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     } else {
         Vec::new()
     };
+    // At most a second between polls: once the peer joined, this side applies the
+    // pairing within about a second (a relay allows 10 requests a second per client). v2
+    // waits for several messages in a row, each usually there within milliseconds.
     let options = PollOptions {
         deadline: args.timeout,
-        first_interval: Duration::from_millis(250),
+        first_interval: Duration::from_millis(if use_v2 { 50 } else { 250 }),
         max_interval: Duration::from_secs(1),
     };
 
