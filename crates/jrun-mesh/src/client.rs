@@ -10,6 +10,8 @@ use reqwest::{Response, StatusCode};
 use tokio::time::Instant;
 use url::{Host, Url};
 
+use crate::pair_v2::{self, Allocated, Message, Offer, Phase, Posted, Side, V2Code, V2Error};
+use crate::protocol::CreatorToken;
 use crate::protocol::{
     self, Created, MessageError, PollStatus, Roster, MAX_ROSTER_JAILS, TOKEN_OPT_IN_HEADER,
 };
@@ -105,6 +107,9 @@ pub enum ClientError {
         /// How long we waited.
         waited: Duration,
     },
+    /// Pairing v2 failed: wrong code, tampering, a bad roster entry.
+    #[error(transparent)]
+    Pairing(#[from] V2Error),
     /// The wait was cancelled (Ctrl-C).
     #[error("waiting for pairing {code} was cancelled")]
     Cancelled {
@@ -269,6 +274,90 @@ impl RelayClient {
         protocol::parse_roster(&body, self.max_jails).map_err(|e| self.garbage(e))
     }
 
+    /// Whether the relay speaks pairing v2 (`GET /v2`). A relay that does not know the
+    /// route (Jailrun's, or an older jrun) answers an error status: `false`.
+    pub async fn offers_v2(&self) -> Result<bool, ClientError> {
+        let response = self
+            .http
+            .get(self.endpoint("v2"))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        match self.answer(response, None).await {
+            Ok(body) => Ok(serde_json::from_slice::<Offer>(&body)
+                .is_ok_and(|offer| offer.versions.contains(&2))),
+            Err(ClientError::Refused { status, .. }) if status.is_client_error() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `POST /v2/nameplate`.
+    pub async fn v2_allocate(&self) -> Result<Allocated, ClientError> {
+        let response = self
+            .http
+            .post(self.endpoint("v2/nameplate"))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let body = self.answer(response, None).await?;
+        let allocated: Allocated = serde_json::from_slice(&body)
+            .map_err(|e| self.garbage_text(format!("nameplate answer: {e}")))?;
+        if !(pair_v2::NAMEPLATE_MIN..=pair_v2::NAMEPLATE_MAX).contains(&allocated.nameplate) {
+            return Err(
+                self.garbage_text(format!("nameplate {} out of range", allocated.nameplate))
+            );
+        }
+        Ok(allocated)
+    }
+
+    fn bearer(token: &CreatorToken) -> HeaderValue {
+        HeaderValue::from_str(&format!("Bearer {}", token.as_str())).expect("a token is hex digits")
+    }
+
+    /// Posts one v2 message; `code` names the pairing in errors.
+    pub async fn v2_post(
+        &self,
+        code: &PairCode,
+        nameplate: u32,
+        token: Option<&CreatorToken>,
+        message: &Message,
+    ) -> Result<Posted, ClientError> {
+        let body = serde_json::to_vec(&message.to_wire()).expect("messages serialise");
+        let mut request = self
+            .http
+            .post(self.endpoint(&format!("v2/nameplate/{nameplate}/messages")))
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(t) = token {
+            request = request.header(AUTHORIZATION, Self::bearer(t));
+        }
+        let response = request
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let body = self.answer(response, Some(code)).await?;
+        serde_json::from_slice(&body).map_err(|e| self.garbage_text(format!("post answer: {e}")))
+    }
+
+    /// The messages of a v2 nameplate from index `after` on.
+    pub async fn v2_messages(
+        &self,
+        code: &PairCode,
+        nameplate: u32,
+        token: &CreatorToken,
+        after: usize,
+    ) -> Result<Vec<Message>, ClientError> {
+        let response = self
+            .http
+            .get(self.endpoint(&format!("v2/nameplate/{nameplate}/messages?after={after}")))
+            .header(AUTHORIZATION, Self::bearer(token))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let body = self.answer(response, Some(code)).await?;
+        pair_v2::parse_messages(&body, 12).map_err(|e| self.garbage(e))
+    }
+
     fn endpoint(&self, path: &str) -> Url {
         self.base
             .join(path)
@@ -377,6 +466,186 @@ impl RelayClient {
             cause: relay_text(&cause),
         }
     }
+}
+
+/// One side's view of a v2 nameplate: posts this side's messages, waits for the peer's.
+pub trait Mailbox {
+    /// Posts this side's message of `phase`.
+    fn post(
+        &mut self,
+        phase: Phase,
+        body: Vec<u8>,
+    ) -> impl Future<Output = Result<(), ClientError>>;
+    /// Waits for the peer's message of `phase`; [`V2Error::PeerAborted`] if the peer gave up.
+    fn receive(&mut self, phase: Phase) -> impl Future<Output = Result<Vec<u8>, ClientError>>;
+}
+
+/// A [`Mailbox`] on a relay over HTTP, polling for the peer's messages.
+pub struct RelayMailbox<'a> {
+    client: &'a RelayClient,
+    code: PairCode,
+    nameplate: u32,
+    side: Side,
+    token: Option<CreatorToken>,
+    cursor: usize,
+    inbox: Vec<Message>,
+    options: PollOptions,
+    deadline: Instant,
+}
+
+impl<'a> RelayMailbox<'a> {
+    /// Allocates a nameplate and draws the code's words here: returns the code to share
+    /// and side a's mailbox.
+    pub async fn create(
+        client: &'a RelayClient,
+        options: PollOptions,
+    ) -> Result<(V2Code, RelayMailbox<'a>), ClientError> {
+        let allocated = client.v2_allocate().await?;
+        let code = V2Code::random(allocated.nameplate).map_err(|e| ClientError::Unreachable {
+            url: client.base.to_string(),
+            cause: format!("the OS random number generator failed: {e}"),
+        })?;
+        let mailbox = RelayMailbox::new(client, &code, Side::A, Some(allocated.token), options);
+        Ok((code, mailbox))
+    }
+
+    /// Side b's mailbox for a code the peer gave; side b is claimed by its first post.
+    pub fn join(client: &'a RelayClient, code: &V2Code, options: PollOptions) -> Self {
+        RelayMailbox::new(client, code, Side::B, None, options)
+    }
+
+    fn new(
+        client: &'a RelayClient,
+        code: &V2Code,
+        side: Side,
+        token: Option<CreatorToken>,
+        options: PollOptions,
+    ) -> Self {
+        let deadline = Instant::now() + options.deadline.min(MAX_DEADLINE);
+        RelayMailbox {
+            client,
+            code: code.code(),
+            nameplate: code.nameplate(),
+            side,
+            token,
+            cursor: 0,
+            inbox: Vec::new(),
+            options,
+            deadline,
+        }
+    }
+}
+
+impl Mailbox for RelayMailbox<'_> {
+    async fn post(&mut self, phase: Phase, body: Vec<u8>) -> Result<(), ClientError> {
+        let message = Message {
+            side: self.side,
+            phase,
+            body,
+        };
+        let posted = self
+            .client
+            .v2_post(&self.code, self.nameplate, self.token.as_ref(), &message)
+            .await?;
+        if self.token.is_none() {
+            self.token = Some(posted.token.ok_or_else(|| {
+                self.client
+                    .garbage_text("the relay handed out no token for side b".into())
+            })?);
+        }
+        Ok(())
+    }
+
+    async fn receive(&mut self, phase: Phase) -> Result<Vec<u8>, ClientError> {
+        let peer = self.side.peer();
+        let mut interval = self.options.first_interval;
+        loop {
+            for m in self.inbox.iter().filter(|m| m.side == peer) {
+                if m.phase == phase {
+                    return Ok(m.body.clone());
+                }
+                if m.phase == Phase::Abort {
+                    return Err(V2Error::PeerAborted.into());
+                }
+                if m.phase == Phase::Done {
+                    return Err(V2Error::Malformed(format!(
+                        "the peer ended without sending its {phase:?} message"
+                    ))
+                    .into());
+                }
+            }
+            let token = self.token.clone().ok_or(V2Error::OutOfOrder)?;
+            let pause = match self
+                .client
+                .v2_messages(&self.code, self.nameplate, &token, self.cursor)
+                .await
+            {
+                Ok(new) if !new.is_empty() => {
+                    self.cursor += new.len();
+                    self.inbox.extend(new);
+                    continue;
+                }
+                Ok(_) => interval,
+                Err(ClientError::Busy { retry_after, .. }) => retry_after.max(interval),
+                Err(ClientError::Unreachable { .. }) => interval,
+                Err(e) => return Err(e),
+            };
+            if Instant::now() + pause >= self.deadline {
+                return Err(ClientError::TimedOut {
+                    code: self.code.clone(),
+                    waited: self.options.deadline,
+                });
+            }
+            tokio::time::sleep(pause).await;
+            interval = interval.saturating_mul(2).min(self.options.max_interval);
+        }
+    }
+}
+
+/// Runs one side of a v2 pairing over `mailbox`: PAKE, key confirmation, sealed signed
+/// rosters, acknowledgements. Returns the peer's verified roster. Whatever fails, this
+/// side tells the peer it gave up (best effort), so the peer stops too.
+pub async fn exchange_v2(
+    mailbox: &mut impl Mailbox,
+    side: Side,
+    code: &V2Code,
+    jails: &[(crate::DnsLabel, crate::Identity)],
+    max_jails: usize,
+) -> Result<Roster, ClientError> {
+    let result = exchange_steps(mailbox, side, code, jails, max_jails).await;
+    let end = if result.is_ok() {
+        Phase::Done
+    } else {
+        Phase::Abort
+    };
+    // The relay forgets the nameplate once both sides ended; a lost "end" only waits
+    // for the TTL.
+    let _ = mailbox.post(end, Vec::new()).await;
+    result
+}
+
+async fn exchange_steps(
+    mailbox: &mut impl Mailbox,
+    side: Side,
+    code: &V2Code,
+    jails: &[(crate::DnsLabel, crate::Identity)],
+    max_jails: usize,
+) -> Result<Roster, ClientError> {
+    let (mut session, pake) = pair_v2::Session::start(side, code);
+    mailbox.post(Phase::Pake, pake).await?;
+    let peer_pake = mailbox.receive(Phase::Pake).await?;
+    let confirm = session.receive_pake(&peer_pake)?;
+    mailbox.post(Phase::Confirm, confirm).await?;
+    let peer_confirm = mailbox.receive(Phase::Confirm).await?;
+    session.receive_confirm(&peer_confirm)?;
+    let sealed = session.seal_roster(jails)?;
+    mailbox.post(Phase::Roster, sealed).await?;
+    let peer_roster = mailbox.receive(Phase::Roster).await?;
+    let roster = session.open_roster(&peer_roster, max_jails)?;
+    mailbox.post(Phase::Ack, session.ack()?).await?;
+    let peer_ack = mailbox.receive(Phase::Ack).await?;
+    session.receive_ack(&peer_ack)?;
+    Ok(roster)
 }
 
 /// Whether the URL's host is this machine: `localhost`, 127.0.0.0/8 or ::1.

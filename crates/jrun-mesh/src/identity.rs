@@ -106,6 +106,12 @@ impl Identity {
         self.key.verifying_key().to_bytes()
     }
 
+    /// An ed25519 signature of `message` by this key (pairing v2 signs roster entries).
+    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
+        use ed25519_dalek::Signer;
+        self.key.sign(message).to_bytes()
+    }
+
     /// The node's Yggdrasil address.
     pub fn address(&self) -> YggAddress {
         YggAddress::from_public_key(&self.public_key())

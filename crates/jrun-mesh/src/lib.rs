@@ -7,17 +7,22 @@
 
 #[cfg(feature = "client")]
 mod client;
+mod fingerprint;
 pub mod fsutil;
 mod identity;
 mod key_store;
 mod label;
 mod pair_code;
+pub mod pair_v2;
 pub mod protocol;
 mod ygg_address;
 pub mod yggdrasil;
 
 #[cfg(feature = "client")]
-pub use client::{ClientError, ClientOptions, PollOptions, RelayClient};
+pub use client::{
+    exchange_v2, ClientError, ClientOptions, Mailbox, PollOptions, RelayClient, RelayMailbox,
+};
+pub use fingerprint::fingerprint;
 pub use identity::{Identity, IdentityError};
 pub use key_store::{KeyStore, StoredKey};
 pub use label::{DnsLabel, LabelError};

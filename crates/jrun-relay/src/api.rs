@@ -12,11 +12,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use jrun_mesh::pair_v2::{self, Allocated, Messages, Offer, Posted};
 use jrun_mesh::protocol::{
     self, Created, CreatorToken, PollAnswer, PollStatus, Roster, TOKEN_OPT_IN_HEADER,
 };
 use jrun_mesh::PairCode;
 use tracing::{debug, info};
+
+use crate::mailbox::{Mailboxes, PostError};
 
 use crate::api_error::ApiError;
 use crate::rate_limit::{client_key, LookupBudget, RequestLimits};
@@ -27,6 +30,8 @@ use crate::RelayConfig;
 pub struct AppState {
     pub config: RelayConfig,
     pub store: Store,
+    /// Pairing v2's nameplates.
+    pub mailboxes: Mailboxes,
     /// Requests per client and per network.
     pub limits: RequestLimits,
     /// Failed code lookups, relay-wide.
@@ -40,6 +45,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/pair", post(create))
         .route("/pair/{code}", get(poll).post(join))
+        .route("/v2", get(offer))
+        .route("/v2/nameplate", post(allocate))
+        .route(
+            "/v2/nameplate/{n}/messages",
+            get(messages).post(post_message),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), rate_limit))
@@ -90,7 +101,7 @@ async fn healthz() -> Json<serde_json::Value> {
 async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        "no such endpoint; the relay serves POST /pair, GET and POST /pair/{code}, GET /healthz",
+        "no such endpoint; the relay serves POST /pair, GET and POST /pair/{code}, GET /v2, POST /v2/nameplate, GET and POST /v2/nameplate/{n}/messages, GET /healthz",
     )
 }
 
@@ -191,13 +202,7 @@ async fn create(
     let created = state
         .store
         .create_with(client, roster, wants_token)
-        .map_err(|e| match e {
-            StoreError::Full => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-                .retry_after(std::time::Duration::from_secs(60)),
-            StoreError::ClientFull => ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string())
-                .retry_after(std::time::Duration::from_secs(60)),
-            StoreError::Rng => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        })?;
+        .map_err(store_error)?;
     // Codes and tokens are never logged: a log reader could otherwise join or collect.
     info!(%client, jails, token = wants_token, "pairing created");
     Ok(Json(created))
@@ -263,6 +268,126 @@ async fn join(
     state.lookups.refund();
     info!(%client, jails, "pairing joined");
     Ok(Json(Roster::clone(&creators)))
+}
+
+/// `GET /v2`: the versions beyond v1 this relay speaks (a v1-only relay answers 404).
+async fn offer() -> Json<Offer> {
+    Json(Offer { versions: vec![2] })
+}
+
+fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Full => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            .retry_after(std::time::Duration::from_secs(60)),
+        StoreError::ClientFull => ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string())
+            .retry_after(std::time::Duration::from_secs(60)),
+        StoreError::Rng => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+/// `POST /v2/nameplate`: a nameplate and side a's token. The words are the creator's own.
+async fn allocate(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+) -> Result<Json<Allocated>, ApiError> {
+    let client = client_key(client_of(&state.config, &request));
+    let (nameplate, token) = state.mailboxes.allocate(client).map_err(store_error)?;
+    // Nameplates and tokens are never logged.
+    info!(%client, "v2 nameplate allocated");
+    Ok(Json(Allocated { nameplate, token }))
+}
+
+fn nameplate_of(path: Result<Path<String>, PathRejection>) -> Option<u32> {
+    let Ok(Path(text)) = path else {
+        return None;
+    };
+    if text.starts_with('0') || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse()
+        .ok()
+        .filter(|n| (pair_v2::NAMEPLATE_MIN..=pair_v2::NAMEPLATE_MAX).contains(n))
+}
+
+fn v2_gone() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no pairing with this nameplate: it expired or ended",
+    )
+}
+
+/// Whether a request carries a token of this nameplate (then it spends no lookup budget).
+fn v2_authorized(state: &AppState, nameplate: Option<u32>, token: Option<&CreatorToken>) -> bool {
+    match (nameplate, token) {
+        (Some(n), Some(t)) => state.mailboxes.holds_token(n, t),
+        _ => false,
+    }
+}
+
+/// `POST /v2/nameplate/{n}/messages`: appends one opaque message.
+async fn post_message(
+    State(state): State<Arc<AppState>>,
+    path: Result<Path<String>, PathRejection>,
+    request: Request,
+) -> Result<Json<Posted>, ApiError> {
+    let nameplate = nameplate_of(path);
+    let token = bearer_token(request.headers());
+    let (parts, body) = request.into_parts();
+    let bytes = read_body(&state, &parts.headers, body).await?;
+    let message = pair_v2::parse_post(&bytes).map_err(ApiError::bad_message)?;
+    let authorized = v2_authorized(&state, nameplate, token.as_ref());
+    if !authorized {
+        spend_lookup(&state)?;
+    }
+    let nameplate = nameplate.ok_or_else(v2_gone)?;
+    let phase = message.phase;
+    let issued = state
+        .mailboxes
+        .post(nameplate, token.as_ref(), message)
+        .map_err(|e| match e {
+            PostError::NotFound => v2_gone(),
+            PostError::Conflict => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+            PostError::Full => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+                .retry_after(std::time::Duration::from_secs(60)),
+        })?;
+    if !authorized {
+        state.lookups.refund();
+    }
+    debug!(?phase, "v2 message");
+    Ok(Json(Posted { token: issued }))
+}
+
+/// `GET /v2/nameplate/{n}/messages?after=K`: the messages from index K on.
+async fn messages(
+    State(state): State<Arc<AppState>>,
+    path: Result<Path<String>, PathRejection>,
+    request: Request,
+) -> Result<Json<Messages>, ApiError> {
+    let nameplate = nameplate_of(path);
+    let token = bearer_token(request.headers());
+    let after = request
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("after="))
+        .map_or(Ok(0), |v| v.parse::<usize>())
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "after= must be a number"))?;
+    let authorized = v2_authorized(&state, nameplate, token.as_ref());
+    if !authorized {
+        spend_lookup(&state)?;
+    }
+    let list = match (nameplate, &token) {
+        (Some(n), Some(t)) => state.mailboxes.messages(n, t, after),
+        _ => None,
+    }
+    .ok_or_else(v2_gone)?;
+    if !authorized {
+        state.lookups.refund();
+    }
+    Ok(Json(Messages {
+        messages: list.iter().map(|m| m.to_wire()).collect(),
+    }))
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! jrun's pairing relay server (`jrun relay`): the v1 HTTP protocol of DESIGN §5, with
+//! jrun's pairing relay server (`jrun relay`): the v1 HTTP protocol of DESIGN §5 and
+//! pairing v2's nameplates (docs/pairing.md), with
 //! bounded memory, per-client limits and strict validation of every roster, and
 //! optionally a supervised Yggdrasil node that instances peer with.
 //!
@@ -16,6 +17,7 @@ mod api_error;
 pub mod clock;
 mod code;
 mod config;
+pub mod mailbox;
 mod rate_limit;
 mod server;
 mod store;

@@ -24,6 +24,7 @@ use tracing::{debug, info, warn};
 
 use crate::api::{self, AppState};
 use crate::clock::{Clock, SystemClock};
+use crate::mailbox::Mailboxes;
 use crate::rate_limit::{client_key, network_key, LookupBudget, RequestLimits};
 use crate::store::Store;
 use crate::RelayConfig;
@@ -51,11 +52,13 @@ impl Relay {
             clock.clone(),
         );
         let lookups = LookupBudget::new(config.max_failed_lookups_per_minute, clock.clone());
-        let store = Store::new(config.clone(), clock);
+        let store = Store::new(config.clone(), clock.clone());
+        let mailboxes = Mailboxes::new(config.clone(), clock);
         Relay {
             state: Arc::new(AppState {
                 config,
                 store,
+                mailboxes,
                 limits,
                 lookups,
             }),
@@ -65,6 +68,11 @@ impl Relay {
     /// The pairings (for tests and metrics).
     pub fn store(&self) -> &Store {
         &self.state.store
+    }
+
+    /// Pairing v2's nameplates (for tests and metrics).
+    pub fn mailboxes(&self) -> &Mailboxes {
+        &self.state.mailboxes
     }
 
     /// The HTTP routes; requests need a `ConnectInfo<SocketAddr>` extension to be told apart
@@ -233,6 +241,7 @@ async fn sweep_forever(state: Arc<AppState>) {
     loop {
         tick.tick().await;
         state.store.sweep_expired();
+        state.mailboxes.pending();
     }
 }
 

@@ -242,6 +242,11 @@ fn pair(creator: &Instance, joiner: &Instance) -> String {
     assert_eq!(joined["code"], code.as_str());
     let last: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
     assert_eq!(last["event"], "paired");
+    // jrun's relay speaks v2: both sides used it and read the same fingerprint.
+    assert_eq!(last["protocol"], 2, "{last}");
+    assert_eq!(joined["protocol"], 2, "{joined}");
+    assert_eq!(last["fingerprint"], joined["fingerprint"]);
+    assert_eq!(last["fingerprint"].as_str().unwrap().split(' ').count(), 4);
     let status = child.0.wait().unwrap();
     assert!(status.success(), "jrun pair on the creator: {status}");
     code

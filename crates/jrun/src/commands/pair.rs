@@ -11,8 +11,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jrun_core::config::JailName;
 use jrun_core::state::{LockWait, MeshPeer, PairDirection, State, StateStore};
-use jrun_mesh::protocol::{Created, Roster};
-use jrun_mesh::{ClientError, ClientOptions, KeyStore, PairCode, PollOptions, RelayClient};
+use jrun_mesh::pair_v2::{Side, V2Code};
+use jrun_mesh::protocol::{Roster, MAX_ROSTER_JAILS};
+use jrun_mesh::{
+    exchange_v2, ClientError, ClientOptions, Identity, KeyStore, PairCode, PollOptions,
+    RelayClient, RelayMailbox,
+};
 use miette::{miette, IntoDiagnostic};
 use serde::Serialize;
 
@@ -21,6 +25,10 @@ use crate::runtimes;
 
 /// Without arguments: create a pairing, print its code and wait for the peer.
 /// With a code: join the peer's pairing.
+///
+/// With a relay that offers pairing v2 (jrun relay) the relay can neither read nor swap
+/// the rosters (docs/pairing.md); otherwise v1 is used, with a warning. Both sides print
+/// the same fingerprint (four words): compare them with your peer.
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -121,7 +129,9 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         ));
     }
 
-    // Read this side's roster under the lock, then let the lock go.
+    // Read this side's roster (and, for v2, its jails' keys) under the lock, then let
+    // the lock go.
+    let keys = KeyStore::open(&settings.home);
     let (roster, joining) = {
         let lock = store.lock(LockWait::No).into_diagnostic()?;
         let joining = match &args.code {
@@ -134,15 +144,9 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         };
         let shared = pairing::shared_jails(&lock.state, share.as_deref()).map_err(report)?;
         let running = |jail: &JailName| selected.running_mesh_address(jail);
-        let roster = pairing::local_roster(
-            &lock.state,
-            &shared,
-            &KeyStore::open(&settings.home),
-            rt,
-            &running,
-            NODE_PATIENCE,
-        )
-        .map_err(report)?;
+        let roster =
+            pairing::local_roster(&lock.state, &shared, &keys, rt, &running, NODE_PATIENCE)
+                .map_err(report)?;
         (roster, joining)
     };
     let client = client.expect("made unless dropping");
@@ -150,15 +154,70 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         .enable_all()
         .build()
         .into_diagnostic()?;
+    let offers_v2 = tokio.block_on(client.offers_v2()).map_err(client_report)?;
+    // A v2 code (a nameplate of four or more digits, then three list words) on a relay
+    // that speaks v2; anything else is v1, as Jailrun's clients and relays speak it.
+    let v2_code = match &joining {
+        Some(code) => V2Code::parse(code).filter(|_| offers_v2),
+        None => None,
+    };
+    let use_v2 = offers_v2 && (joining.is_none() || v2_code.is_some());
+    let protocol = if use_v2 { 2 } else { 1 };
+    if !use_v2 {
+        eprintln!(
+            "jrun: warning: {}; with pairing v1 the relay (or anyone on the way to it) could read both rosters and swap them unnoticed. Compare the fingerprint printed at the end with your peer's (say it over the phone) before relying on this pairing.",
+            if offers_v2 {
+                "this code is a v1 code (your peer's jrun or relay does not speak pairing v2)".to_string()
+            } else {
+                format!("the relay at {} does not offer pairing v2", client.url())
+            }
+        );
+    }
+    let identities = if use_v2 {
+        jail_identities(&keys, &roster).map_err(report)?
+    } else {
+        Vec::new()
+    };
+    // At most a second between polls: once the peer joined, this side applies the
+    // pairing within about a second (a relay allows 10 requests a second per client). v2
+    // waits for several messages in a row, each usually there within milliseconds.
+    let options = PollOptions {
+        deadline: args.timeout,
+        first_interval: Duration::from_millis(if use_v2 { 50 } else { 250 }),
+        max_interval: Duration::from_secs(1),
+    };
 
-    let (code, direction, remote) = match joining {
-        Some(code) => {
+    let (code, direction, remote) = match (joining, v2_code) {
+        (Some(_), Some(v2)) => {
+            let code = v2.code();
+            let mut mailbox = RelayMailbox::join(&client, &v2, options);
+            let exchange = exchange_v2(&mut mailbox, Side::B, &v2, &identities, MAX_ROSTER_JAILS);
+            match wait(&tokio, &code, None, args.json, exchange) {
+                Ok(remote) => (code, PairDirection::Joined, remote),
+                Err(e) => return cancelled_or(e, &code),
+            }
+        }
+        (Some(code), None) => {
             let remote = tokio
                 .block_on(client.join(&code, &roster))
                 .map_err(|e| exchanged_report(e, &code, &roster))?;
             (code, PairDirection::Joined, remote)
         }
-        None => {
+        (None, _) if use_v2 => {
+            // The relay allocates the nameplate; the words are drawn here and never
+            // reach it.
+            let (v2, mut mailbox) = tokio
+                .block_on(RelayMailbox::create(&client, options))
+                .map_err(client_report)?;
+            let code = v2.code();
+            announce(&code, args.json);
+            let exchange = exchange_v2(&mut mailbox, Side::A, &v2, &identities, MAX_ROSTER_JAILS);
+            match wait(&tokio, &code, Some(args.timeout), args.json, exchange) {
+                Ok(remote) => (code, PairDirection::Created, remote),
+                Err(e) => return cancelled_or(e, &code),
+            }
+        }
+        (None, _) => {
             // The creator token (when the relay issues one) stays in this process: only
             // this side can collect the joiner's roster, and nobody else can learn from
             // the relay whether the code is live.
@@ -167,15 +226,19 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
                 .map_err(client_report)?;
             let code = created.code.clone();
             announce(&code, args.json);
-            match wait(&tokio, &client, &created, args.timeout, args.json) {
+            let waiting = client.wait_for_join(&created, &options, std::future::pending());
+            match wait(&tokio, &code, Some(args.timeout), args.json, waiting) {
                 Ok(remote) => (code, PairDirection::Created, remote),
                 Err(ClientError::Cancelled { .. }) => {
-                    eprintln!("jrun: pairing {code} cancelled; nothing was changed.");
-                    return Ok(ExitCode::from(CANCELLED));
+                    return cancelled_or(ClientError::Cancelled { code: code.clone() }, &code)
                 }
                 Err(e) => return Err(exchanged_report(e, &code, &roster)),
             }
         }
+    };
+    let fingerprint = match direction {
+        PairDirection::Created => jrun_mesh::fingerprint(&code, &roster, &remote),
+        PairDirection::Joined => jrun_mesh::fingerprint(&code, &remote, &roster),
     };
 
     // Record and apply under the lock, from the state as it is now. The relay has handed
@@ -207,7 +270,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     lock.state.mesh_pending = false;
     lock.save().into_diagnostic()?;
     drop(lock);
-    print_paired(&peer, args.json);
+    print_paired(&peer, protocol, &fingerprint, args.json);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -236,44 +299,80 @@ fn fault_point(point: &str) {
     }
 }
 
-/// Polls the relay until the peer joins, with a spinner on a terminal; Ctrl-C cancels.
-fn wait(
+/// Runs an exchange with the relay (waiting for the peer, or the v2 steps) with a spinner
+/// on a terminal; Ctrl-C cancels. `waiting` is the creator's patience, shown to the user.
+fn wait<T>(
     tokio: &tokio::runtime::Runtime,
-    client: &RelayClient,
-    pairing: &Created,
-    deadline: Duration,
+    code: &PairCode,
+    waiting: Option<Duration>,
     json: bool,
-) -> Result<Roster, ClientError> {
-    let code = &pairing.code;
+    exchange: impl std::future::Future<Output = Result<T, ClientError>>,
+) -> Result<T, ClientError> {
+    let message = if waiting.is_some() {
+        format!("waiting for your peer to join {code} (Ctrl-C cancels)")
+    } else {
+        format!("pairing with {code} (Ctrl-C cancels)")
+    };
     let spinner = (!json && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
-        bar.set_message(format!(
-            "waiting for your peer to join {code} (Ctrl-C cancels)"
-        ));
+        bar.set_message(message);
         bar.enable_steady_tick(Duration::from_millis(100));
         bar
     });
-    if spinner.is_none() && !json {
+    if let (None, false, Some(deadline)) = (&spinner, json, waiting) {
         eprintln!("jrun: waiting up to {deadline:?} for the peer to join {code}…");
     }
-    // At most a second between polls: once the peer joined, this side applies the
-    // pairing within about a second (a relay allows 10 requests a second per client).
-    let options = PollOptions {
-        deadline,
-        first_interval: Duration::from_millis(250),
-        max_interval: Duration::from_secs(1),
-    };
     let cancel = async {
         // Without a handler Ctrl-C would kill us mid-write; with it, the wait just ends.
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
     };
-    let result = tokio.block_on(client.wait_for_join(pairing, &options, cancel));
+    let result = tokio.block_on(async {
+        tokio::select! {
+            () = cancel => Err(ClientError::Cancelled { code: code.clone() }),
+            r = exchange => r,
+        }
+    });
     if let Some(bar) = spinner {
         bar.finish_and_clear();
     }
     result
+}
+
+/// The exit of a pairing that did not go through: 130 after Ctrl-C, else the error.
+fn cancelled_or(e: ClientError, code: &PairCode) -> miette::Result<ExitCode> {
+    match e {
+        ClientError::Cancelled { .. } => {
+            eprintln!("jrun: pairing {code} cancelled; nothing was changed.");
+            Ok(ExitCode::from(CANCELLED))
+        }
+        e => Err(client_report(e)),
+    }
+}
+
+/// Each roster jail's key, to sign its v2 roster entry.
+fn jail_identities(
+    keys: &KeyStore,
+    roster: &Roster,
+) -> Result<Vec<(JailName, Identity)>, PairError> {
+    roster
+        .jails
+        .iter()
+        .map(|j| {
+            let key = keys
+                .existing_jail_key(&j.name)
+                .map_err(|e| PairError::BadKey {
+                    jail: j.name.to_string(),
+                    cause: e.to_string(),
+                })?
+                .ok_or_else(|| PairError::NoKey {
+                    jail: j.name.to_string(),
+                    dir: keys.dir().display().to_string(),
+                })?;
+            Ok((j.name.clone(), key.identity))
+        })
+        .collect()
 }
 
 fn drop_pairing(
@@ -424,16 +523,21 @@ fn announce(code: &PairCode, json: bool) {
     let _ = out.flush();
 }
 
-fn print_paired(peer: &MeshPeer, json: bool) {
+fn print_paired(peer: &MeshPeer, protocol: u8, fingerprint: &str, json: bool) {
     let rows = rows([peer]);
     if json {
-        let line =
-            serde_json::json!({ "event": "paired", "code": peer.code.as_str(), "jails": rows });
+        let line = serde_json::json!({
+            "event": "paired",
+            "code": peer.code.as_str(),
+            "protocol": protocol,
+            "fingerprint": fingerprint,
+            "jails": rows,
+        });
         println!("{line}");
         return;
     }
     println!(
-        "Paired under {}: your jails now reach {} remote jail(s):",
+        "Paired under {} (protocol v{protocol}): your jails now reach {} remote jail(s):",
         peer.code,
         rows.len()
     );
@@ -444,6 +548,7 @@ fn print_paired(peer: &MeshPeer, json: bool) {
         let names: Vec<&str> = shared.iter().map(|j| j.as_str()).collect();
         println!("They reach only these jails of yours: {}", names.join(", "));
     }
+    println!("Fingerprint: {fingerprint} (your peer sees the same words; if not, run `jrun pair --drop {}`)", peer.code);
 }
 
 fn rows<'a>(peers: impl IntoIterator<Item = &'a MeshPeer>) -> Vec<Row> {

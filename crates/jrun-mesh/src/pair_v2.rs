@@ -1,0 +1,660 @@
+//! Pairing protocol v2 (docs/pairing.md): the relay carries opaque messages under a
+//! nameplate; the two clients run SPAKE2 with the code's words as the password, confirm
+//! the key, then exchange rosters sealed with XChaCha20-Poly1305 whose every entry is
+//! signed by the jail's own Yggdrasil key.
+//!
+//! This module is the wire format (shared with the relay, which validates it) and the
+//! cryptography as a sans-I/O [`Session`]; the HTTP driver lives in the client.
+//!
+//! ```text
+//! GET  /v2                                  → {"versions":[2]}
+//! POST /v2/nameplate                        → {"nameplate":4821,"token":"<32 hex>"}
+//! POST /v2/nameplate/{n}/messages {"side":"a"|"b","phase":…,"body":"<base64>"}
+//!                                           → {} (or {"token":…} to the side-b claim)
+//! GET  /v2/nameplate/{n}/messages?after=K   → {"messages":[{"side","phase","body"},…]}
+//! ```
+
+use std::collections::HashSet;
+use std::fmt;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use ed25519_dalek::{Signature, VerifyingKey};
+use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use spake2::{Ed25519Group, Identity as SpakeId, Password, Spake2};
+use zeroize::Zeroizing;
+
+use crate::protocol::{self, CreatorToken, MessageError, Roster, RosterJail};
+use crate::{DnsLabel, Identity, PairCode, YggAddress};
+
+/// The protocol's name, bound into the SPAKE2 identities and every derived key.
+pub const PROTOCOL: &str = "jrun-pair-v2";
+
+/// The smallest v2 nameplate. `jrun relay`'s v1 codes start with 1–999, so a code whose
+/// number is this or more is a v2 code: the joiner can tell which protocol to speak.
+pub const NAMEPLATE_MIN: u32 = 1000;
+/// The largest v2 nameplate.
+pub const NAMEPLATE_MAX: u32 = 999_999;
+
+/// The largest decoded message body the protocol produces or accepts.
+pub const MAX_MESSAGE_BYTES: usize = 96 * 1024;
+
+/// Which end of the pairing: `a` created it, `b` joined it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    /// The creator.
+    A,
+    /// The joiner.
+    B,
+}
+
+impl Side {
+    /// The other side.
+    pub fn peer(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
+    }
+
+    /// `a` or `b`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::A => "a",
+            Side::B => "b",
+        }
+    }
+
+    /// 0 for `a`, 1 for `b`.
+    pub fn index(self) -> usize {
+        match self {
+            Side::A => 0,
+            Side::B => 1,
+        }
+    }
+}
+
+/// The steps of the exchange, each at most one message per side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// The SPAKE2 message.
+    Pake,
+    /// The key-confirmation MAC.
+    Confirm,
+    /// The sealed, signed roster.
+    Roster,
+    /// A MAC over both rosters: this side accepted the pairing.
+    Ack,
+    /// This side gave up (empty body); unauthenticated, so it can only stop a pairing.
+    Abort,
+    /// This side has read everything it needs (empty body).
+    Done,
+}
+
+impl Phase {
+    /// Whether this phase ends a side's part (the relay forgets a nameplate once both ended).
+    pub fn is_final(self) -> bool {
+        matches!(self, Phase::Abort | Phase::Done)
+    }
+}
+
+/// `GET /v2`: the versions the relay speaks beyond v1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Offer {
+    /// Protocol versions, e.g. `[2]`.
+    pub versions: Vec<u32>,
+}
+
+/// `POST /v2/nameplate`: a fresh nameplate and side a's token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Allocated {
+    /// The number the code starts with.
+    pub nameplate: u32,
+    /// Side a's secret for posting and reading.
+    pub token: CreatorToken,
+}
+
+/// One message on the wire: the body is base64.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireMessage {
+    /// Who sent it.
+    pub side: Side,
+    /// Which step.
+    pub phase: Phase,
+    /// The opaque body, base64 (standard alphabet, padded).
+    pub body: String,
+}
+
+/// The answer to a post: side b's token when the post claimed side b.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Posted {
+    /// Side b's secret, handed out once, to the post that claimed side b.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<CreatorToken>,
+}
+
+/// The answer to `GET …/messages`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Messages {
+    /// The messages from index `after` on, in the order the relay received them.
+    pub messages: Vec<WireMessage>,
+}
+
+/// A decoded message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Who sent it.
+    pub side: Side,
+    /// Which step.
+    pub phase: Phase,
+    /// The opaque body.
+    pub body: Vec<u8>,
+}
+
+impl Message {
+    /// The wire form.
+    pub fn to_wire(&self) -> WireMessage {
+        WireMessage {
+            side: self.side,
+            phase: self.phase,
+            body: B64.encode(&self.body),
+        }
+    }
+}
+
+/// Decodes and bounds one wire message (the relay and the client apply the same rules).
+pub fn decode_message(wire: WireMessage) -> Result<Message, MessageError> {
+    let body = B64.decode(wire.body.as_bytes()).map_err(|_| MessageError {
+        field: Some("body".into()),
+        message: "not standard base64".into(),
+    })?;
+    if body.len() > MAX_MESSAGE_BYTES {
+        return Err(MessageError {
+            field: Some("body".into()),
+            message: format!("larger than {MAX_MESSAGE_BYTES} bytes"),
+        });
+    }
+    if wire.phase.is_final() && !body.is_empty() {
+        return Err(MessageError {
+            field: Some("body".into()),
+            message: "must be empty for this phase".into(),
+        });
+    }
+    Ok(Message {
+        side: wire.side,
+        phase: wire.phase,
+        body,
+    })
+}
+
+/// Parses a posted message (`POST …/messages`).
+pub fn parse_post(body: &[u8]) -> Result<Message, MessageError> {
+    decode_message(protocol::decode_plain(body)?)
+}
+
+/// Parses the relay's list of messages; at most `max` of them.
+pub fn parse_messages(body: &[u8], max: usize) -> Result<Vec<Message>, MessageError> {
+    let list: Messages = protocol::decode_plain(body)?;
+    if list.messages.len() > max {
+        return Err(MessageError {
+            field: Some("messages".into()),
+            message: format!("more than {max} messages"),
+        });
+    }
+    list.messages.into_iter().map(decode_message).collect()
+}
+
+/// A v2 code: the relay's nameplate and three words the creator drew, which never reach
+/// the relay. `Debug` hides the words.
+#[derive(Clone, PartialEq, Eq)]
+pub struct V2Code {
+    nameplate: u32,
+    words: [u16; 3],
+}
+
+impl fmt::Debug for V2Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "V2Code({}-…)", self.nameplate)
+    }
+}
+
+/// The code words: BIP-39's English list, as `jrun relay` uses for v1 codes.
+pub fn words() -> &'static [&'static str; 2048] {
+    bip39::Language::English.word_list()
+}
+
+impl V2Code {
+    /// A code for `nameplate` with three words from the OS RNG (33 bits).
+    pub fn random(nameplate: u32) -> Result<Self, getrandom::Error> {
+        let mut bytes = [0u8; 6];
+        getrandom::fill(&mut bytes)?;
+        let w = |i: usize| u16::from_le_bytes([bytes[2 * i], bytes[2 * i + 1]]) & 0x7ff;
+        Ok(V2Code {
+            nameplate,
+            words: [w(0), w(1), w(2)],
+        })
+    }
+
+    /// The v2 code a typed code is, if it is one: a nameplate in
+    /// [`NAMEPLATE_MIN`]..=[`NAMEPLATE_MAX`] without leading zeros, then three list words.
+    pub fn parse(code: &PairCode) -> Option<Self> {
+        let mut parts = code.as_str().split('-');
+        let number = parts.next()?;
+        if number.starts_with('0') || !number.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let nameplate: u32 = number.parse().ok()?;
+        if !(NAMEPLATE_MIN..=NAMEPLATE_MAX).contains(&nameplate) {
+            return None;
+        }
+        let mut words_ = [0u16; 3];
+        for slot in &mut words_ {
+            let w = parts.next()?;
+            *slot = words().iter().position(|x| *x == w)? as u16;
+        }
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(V2Code {
+            nameplate,
+            words: words_,
+        })
+    }
+
+    /// The nameplate (what the relay knows).
+    pub fn nameplate(&self) -> u32 {
+        self.nameplate
+    }
+
+    /// The whole code, to be typed on the other side.
+    pub fn code(&self) -> PairCode {
+        format!("{}-{}", self.nameplate, self.password().as_str())
+            .parse()
+            .expect("a number and list words make a DNS label")
+    }
+
+    fn password(&self) -> Zeroizing<String> {
+        let w = |i: usize| words()[usize::from(self.words[i])];
+        Zeroizing::new(format!("{}-{}-{}", w(0), w(1), w(2)))
+    }
+}
+
+/// Why a v2 pairing failed. Each message says that nothing was applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum V2Error {
+    /// Key confirmation failed: the two sides typed different codes (or someone guessed).
+    #[error("the code does not match: your peer's code and yours differ (a typo, or someone else tried this code); nothing was changed. Create a new pairing and type its code exactly")]
+    CodeMismatch,
+    /// A sealed message did not open or an acknowledgement did not verify.
+    #[error("a pairing message was altered on the way (by the relay or someone between); nothing was changed")]
+    Tampered,
+    /// The peer's side gave up.
+    #[error("your peer's jrun gave up the pairing (it saw a wrong code or an altered message); nothing was changed")]
+    PeerAborted,
+    /// A message that breaks the protocol.
+    #[error("the peer sent an invalid pairing message ({0}); nothing was changed")]
+    Malformed(String),
+    /// A roster entry whose signature does not verify.
+    #[error("the peer's roster lists jail `{name}` with a signature that does not verify; nothing was changed")]
+    BadSignature {
+        /// The jail.
+        name: String,
+    },
+    /// A roster entry whose address is not the one its key derives.
+    #[error("the peer's roster lists jail `{name}` at {address}, but its key owns {derived}: a peer may list only addresses it owns; nothing was changed")]
+    AddressNotOwned {
+        /// The jail.
+        name: String,
+        /// The address listed.
+        address: String,
+        /// The address the key derives.
+        derived: String,
+    },
+    /// Called out of order (a bug of the caller).
+    #[error("pairing step out of order")]
+    OutOfOrder,
+}
+
+/// A roster entry as sealed: name, address, the key it derives from, and that key's
+/// signature (see [`entry_message`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedJail {
+    /// The jail's name.
+    pub name: DnsLabel,
+    /// Its Yggdrasil address.
+    pub ygg_address: YggAddress,
+    /// Its ed25519 public key, hex.
+    pub public_key: String,
+    /// The key's signature, hex.
+    pub signature: String,
+}
+
+/// The plaintext of a roster message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedRoster {
+    /// The entries.
+    pub jails: Vec<SignedJail>,
+}
+
+/// What a roster entry's key signs: the protocol, the transcript id (which only the two
+/// sides know and which differs for every pairing), the sending side, the name and the
+/// address.
+pub fn entry_message(
+    transcript: &[u8; 32],
+    side: Side,
+    name: &DnsLabel,
+    address: YggAddress,
+) -> Vec<u8> {
+    let mut m = Vec::with_capacity(128);
+    m.extend_from_slice(PROTOCOL.as_bytes());
+    m.extend_from_slice(b" roster entry\0");
+    m.extend_from_slice(transcript);
+    m.push(side.as_str().as_bytes()[0]);
+    let name = name.as_str().as_bytes();
+    m.push(u8::try_from(name.len()).expect("a DNS label is at most 63 bytes"));
+    m.extend_from_slice(name);
+    m.extend_from_slice(&address.ip().octets());
+    m
+}
+
+struct Keys {
+    confirm: Zeroizing<[u8; 32]>,
+    roster: Zeroizing<[u8; 32]>,
+    transcript: [u8; 32],
+}
+
+/// One side of a v2 exchange, without I/O: feed it the peer's messages in order.
+pub struct Session {
+    side: Side,
+    nameplate: u32,
+    spake: Option<Spake2<Ed25519Group>>,
+    keys: Option<Keys>,
+    confirmed: bool,
+    /// SHA-256 of the roster plaintext each side sent, once known.
+    roster_hashes: [Option<[u8; 32]>; 2],
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+fn spake_ids(nameplate: u32) -> (SpakeId, SpakeId) {
+    (
+        SpakeId::new(format!("{PROTOCOL}:{nameplate}:a").as_bytes()),
+        SpakeId::new(format!("{PROTOCOL}:{nameplate}:b").as_bytes()),
+    )
+}
+
+impl Session {
+    /// Starts `side`'s part with `code`; returns the PAKE message to post.
+    pub fn start(side: Side, code: &V2Code) -> (Session, Vec<u8>) {
+        let password = code.password();
+        let password = Password::new(password.as_bytes());
+        let (id_a, id_b) = spake_ids(code.nameplate);
+        let (spake, message) = match side {
+            Side::A => Spake2::<Ed25519Group>::start_a(&password, &id_a, &id_b),
+            Side::B => Spake2::<Ed25519Group>::start_b(&password, &id_a, &id_b),
+        };
+        (
+            Session {
+                side,
+                nameplate: code.nameplate,
+                spake: Some(spake),
+                keys: None,
+                confirmed: false,
+                roster_hashes: [None, None],
+            },
+            message,
+        )
+    }
+
+    /// Takes the peer's PAKE message; returns this side's confirmation MAC to post.
+    pub fn receive_pake(&mut self, message: &[u8]) -> Result<Vec<u8>, V2Error> {
+        let spake = self.spake.take().ok_or(V2Error::OutOfOrder)?;
+        // A malformed element fails here; an element from a wrong password only fails the
+        // confirmation, on both sides alike.
+        let key = Zeroizing::new(
+            spake
+                .finish(message)
+                .map_err(|e| V2Error::Malformed(format!("PAKE message: {e:?}")))?,
+        );
+        let hk = Hkdf::<Sha256>::new(Some(PROTOCOL.as_bytes()), &key);
+        let expand = |info: &str| {
+            let mut out = Zeroizing::new([0u8; 32]);
+            hk.expand(format!("{PROTOCOL} {info}").as_bytes(), out.as_mut())
+                .expect("32 bytes is a valid HKDF-SHA256 length");
+            out
+        };
+        let transcript = *expand("transcript");
+        self.keys = Some(Keys {
+            confirm: expand("confirm"),
+            roster: expand("roster"),
+            transcript,
+        });
+        Ok(self.confirm_mac(self.side))
+    }
+
+    fn keys(&self) -> Result<&Keys, V2Error> {
+        self.keys.as_ref().ok_or(V2Error::OutOfOrder)
+    }
+
+    fn mac(&self, parts: &[&[u8]]) -> HmacSha256 {
+        let keys = self.keys.as_ref().expect("keys derived before any MAC");
+        let mut mac =
+            <HmacSha256 as Mac>::new_from_slice(keys.confirm.as_ref()).expect("any key length");
+        for p in parts {
+            mac.update(&(p.len() as u32).to_be_bytes());
+            mac.update(p);
+        }
+        mac
+    }
+
+    fn confirm_mac(&self, side: Side) -> Vec<u8> {
+        let np = self.nameplate.to_be_bytes();
+        self.mac(&[
+            PROTOCOL.as_bytes(),
+            b"confirm",
+            &np,
+            side.as_str().as_bytes(),
+        ])
+        .finalize()
+        .into_bytes()
+        .to_vec()
+    }
+
+    /// Checks the peer's confirmation MAC: equal keys, hence equal codes.
+    pub fn receive_confirm(&mut self, message: &[u8]) -> Result<(), V2Error> {
+        self.keys()?;
+        let np = self.nameplate.to_be_bytes();
+        let peer = self.side.peer();
+        self.mac(&[
+            PROTOCOL.as_bytes(),
+            b"confirm",
+            &np,
+            peer.as_str().as_bytes(),
+        ])
+        .verify_slice(message)
+        .map_err(|_| V2Error::CodeMismatch)?;
+        self.confirmed = true;
+        Ok(())
+    }
+
+    /// The transcript id both sides share after the PAKE (what roster entries sign).
+    pub fn transcript(&self) -> Result<[u8; 32], V2Error> {
+        Ok(self.keys()?.transcript)
+    }
+
+    fn aad(&self, side: Side) -> Vec<u8> {
+        format!("{PROTOCOL}|{}|{}|roster", self.nameplate, side.as_str()).into_bytes()
+    }
+
+    /// This side's roster, every entry signed by its jail's key, sealed. Only after the
+    /// peer's confirmation verified.
+    pub fn seal_roster(&mut self, jails: &[(DnsLabel, Identity)]) -> Result<Vec<u8>, V2Error> {
+        if !self.confirmed {
+            return Err(V2Error::OutOfOrder);
+        }
+        let transcript = self.keys()?.transcript;
+        let roster = SignedRoster {
+            jails: jails
+                .iter()
+                .map(|(name, id)| {
+                    let address = id.address();
+                    SignedJail {
+                        name: name.clone(),
+                        ygg_address: address,
+                        public_key: hex::encode(id.public_key()),
+                        signature: hex::encode(id.sign(&entry_message(
+                            &transcript,
+                            self.side,
+                            name,
+                            address,
+                        ))),
+                    }
+                })
+                .collect(),
+        };
+        let plain = serde_json::to_vec(&roster).expect("rosters serialise");
+        self.roster_hashes[self.side.index()] = Some(Sha256::digest(&plain).into());
+        let mut nonce = [0u8; 24];
+        getrandom::fill(&mut nonce).map_err(|e| V2Error::Malformed(format!("RNG: {e}")))?;
+        let cipher = XChaCha20Poly1305::new(self.keys()?.roster.as_ref().into());
+        let aad = self.aad(self.side);
+        let sealed = cipher
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: &plain,
+                    aad: &aad,
+                },
+            )
+            .expect("sealing in memory cannot fail");
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+
+    /// Opens the peer's sealed roster and checks every entry: signature by the listed
+    /// key over this pairing's transcript, and an address that key derives.
+    pub fn open_roster(&mut self, message: &[u8], max_jails: usize) -> Result<Roster, V2Error> {
+        if !self.confirmed {
+            return Err(V2Error::OutOfOrder);
+        }
+        let keys = self.keys()?;
+        if message.len() < 24 {
+            return Err(V2Error::Tampered);
+        }
+        let (nonce, sealed) = message.split_at(24);
+        let cipher = XChaCha20Poly1305::new(keys.roster.as_ref().into());
+        let peer = self.side.peer();
+        let aad = self.aad(peer);
+        let plain = cipher
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: sealed,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| V2Error::Tampered)?;
+        let signed: SignedRoster = protocol::decode_plain(&plain)
+            .map_err(|e| V2Error::Malformed(format!("roster: {e}")))?;
+        let roster = verify_roster(&signed, &keys.transcript, peer, max_jails)?;
+        self.roster_hashes[peer.index()] = Some(Sha256::digest(&plain).into());
+        Ok(roster)
+    }
+
+    fn ack_mac(&self, side: Side) -> Result<HmacSha256, V2Error> {
+        let [Some(a), Some(b)] = self.roster_hashes else {
+            return Err(V2Error::OutOfOrder);
+        };
+        let np = self.nameplate.to_be_bytes();
+        Ok(self.mac(&[
+            PROTOCOL.as_bytes(),
+            b"ack",
+            &np,
+            side.as_str().as_bytes(),
+            &a,
+            &b,
+        ]))
+    }
+
+    /// This side's acknowledgement: a MAC over both rosters as sent and received.
+    pub fn ack(&self) -> Result<Vec<u8>, V2Error> {
+        Ok(self.ack_mac(self.side)?.finalize().into_bytes().to_vec())
+    }
+
+    /// Checks the peer's acknowledgement: it received exactly the roster this side sent.
+    pub fn receive_ack(&self, message: &[u8]) -> Result<(), V2Error> {
+        self.ack_mac(self.side.peer())?
+            .verify_slice(message)
+            .map_err(|_| V2Error::Tampered)
+    }
+}
+
+/// Checks a signed roster sent by `side` and returns it as a plain roster.
+pub fn verify_roster(
+    signed: &SignedRoster,
+    transcript: &[u8; 32],
+    side: Side,
+    max_jails: usize,
+) -> Result<Roster, V2Error> {
+    let mut jails = Vec::with_capacity(signed.jails.len());
+    let mut keys = HashSet::new();
+    for j in &signed.jails {
+        let name = j.name.to_string();
+        let public: [u8; 32] = hex::decode(&j.public_key)
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .ok_or_else(|| {
+                V2Error::Malformed(format!("jail `{name}`: public_key is not 32 bytes of hex"))
+            })?;
+        let signature: [u8; 64] = hex::decode(&j.signature)
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .ok_or_else(|| {
+                V2Error::Malformed(format!("jail `{name}`: signature is not 64 bytes of hex"))
+            })?;
+        let derived = YggAddress::from_public_key(&public);
+        if derived != j.ygg_address {
+            return Err(V2Error::AddressNotOwned {
+                name,
+                address: j.ygg_address.to_string(),
+                derived: derived.to_string(),
+            });
+        }
+        let key = VerifyingKey::from_bytes(&public)
+            .map_err(|_| V2Error::BadSignature { name: name.clone() })?;
+        key.verify_strict(
+            &entry_message(transcript, side, &j.name, j.ygg_address),
+            &Signature::from_bytes(&signature),
+        )
+        .map_err(|_| V2Error::BadSignature { name: name.clone() })?;
+        if !keys.insert(public) {
+            return Err(V2Error::Malformed(format!(
+                "jail `{name}`: a key listed twice"
+            )));
+        }
+        jails.push(RosterJail {
+            name: j.name.clone(),
+            ygg_address: j.ygg_address,
+        });
+    }
+    let roster = Roster { jails };
+    protocol::validate_roster(&roster, max_jails).map_err(|e| V2Error::Malformed(e.to_string()))?;
+    Ok(roster)
+}
+
+#[cfg(test)]
+mod tests;
