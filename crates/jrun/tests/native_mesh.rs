@@ -294,15 +294,34 @@ fn two_instances_pair_through_a_relay_and_nobody_else_gets_in() {
     refused((&c, "c1"), (&a, "a1"), &a1);
     assert_eq!(c.dns_status("c1", &b1_name), "NXDOMAIN");
 
-    // A jail added after pairing gets every pairing's set, but is not in B's roster.
+    // A jail added after pairing admits no existing peer until a pairing shares it, and
+    // it is not in B's roster either way.
     up(&a, &["a1", "a2", "a3"]);
     let a3 = mesh_addr(&a, "a3");
     assert!(!listed(&b).iter().any(|n| n.starts_with("a3.")));
     assert_eq!(b.dns_status("b1", &format!("a3.{code}.jrun")), "NXDOMAIN");
-    eventually("b1 reaches a3 (a3 accepts B's jails)", || {
+    refused((&b, "b1"), (&a, "a3"), &a3);
+    a.ok(&["pair", "--share", "a1,a2,a3", &code]);
+    eventually("b1 reaches a3 once the pairing shares it", || {
         ping(&b, "b1", &a3)
     });
     refused((&a, "a3"), (&b, "b1"), &b1);
+
+    // B narrows what peers reach on b2 to one port: real packets, an allowed port answers,
+    // another is dropped by b2's firewall.
+    let cfg = b.config("jail \"b1\" { }\njail \"b2\" {\n  mesh { allow = [7000]; }\n}\n");
+    b.up(&cfg);
+    let b2_name = format!("b2.{code}.jrun");
+    let _open = serve6(&b, "b2", 7000, "open port on b2");
+    let _shut = serve6(&b, "b2", 7001, "closed port on b2");
+    eventually("a1 reaches b2's allowed port by name", || {
+        tcp(&a, "a1", &b2_name, 7000) == "open port on b2"
+    });
+    assert_eq!(
+        tcp(&a, "a1", &b2_name, 7001),
+        "",
+        "b2 let a port it does not allow through"
+    );
     // Removing another jail leaves the pairing in place.
     a.ok(&["down", "a2"]);
     eventually("a1 still reaches b1 by name after `down a2`", || {
