@@ -7,95 +7,10 @@
 mod local_env;
 mod native_support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
 
 use native_support::{instance_id, Instance};
 
-struct FakeRelay {
-    port: u16,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl FakeRelay {
-    fn start(roster_body: String) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                let Ok((stream, _)) = listener.accept() else {
-                    std::thread::sleep(Duration::from_millis(20));
-                    continue;
-                };
-                stream.set_nonblocking(false).unwrap();
-                let _ = answer(stream, &roster_body);
-            }
-        });
-        FakeRelay {
-            port,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-fn answer(stream: std::net::TcpStream, roster_body: &str) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    let mut length = 0usize;
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line)?;
-        if line.trim().is_empty() {
-            break;
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap_or(0);
-        }
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body)?;
-    let reply = if request_line.starts_with("POST /pair ") {
-        r#"{"code":"5-hostile-relay-test"}"#.to_string()
-    } else if request_line.starts_with("GET ") {
-        // The creator's poll: the "joiner" is the hostile roster.
-        roster_body.replacen("{\"jails\"", "{\"joined\":true,\"jails\"", 1)
-    } else {
-        roster_body.to_string()
-    };
-    let mut stream = stream;
-    write!(
-        stream,
-        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
-        reply.len()
-    )
-}
-
-impl Drop for FakeRelay {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// What a pairing could change: each jail's `mesh_peers` set, the resolver's records, the
-/// recorded pairings.
 /// The loaded ruleset of a jail's `inet jrun` table.
 fn ruleset(inst: &Instance, jail: &str) -> String {
     let ns = format!("jrun-{}-j-{jail}", instance_id(inst.home.path()));
@@ -149,7 +64,7 @@ fn share_and_mesh_allow_shape_the_loaded_rulesets() {
     );
 
     // A jail that is not deployed cannot be shared.
-    let relay = FakeRelay::start(format!(
+    let relay = native_support::fake_relay::fixed_roster(format!(
         r#"{{"jails":[{{"name":"db","ygg_address":"{GOOD}"}}]}}"#
     ));
     let out = inst

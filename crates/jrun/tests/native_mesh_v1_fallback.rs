@@ -6,12 +6,9 @@
 mod local_env;
 mod native_support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Output, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Mutex;
 
 use native_support::Instance;
 
@@ -25,110 +22,38 @@ struct Pairing {
 }
 
 /// Serves v1 for one code; `swap` hands each side a made-up roster instead of the peer's.
-struct V1Relay {
-    port: u16,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl V1Relay {
-    fn start(code: &'static str, swap: bool) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let state = Arc::new(Mutex::new(Pairing::default()));
-        let thread = std::thread::spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                let Ok((stream, _)) = listener.accept() else {
-                    std::thread::sleep(Duration::from_millis(20));
-                    continue;
-                };
-                stream.set_nonblocking(false).unwrap();
-                let _ = answer(stream, code, swap, &state);
+fn v1_relay(code: &'static str, swap: bool) -> native_support::fake_relay::HttpStub {
+    let state = Mutex::new(Pairing::default());
+    native_support::fake_relay::HttpStub::start(move |request_line, body| {
+        let fake = format!(r#"{{"jails":[{{"name":"evil","ygg_address":"{FOREIGN}"}}]}}"#);
+        let pair_path = format!("/pair/{code} ");
+        let mut p = state.lock().unwrap();
+        if request_line.starts_with("POST /pair ") {
+            p.creator = Some(body.to_string());
+            ("200 OK", format!(r#"{{"code":"{code}"}}"#))
+        } else if request_line.starts_with("POST ") && request_line.contains(&pair_path) {
+            p.joiner = Some(body.to_string());
+            let creator = p.creator.clone().unwrap_or_default();
+            ("200 OK", if swap { fake } else { creator })
+        } else if request_line.starts_with("GET ") && request_line.contains(&pair_path) {
+            match &p.joiner {
+                None => ("200 OK", r#"{"joined":false}"#.to_string()),
+                Some(joiner) => {
+                    let roster = if swap { &fake } else { joiner };
+                    (
+                        "200 OK",
+                        roster.replacen("{\"jails\"", "{\"joined\":true,\"jails\"", 1),
+                    )
+                }
             }
-        });
-        V1Relay {
-            port,
-            stop,
-            thread: Some(thread),
+        } else {
+            // GET /v2 and anything else: unknown, as on a relay that speaks only v1.
+            (
+                "404 Not Found",
+                r#"{"error":"no such endpoint"}"#.to_string(),
+            )
         }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for V1Relay {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn answer(
-    stream: std::net::TcpStream,
-    code: &str,
-    swap: bool,
-    state: &Mutex<Pairing>,
-) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    let mut length = 0usize;
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line)?;
-        if line.trim().is_empty() {
-            break;
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap_or(0);
-        }
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body)?;
-    let body = String::from_utf8_lossy(&body).into_owned();
-    let fake = format!(r#"{{"jails":[{{"name":"evil","ygg_address":"{FOREIGN}"}}]}}"#);
-    let pair_path = format!("/pair/{code} ");
-    let mut p = state.lock().unwrap();
-    let (status, reply) = if request_line.starts_with("POST /pair ") {
-        p.creator = Some(body);
-        ("200 OK", format!(r#"{{"code":"{code}"}}"#))
-    } else if request_line.starts_with("POST ") && request_line.contains(&pair_path) {
-        p.joiner = Some(body);
-        let creator = p.creator.clone().unwrap_or_default();
-        ("200 OK", if swap { fake } else { creator })
-    } else if request_line.starts_with("GET ") && request_line.contains(&pair_path) {
-        match &p.joiner {
-            None => ("200 OK", r#"{"joined":false}"#.to_string()),
-            Some(joiner) => {
-                let roster = if swap { &fake } else { joiner };
-                (
-                    "200 OK",
-                    roster.replacen("{\"jails\"", "{\"joined\":true,\"jails\"", 1),
-                )
-            }
-        }
-    } else {
-        // GET /v2 and anything else: unknown, as on a relay that speaks only v1.
-        (
-            "404 Not Found",
-            r#"{"error":"no such endpoint"}"#.to_string(),
-        )
-    };
-    drop(p);
-    let mut stream = stream;
-    write!(
-        stream,
-        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
-        reply.len()
-    )
+    })
 }
 
 fn instance(jail: &str) -> Instance {
@@ -147,7 +72,7 @@ fn json_line(text: &str) -> serde_json::Value {
 fn pair(
     a: &Instance,
     b: &Instance,
-    relay: &V1Relay,
+    relay: &native_support::fake_relay::HttpStub,
     code: &str,
 ) -> [(serde_json::Value, String); 2] {
     let mut creator = a
@@ -191,7 +116,7 @@ fn a_v1_relay_gets_v1_with_a_warning_and_fingerprints_tell_a_swap() {
     let a = instance("web");
     let b = instance("app");
 
-    let honest = V1Relay::start("7-apple-berry-cloud", false);
+    let honest = v1_relay("7-apple-berry-cloud", false);
     let [(pa, ea), (pb, eb)] = pair(&a, &b, &honest, "7-apple-berry-cloud");
     for (paired, stderr) in [(&pa, &ea), (&pb, &eb)] {
         assert_eq!(paired["event"], "paired");
@@ -209,7 +134,7 @@ fn a_v1_relay_gets_v1_with_a_warning_and_fingerprints_tell_a_swap() {
 
     // A relay that swaps both rosters: each side pairs (v1 cannot tell), but the
     // fingerprints the two people read to each other differ.
-    let swapping = V1Relay::start("8-apple-berry-cloud", true);
+    let swapping = v1_relay("8-apple-berry-cloud", true);
     let [(sa, _), (sb, _)] = pair(&a, &b, &swapping, "8-apple-berry-cloud");
     assert_eq!(sa["jails"][0]["name"], "evil");
     assert_eq!(sb["jails"][0]["name"], "evil");
