@@ -57,6 +57,33 @@ impl NativeRuntime {
         }
     }
 
+    /// Those of `jails` whose firewall table is missing from the kernel (deleted behind
+    /// jrun's back: a jail without it is open to every mesh node). One `nft` per jail, run
+    /// side by side.
+    pub fn jails_without_firewall(&self, jails: &[JailName]) -> BTreeSet<JailName> {
+        let runner = self.runner.as_ref();
+        std::thread::scope(|scope| {
+            let checks: Vec<_> = jails
+                .iter()
+                .map(|j| {
+                    let ns = self.layout.jail_ns(j);
+                    scope.spawn(move || {
+                        let cmd = jrun_core::exec::Cmd::new([
+                            "ip", "netns", "exec", &ns, "nft", "list", "table", "inet", "jrun",
+                        ]);
+                        (j.clone(), runner.run(&cmd).is_ok())
+                    })
+                })
+                .collect();
+            checks
+                .into_iter()
+                .filter_map(|c| c.join().ok())
+                .filter(|(_, has)| !has)
+                .map(|(j, _)| j)
+                .collect()
+        })
+    }
+
     pub fn layout(&self) -> &Layout {
         &self.layout
     }

@@ -357,3 +357,32 @@ fn a_lost_state_file_keeps_running_jails_at_their_addresses() {
         inst.jails()
     );
 }
+
+/// D6: a jail's firewall table deleted behind jrun's back (with the mesh on, the only
+/// barrier on `ygg0`): `plan` shows the repair and a plain `up` loads it again.
+#[test]
+fn up_repairs_a_deleted_jail_firewall() {
+    if !nix::unistd::Uid::effective().is_root() {
+        panic!("the native runtime needs root (network namespaces); CI runs as root");
+    }
+    let inst = Instance::new(false);
+    let cfg = inst.config("jail \"web\" { }\n");
+    inst.start();
+    inst.up(&cfg);
+    let ns = format!("jrun-{}-j-web", inst.id());
+    let table = |what: &str| {
+        Command::new("ip")
+            .args(["netns", "exec", &ns, "nft", what, "table", "inet", "jrun"])
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(table("delete"));
+    assert!(!table("list"));
+    let plan: serde_json::Value =
+        serde_json::from_str(&inst.ok(&["plan", cfg.to_str().unwrap(), "--json"])).unwrap();
+    assert_eq!(plan["empty"], false, "{plan}");
+    inst.up(&cfg);
+    assert!(table("list"), "`up` did not load the jail's firewall again");
+    assert_eq!(inst.jails()[0].1, "up");
+}

@@ -126,6 +126,19 @@ impl Selected {
                         jail.deployed = false;
                     }
                 }
+                // A jail whose firewall table is gone is deployed again (its network and
+                // services stay; its rules are loaded again).
+                let deployed: Vec<JailName> = state
+                    .jails
+                    .values()
+                    .filter(|j| j.deployed)
+                    .map(|j| j.name.clone())
+                    .collect();
+                for name in rt.jails_without_firewall(&deployed) {
+                    if let Some(jail) = state.jails.get_mut(&name) {
+                        jail.deployed = false;
+                    }
+                }
                 Ok(())
             }
             Selected::Vm(_) => Ok(()),
