@@ -386,3 +386,41 @@ fn up_repairs_a_deleted_jail_firewall() {
     assert!(table("list"), "`up` did not load the jail's firewall again");
     assert_eq!(inst.jails()[0].1, "up");
 }
+
+/// D12: when a service exits, only what it started is blamed and killed: a healthy
+/// sibling's detached child lives on.
+#[test]
+fn a_service_exit_kills_only_what_it_started() {
+    if !nix::unistd::Uid::effective().is_root() {
+        panic!("the native runtime needs root (network namespaces); CI runs as root");
+    }
+    let inst = Instance::new(false);
+    let cfg = inst.config(
+        "jail \"app\" {\n  exec {\n    keeper { cmd = \"setsid sleep 100010 & exec sleep 100011\"; }\n    crashy { cmd = \"sleep 0.3; exit 1\"; }\n  }\n}\n",
+    );
+    inst.start();
+    // crashy crash-loops on purpose: `up` does not wait for it.
+    inst.ok(&["up", "--no-wait", cfg.to_str().unwrap()]);
+    let detached = || !native_support::processes_mentioning("sleep 100010").is_empty();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !detached() {
+        assert!(Instant::now() < deadline, "keeper's detached child never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // crashy exits several times meanwhile.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(detached(), "a sibling's exit killed keeper's detached child");
+    let services = inst.status()["services"].clone();
+    let crashy = services
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "crashy")
+        .unwrap()
+        .clone();
+    assert!(crashy["restarts"].as_u64().unwrap() >= 1, "{crashy}");
+    assert!(
+        !crashy["error"].as_str().unwrap_or("").contains("pids"),
+        "crashy was blamed for another service's processes: {crashy}"
+    );
+}

@@ -9,6 +9,23 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+/// The environment variable naming the service (`<jail>/<exec>`) that started a process;
+/// every service gets it, and what it starts inherits it.
+pub const SERVICE_MARK: &str = "JRUN_SERVICE";
+
+/// [`escaped`], but only the processes that service `key` started (by their
+/// [`SERVICE_MARK`]); one whose environment cannot be read or carries no mark is left out.
+pub fn escaped_from(netns: &Path, key: &str) -> Vec<i32> {
+    let mark = format!("{SERVICE_MARK}={key}");
+    escaped(netns)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == mark.as_bytes()))
+        })
+        .collect()
+}
+
 /// The `--net=<path>` a jail's argv enters (see `jailns::jail_argv`).
 pub fn netns_of(argv: &[String]) -> Option<&Path> {
     argv.iter()

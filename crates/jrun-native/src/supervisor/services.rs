@@ -189,9 +189,13 @@ impl Service {
             .map(group::Identity::resolve)
             .transpose()
             .map_err(|e| format!("service {key}: {e}"))?;
+        // Every process the service starts inherits this mark, so one that escapes its
+        // group is told apart from a sibling's (see `escaped`).
+        let mut env = self.spec.env.clone();
+        env.insert(escaped::SERVICE_MARK.into(), key.to_string());
         let group = spawn_logged(
             &self.spec.argv,
-            &self.spec.env,
+            &env,
             &self.spec.log,
             log_max_bytes,
             identity.as_ref(),
@@ -247,8 +251,11 @@ impl Service {
             if let Some(status) = group.reap_if_exited() {
                 self.proc = None;
                 self.kill_check();
+                // Only what this service started is blamed on it and killed: a sibling's
+                // escaped child is the sibling's business.
+                let key = self.spec.key().to_string();
                 let left = escaped::netns_of(&self.spec.argv)
-                    .map(escaped::escaped)
+                    .map(|ns| escaped::escaped_from(ns, &key))
                     .unwrap_or_default();
                 if !left.is_empty() {
                     escaped::kill(&left);
