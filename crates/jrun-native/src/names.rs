@@ -6,25 +6,36 @@ use std::path::{Path, PathBuf};
 
 use jrun_core::config::JailName;
 
-/// A short id for the instance: 6 hex digits of a hash of the canonical `JRUN_HOME`.
+/// A short id for the instance: 12 hex digits (48 bits) of a hash of the canonical
+/// `JRUN_HOME` — as many as the host-side veth's name (`jr<id>h`, 15 bytes) allows. Two
+/// homes could still share one; the home owning a running instance is recorded, and the
+/// other is refused (`instance::refuse_taken_id`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct InstanceId(String);
 
 impl InstanceId {
     /// The id of the instance living in `home` (canonicalised when it exists).
     pub fn for_home(home: &Path) -> Self {
+        // Test-only (debug builds): two homes made to share an id, to prove the refusal.
+        if cfg!(debug_assertions) {
+            if let Ok(forced) = std::env::var("JRUN_TEST_INSTANCE_ID") {
+                if forced.len() == 12 && forced.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return InstanceId(forced.to_ascii_lowercase());
+                }
+            }
+        }
         let canonical = home.canonicalize().unwrap_or_else(|_| home.to_path_buf());
         Self::from_bytes(canonical.as_os_str().as_encoded_bytes())
     }
 
     fn from_bytes(bytes: &[u8]) -> Self {
-        // FNV-1a: stable across Rust versions (unlike DefaultHasher), and plenty for 24 bits.
+        // FNV-1a: stable across Rust versions (unlike DefaultHasher).
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         for b in bytes {
             h ^= u64::from(*b);
             h = h.wrapping_mul(0x0100_0000_01b3);
         }
-        InstanceId(format!("{:06x}", h & 0xff_ffff))
+        InstanceId(format!("{:012x}", h & 0xffff_ffff_ffff))
     }
 
     pub fn as_str(&self) -> &str {
@@ -138,21 +149,22 @@ mod tests {
         let a = InstanceId::from_bytes(b"/root/.jrun");
         assert_eq!(a, InstanceId::from_bytes(b"/root/.jrun"));
         assert_ne!(a, InstanceId::from_bytes(b"/tmp/other"));
-        assert_eq!(a.as_str().len(), 6);
+        assert_eq!(a.as_str().len(), 12);
     }
 
     #[test]
     fn names_fit_and_round_trip() {
         let l = Layout {
-            id: InstanceId("abc123".into()),
+            id: InstanceId("abc123def456".into()),
             home: "/h".into(),
         };
         let web = JailName::new("web").unwrap();
-        assert_eq!(l.vm_ns(), "jrun-abc123-vm");
-        assert_eq!(l.jail_ns(&web), "jrun-abc123-j-web");
-        assert_eq!(l.jail_of_ns("jrun-abc123-j-web"), Some(web));
-        assert_eq!(l.jail_of_ns("jrun-abc123-vm"), None);
-        assert_eq!(l.jail_of_ns("jrun-ffffff-j-web"), None);
+        assert_eq!(l.vm_ns(), "jrun-abc123def456-vm");
+        assert_eq!(l.jail_ns(&web), "jrun-abc123def456-j-web");
+        assert_eq!(l.jail_of_ns("jrun-abc123def456-j-web"), Some(web));
+        assert_eq!(l.jail_of_ns("jrun-abc123def456-vm"), None);
+        assert_eq!(l.jail_of_ns("jrun-ffffffffffff-j-web"), None);
+        assert_eq!(l.host_veth(), "jrabc123def456h");
         assert!(l.host_veth().len() <= 15);
         assert_eq!(
             Layout::bridge_port(Ipv4Addr::new(10, 17, 89, 250), 0xbeef),

@@ -11,6 +11,11 @@ use std::time::{Duration, Instant};
 
 use native_support::Instance;
 
+thread_local! {
+    /// The instance id the D4 test forces on both of its homes.
+    static FORCED: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
 /// A small tmpfs mounted over a folder; unmounted on drop (after the instance that lives
 /// in it has stopped: declare it first).
 struct Tmpfs(PathBuf);
@@ -269,8 +274,9 @@ fn status_shows_jails_being_deployed_as_deploying() {
     assert_eq!(state_of(&inst).as_deref(), Some("up"));
 }
 
-/// D4: two homes whose paths hash to the same instance id: the second `start` is refused
-/// (naming the first), and its `stop` leaves the first's instance alone.
+/// D4: two homes whose paths hash to the same instance id (48 bits make that unlikely, so
+/// a debug build is told the id: `JRUN_TEST_INSTANCE_ID`): the second `start` is refused,
+/// naming the first, and its `stop` leaves the first's instance alone.
 #[test]
 fn a_home_whose_id_collides_with_a_running_instance_is_refused() {
     if !nix::unistd::Uid::effective().is_root() {
@@ -278,15 +284,9 @@ fn a_home_whose_id_collides_with_a_running_instance_is_refused() {
     }
     let scratch = tempfile::tempdir().unwrap();
     let root = scratch.path().canonicalize().unwrap();
-    // Birthday search over sibling names: about 5,000 tries for 24 bits.
-    let mut seen = std::collections::HashMap::new();
-    let (a, b) = (0..200_000)
-        .find_map(|n| {
-            let home = root.join(format!("hc-{n}"));
-            let id = jrun_native::names::InstanceId::for_home(&home);
-            seen.insert(id, home.clone()).map(|other| (other, home))
-        })
-        .expect("a collision");
+    let (a, b) = (root.join("home-a"), root.join("home-b"));
+    // Unique per run, so tests side by side never share it.
+    let forced = format!("{:06x}{:06x}", std::process::id() & 0xff_ffff, 0xc0111d);
     for h in [&a, &b] {
         std::fs::create_dir(h).unwrap();
     }
@@ -300,12 +300,14 @@ fn a_home_whose_id_collides_with_a_running_instance_is_refused() {
     fn jrun(home: &Path, args: &[&str]) -> std::process::Output {
         local_env::jrun()
             .args(args)
+            .env("JRUN_TEST_INSTANCE_ID", FORCED.with(|f| f.borrow().clone()))
             .env("JRUN_HOME", home)
             .env("JRUN_RUNTIME", "native")
             .env("JRUN_MESH_NETWORK", "false")
             .output()
             .unwrap()
     }
+    FORCED.with(|f| *f.borrow_mut() = forced);
     let (home_a, home_b) = (Home(a.clone()), Home(b.clone()));
     let cfg = a.join("a.ucl");
     std::fs::write(&cfg, "jail \"web\" { }\n").unwrap();
@@ -404,12 +406,18 @@ fn a_service_exit_kills_only_what_it_started() {
     let detached = || !native_support::processes_mentioning("sleep 100010").is_empty();
     let deadline = Instant::now() + Duration::from_secs(5);
     while !detached() {
-        assert!(Instant::now() < deadline, "keeper's detached child never started");
+        assert!(
+            Instant::now() < deadline,
+            "keeper's detached child never started"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     // crashy exits several times meanwhile.
     std::thread::sleep(Duration::from_secs(2));
-    assert!(detached(), "a sibling's exit killed keeper's detached child");
+    assert!(
+        detached(),
+        "a sibling's exit killed keeper's detached child"
+    );
     let services = inst.status()["services"].clone();
     let crashy = services
         .as_array()

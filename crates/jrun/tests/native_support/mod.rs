@@ -345,7 +345,7 @@ pub fn instance_id(home: &Path) -> String {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    format!("{:06x}", h & 0xff_ffff)
+    format!("{:012x}", h & 0xffff_ffff_ffff)
 }
 
 impl Drop for Instance {
