@@ -115,7 +115,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
                     return Err(miette!(
                         help = "choose another name",
                         "snapshot names starting with `{}` are jrun's own",
-                        jrun_vm::snapshot::RESERVED_PREFIX
+                        runtimes::SNAPSHOT_RESERVED_PREFIX
                     ))
                 }
                 Some(n) => n,

@@ -1,6 +1,6 @@
 //! The one boundary between the commands and the runtimes: which runtime a command drives
 //! (`JRUN_RUNTIME` or `--runtime`) and what each does for `start`, `up`, `down`, `status`,
-//! `pair` and `purge`. Commands call [`Selected`]'s methods and never ask which runtime it
+//! `pair` and `purge`. Commands call [`Driver`]'s methods and never ask which runtime it
 //! is; each runtime batches as it must (native: per step; vm: one script over SSH).
 // Off Linux only the vm runtime exists: the native arms, and what only they use, go.
 #![cfg_attr(not(target_os = "linux"), allow(unused_variables, dead_code))]
@@ -15,7 +15,9 @@ mod wait;
 pub use apply::{ApplyOptions, Outcome};
 pub use jrun_vm::qemu::DisplayMode;
 pub use jrun_vm::render::Rendered as GuestFiles;
-pub use jrun_vm::snapshot::{human_size, Snapshot, SnapshotName};
+pub use jrun_vm::snapshot::{
+    human_size, Snapshot, SnapshotName, RESERVED_PREFIX as SNAPSHOT_RESERVED_PREFIX,
+};
 pub use vm::render_guest;
 
 #[cfg(target_os = "linux")]
@@ -43,7 +45,7 @@ use miette::{IntoDiagnostic, WrapErr};
 /// namespaces, nftables); elsewhere only the vm runtime does.
 // One value per process: the size of a variant costs nothing.
 #[allow(clippy::large_enum_variant)]
-pub enum Selected {
+pub enum Driver {
     #[cfg(target_os = "linux")]
     Native(NativeRuntime),
     Vm(VmRuntime),
@@ -58,13 +60,13 @@ pub struct StartOptions {
     pub provision: bool,
 }
 
-impl Selected {
+impl Driver {
     /// The common primitives.
     pub fn runtime(&self) -> &dyn Runtime {
         match self {
             #[cfg(target_os = "linux")]
-            Selected::Native(rt) => rt,
-            Selected::Vm(rt) => rt,
+            Driver::Native(rt) => rt,
+            Driver::Vm(rt) => rt,
         }
     }
 
@@ -72,8 +74,8 @@ impl Selected {
     pub fn require_privileges(&self, what: &str) -> miette::Result<()> {
         match self {
             #[cfg(target_os = "linux")]
-            Selected::Native(rt) => rt.require_root(what).into_diagnostic(),
-            Selected::Vm(_) => Ok(()),
+            Driver::Native(rt) => rt.require_root(what).into_diagnostic(),
+            Driver::Vm(_) => Ok(()),
         }
     }
 
@@ -85,7 +87,7 @@ impl Selected {
     ) -> miette::Result<(StartOutcome, String)> {
         match self {
             #[cfg(target_os = "linux")]
-            Selected::Native(rt) => {
+            Driver::Native(rt) => {
                 let outcome = native::start_native(rt, settings, opts)?;
                 let ns = rt.layout().vm_ns();
                 Ok((
@@ -100,7 +102,7 @@ impl Selected {
                     },
                 ))
             }
-            Selected::Vm(vm) => {
+            Driver::Vm(vm) => {
                 let outcome = vm::start_vm(vm, settings, opts)?;
                 Ok((
                     outcome,
@@ -119,7 +121,7 @@ impl Selected {
     pub fn reconcile(&self, state: &mut State) -> miette::Result<()> {
         match self {
             #[cfg(target_os = "linux")]
-            Selected::Native(rt) => {
+            Driver::Native(rt) => {
                 let present = rt.jails_present().into_diagnostic()?;
                 for jail in state.jails.values_mut() {
                     if jail.deployed && !present.contains(&jail.name) {
@@ -141,7 +143,7 @@ impl Selected {
                 }
                 Ok(())
             }
-            Selected::Vm(_) => Ok(()),
+            Driver::Vm(_) => Ok(()),
         }
     }
 
@@ -154,7 +156,7 @@ impl Selected {
             .into_diagnostic()?;
         rt.check_plan(plan).into_diagnostic()?;
         #[cfg(target_os = "linux")]
-        if let Selected::Native(_) = self {
+        if let Driver::Native(_) = self {
             jrun_native::jailns::check_host_folders(plan).map_err(|e| {
                 miette!(
                     help = "create the folder or fix `host` in the config",
@@ -177,12 +179,12 @@ impl Selected {
     ) -> Outcome {
         match self {
             #[cfg(target_os = "linux")]
-            Selected::Native(rt) => native::execute(rt, plan, progress, opts.ssh_port, lock),
-            Selected::Vm(vm) => vm::execute_vm(vm, plan, opts, &settings.home, lock, progress),
+            Driver::Native(rt) => native::execute(rt, plan, progress, opts.ssh_port, lock),
+            Driver::Vm(vm) => vm::execute_vm(vm, plan, opts, &settings.home, lock, progress),
         }
     }
 
-    /// After [`Selected::apply`], with the lock released: waits until the services the run
+    /// After [`Driver::apply`], with the lock released: waits until the services the run
     /// started or restarted since `since_ms` are ready (natively; the vm runtime's script
     /// already did), filling `outcome` with their readiness and any failure.
     pub fn wait_ready(
@@ -195,7 +197,7 @@ impl Selected {
     ) {
         match self {
             #[cfg(target_os = "linux")]
-            Selected::Native(rt) => {
+            Driver::Native(rt) => {
                 let watch = native::Watch { native: rt, plan };
                 let jails = plan.jails.iter().map(|j| j.name().to_string()).collect();
                 let (rows, ready) = wait::wait_ready(&watch, &jails, since_ms, timeout, progress);
@@ -206,7 +208,7 @@ impl Selected {
                     ));
                 }
             }
-            Selected::Vm(_) => {
+            Driver::Vm(_) => {
                 let _ = (plan, since_ms, timeout, outcome, progress);
             }
         }
@@ -221,14 +223,14 @@ impl Selected {
     ) -> miette::Result<()> {
         match self {
             #[cfg(target_os = "linux")]
-            Selected::Native(rt) => remove::remove_and_rewire(
+            Driver::Native(rt) => remove::remove_and_rewire(
                 rt,
                 lock,
                 names,
                 settings.ssh_port,
                 &mut Progress::new(false),
             ),
-            Selected::Vm(vm) => remove::down_vm(vm, settings, lock, names),
+            Driver::Vm(vm) => remove::down_vm(vm, settings, lock, names),
         }
     }
 
@@ -236,8 +238,8 @@ impl Selected {
     pub fn services(&self) -> Result<Vec<ServiceStatus>, String> {
         match self {
             #[cfg(target_os = "linux")]
-            Selected::Native(rt) => rt.services(),
-            Selected::Vm(_) => Ok(Vec::new()),
+            Driver::Native(rt) => rt.services(),
+            Driver::Vm(_) => Ok(Vec::new()),
         }
     }
 
@@ -245,8 +247,8 @@ impl Selected {
     pub fn processes(&self) -> Result<Vec<ChildStatus>, String> {
         match self {
             #[cfg(target_os = "linux")]
-            Selected::Native(rt) => rt.children(),
-            Selected::Vm(_) => Ok(Vec::new()),
+            Driver::Native(rt) => rt.children(),
+            Driver::Vm(_) => Ok(Vec::new()),
         }
     }
 
@@ -254,13 +256,13 @@ impl Selected {
     pub fn vitals(&self, since: Option<u64>) -> jrun_core::services::Vitals {
         match self {
             #[cfg(target_os = "linux")]
-            Selected::Native(rt) => jrun_core::services::Vitals {
+            Driver::Native(rt) => jrun_core::services::Vitals {
                 pid: jrun_native::usage::supervisor_pid(rt.layout()),
                 uptime_secs: since
                     .map(|s| (jrun_core::services::now_ms() / 1000).saturating_sub(s)),
                 ..Default::default()
             },
-            Selected::Vm(vm) => vm.vitals(since),
+            Driver::Vm(vm) => vm.vitals(since),
         }
     }
 
@@ -271,8 +273,8 @@ impl Selected {
     ) -> Result<Vec<jrun_core::services::JailUsage>, String> {
         match self {
             #[cfg(target_os = "linux")]
-            Selected::Native(rt) => Ok(jrun_native::usage::jail_usage(rt.layout(), jails)),
-            Selected::Vm(vm) => vm.jail_usage().map_err(|e| e.to_string()),
+            Driver::Native(rt) => Ok(jrun_native::usage::jail_usage(rt.layout(), jails)),
+            Driver::Vm(vm) => vm.jail_usage().map_err(|e| e.to_string()),
         }
     }
 
@@ -280,8 +282,8 @@ impl Selected {
     pub fn running_mesh_address(&self, jail: &JailName) -> Option<YggAddress> {
         match self {
             #[cfg(target_os = "linux")]
-            Selected::Native(rt) => jrun_native::mesh::running_address(rt, jail),
-            Selected::Vm(vm) => vm.observe_jail(jail).ok().and_then(|o| o.mesh_address),
+            Driver::Native(rt) => jrun_native::mesh::running_address(rt, jail),
+            Driver::Vm(vm) => vm.observe_jail(jail).ok().and_then(|o| o.mesh_address),
         }
     }
 
@@ -297,7 +299,7 @@ impl Selected {
     ) -> miette::Result<i32> {
         match self {
             #[cfg(target_os = "linux")]
-            Selected::Native(_) => {
+            Driver::Native(_) => {
                 let logs = settings.home.join("logs").join(jail.name.as_str());
                 let mut argv = vec!["tail".to_string(), "-n".into(), lines.to_string()];
                 if follow {
@@ -311,7 +313,7 @@ impl Selected {
                 );
                 shown(&argv)
             }
-            Selected::Vm(vm) => {
+            Driver::Vm(vm) => {
                 // In the jail, exec i writes /var/log/jrun/exec<i>.log (rc script order).
                 let mut argv = vec!["doas".to_string(), "jexec".into(), jail.name.to_string()];
                 argv.extend(["tail".into(), "-n".into(), lines.to_string()]);
@@ -336,8 +338,8 @@ impl Selected {
     pub fn require_snapshots(&self) -> miette::Result<()> {
         match self {
             #[cfg(target_os = "linux")]
-            Selected::Native(_) => Err(snapshots_unavailable()),
-            Selected::Vm(_) => Ok(()),
+            Driver::Native(_) => Err(snapshots_unavailable()),
+            Driver::Vm(_) => Ok(()),
         }
     }
 
@@ -345,8 +347,8 @@ impl Selected {
     pub fn snapshots(&self, jail: &JailName) -> miette::Result<Vec<Snapshot>> {
         match self {
             #[cfg(target_os = "linux")]
-            Selected::Native(_) => Err(snapshots_unavailable()),
-            Selected::Vm(vm) => vm.snapshots(jail).into_diagnostic(),
+            Driver::Native(_) => Err(snapshots_unavailable()),
+            Driver::Vm(vm) => vm.snapshots(jail).into_diagnostic(),
         }
     }
 
@@ -354,8 +356,8 @@ impl Selected {
     pub fn create_snapshot(&self, jail: &JailName, name: &SnapshotName) -> miette::Result<()> {
         match self {
             #[cfg(target_os = "linux")]
-            Selected::Native(_) => Err(snapshots_unavailable()),
-            Selected::Vm(vm) => vm.create_snapshot(jail, name).into_diagnostic(),
+            Driver::Native(_) => Err(snapshots_unavailable()),
+            Driver::Vm(vm) => vm.create_snapshot(jail, name).into_diagnostic(),
         }
     }
 
@@ -363,8 +365,8 @@ impl Selected {
     pub fn delete_snapshot(&self, jail: &JailName, name: &SnapshotName) -> miette::Result<()> {
         match self {
             #[cfg(target_os = "linux")]
-            Selected::Native(_) => Err(snapshots_unavailable()),
-            Selected::Vm(vm) => vm.destroy_snapshot(jail, name).into_diagnostic(),
+            Driver::Native(_) => Err(snapshots_unavailable()),
+            Driver::Vm(vm) => vm.destroy_snapshot(jail, name).into_diagnostic(),
         }
     }
 
@@ -373,8 +375,8 @@ impl Selected {
     pub fn check_rollback(&self, settings: &Settings, state: &State) -> miette::Result<()> {
         match self {
             #[cfg(target_os = "linux")]
-            Selected::Native(_) => Err(snapshots_unavailable()),
-            Selected::Vm(_) => vm::recorded_plan(settings, state).map(drop),
+            Driver::Native(_) => Err(snapshots_unavailable()),
+            Driver::Vm(_) => vm::recorded_plan(settings, state).map(drop),
         }
     }
 
@@ -391,8 +393,8 @@ impl Selected {
     ) -> miette::Result<Vec<jrun_core::services::ServiceReady>> {
         match self {
             #[cfg(target_os = "linux")]
-            Selected::Native(_) => Err(snapshots_unavailable()),
-            Selected::Vm(vm) => vm::rollback_vm(vm, settings, lock, jail, name, progress),
+            Driver::Native(_) => Err(snapshots_unavailable()),
+            Driver::Vm(vm) => vm::rollback_vm(vm, settings, lock, jail, name, progress),
         }
     }
 
@@ -400,8 +402,8 @@ impl Selected {
     pub fn purge(&self) -> miette::Result<()> {
         match self {
             #[cfg(target_os = "linux")]
-            Selected::Native(_) => Ok(()),
-            Selected::Vm(vm) => vm.purge().into_diagnostic(),
+            Driver::Native(_) => Ok(()),
+            Driver::Vm(vm) => vm.purge().into_diagnostic(),
         }
     }
 }
@@ -431,6 +433,31 @@ fn shown(argv: &[String]) -> miette::Result<i32> {
         let _ = out.flush();
     }
     Ok(child.wait().into_diagnostic()?.code().unwrap_or(1))
+}
+
+/// SIGINT, SIGTERM or SIGHUP during `up`: the setup step running now is killed (it is a
+/// process group of its own, which a terminal's Ctrl-C does not reach, and without this it
+/// would run on in its jail), then jrun exits with 128 + the signal, as the default action
+/// would have ended it. The rest converges on the next `up`, as after a `kill -9`: the lock
+/// is a file lock the kernel releases, and the jail stays recorded as not deployed.
+pub fn kill_steps_on_interrupt() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    extern "C" fn on_signal(sig: nix::libc::c_int) {
+        #[cfg(target_os = "linux")]
+        jrun_native::kill_running_step();
+        // SAFETY: `_exit` is async-signal-safe; nothing else runs after it.
+        unsafe { nix::libc::_exit(128 + sig) }
+    }
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        // SAFETY: the handler does only async-signal-safe things (an atomic load, kill(2),
+        // _exit(2)) and replaces no handler jrun relies on (none is installed for these).
+        let _ = unsafe { sigaction(sig, &action) };
+    }
 }
 
 /// `jrun supervise`: the native instance's supervisor daemon, in the foreground.
@@ -465,14 +492,14 @@ fn snapshots_unavailable() -> miette::Report {
 }
 
 /// The runtime `JRUN_RUNTIME` (or `--runtime`) names.
-pub fn select(settings: &Settings) -> miette::Result<Selected> {
+pub fn select(settings: &Settings) -> miette::Result<Driver> {
     select_with(settings, DisplayMode::Headless)
 }
 
 /// [`select`], with the VM shown as `display` (`jrun start --mode`).
-pub fn select_with(settings: &Settings, display: DisplayMode) -> miette::Result<Selected> {
+pub fn select_with(settings: &Settings, display: DisplayMode) -> miette::Result<Driver> {
     match settings.runtime {
-        RuntimeKind::Vm => Ok(Selected::Vm(VmRuntime::new(
+        RuntimeKind::Vm => Ok(Driver::Vm(VmRuntime::new(
             settings,
             Arc::new(SystemRunner),
             VmOptions {
@@ -483,7 +510,7 @@ pub fn select_with(settings: &Settings, display: DisplayMode) -> miette::Result<
             },
         ))),
         #[cfg(target_os = "linux")]
-        RuntimeKind::Native => native(settings).map(Selected::Native),
+        RuntimeKind::Native => native(settings).map(Driver::Native),
         #[cfg(not(target_os = "linux"))]
         RuntimeKind::Native => Err(native_unavailable()),
     }

@@ -15,7 +15,7 @@ use miette::{miette, IntoDiagnostic};
 use serde::Serialize;
 
 use super::Args;
-use crate::runtimes::{self, Selected};
+use crate::runtimes::{self, Driver};
 
 /// CPU samples a sparkline shows.
 const HISTORY: usize = 20;
@@ -37,11 +37,7 @@ struct Row {
     rss_bytes: u64,
 }
 
-pub(super) fn run(
-    selected: &Selected,
-    settings: &Settings,
-    args: &Args,
-) -> miette::Result<ExitCode> {
+pub(super) fn run(selected: &Driver, settings: &Settings, args: &Args) -> miette::Result<ExitCode> {
     let state = StateStore::new(&settings.home).read().into_diagnostic()?;
     let jails: Vec<JailName> = match &args.jail {
         Some(j) => {

@@ -43,7 +43,7 @@ fn parse_wait(text: &str) -> Result<Duration, String> {
 }
 
 pub fn run(args: Args) -> miette::Result<ExitCode> {
-    kill_the_step_on_interrupt();
+    runtimes::kill_steps_on_interrupt();
     let settings = runtimes::settings()?;
     let selected = runtimes::select(&settings)?;
     let rt = selected.runtime();
@@ -174,31 +174,6 @@ fn adopt_unrecorded(
         let mut record = jrun_core::state::JailState::from_jail(jail, ip, false);
         record.file = options.file.clone();
         state.jails.insert(jail.name.clone(), record);
-    }
-}
-
-/// SIGINT, SIGTERM or SIGHUP during `up`: the setup step running now is killed (it is a
-/// process group of its own, which a terminal's Ctrl-C does not reach, and without this it
-/// would run on in its jail), then jrun exits with 128 + the signal, as the default action
-/// would have ended it. The rest converges on the next `up`, as after a `kill -9`: the lock
-/// is a file lock the kernel releases, and the jail stays recorded as not deployed.
-fn kill_the_step_on_interrupt() {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    extern "C" fn on_signal(sig: nix::libc::c_int) {
-        #[cfg(target_os = "linux")]
-        jrun_native::kill_running_step();
-        // SAFETY: `_exit` is async-signal-safe; nothing else runs after it.
-        unsafe { nix::libc::_exit(128 + sig) }
-    }
-    let action = SigAction::new(
-        SigHandler::Handler(on_signal),
-        SaFlags::empty(),
-        SigSet::empty(),
-    );
-    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        // SAFETY: the handler does only async-signal-safe things (an atomic load, kill(2),
-        // _exit(2)) and replaces no handler jrun relies on (none is installed for these).
-        let _ = unsafe { sigaction(sig, &action) };
     }
 }
 
