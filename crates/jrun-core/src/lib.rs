@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod exec;
+pub mod fault;
 pub mod fs;
 pub mod home_trust;
 pub mod net;

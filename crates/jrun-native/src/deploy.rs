@@ -8,20 +8,10 @@ use crate::instance::InstanceInfo;
 use crate::runtime::NativeRuntime;
 use crate::{nft, plumbing, ygg};
 
-/// Test-only fault injection: with `JRUN_FAULT=after:<step>` a debug build kills itself
-/// with SIGKILL right after that step — exactly what `kill -9` does. Release builds ignore it.
+/// Test-only: dies right after `step` when `JRUN_FAULT=after:<step>` (see
+/// [`jrun_core::fault`]).
 pub fn fault_point(step: Step) {
-    if cfg!(debug_assertions) {
-        if let Ok(spec) = std::env::var("JRUN_FAULT") {
-            if spec.strip_prefix("after:") == Some(step.as_str()) {
-                eprintln!("JRUN_FAULT: killing this process after step {step}");
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::this(),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
-    }
+    jrun_core::fault::after(step.as_str());
 }
 
 /// Test-only: with `JRUN_FAULT=fail:<step>` a debug build makes that step fail, to prove

@@ -59,9 +59,6 @@ fn service_pid(inst: &Instance, name: &str) -> Option<u64> {
 /// line is lost.
 #[test]
 fn supervisor_survives_a_full_disk() {
-    if !nix::unistd::Uid::effective().is_root() {
-        panic!("the native runtime needs root (network namespaces); CI runs as root");
-    }
     let inst = Instance::new(false);
     let _tmpfs = Tmpfs::mount(inst.home.path(), "16m");
     let cfg = inst.config("jail \"app\" {\n  exec { s { cmd = \"exec sleep 600\"; } }\n}\n");
@@ -109,9 +106,6 @@ fn supervisor_survives_a_full_disk() {
 /// MAC is fixed by its address, so their neighbour caches stay right.
 #[test]
 fn a_recreated_jail_is_reached_at_once() {
-    if !nix::unistd::Uid::effective().is_root() {
-        panic!("the native runtime needs root (network namespaces); CI runs as root");
-    }
     let inst = Instance::new(false);
     let cfg = inst.config(
         "jail \"srv\" {\n  exec { http { cmd = \"exec python3 -m http.server 8000\"; } }\n}\njail \"cli\" { }\n",
@@ -146,9 +140,6 @@ fn a_recreated_jail_is_reached_at_once() {
 /// (it is no longer compared with a cached copy of what jrun once loaded).
 #[test]
 fn up_repairs_a_deleted_vm_firewall() {
-    if !nix::unistd::Uid::effective().is_root() {
-        panic!("the native runtime needs root (network namespaces); CI runs as root");
-    }
     let inst = Instance::new(false);
     let port = native_support::free_port();
     let cfg = inst.config(&format!(
@@ -179,9 +170,6 @@ fn up_repairs_a_deleted_vm_firewall() {
 /// says so instead of "Nothing to do".
 #[test]
 fn plan_after_restart_plans_what_up_does() {
-    if !nix::unistd::Uid::effective().is_root() {
-        panic!("the native runtime needs root (network namespaces); CI runs as root");
-    }
     let inst = Instance::new(false);
     let cfg = inst.config("jail \"web\" { }\n");
     inst.start();
@@ -202,9 +190,6 @@ fn plan_after_restart_plans_what_up_does() {
 /// left as it is and named); `status` still says whether the instance runs.
 #[test]
 fn stop_works_with_a_corrupt_state_file() {
-    if !nix::unistd::Uid::effective().is_root() {
-        panic!("the native runtime needs root (network namespaces); CI runs as root");
-    }
     let inst = Instance::new(false);
     let cfg = inst.config("jail \"web\" { }\n");
     inst.start();
@@ -239,9 +224,6 @@ fn stop_works_with_a_corrupt_state_file() {
 /// `failed`.
 #[test]
 fn status_shows_jails_being_deployed_as_deploying() {
-    if !nix::unistd::Uid::effective().is_root() {
-        panic!("the native runtime needs root (network namespaces); CI runs as root");
-    }
     let inst = Instance::new(false);
     let step = inst.home.path().join("slow.sh");
     std::fs::write(&step, "sleep 3\n").unwrap();
@@ -279,9 +261,7 @@ fn status_shows_jails_being_deployed_as_deploying() {
 /// naming the first, and its `stop` leaves the first's instance alone.
 #[test]
 fn a_home_whose_id_collides_with_a_running_instance_is_refused() {
-    if !nix::unistd::Uid::effective().is_root() {
-        panic!("the native runtime needs root (network namespaces); CI runs as root");
-    }
+    native_support::require_root();
     let scratch = tempfile::tempdir().unwrap();
     let root = scratch.path().canonicalize().unwrap();
     let (a, b) = (root.join("home-a"), root.join("home-b"));
@@ -334,9 +314,6 @@ fn a_home_whose_id_collides_with_a_running_instance_is_refused() {
 /// keeps them at their addresses (it used to build them again at new ones).
 #[test]
 fn a_lost_state_file_keeps_running_jails_at_their_addresses() {
-    if !nix::unistd::Uid::effective().is_root() {
-        panic!("the native runtime needs root (network namespaces); CI runs as root");
-    }
     let inst = Instance::new(false);
     let cfg = inst.config("jail \"a\" { }\njail \"b\" { }\n");
     inst.start();
@@ -364,9 +341,6 @@ fn a_lost_state_file_keeps_running_jails_at_their_addresses() {
 /// barrier on `ygg0`): `plan` shows the repair and a plain `up` loads it again.
 #[test]
 fn up_repairs_a_deleted_jail_firewall() {
-    if !nix::unistd::Uid::effective().is_root() {
-        panic!("the native runtime needs root (network namespaces); CI runs as root");
-    }
     let inst = Instance::new(false);
     let cfg = inst.config("jail \"web\" { }\n");
     inst.start();
@@ -393,9 +367,6 @@ fn up_repairs_a_deleted_jail_firewall() {
 /// sibling's detached child lives on.
 #[test]
 fn a_service_exit_kills_only_what_it_started() {
-    if !nix::unistd::Uid::effective().is_root() {
-        panic!("the native runtime needs root (network namespaces); CI runs as root");
-    }
     let inst = Instance::new(false);
     let cfg = inst.config(
         "jail \"app\" {\n  exec {\n    keeper { cmd = \"setsid sleep 100010 & exec sleep 100011\"; }\n    crashy { cmd = \"sleep 0.3; exit 1\"; }\n  }\n}\n",

@@ -21,12 +21,6 @@ use native_support::Instance;
 const HANG: &str =
     "trap '' TERM INT\nsleep 100020 &\necho started > started\nwhile :; do sleep 1; done\n";
 
-fn require_root() {
-    if !nix::unistd::Uid::effective().is_root() {
-        panic!("the native runtime needs root (network namespaces); CI runs as root");
-    }
-}
-
 /// `jrun up` running in the background; killed (and reaped) on drop if still there.
 struct Running(Child);
 
@@ -113,7 +107,6 @@ fn describe(pids: &[i32]) -> String {
 
 #[test]
 fn interrupted_setup_step_is_killed() {
-    require_root();
     let inst = Instance::new(false);
     let cfg = hang_config(&inst);
     inst.start();
@@ -141,7 +134,6 @@ fn interrupted_setup_step_is_killed() {
 
 #[test]
 fn redeploy_sweeps_leftover_step_processes() {
-    require_root();
     let inst = Instance::new(false);
     let cfg = hang_config(&inst);
     inst.start();

@@ -255,7 +255,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     after.mesh_pending = true;
     lock.state = after.clone();
     lock.save().into_diagnostic()?;
-    fault_point("pair-recorded");
+    jrun_core::fault::after("pair-recorded");
     if let Err(e) = pairing::apply(rt, &before, &after) {
         // Back to the state before, still marked pending: the undo of the wiring is best
         // effort, and the next `up` or `start` makes sure it matches.
@@ -266,7 +266,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         lock.save().into_diagnostic()?;
         return Err(miette!("{}", not_applied(&e.to_string(), &code, &roster)));
     }
-    fault_point("pair-applied");
+    jrun_core::fault::after("pair-applied");
     lock.state.mesh_pending = false;
     lock.save().into_diagnostic()?;
     drop(lock);
@@ -282,21 +282,6 @@ fn not_applied(why: &str, code: &PairCode, mine: &Roster) -> String {
         "{why}. The pairing {code} was not applied here: this side is as before. But the relay already gave the other side your roster ({}), so it may have opened its jails to them: ask them to run `jrun pair --drop {code}`",
         names.join(", ")
     )
-}
-
-/// Test-only crash points: with `JRUN_FAULT=after:<point>` a debug build kills itself there
-/// (SIGKILL, as `kill -9` would). Release builds ignore it.
-fn fault_point(point: &str) {
-    if cfg!(debug_assertions)
-        && std::env::var("JRUN_FAULT")
-            .ok()
-            .as_deref()
-            .and_then(|s| s.strip_prefix("after:"))
-            == Some(point)
-    {
-        eprintln!("JRUN_FAULT: killing this process after {point}");
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGKILL);
-    }
 }
 
 /// Runs an exchange with the relay (waiting for the peer, or the v2 steps) with a spinner

@@ -30,6 +30,7 @@ pub struct Instance {
 impl Instance {
     /// A fresh instance (not started); `mesh` runs Yggdrasil nodes.
     pub fn new(mesh: bool) -> Self {
+        require_root();
         Instance {
             home: tempfile::Builder::new()
                 .prefix("jrun-e2e-")
@@ -289,6 +290,15 @@ else:
         c.sendall(reply)
         c.close()
 "#;
+
+/// Fails (never skips) when not root: these tests create network namespaces, and CI runs
+/// them as root.
+pub fn require_root() {
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "the native runtime needs root (network namespaces); CI runs as root"
+    );
+}
 
 /// Everything named after an instance id: what must be gone after `stop`.
 pub fn leftovers(id: &str) -> Vec<String> {
