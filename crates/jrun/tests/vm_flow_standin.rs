@@ -9,6 +9,7 @@
 //! with those commands is proven by the renderers' tests and the review, not here.
 
 mod local_env;
+mod standin_flow;
 mod static_http;
 
 // The vm runtime's test support, shared as files (standin.rs reaches guest.rs as
@@ -27,91 +28,9 @@ use http::free_port;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::Output;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use jrun_vm::render::{Script, StepInfo};
-use jrun_vm::ssh::RemoteExec;
-
-struct Flow {
-    home: tempfile::TempDir,
-    env: Vec<(String, String)>,
-}
-
-impl Flow {
-    fn jrun(&self, args: &[&str]) -> Output {
-        let mut cmd = local_env::jrun();
-        cmd.args(args).env("JRUN_HOME", self.home.path());
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        cmd.output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.jrun(args);
-        assert!(
-            out.status.success(),
-            "jrun {args:?} failed ({})\n--- stdout\n{}\n--- stderr\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// The VM as jrun's library sees it, for reading the guest back.
-    fn runtime(&self) -> jrun_vm::runtime::VmRuntime {
-        let mut vars: std::collections::HashMap<String, String> = local_env::LOCAL_ENV
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .chain(self.env.iter().cloned())
-            .collect();
-        vars.insert("JRUN_HOME".into(), self.home.path().display().to_string());
-        let settings = jrun_core::settings::Settings::from_vars(&vars).unwrap();
-        jrun_vm::runtime::VmRuntime::new(
-            &settings,
-            Arc::new(jrun_core::exec::SystemRunner),
-            Default::default(),
-        )
-    }
-
-    /// Runs `body` in the guest as root (through jrun's own executor) and returns its output.
-    fn guest(&self, body: &str) -> Vec<String> {
-        let script = Script {
-            text: format!("#!/bin/sh\nset -eu\n{body}\nprintf 'jrun-done\\n'\n"),
-            steps: vec![StepInfo {
-                jail: None,
-                name: "test".into(),
-            }],
-        };
-        let mut lines = vec![];
-        self.runtime()
-            .executor()
-            .unwrap()
-            .run_script(&script, &mut |p| {
-                if let jrun_vm::ssh::Progress::Output(l) = p {
-                    lines.push(l.to_string())
-                }
-            })
-            .unwrap();
-        lines
-    }
-}
-
-impl Drop for Flow {
-    fn drop(&mut self) {
-        // Whatever happened, no QEMU outlives the test.
-        let rt = self.runtime();
-        if let Some(vm) = rt.process() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(vm.pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-    }
-}
+use standin_flow::Flow;
 
 /// A relay that answers every join with the creator's roster: one remote jail.
 fn fake_relay(roster: &'static str) -> String {
@@ -181,24 +100,18 @@ fn start_up_forward_pair_down_stop_against_the_stand_in() {
     let hub = static_http::StaticServer::serve(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/jailrun/hub"),
     );
-    let flow = Flow {
-        home: tempfile::tempdir().unwrap(),
-        env: [
-            ("JRUN_RUNTIME", "vm".to_string()),
-            ("JRUN_BSD_MIRROR", mirror),
-            ("JRUN_SSH_PORT", free_port().to_string()),
-            ("JRUN_QEMU_MEMORY", "512M".into()),
-            ("JRUN_QEMU_CPUS", "2".into()),
-            ("JRUN_QEMU_DISK_SIZE", "256M".into()),
-            ("JRUN_QEMU_ACCEL", "tcg".into()),
-            ("JRUN_VM_BOOT_TIMEOUT", "180".into()),
-            ("JRUN_RELAY", relay),
-            ("JRUN_GITHUB_RAW", hub.base.clone()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect(),
-    };
+    let flow = Flow::new(&[
+        ("JRUN_RUNTIME", "vm".to_string()),
+        ("JRUN_BSD_MIRROR", mirror),
+        ("JRUN_SSH_PORT", free_port().to_string()),
+        ("JRUN_QEMU_MEMORY", "512M".into()),
+        ("JRUN_QEMU_CPUS", "2".into()),
+        ("JRUN_QEMU_DISK_SIZE", "256M".into()),
+        ("JRUN_QEMU_ACCEL", "tcg".into()),
+        ("JRUN_VM_BOOT_TIMEOUT", "180".into()),
+        ("JRUN_RELAY", relay),
+        ("JRUN_GITHUB_RAW", hub.base.clone()),
+    ]);
 
     // start --mode tty: download, boot, and the serial console on this "terminal" until
     // Ctrl-]; the VM runs on.
