@@ -249,29 +249,46 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         .map_err(|e| miette!("{}", not_applied(&e.to_string(), &code, &roster)))?;
     let mut after = before.clone();
     after.peers.insert(code.clone(), peer.clone());
-    // Journaled: the pairing is saved, marked pending, before any rule changes, so a crash
-    // from here on leaves it listed (`pair --list`), removable (`--drop`), and finished by
-    // the next `up` or `start`.
-    after.mesh_pending = true;
-    lock.state = after.clone();
-    lock.save().into_diagnostic()?;
-    jrun_core::fault::after("pair-recorded");
-    if let Err(e) = pairing::apply(rt, &before, &after) {
-        // Back to the state before, still marked pending: the undo of the wiring is best
-        // effort, and the next `up` or `start` makes sure it matches.
-        lock.state = State {
-            mesh_pending: true,
-            ..before
-        };
-        lock.save().into_diagnostic()?;
+    if let Err(e) = apply_journaled(Some(rt), &mut lock, before, after)? {
         return Err(miette!("{}", not_applied(&e.to_string(), &code, &roster)));
     }
-    jrun_core::fault::after("pair-applied");
-    lock.state.mesh_pending = false;
-    lock.save().into_diagnostic()?;
     drop(lock);
     print_paired(&peer, protocol, &fingerprint, args.json);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Moves the state, and the running instance when there is one (`rt`), from `before` to
+/// `after`, journaled: `after` is saved marked `mesh_pending` before any rule changes, so a
+/// crash from here on leaves what `pair --list` shows, `--drop` removes and the next `up` or
+/// `start` finishes; the mark is cleared once the instance matches. If applying fails,
+/// `before` is saved back, still marked (the undo of the wiring is best effort, and the
+/// next `up` or `start` makes sure it matches), and the apply's error is returned inside.
+/// A stopped instance has nothing to apply: its next `up` builds the wiring from the state.
+fn apply_journaled(
+    rt: Option<&dyn jrun_core::runtime::Runtime>,
+    lock: &mut jrun_core::state::StateLock,
+    before: State,
+    mut after: State,
+) -> miette::Result<Result<(), jrun_core::runtime::RuntimeError>> {
+    if let Some(rt) = rt {
+        after.mesh_pending = true;
+        lock.state = after.clone();
+        lock.save().into_diagnostic()?;
+        jrun_core::fault::after("pair-recorded");
+        if let Err(e) = pairing::apply(rt, &before, &after) {
+            lock.state = State {
+                mesh_pending: true,
+                ..before
+            };
+            lock.save().into_diagnostic()?;
+            return Ok(Err(e));
+        }
+        jrun_core::fault::after("pair-applied");
+        after.mesh_pending = false;
+    }
+    lock.state = after;
+    lock.save().into_diagnostic()?;
+    Ok(Ok(()))
 }
 
 /// Why the pairing was not applied here, and what the other side already has: the relay
@@ -372,24 +389,9 @@ fn drop_pairing(
     let Some(peer) = after.peers.remove(code) else {
         return Err(report(PairError::NoSuchPairing { code: code.clone() }));
     };
-    if let Some(rt) = rt {
-        // Journaled as `pair` is: saved without the pairing first, marked pending until
-        // the instance matches.
-        after.mesh_pending = true;
-        lock.state = after.clone();
-        lock.save().into_diagnostic()?;
-        if let Err(e) = pairing::apply(rt, &before, &after) {
-            lock.state = State {
-                mesh_pending: true,
-                ..before
-            };
-            lock.save().into_diagnostic()?;
-            return Err(miette!("{e}; pairing {code} is still in place"));
-        }
-        after.mesh_pending = false;
+    if let Err(e) = apply_journaled(rt, &mut lock, before, after)? {
+        return Err(miette!("{e}; pairing {code} is still in place"));
     }
-    lock.state = after;
-    lock.save().into_diagnostic()?;
     if json {
         let out = serde_json::json!({ "dropped": code.as_str(), "jails": rows([&peer]) });
         println!("{out}");
@@ -430,24 +432,10 @@ fn reshare(
     let mut lock = store.lock(LockWait::No).into_diagnostic()?;
     let before = lock.state.clone();
     let shared = pairing::shared_jails(&before, Some(share)).map_err(report)?;
-    let mut after = pairing::reshare(&before, code, shared.clone()).map_err(report)?;
-    if let Some(rt) = rt {
-        // Journaled as `pair` is.
-        after.mesh_pending = true;
-        lock.state = after.clone();
-        lock.save().into_diagnostic()?;
-        if let Err(e) = pairing::apply(rt, &before, &after) {
-            lock.state = State {
-                mesh_pending: true,
-                ..before
-            };
-            lock.save().into_diagnostic()?;
-            return Err(miette!("{e}; pairing {code} shares what it shared before"));
-        }
-        after.mesh_pending = false;
+    let after = pairing::reshare(&before, code, shared.clone()).map_err(report)?;
+    if let Err(e) = apply_journaled(rt, &mut lock, before, after)? {
+        return Err(miette!("{e}; pairing {code} shares what it shared before"));
     }
-    lock.state = after;
-    lock.save().into_diagnostic()?;
     let names: Vec<&str> = shared.iter().map(|j| j.as_str()).collect();
     if json {
         let out = serde_json::json!({ "code": code.as_str(), "shared": names });
