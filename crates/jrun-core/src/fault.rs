@@ -11,7 +11,7 @@ pub fn after(point: &str) {
             .and_then(|s| s.strip_prefix("after:"))
             == Some(point)
     {
-        eprintln!("JRUN_FAULT: killing this process after {point}");
+        eprintln!("JRUN_FAULT: killing this process after step {point}");
         let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGKILL);
     }
 }
