@@ -303,8 +303,9 @@ impl V2Code {
 /// Why a v2 pairing failed. Each message says that nothing was applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum V2Error {
-    /// Key confirmation failed: the two sides typed different codes (or someone guessed).
-    #[error("the code does not match: your peer's code and yours differ (a typo, or someone else tried this code); nothing was changed. Create a new pairing and type its code exactly")]
+    /// Key confirmation failed: the two sides typed different codes (or someone guessed),
+    /// or a PAKE or confirmation message was changed on the way.
+    #[error("the code does not match: your peer's code and yours differ (a typo, or someone else tried this code), or the relay altered the key exchange; nothing was changed. Create a new pairing and type its code exactly")]
     CodeMismatch,
     /// A sealed message did not open or an acknowledgement did not verify.
     #[error("a pairing message was altered on the way (by the relay or someone between); nothing was changed")]
