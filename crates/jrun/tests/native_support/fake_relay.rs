@@ -11,10 +11,11 @@ use std::time::Duration;
 /// What a stub answers: a status line's tail (`200 OK`) and a JSON body.
 pub type Answer = (&'static str, String);
 
-/// One request as a stub read it.
+/// One request as a stub read it (or an answer as [`forward`] read it).
 #[derive(Debug, Clone)]
 pub struct Request {
-    /// `POST /v2/nameplate HTTP/1.1`, without the line end.
+    /// `POST /v2/nameplate HTTP/1.1` (`HTTP/1.1 200 OK` for an answer), without the line
+    /// end.
     pub line: String,
     /// The headers, names lowercased, in order.
     pub headers: Vec<(String, String)>,
@@ -89,10 +90,8 @@ impl Drop for HttpStub {
     }
 }
 
-/// Reads one HTTP/1.1 message head (start line, headers) and its `Content-Length` body.
-fn read_message(
-    reader: &mut impl BufRead,
-) -> std::io::Result<(String, Vec<(String, String)>, Vec<u8>)> {
+/// Reads one HTTP/1.1 message: start line, headers, and its `Content-Length` body.
+fn read_message(reader: &mut impl BufRead) -> std::io::Result<Request> {
     let mut start = String::new();
     reader.read_line(&mut start)?;
     let mut headers = Vec::new();
@@ -113,7 +112,11 @@ fn read_message(
         .unwrap_or(0);
     let mut body = vec![0; length];
     reader.read_exact(&mut body)?;
-    Ok((start.trim_end().to_string(), headers, body))
+    Ok(Request {
+        line: start.trim_end().to_string(),
+        headers,
+        body,
+    })
 }
 
 fn serve_one(
@@ -122,12 +125,7 @@ fn serve_one(
 ) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
-    let (line, headers, body) = read_message(&mut reader)?;
-    let (status, reply) = handler(&Request {
-        line,
-        headers,
-        body,
-    });
+    let (status, reply) = handler(&read_message(&mut reader)?);
     let mut stream = stream;
     write!(
         stream,
@@ -172,7 +170,11 @@ pub fn forward(upstream: &str, request: &Request, body: &[u8]) -> (String, Strin
     ));
     stream.write_all(head.as_bytes()).unwrap();
     stream.write_all(body).unwrap();
-    let (status, _, reply) = read_message(&mut BufReader::new(stream)).unwrap();
-    let status = status.split_once(' ').map_or("", |(_, s)| s).to_string();
-    (status, String::from_utf8(reply).unwrap())
+    let answer = read_message(&mut BufReader::new(stream)).unwrap();
+    let status = answer
+        .line
+        .split_once(' ')
+        .map_or("", |(_, s)| s)
+        .to_string();
+    (status, String::from_utf8(answer.body).unwrap())
 }
