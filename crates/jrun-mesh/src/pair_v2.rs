@@ -44,6 +44,16 @@ pub const NAMEPLATE_MAX: u32 = 999_999;
 /// The largest decoded message body the protocol produces or accepts.
 pub const MAX_MESSAGE_BYTES: usize = 96 * 1024;
 
+/// The largest request body `jrun relay` accepts unless told otherwise (`--max-body`):
+/// a roster whose post is larger is refused before anything is sent.
+pub const RELAY_DEFAULT_MAX_BODY: usize = 16 * 1024;
+
+/// An entry of a sealed roster besides its name: the name's length, key and signature.
+const ENTRY_FIXED_BYTES: usize = 1 + 32 + 64;
+/// The sealed box around a roster: the nonce before it, the tag after it.
+const NONCE_BYTES: usize = 24;
+const TAG_BYTES: usize = 16;
+
 /// Which end of the pairing: `a` created it, `b` joined it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -293,8 +303,9 @@ impl V2Code {
 /// Why a v2 pairing failed. Each message says that nothing was applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum V2Error {
-    /// Key confirmation failed: the two sides typed different codes (or someone guessed).
-    #[error("the code does not match: your peer's code and yours differ (a typo, or someone else tried this code); nothing was changed. Create a new pairing and type its code exactly")]
+    /// Key confirmation failed: the two sides typed different codes (or someone guessed),
+    /// or a PAKE or confirmation message was changed on the way.
+    #[error("the code does not match: your peer's code and yours differ (a typo, or someone else tried this code), or the relay altered the key exchange; nothing was changed. Create a new pairing and type its code exactly")]
     CodeMismatch,
     /// A sealed message did not open or an acknowledgement did not verify.
     #[error("a pairing message was altered on the way (by the relay or someone between); nothing was changed")]
@@ -305,48 +316,169 @@ pub enum V2Error {
     /// A message that breaks the protocol.
     #[error("the peer sent an invalid pairing message ({0}); nothing was changed")]
     Malformed(String),
-    /// A roster entry whose signature does not verify.
-    #[error("the peer's roster lists jail `{name}` with a signature that does not verify; nothing was changed")]
+    /// A roster entry whose signature does not verify for this pairing, that name and the
+    /// address its key owns.
+    #[error("the peer's roster lists jail `{name}` with a signature that does not verify for this pairing and the address its key owns (a peer may list only addresses it owns); nothing was changed")]
     BadSignature {
         /// The jail.
         name: String,
     },
-    /// A roster entry whose address is not the one its key derives.
-    #[error("the peer's roster lists jail `{name}` at {address}, but its key owns {derived}: a peer may list only addresses it owns; nothing was changed")]
-    AddressNotOwned {
-        /// The jail.
-        name: String,
-        /// The address listed.
-        address: String,
-        /// The address the key derives.
-        derived: String,
+    /// This side's roster does not fit in one message.
+    #[error("your roster of {jails} jails takes {bytes} bytes as a pairing v2 message, more than the {limit} bytes {what}; nothing was sent. Share fewer jails with `jrun pair --share <jails>`")]
+    RosterTooLarge {
+        /// Jails in the roster.
+        jails: usize,
+        /// The size it would take.
+        bytes: usize,
+        /// The limit it exceeds.
+        limit: usize,
+        /// Whose limit that is.
+        what: &'static str,
     },
     /// Called out of order (a bug of the caller).
     #[error("pairing step out of order")]
     OutOfOrder,
 }
 
-/// A roster entry as sealed: name, address, the key it derives from, and that key's
-/// signature (see [`entry_message`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A roster entry as sealed: the name, the jail's Yggdrasil public key and that key's
+/// signature (see [`entry_message`]). The address is not sent: it is the one the key
+/// derives (DESIGN §4), so an entry cannot name an address its key does not own.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedJail {
     /// The jail's name.
     pub name: DnsLabel,
-    /// Its Yggdrasil address.
-    pub ygg_address: YggAddress,
-    /// Its ed25519 public key, hex.
-    pub public_key: String,
-    /// The key's signature, hex.
-    pub signature: String,
+    /// Its ed25519 public key.
+    pub public_key: [u8; 32],
+    /// The key's signature over [`entry_message`] with the address the key derives.
+    pub signature: [u8; 64],
+}
+
+impl SignedJail {
+    /// The address the key derives: the only one this entry can stand for.
+    pub fn address(&self) -> YggAddress {
+        YggAddress::from_public_key(&self.public_key)
+    }
 }
 
 /// The plaintext of a roster message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedRoster {
     /// The entries.
     pub jails: Vec<SignedJail>,
+}
+
+fn malformed(what: String) -> V2Error {
+    V2Error::Malformed(format!("roster: {what}"))
+}
+
+impl SignedRoster {
+    /// The binary form sealed in a roster message, compact so that a relay message holds
+    /// many jails: `count (u16, big-endian)`, then per entry `len(name) (u8) ‖ name ‖
+    /// public key (32) ‖ signature (64)`. `None` past 65535 entries.
+    pub fn encode(&self) -> Option<Vec<u8>> {
+        let count = u16::try_from(self.jails.len()).ok()?;
+        let mut out = Vec::with_capacity(plain_bytes(self.jails.iter().map(|j| &j.name)));
+        out.extend_from_slice(&count.to_be_bytes());
+        for j in &self.jails {
+            let name = j.name.as_str().as_bytes();
+            out.push(u8::try_from(name.len()).expect("a DNS label is at most 63 bytes"));
+            out.extend_from_slice(name);
+            out.extend_from_slice(&j.public_key);
+            out.extend_from_slice(&j.signature);
+        }
+        Some(out)
+    }
+
+    /// Parses [`SignedRoster::encode`]'s form: at most `max_jails` entries, names that are
+    /// DNS labels, nothing after the last entry.
+    pub fn decode(bytes: &[u8], max_jails: usize) -> Result<Self, V2Error> {
+        fn take<'a>(rest: &mut &'a [u8], n: usize, what: &str) -> Result<&'a [u8], V2Error> {
+            if rest.len() < n {
+                return Err(malformed(format!("cut short in {what}")));
+            }
+            let (head, tail) = rest.split_at(n);
+            *rest = tail;
+            Ok(head)
+        }
+        let mut rest = bytes;
+        let count = take(&mut rest, 2, "the jail count")?;
+        let count = usize::from(u16::from_be_bytes([count[0], count[1]]));
+        if count > max_jails {
+            return Err(malformed(format!(
+                "{count} jails; a roster holds at most {max_jails}"
+            )));
+        }
+        let mut jails = Vec::with_capacity(count);
+        for i in 0..count {
+            let len = usize::from(take(&mut rest, 1, "a name's length")?[0]);
+            let name = take(&mut rest, len, "a name")?;
+            let name = String::from_utf8(name.to_vec())
+                .ok()
+                .and_then(|n| DnsLabel::new(n).ok())
+                .ok_or_else(|| malformed(format!("jail {i}: the name is not a DNS label")))?;
+            let public_key = take(&mut rest, 32, "a public key")?
+                .try_into()
+                .expect("32 bytes taken");
+            let signature = take(&mut rest, 64, "a signature")?
+                .try_into()
+                .expect("64 bytes taken");
+            jails.push(SignedJail {
+                name,
+                public_key,
+                signature,
+            });
+        }
+        if !rest.is_empty() {
+            return Err(malformed(format!(
+                "{} bytes after the last jail",
+                rest.len()
+            )));
+        }
+        Ok(SignedRoster { jails })
+    }
+}
+
+fn plain_bytes<'a>(names: impl IntoIterator<Item = &'a DnsLabel>) -> usize {
+    2 + names
+        .into_iter()
+        .map(|n| ENTRY_FIXED_BYTES + n.as_str().len())
+        .sum::<usize>()
+}
+
+/// The decoded body of a roster message for jails of these names.
+pub fn roster_message_bytes<'a>(names: impl IntoIterator<Item = &'a DnsLabel>) -> usize {
+    NONCE_BYTES + plain_bytes(names) + TAG_BYTES
+}
+
+/// The request body that posts a roster message for jails of these names: what a relay's
+/// `--max-body` limits.
+pub fn roster_post_bytes<'a>(names: impl IntoIterator<Item = &'a DnsLabel>) -> usize {
+    let envelope = Message {
+        side: Side::A,
+        phase: Phase::Roster,
+        body: Vec::new(),
+    };
+    let envelope = serde_json::to_vec(&envelope.to_wire())
+        .expect("messages serialise")
+        .len();
+    envelope + roster_message_bytes(names).div_ceil(3) * 4
+}
+
+/// Refuses, before anything is sent, a roster whose post a relay with the default body
+/// limit ([`RELAY_DEFAULT_MAX_BODY`]) would refuse.
+pub fn check_roster_fits<'a>(
+    names: impl IntoIterator<Item = &'a DnsLabel> + Clone,
+) -> Result<(), V2Error> {
+    let bytes = roster_post_bytes(names.clone());
+    if bytes > RELAY_DEFAULT_MAX_BODY {
+        return Err(V2Error::RosterTooLarge {
+            jails: names.into_iter().count(),
+            bytes,
+            limit: RELAY_DEFAULT_MAX_BODY,
+            what: "a relay accepts by default (`jrun relay --max-body`)",
+        });
+    }
+    Ok(())
 }
 
 /// What a roster entry's key signs: the protocol, the transcript id (which only the two
@@ -505,29 +637,31 @@ impl Session {
         if !self.confirmed {
             return Err(V2Error::OutOfOrder);
         }
+        let bytes = roster_message_bytes(jails.iter().map(|(name, _)| name));
+        if bytes > MAX_MESSAGE_BYTES {
+            return Err(V2Error::RosterTooLarge {
+                jails: jails.len(),
+                bytes,
+                limit: MAX_MESSAGE_BYTES,
+                what: "the protocol allows",
+            });
+        }
         let transcript = self.keys()?.transcript;
         let roster = SignedRoster {
             jails: jails
                 .iter()
-                .map(|(name, id)| {
-                    let address = id.address();
-                    SignedJail {
-                        name: name.clone(),
-                        ygg_address: address,
-                        public_key: hex::encode(id.public_key()),
-                        signature: hex::encode(id.sign(&entry_message(
-                            &transcript,
-                            self.side,
-                            name,
-                            address,
-                        ))),
-                    }
+                .map(|(name, id)| SignedJail {
+                    name: name.clone(),
+                    public_key: id.public_key(),
+                    signature: id.sign(&entry_message(&transcript, self.side, name, id.address())),
                 })
                 .collect(),
         };
-        let plain = serde_json::to_vec(&roster).expect("rosters serialise");
+        let plain = roster
+            .encode()
+            .expect("a message of at most MAX_MESSAGE_BYTES holds fewer than 65536 entries");
         self.roster_hashes[self.side.index()] = Some(Sha256::digest(&plain).into());
-        let mut nonce = [0u8; 24];
+        let mut nonce = [0u8; NONCE_BYTES];
         getrandom::fill(&mut nonce).map_err(|e| V2Error::Malformed(format!("RNG: {e}")))?;
         let cipher = XChaCha20Poly1305::new(self.keys()?.roster.as_ref().into());
         let aad = self.aad(self.side);
@@ -552,10 +686,10 @@ impl Session {
             return Err(V2Error::OutOfOrder);
         }
         let keys = self.keys()?;
-        if message.len() < 24 {
+        if message.len() < NONCE_BYTES {
             return Err(V2Error::Tampered);
         }
-        let (nonce, sealed) = message.split_at(24);
+        let (nonce, sealed) = message.split_at(NONCE_BYTES);
         let cipher = XChaCha20Poly1305::new(keys.roster.as_ref().into());
         let peer = self.side.peer();
         let aad = self.aad(peer);
@@ -568,8 +702,7 @@ impl Session {
                 },
             )
             .map_err(|_| V2Error::Tampered)?;
-        let signed: SignedRoster = protocol::decode_plain(&plain)
-            .map_err(|e| V2Error::Malformed(format!("roster: {e}")))?;
+        let signed = SignedRoster::decode(&plain, max_jails)?;
         let roster = verify_roster(&signed, &keys.transcript, peer, max_jails)?;
         self.roster_hashes[peer.index()] = Some(Sha256::digest(&plain).into());
         Ok(roster)
@@ -603,7 +736,9 @@ impl Session {
     }
 }
 
-/// Checks a signed roster sent by `side` and returns it as a plain roster.
+/// Checks a signed roster sent by `side` and returns it as a plain roster: each jail at
+/// the address its key derives, once the key's signature over this pairing's transcript,
+/// the side, the name and that address verified.
 pub fn verify_roster(
     signed: &SignedRoster,
     transcript: &[u8; 32],
@@ -613,42 +748,26 @@ pub fn verify_roster(
     let mut jails = Vec::with_capacity(signed.jails.len());
     let mut keys = HashSet::new();
     for j in &signed.jails {
-        let name = j.name.to_string();
-        let public: [u8; 32] = hex::decode(&j.public_key)
-            .ok()
-            .and_then(|v| v.try_into().ok())
-            .ok_or_else(|| {
-                V2Error::Malformed(format!("jail `{name}`: public_key is not 32 bytes of hex"))
-            })?;
-        let signature: [u8; 64] = hex::decode(&j.signature)
-            .ok()
-            .and_then(|v| v.try_into().ok())
-            .ok_or_else(|| {
-                V2Error::Malformed(format!("jail `{name}`: signature is not 64 bytes of hex"))
-            })?;
-        let derived = YggAddress::from_public_key(&public);
-        if derived != j.ygg_address {
-            return Err(V2Error::AddressNotOwned {
-                name,
-                address: j.ygg_address.to_string(),
-                derived: derived.to_string(),
-            });
-        }
-        let key = VerifyingKey::from_bytes(&public)
-            .map_err(|_| V2Error::BadSignature { name: name.clone() })?;
-        key.verify_strict(
-            &entry_message(transcript, side, &j.name, j.ygg_address),
-            &Signature::from_bytes(&signature),
-        )
-        .map_err(|_| V2Error::BadSignature { name: name.clone() })?;
-        if !keys.insert(public) {
+        let bad = || V2Error::BadSignature {
+            name: j.name.to_string(),
+        };
+        let address = j.address();
+        VerifyingKey::from_bytes(&j.public_key)
+            .map_err(|_| bad())?
+            .verify_strict(
+                &entry_message(transcript, side, &j.name, address),
+                &Signature::from_bytes(&j.signature),
+            )
+            .map_err(|_| bad())?;
+        if !keys.insert(j.public_key) {
             return Err(V2Error::Malformed(format!(
-                "jail `{name}`: a key listed twice"
+                "jail `{}`: a key listed twice",
+                j.name
             )));
         }
         jails.push(RosterJail {
             name: j.name.clone(),
-            ygg_address: j.ygg_address,
+            ygg_address: address,
         });
     }
     let roster = Roster { jails };

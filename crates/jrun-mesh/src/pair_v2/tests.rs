@@ -144,13 +144,21 @@ fn a_relay_that_alters_or_swaps_a_sealed_roster_makes_both_abort() {
 
 fn signed_entry(transcript: &[u8; 32], side: Side, name: &str, id: &Identity) -> SignedJail {
     let name: DnsLabel = name.to_string().try_into().unwrap();
-    let address = id.address();
     SignedJail {
-        signature: hex::encode(id.sign(&entry_message(transcript, side, &name, address))),
+        signature: id.sign(&entry_message(transcript, side, &name, id.address())),
         name,
-        ygg_address: address,
-        public_key: hex::encode(id.public_key()),
+        public_key: id.public_key(),
     }
+}
+
+fn one(j: &SignedJail) -> SignedRoster {
+    SignedRoster {
+        jails: vec![j.clone()],
+    }
+}
+
+fn refused(roster: &SignedRoster, t: &[u8; 32]) -> V2Error {
+    verify_roster(roster, t, Side::A, 256).unwrap_err()
 }
 
 #[test]
@@ -159,111 +167,106 @@ fn roster_entries_must_be_signed_by_the_key_that_owns_the_address() {
     let id = Identity::from_seed(&[1; 32]);
     let other = Identity::from_seed(&[2; 32]);
     let good = signed_entry(&t, Side::A, "web", &id);
-    let ok = SignedRoster {
-        jails: vec![good.clone()],
-    };
-    assert_eq!(verify_roster(&ok, &t, Side::A, 256).unwrap().jails.len(), 1);
-    // Signed over another transcript, or by the other side: refused.
+    // The address is the one the key derives, whatever the sender had in mind.
+    let ok = verify_roster(&one(&good), &t, Side::A, 256).unwrap();
+    assert_eq!(
+        ok.jails,
+        [RosterJail {
+            name: good.name.clone(),
+            ygg_address: id.address()
+        }]
+    );
+    // Signed over another transcript (another pairing), or as the other side: refused.
     assert!(matches!(
-        verify_roster(&ok, &[8; 32], Side::A, 256),
+        verify_roster(&one(&good), &[8; 32], Side::A, 256),
         Err(V2Error::BadSignature { .. })
     ));
     assert!(matches!(
-        verify_roster(&ok, &t, Side::B, 256),
+        verify_roster(&one(&good), &t, Side::B, 256),
         Err(V2Error::BadSignature { .. })
     ));
     // The name changed after signing.
     let mut renamed = good.clone();
     renamed.name = "db".to_string().try_into().unwrap();
     assert!(matches!(
-        verify_roster(
-            &SignedRoster {
-                jails: vec![renamed]
-            },
-            &t,
-            Side::A,
-            256
-        ),
-        Err(V2Error::BadSignature { .. })
+        refused(&one(&renamed), &t),
+        V2Error::BadSignature { .. }
     ));
-    // An address the key does not derive (someone else's jail), even with a valid
-    // signature by the listed key over that address.
-    let mut stolen = good.clone();
-    stolen.ygg_address = other.address();
-    stolen.signature = hex::encode(id.sign(&entry_message(
-        &t,
-        Side::A,
-        &stolen.name,
-        stolen.ygg_address,
-    )));
-    let err = verify_roster(
-        &SignedRoster {
-            jails: vec![stolen],
-        },
-        &t,
-        Side::A,
-        256,
-    )
-    .unwrap_err();
-    assert!(matches!(err, V2Error::AddressNotOwned { .. }), "{err}");
-    // The other key, signing for an address it owns, under the first key's entry.
-    let mut swapped_key = good.clone();
-    swapped_key.public_key = hex::encode(other.public_key());
+    // An address the key does not derive (someone else's jail), with a valid signature by
+    // the listed key over that address: the receiver checks it against the key's own.
+    let stolen = SignedJail {
+        signature: id.sign(&entry_message(&t, Side::A, &good.name, other.address())),
+        ..good.clone()
+    };
+    let err = refused(&one(&stolen), &t);
+    assert!(matches!(err, V2Error::BadSignature { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("a peer may list only addresses it owns"),
+        "{err}"
+    );
+    // The owner's key (hence its address) under a signature by a key the peer holds.
+    let borrowed = SignedJail {
+        public_key: other.public_key(),
+        ..good.clone()
+    };
     assert!(matches!(
-        verify_roster(
-            &SignedRoster {
-                jails: vec![swapped_key]
-            },
-            &t,
-            Side::A,
-            256
-        ),
-        Err(V2Error::AddressNotOwned { .. })
+        refused(&one(&borrowed), &t),
+        V2Error::BadSignature { .. }
     ));
-    // Garbage keys and signatures are malformed, not panics.
-    let mut bad = good.clone();
-    bad.signature = "00".into();
+    // A bad signature: one bit off, all zeros, and a key that is not a curve point.
+    let mut flipped = good.clone();
+    flipped.signature[10] ^= 1;
     assert!(matches!(
-        verify_roster(&SignedRoster { jails: vec![bad] }, &t, Side::A, 256),
-        Err(V2Error::Malformed(_))
+        refused(&one(&flipped), &t),
+        V2Error::BadSignature { .. }
     ));
-    // Too many jails, duplicate names.
+    let zero = SignedJail {
+        signature: [0; 64],
+        ..good.clone()
+    };
+    assert!(matches!(
+        refused(&one(&zero), &t),
+        V2Error::BadSignature { .. }
+    ));
+    let not_a_point = (0u8..=255)
+        .map(|b| [b; 32])
+        .find(|k| VerifyingKey::from_bytes(k).is_err())
+        .unwrap();
+    let garbage = SignedJail {
+        public_key: not_a_point,
+        ..good.clone()
+    };
+    assert!(matches!(
+        refused(&one(&garbage), &t),
+        V2Error::BadSignature { .. }
+    ));
+    // One bad entry refuses the whole roster.
+    let mixed = SignedRoster {
+        jails: vec![signed_entry(&t, Side::A, "db", &other), stolen],
+    };
+    assert!(matches!(refused(&mixed, &t), V2Error::BadSignature { .. }));
+    // A key listed twice, a name listed twice, too many jails.
+    let twice = SignedRoster {
+        jails: vec![good.clone(), signed_entry(&t, Side::A, "db", &id)],
+    };
+    assert!(matches!(refused(&twice, &t), V2Error::Malformed(_)));
     let dup = SignedRoster {
         jails: vec![good.clone(), signed_entry(&t, Side::A, "web", &other)],
     };
+    assert!(matches!(refused(&dup, &t), V2Error::Malformed(_)));
+    let two = SignedRoster {
+        jails: vec![good.clone(), signed_entry(&t, Side::A, "db", &other)],
+    };
     assert!(matches!(
-        verify_roster(&dup, &t, Side::A, 256),
-        Err(V2Error::Malformed(_))
-    ));
-    assert!(matches!(
-        verify_roster(
-            &SignedRoster {
-                jails: vec![good.clone(), signed_entry(&t, Side::A, "db", &other)]
-            },
-            &t,
-            Side::A,
-            1
-        ),
+        verify_roster(&two, &t, Side::A, 1),
         Err(V2Error::Malformed(_))
     ));
 }
 
-#[test]
-fn a_sealed_roster_with_a_bad_entry_is_refused_after_opening() {
-    let c = code("4821-zebra-night-climb");
-    let (mut a, pa) = Session::start(Side::A, &c);
-    let (mut b, pb) = Session::start(Side::B, &c);
-    let ca = a.receive_pake(&pb).unwrap();
-    let cb = b.receive_pake(&pa).unwrap();
-    a.receive_confirm(&cb).unwrap();
-    b.receive_confirm(&ca).unwrap();
-    // A lies about one address: it signs with a key that does not own it. Seal by hand.
-    let t = a.transcript().unwrap();
-    let id = Identity::from_seed(&[1; 32]);
-    let mut lie = signed_entry(&t, Side::A, "web", &id);
-    lie.ygg_address = Identity::from_seed(&[9; 32]).address();
-    let plain = serde_json::to_vec(&SignedRoster { jails: vec![lie] }).unwrap();
-    let keys = a.keys().unwrap();
+/// Seals `plain` as `from`'s roster message, as a peer (or someone holding the keys) could.
+fn seal_by_hand(from: &Session, plain: &[u8]) -> Vec<u8> {
+    let keys = from.keys().unwrap();
     let cipher = XChaCha20Poly1305::new(keys.roster.as_ref().into());
     let nonce = [3u8; 24];
     let mut sealed = nonce.to_vec();
@@ -272,16 +275,94 @@ fn a_sealed_roster_with_a_bad_entry_is_refused_after_opening() {
             .encrypt(
                 XNonce::from_slice(&nonce),
                 Payload {
-                    msg: &plain,
-                    aad: &a.aad(Side::A),
+                    msg: plain,
+                    aad: &from.aad(from.side),
                 },
             )
             .unwrap(),
     );
-    assert!(matches!(
-        b.open_roster(&sealed, 256),
-        Err(V2Error::AddressNotOwned { .. })
-    ));
+    sealed
+}
+
+#[test]
+fn a_sealed_roster_with_a_forged_entry_is_refused_after_opening_and_nothing_is_returned() {
+    let (a, mut b) = confirmed();
+    let t = a.transcript().unwrap();
+    let id = Identity::from_seed(&[1; 32]);
+    let victim = Identity::from_seed(&[9; 32]);
+    let honest = signed_entry(&t, Side::A, "web", &id);
+    let forgeries = [
+        // An address its key does not own (the victim's), signed by the key.
+        SignedJail {
+            signature: id.sign(&entry_message(&t, Side::A, &honest.name, victim.address())),
+            ..honest.clone()
+        },
+        // The victim's key, hence its address, without the victim's signature.
+        SignedJail {
+            public_key: victim.public_key(),
+            ..honest.clone()
+        },
+        // A signature with one bit off.
+        SignedJail {
+            signature: {
+                let mut s = honest.signature;
+                s[0] ^= 0x80;
+                s
+            },
+            ..honest.clone()
+        },
+        // An entry signed for another pairing (another transcript).
+        signed_entry(&[0xee; 32], Side::A, "web", &id),
+    ];
+    for forged in forgeries {
+        let plain = SignedRoster {
+            jails: vec![
+                signed_entry(&t, Side::A, "db", &Identity::from_seed(&[2; 32])),
+                forged,
+            ],
+        }
+        .encode()
+        .unwrap();
+        let err = b.open_roster(&seal_by_hand(&a, &plain), 256).unwrap_err();
+        assert!(matches!(err, V2Error::BadSignature { .. }), "{err}");
+        // Nothing was taken in: no roster recorded, so no acknowledgement either.
+        assert_eq!(b.ack().unwrap_err(), V2Error::OutOfOrder);
+    }
+    // The same roster, honest, goes through.
+    let plain = one(&honest).encode().unwrap();
+    let got = b.open_roster(&seal_by_hand(&a, &plain), 256).unwrap();
+    assert_eq!(got.jails[0].ygg_address, id.address());
+}
+
+#[test]
+fn the_sealed_roster_encoding_is_strict() {
+    let t = [7u8; 32];
+    let roster = SignedRoster {
+        jails: vec![
+            signed_entry(&t, Side::A, "web", &Identity::from_seed(&[1; 32])),
+            signed_entry(&t, Side::A, &"x".repeat(63), &Identity::from_seed(&[2; 32])),
+        ],
+    };
+    let bytes = roster.encode().unwrap();
+    assert_eq!(bytes.len(), 2 + (1 + 3 + 96) + (1 + 63 + 96));
+    assert_eq!(SignedRoster::decode(&bytes, 256).unwrap(), roster);
+    let bad = |bytes: &[u8], max: usize| {
+        matches!(SignedRoster::decode(bytes, max), Err(V2Error::Malformed(_)))
+    };
+    // Cut anywhere, or with a byte more, it is refused.
+    for cut in 0..bytes.len() {
+        assert!(bad(&bytes[..cut], 256), "cut at {cut}");
+    }
+    assert!(bad(&[bytes.as_slice(), &[0]].concat(), 256));
+    // More jails than allowed, names that are no DNS label.
+    assert!(bad(&bytes, 1));
+    for name in [&b""[..], b"Web", b"a.b", b"-a", &[0xff, 0xfe]] {
+        let mut b = vec![0, 1, name.len() as u8];
+        b.extend_from_slice(name);
+        b.extend_from_slice(&[0; 96]);
+        assert!(bad(&b, 256), "{name:?}");
+    }
+    assert_eq!(SignedRoster::decode(&[0, 0], 256).unwrap().jails, []);
 }
 
 #[test]
@@ -336,4 +417,144 @@ fn wire_messages_are_bounded_and_strict() {
     let big = B64.encode(vec![0u8; MAX_MESSAGE_BYTES + 1]);
     let body = format!(r#"{{"side":"a","phase":"roster","body":"{big}"}}"#);
     assert!(parse_post(body.as_bytes()).is_err());
+}
+
+/// A confirmed pair of sessions, ready to seal rosters.
+fn confirmed() -> (Session, Session) {
+    let c = code("4821-zebra-night-climb");
+    let (mut a, pa) = Session::start(Side::A, &c);
+    let (mut b, pb) = Session::start(Side::B, &c);
+    let ca = a.receive_pake(&pb).unwrap();
+    let cb = b.receive_pake(&pa).unwrap();
+    a.receive_confirm(&cb).unwrap();
+    b.receive_confirm(&ca).unwrap();
+    (a, b)
+}
+
+type Jail = (DnsLabel, Identity);
+
+/// `n` jails whose names are `name_len` characters long.
+fn named_jails(n: usize, name_len: usize) -> Vec<(DnsLabel, Identity)> {
+    (0..n)
+        .map(|i| {
+            let mut seed = [0u8; 32];
+            seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            let name = format!("j{i:0>w$}", w = name_len - 1);
+            (name.try_into().unwrap(), Identity::from_seed(&seed))
+        })
+        .collect()
+}
+
+/// The body of the `POST` that carries `jails` as a v1 roster.
+fn v1_post_bytes(jails: &[(DnsLabel, Identity)]) -> usize {
+    let roster = Roster {
+        jails: jails
+            .iter()
+            .map(|(name, id)| RosterJail {
+                name: name.clone(),
+                ygg_address: id.address(),
+            })
+            .collect(),
+    };
+    serde_json::to_vec(&roster).unwrap().len()
+}
+
+/// The body of the `POST` that carries `jails` as a real sealed v2 roster.
+fn v2_post_bytes(session: &mut Session, jails: &[(DnsLabel, Identity)]) -> usize {
+    let body = session.seal_roster(jails).unwrap();
+    let post = Message {
+        side: Side::A,
+        phase: Phase::Roster,
+        body,
+    };
+    serde_json::to_vec(&post.to_wire()).unwrap().len()
+}
+
+/// The most jails (of names `name_len` long, at most 256) whose post fits in `limit`.
+fn most_that_fit(name_len: usize, limit: usize, size: &mut dyn FnMut(&[Jail]) -> usize) -> usize {
+    let all = named_jails(256, name_len);
+    let (mut fits, mut over) = (0, all.len() + 1);
+    while over - fits > 1 {
+        let mid = (fits + over) / 2;
+        if size(&all[..mid]) <= limit {
+            fits = mid;
+        } else {
+            over = mid;
+        }
+    }
+    fits
+}
+
+#[test]
+fn how_many_jails_a_roster_fits_in_the_default_relay_body() {
+    let limit = RELAY_DEFAULT_MAX_BODY;
+    let (mut a, _) = confirmed();
+    let mut fit = Vec::new();
+    for name_len in [8, 20, 63] {
+        let v1 = most_that_fit(name_len, limit, &mut |j| v1_post_bytes(j));
+        let v2 = most_that_fit(name_len, limit, &mut |j| v2_post_bytes(&mut a, j));
+        eprintln!(
+            "names of {name_len} characters, {limit}-byte body: v1 {v1} jails, v2 {v2} jails"
+        );
+        fit.push(v2);
+    }
+    // At least 100 jails whose names are up to 20 characters long.
+    assert!(fit[0] >= 100 && fit[1] >= 100, "{fit:?}");
+}
+
+#[test]
+fn the_post_size_is_known_before_anything_is_sealed_or_sent() {
+    let (mut a, _) = confirmed();
+    for (n, name_len) in [(0, 8), (1, 8), (2, 63), (37, 20), (116, 8), (200, 11)] {
+        let jails = named_jails(n, name_len);
+        let names = jails.iter().map(|(name, _)| name);
+        assert_eq!(
+            roster_post_bytes(names),
+            v2_post_bytes(&mut a, &jails),
+            "{n}"
+        );
+    }
+    // What fits the default relay passes; one jail more is refused, naming the limit.
+    let fits = most_that_fit(20, RELAY_DEFAULT_MAX_BODY, &mut |j| {
+        roster_post_bytes(j.iter().map(|(name, _)| name))
+    });
+    let jails = named_jails(fits + 1, 20);
+    let names: Vec<&DnsLabel> = jails.iter().map(|(name, _)| name).collect();
+    check_roster_fits(names[..fits].iter().copied()).unwrap();
+    let err = check_roster_fits(names.iter().copied()).unwrap_err();
+    let V2Error::RosterTooLarge {
+        jails: n,
+        bytes,
+        limit,
+        ..
+    } = &err
+    else {
+        panic!("{err}");
+    };
+    assert_eq!((*n, *limit), (fits + 1, 16384));
+    assert!(*bytes > 16384);
+    let text = err.to_string();
+    assert!(
+        text.contains("16384 bytes") && text.contains("--max-body") && text.contains("--share"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_roster_larger_than_a_message_is_not_sealed() {
+    let (mut a, _) = confirmed();
+    // 63-character names: 160 bytes a jail, so 700 jails exceed 96 KiB.
+    let jails = named_jails(700, 63);
+    let err = a.seal_roster(&jails).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            V2Error::RosterTooLarge {
+                jails: 700,
+                limit: MAX_MESSAGE_BYTES,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }

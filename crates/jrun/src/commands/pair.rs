@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jrun_core::config::JailName;
 use jrun_core::state::{LockWait, MeshPeer, PairDirection, State, StateStore};
-use jrun_mesh::pair_v2::{Side, V2Code};
+use jrun_mesh::pair_v2::{self, Side, V2Code};
 use jrun_mesh::protocol::{Roster, MAX_ROSTER_JAILS};
 use jrun_mesh::{
     exchange_v2, ClientError, ClientOptions, Identity, KeyStore, PairCode, PollOptions,
@@ -174,6 +174,9 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         );
     }
     let identities = if use_v2 {
+        // A roster the relay would refuse fails here, before a code is handed out.
+        pair_v2::check_roster_fits(roster.jails.iter().map(|j| &j.name))
+            .map_err(|e| miette!("{e}"))?;
         jail_identities(&keys, &roster).map_err(report)?
     } else {
         Vec::new()

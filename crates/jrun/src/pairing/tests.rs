@@ -545,3 +545,13 @@ fn a_roster_listing_addresses_others_hold_is_refused() {
     .unwrap_err();
     assert!(err.to_string().contains("your own jail `web`"), "{err}");
 }
+
+#[test]
+fn the_roster_size_check_uses_the_relays_own_default_body_limit() {
+    // `jrun pair` refuses, before posting, a v2 roster larger than this: it must be the
+    // limit `jrun relay` applies when not told otherwise.
+    assert_eq!(
+        jrun_relay::RelayConfig::default().max_body_bytes,
+        jrun_mesh::pair_v2::RELAY_DEFAULT_MAX_BODY
+    );
+}

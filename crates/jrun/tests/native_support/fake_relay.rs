@@ -1,14 +1,40 @@
 //! Relays written in the tests: a tiny HTTP server on 127.0.0.1 whose answers a test
-//! chooses, one request per connection.
+//! chooses, one request per connection; it may pass requests on to a real relay
+//! ([`forward`]) and change them, or the answers, on the way.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// What a stub answers: a status line's tail (`200 OK`) and a JSON body.
 pub type Answer = (&'static str, String);
+
+/// One request as a stub read it (or an answer as [`forward`] read it).
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// `POST /v2/nameplate HTTP/1.1` (`HTTP/1.1 200 OK` for an answer), without the line
+    /// end.
+    pub line: String,
+    /// The headers, names lowercased, in order.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// The path of the request line (with its query).
+    pub fn path(&self) -> &str {
+        self.line.split(' ').nth(1).unwrap_or("")
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
 
 /// An HTTP server on loopback calling `handler(request line, body)` for each request;
 /// stopped when dropped.
@@ -20,6 +46,14 @@ pub struct HttpStub {
 
 impl HttpStub {
     pub fn start(handler: impl Fn(&str, &str) -> Answer + Send + 'static) -> Self {
+        HttpStub::serve(move |request: &Request| {
+            let (status, body) = handler(&request.line, &String::from_utf8_lossy(&request.body));
+            (status.to_string(), body)
+        })
+    }
+
+    /// A stub whose handler sees the whole request and may answer any status.
+    pub fn serve(handler: impl Fn(&Request) -> (String, String) + Send + 'static) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -56,28 +90,42 @@ impl Drop for HttpStub {
     }
 }
 
-fn serve_one(
-    stream: std::net::TcpStream,
-    handler: &impl Fn(&str, &str) -> Answer,
-) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    let mut length = 0usize;
+/// Reads one HTTP/1.1 message: start line, headers, and its `Content-Length` body.
+fn read_message(reader: &mut impl BufRead) -> std::io::Result<Request> {
+    let mut start = String::new();
+    reader.read_line(&mut start)?;
+    let mut headers = Vec::new();
     loop {
         let mut line = String::new();
         reader.read_line(&mut line)?;
         if line.trim().is_empty() {
             break;
         }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap_or(0);
+        if let Some((name, value)) = line.split_once(':') {
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
         }
     }
+    let length = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
     let mut body = vec![0; length];
     reader.read_exact(&mut body)?;
-    let (status, reply) = handler(&request_line, &String::from_utf8_lossy(&body));
+    Ok(Request {
+        line: start.trim_end().to_string(),
+        headers,
+        body,
+    })
+}
+
+fn serve_one(
+    stream: TcpStream,
+    handler: &impl Fn(&Request) -> (String, String),
+) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let (status, reply) = handler(&read_message(&mut reader)?);
     let mut stream = stream;
     write!(
         stream,
@@ -99,4 +147,34 @@ pub fn fixed_roster(roster_body: String) -> HttpStub {
         };
         ("200 OK", reply)
     })
+}
+
+/// Passes `request` on to the HTTP server at `upstream` (`http://127.0.0.1:<port>`) with
+/// `body` instead of its own, keeping its method, path, `Content-Type` and
+/// `Authorization`; returns the answer's status line tail (`404 Not Found`) and body.
+pub fn forward(upstream: &str, request: &Request, body: &[u8]) -> (String, String) {
+    let host = upstream.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = TcpStream::connect(host).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut head = format!("{}\r\nhost: {host}\r\n", request.line);
+    for name in ["content-type", "authorization"] {
+        if let Some(v) = request.header(name) {
+            head.push_str(&format!("{name}: {v}\r\n"));
+        }
+    }
+    head.push_str(&format!(
+        "content-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    ));
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let answer = read_message(&mut BufReader::new(stream)).unwrap();
+    let status = answer
+        .line
+        .split_once(' ')
+        .map_or("", |(_, s)| s)
+        .to_string();
+    (status, String::from_utf8(answer.body).unwrap())
 }

@@ -8,6 +8,7 @@
 use super::local_env;
 
 pub mod fake_relay;
+pub mod pairing;
 pub mod services;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
