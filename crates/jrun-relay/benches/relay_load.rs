@@ -194,11 +194,7 @@ fn expect_message(answer: &[u8], side: Side, phase: Phase) {
 /// `count` complete v2 pairings, one side per connection, in the order two clients that
 /// never poll in vain produce (the joiner finds the creator's PAKE waiting, and so on),
 /// each reading from its cursor as `jrun_mesh::RelayMailbox` does: 16 requests a pairing.
-async fn v2_pairings(
-    addr: SocketAddr,
-    bodies: std::sync::Arc<V2Bodies>,
-    count: usize,
-) -> Vec<u32> {
+async fn v2_pairings(addr: SocketAddr, bodies: std::sync::Arc<V2Bodies>, count: usize) -> Vec<u32> {
     let mut a = connect(addr).await;
     let mut b = connect(addr).await;
     let [pa, pb] = &bodies.posts;
