@@ -1,9 +1,18 @@
-//! Load benchmark of the relay (`cargo bench -p jrun-relay`): complete pairings (create,
-//! join, collecting poll) from concurrent keep-alive clients over loopback, against the
-//! requests/s of a bare axum handler measured in the same run on the same machine; then
-//! resident memory with 100,000 pending pairings.
+//! Load benchmark of the relay (`cargo bench -p jrun-relay`): complete pairings from
+//! concurrent keep-alive clients over loopback, against the requests/s of a bare axum
+//! handler measured in the same run on the same machine; then resident memory with
+//! 100,000 pending pairings.
 //!
-//! Targets (2 cores): ≥ 10,000 pairings/s, p99 < 5 ms per request, RSS < 100 MB.
+//! A v1 pairing is create, join, collecting poll. A v2 pairing (docs/pairing.md) is what
+//! two jrun clients send when neither ever polls in vain: a nameplate, then each side's
+//! PAKE, confirm, sealed roster, ack and done posts, and one read of the messages each
+//! time a side needs the peer's next one — until the relay forgets the nameplate. The
+//! bodies are real: made once by `pair_v2::Session` with 5 jails a side, so the benchmark
+//! measures the relay, not the cryptography. Bare, v1 and v2 run interleaved, in
+//! [`ROUNDS`] rounds; the figures are the medians.
+//!
+//! Targets (2 cores): ≥ 10,000 v1 pairings/s, p99 < 5 ms per request, RSS < 100 MB;
+//! v2 pairings/s ≥ 0.50 × v1's (issue 15).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -14,13 +23,25 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
+use jrun_mesh::pair_v2::{self, Allocated, Message, Phase, Posted, Session, Side, V2Code};
 use jrun_mesh::protocol::{Roster, RosterJail};
+use jrun_mesh::{DnsLabel, Identity};
 use jrun_relay::{Relay, RelayConfig};
 
 const CLIENTS: usize = 16;
 const WARMUP_PAIRINGS_PER_CLIENT: usize = 100;
 const PAIRINGS_PER_CLIENT: usize = 1_000;
+/// Fewer v2 pairings per round: each takes [`V2_REQUESTS`] requests.
+const V2_PAIRINGS_PER_CLIENT: usize = 250;
+const ROUNDS: usize = 5;
+/// Jails per side in the v2 rosters.
+const V2_JAILS: u8 = 5;
 const PENDING_FOR_MEMORY: usize = 100_000;
+/// Requests of one complete pairing.
+const V1_REQUESTS: usize = 3;
+const V2_REQUESTS: usize = 16;
+/// Issue 15: relay v2 throughput at least this share of v1's pairings/s.
+const V2_TARGET_RATIO: f64 = 0.50;
 
 fn roster(first: u16, n: u16) -> String {
     let jails: Vec<String> = (0..n)
@@ -53,12 +74,27 @@ async fn send(
     body: Option<&str>,
     latencies: &mut Vec<u32>,
 ) -> Bytes {
+    send_as(sender, method, path, body, None, latencies).await
+}
+
+/// [`send`] with an optional `Authorization: Bearer` token (v2's side tokens).
+async fn send_as(
+    sender: &mut SendRequest<Full<Bytes>>,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    bearer: Option<&str>,
+    latencies: &mut Vec<u32>,
+) -> Bytes {
     let mut req = Request::builder()
         .method(method)
         .uri(path)
         .header("host", "relay");
     if body.is_some() {
         req = req.header("content-type", "application/json");
+    }
+    if let Some(token) = bearer {
+        req = req.header("authorization", format!("Bearer {token}"));
     }
     let req = req
         .body(Full::new(Bytes::from(body.unwrap_or_default().to_string())))
@@ -90,6 +126,133 @@ async fn pairings(addr: SocketAddr, client: usize, count: usize) -> Vec<u32> {
     latencies
 }
 
+/// The JSON bodies of one v2 pairing's posts, per side, in protocol order (PAKE,
+/// confirm, roster, ack, done): made once by two real sessions, with [`V2_JAILS`] jails a
+/// side, so their sizes are those of a real pairing.
+struct V2Bodies {
+    posts: [Vec<String>; 2],
+}
+
+fn v2_jails(prefix: &str) -> Vec<(DnsLabel, Identity)> {
+    (0..V2_JAILS)
+        .map(|i| {
+            let mut seed = [0u8; 32];
+            seed[0] = i;
+            seed[1] = prefix.as_bytes()[0];
+            (
+                format!("{prefix}-jail{i}").try_into().unwrap(),
+                Identity::from_seed(&seed),
+            )
+        })
+        .collect()
+}
+
+fn v2_bodies() -> V2Bodies {
+    let code = V2Code::parse(&"4821-zebra-night-climb".parse().unwrap()).unwrap();
+    let (mut a, pake_a) = Session::start(Side::A, &code);
+    let (mut b, pake_b) = Session::start(Side::B, &code);
+    let confirm_a = a.receive_pake(&pake_b).unwrap();
+    let confirm_b = b.receive_pake(&pake_a).unwrap();
+    a.receive_confirm(&confirm_b).unwrap();
+    b.receive_confirm(&confirm_a).unwrap();
+    let roster_a = a.seal_roster(&v2_jails("a")).unwrap();
+    let roster_b = b.seal_roster(&v2_jails("b")).unwrap();
+    assert_eq!(a.open_roster(&roster_b, 256).unwrap().jails.len(), 5);
+    assert_eq!(b.open_roster(&roster_a, 256).unwrap().jails.len(), 5);
+    let (ack_a, ack_b) = (a.ack().unwrap(), b.ack().unwrap());
+    a.receive_ack(&ack_b).unwrap();
+    b.receive_ack(&ack_a).unwrap();
+    let wire = |side, bodies: [Vec<u8>; 4]| -> Vec<String> {
+        let phases = [Phase::Pake, Phase::Confirm, Phase::Roster, Phase::Ack];
+        phases
+            .into_iter()
+            .zip(bodies)
+            .chain([(Phase::Done, Vec::new())])
+            .map(|(phase, body)| {
+                serde_json::to_string(&Message { side, phase, body }.to_wire()).unwrap()
+            })
+            .collect()
+    };
+    V2Bodies {
+        posts: [
+            wire(Side::A, [pake_a, confirm_a, roster_a, ack_a]),
+            wire(Side::B, [pake_b, confirm_b, roster_b, ack_b]),
+        ],
+    }
+}
+
+/// The peer's message of `phase` in a `GET …/messages` answer, checked to be there: in
+/// this schedule no read comes back empty.
+fn expect_message(answer: &[u8], side: Side, phase: Phase) {
+    let list = pair_v2::parse_messages(answer, 12).unwrap();
+    assert!(
+        list.iter().any(|m| m.side == side && m.phase == phase),
+        "no {side:?} {phase:?} in {list:?}"
+    );
+}
+
+/// `count` complete v2 pairings, one side per connection, in the order two clients that
+/// never poll in vain produce (the joiner finds the creator's PAKE waiting, and so on),
+/// each reading from its cursor as `jrun_mesh::RelayMailbox` does: 16 requests a pairing.
+async fn v2_pairings(addr: SocketAddr, bodies: std::sync::Arc<V2Bodies>, count: usize) -> Vec<u32> {
+    let mut a = connect(addr).await;
+    let mut b = connect(addr).await;
+    let [pa, pb] = &bodies.posts;
+    let mut lat = Vec::with_capacity(count * V2_REQUESTS);
+    for _ in 0..count {
+        let allocated = send(&mut a, "POST", "/v2/nameplate", Some(""), &mut lat).await;
+        let Allocated { nameplate, token } = serde_json::from_slice(&allocated).unwrap();
+        let ta = token.as_str();
+        let path = format!("/v2/nameplate/{nameplate}/messages");
+        let after = |k: usize| format!("{path}?after={k}");
+        // a: PAKE, then waits. b joins: PAKE (claims side b), reads a's PAKE, confirms.
+        send_as(&mut a, "POST", &path, Some(&pa[0]), Some(ta), &mut lat).await;
+        let posted = send(&mut b, "POST", &path, Some(&pb[0]), &mut lat).await;
+        let Posted { token } = serde_json::from_slice(&posted).unwrap();
+        let tb = token.expect("side b's token");
+        let tb = tb.as_str();
+        expect_message(
+            &send_as(&mut b, "GET", &after(0), None, Some(tb), &mut lat).await,
+            Side::A,
+            Phase::Pake,
+        );
+        send_as(&mut b, "POST", &path, Some(&pb[1]), Some(tb), &mut lat).await;
+        // a reads b's PAKE and confirm; confirms and seals its roster.
+        expect_message(
+            &send_as(&mut a, "GET", &after(0), None, Some(ta), &mut lat).await,
+            Side::B,
+            Phase::Confirm,
+        );
+        send_as(&mut a, "POST", &path, Some(&pa[1]), Some(ta), &mut lat).await;
+        send_as(&mut a, "POST", &path, Some(&pa[2]), Some(ta), &mut lat).await;
+        // b reads a's confirm and roster; sends its roster and ack.
+        expect_message(
+            &send_as(&mut b, "GET", &after(2), None, Some(tb), &mut lat).await,
+            Side::A,
+            Phase::Roster,
+        );
+        send_as(&mut b, "POST", &path, Some(&pb[2]), Some(tb), &mut lat).await;
+        send_as(&mut b, "POST", &path, Some(&pb[3]), Some(tb), &mut lat).await;
+        // a reads b's roster and ack; acks and is done.
+        expect_message(
+            &send_as(&mut a, "GET", &after(3), None, Some(ta), &mut lat).await,
+            Side::B,
+            Phase::Ack,
+        );
+        send_as(&mut a, "POST", &path, Some(&pa[3]), Some(ta), &mut lat).await;
+        send_as(&mut a, "POST", &path, Some(&pa[4]), Some(ta), &mut lat).await;
+        // b reads a's ack and is done: the relay forgets the nameplate.
+        expect_message(
+            &send_as(&mut b, "GET", &after(5), None, Some(tb), &mut lat).await,
+            Side::A,
+            Phase::Ack,
+        );
+        send_as(&mut b, "POST", &path, Some(&pb[4]), Some(tb), &mut lat).await;
+    }
+    assert_eq!(lat.len(), count * V2_REQUESTS);
+    lat
+}
+
 async fn bare_requests(addr: SocketAddr, count: usize) -> Vec<u32> {
     let mut sender = connect(addr).await;
     let body = roster(1, 3);
@@ -118,6 +281,11 @@ where
 fn percentile(sorted: &[u32], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     f64::from(sorted[i]) / 1000.0
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 fn rss_mb() -> f64 {
@@ -174,30 +342,84 @@ fn main() {
         let serving = relay.clone();
         tokio::spawn(async move { serving.serve(listener, std::future::pending()).await });
 
+        let bodies = std::sync::Arc::new(v2_bodies());
         drive(CLIENTS, |c| pairings(addr, c, WARMUP_PAIRINGS_PER_CLIENT)).await;
+        drive(CLIENTS, |_| v2_pairings(addr, bodies.clone(), WARMUP_PAIRINGS_PER_CLIENT)).await;
         drive(CLIENTS, |_| bare_requests(bare_addr, WARMUP_PAIRINGS_PER_CLIENT)).await;
+        assert_eq!(relay.mailboxes().pending(), 0, "every v2 nameplate forgotten");
 
-        // As many requests in flight as the pairing clients have: each sends one at a time.
-        let (bare_time, mut bare_latencies) =
-            drive(CLIENTS, |_| bare_requests(bare_addr, PAIRINGS_PER_CLIENT * 3)).await;
+        let sizes: Vec<usize> = bodies.posts[0].iter().map(String::len).collect();
+        println!("relay load benchmark: {CLIENTS} concurrent clients (one request in flight each, keep-alive) over loopback, 2 worker threads, {ROUNDS} rounds (medians)");
+        println!("  v2 post bodies of side a (JSON bytes; pake, confirm, roster of {V2_JAILS} jails, ack, done): {sizes:?}");
+        let (mut bare_rates, mut v1_rates, mut v2_rates) = (Vec::new(), Vec::new(), Vec::new());
+        let mut ratios = Vec::new();
+        let (mut bare_latencies, mut latencies, mut v2_latencies) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 1..=ROUNDS {
+            // As many requests in flight as the pairing clients have: each sends one at a time.
+            let (bare_time, l) =
+                drive(CLIENTS, |_| bare_requests(bare_addr, PAIRINGS_PER_CLIENT * V1_REQUESTS)).await;
+            bare_latencies.extend(l);
+            bare_rates.push((CLIENTS * PAIRINGS_PER_CLIENT * V1_REQUESTS) as f64 / bare_time.as_secs_f64());
+
+            let (time, l) = drive(CLIENTS, |c| pairings(addr, c, PAIRINGS_PER_CLIENT)).await;
+            latencies.extend(l);
+            v1_rates.push((CLIENTS * PAIRINGS_PER_CLIENT) as f64 / time.as_secs_f64());
+
+            let (time, l) = drive(CLIENTS, |_| {
+                v2_pairings(addr, bodies.clone(), V2_PAIRINGS_PER_CLIENT)
+            })
+            .await;
+            v2_latencies.extend(l);
+            v2_rates.push((CLIENTS * V2_PAIRINGS_PER_CLIENT) as f64 / time.as_secs_f64());
+            assert_eq!(relay.mailboxes().pending(), 0, "every v2 nameplate forgotten");
+            let (v1, v2) = (v1_rates[round - 1], v2_rates[round - 1]);
+            // The rounds share the machine's load with whatever else runs: compare v2 with
+            // the v1 of its own round.
+            ratios.push(v2 / v1);
+            println!(
+                "  round {round}: bare {:.0} requests/s, v1 {v1:.0} pairings/s, v2 {v2:.0} pairings/s, v2/v1 {:.2}",
+                bare_rates[round - 1],
+                v2 / v1
+            );
+        }
+        let bare_rps = median(&mut bare_rates);
+        let pairings_per_s = median(&mut v1_rates);
+        let v2_per_s = median(&mut v2_rates);
+        let relay_rps = pairings_per_s * V1_REQUESTS as f64;
         bare_latencies.sort_unstable();
-        let bare_rps = (CLIENTS * PAIRINGS_PER_CLIENT * 3) as f64 / bare_time.as_secs_f64();
-
-        let (time, mut latencies) = drive(CLIENTS, |c| pairings(addr, c, PAIRINGS_PER_CLIENT)).await;
-        let pairings_per_s = (CLIENTS * PAIRINGS_PER_CLIENT) as f64 / time.as_secs_f64();
-        let relay_rps = pairings_per_s * 3.0;
         latencies.sort_unstable();
+        v2_latencies.sort_unstable();
         let (p50, p99) = (percentile(&latencies, 0.50), percentile(&latencies, 0.99));
 
-        println!("relay load benchmark: {CLIENTS} concurrent clients (one request in flight each, keep-alive) over loopback, 2 worker threads");
         println!(
             "  bare axum handler:  {bare_rps:>10.0} requests/s, p50 {:.2} ms, p99 {:.2} ms",
             percentile(&bare_latencies, 0.5),
             percentile(&bare_latencies, 0.99)
         );
-        println!("  relay:              {relay_rps:>10.0} requests/s = {pairings_per_s:.0} complete pairings/s ({})", verdict(pairings_per_s >= 10_000.0));
+        println!("  relay v1:           {relay_rps:>10.0} requests/s = {pairings_per_s:.0} complete pairings/s ({})", verdict(pairings_per_s >= 10_000.0));
         println!("  ratio relay/bare:   {:>10.2} (requests/s)", relay_rps / bare_rps);
         println!("  latency per request: p50 {p50:.2} ms, p99 {p99:.2} ms ({})", verdict(p99 < 5.0));
+        println!(
+            "  relay v2:           {:>10.0} requests/s = {v2_per_s:.0} complete pairings/s ({V2_REQUESTS} requests each), p50 {:.2} ms, p99 {:.2} ms",
+            v2_per_s * V2_REQUESTS as f64,
+            percentile(&v2_latencies, 0.5),
+            percentile(&v2_latencies, 0.99)
+        );
+        let ratio = median(&mut ratios);
+        println!(
+            "  ratio v2/v1:        {ratio:>10.2} (pairings/s, median of the rounds' ratios; target >= {V2_TARGET_RATIO:.2}: {})",
+            if ratio >= V2_TARGET_RATIO { "ok" } else { "MISSED" }
+        );
+        // Where the gap comes from: requests per pairing, or the cost of each request.
+        println!(
+            "  why:                {:>10.2} v2/v1 requests/s, but {V2_REQUESTS} requests per v2 pairing against {V1_REQUESTS} per v1 pairing",
+            v2_per_s * V2_REQUESTS as f64 / relay_rps
+        );
+        println!(
+            "                      at v2's requests/s, {V2_TARGET_RATIO:.2}x needs <= {:.1} requests per v2 pairing; with every request as cheap as the bare handler, {V2_REQUESTS} requests give {:.2}x",
+            v2_per_s * V2_REQUESTS as f64 / (V2_TARGET_RATIO * pairings_per_s),
+            bare_rps / V2_REQUESTS as f64 / pairings_per_s
+        );
 
         let before = rss_mb();
         let store = relay.store();

@@ -494,19 +494,23 @@ fn jails_cannot_reach_qemu_host_or_vm_services() {
     let rules = Ruleset::parse(conf);
     let vm = Vm::jrun_guest();
     let jail = Ipv4Addr::new(10, 17, 89, 10);
-    let from_jail = |proto, dst: [u8; 4], dport| Packet {
-        iface: "bridge0",
-        proto,
-        src: jail,
-        dst: Ipv4Addr::from(dst),
-        dport,
+    let from_jail = |proto, dst: [u8; 4], dport| {
+        Packet::inbound(
+            "bridge0",
+            proto,
+            jail.into(),
+            Ipv4Addr::from(dst).into(),
+            dport,
+        )
     };
-    let from_host = |dport| Packet {
-        iface: "vtnet0",
-        proto: "tcp",
-        src: Ipv4Addr::new(10, 0, 2, 2),
-        dst: Ipv4Addr::new(10, 0, 2, 15),
-        dport,
+    let from_host = |dport| {
+        Packet::inbound(
+            "vtnet0",
+            "tcp",
+            Ipv4Addr::new(10, 0, 2, 2).into(),
+            Ipv4Addr::new(10, 0, 2, 15).into(),
+            dport,
+        )
     };
     let expect = [
         // QEMU's user network: the host's loopback services, its resolver, the VM's side.
@@ -543,6 +547,274 @@ fn jails_cannot_reach_qemu_host_or_vm_services() {
         conf.contains("block in quick on $jail_if from $jail_net to { (self), 10.0.2.0/24 }\n"),
         "{conf}"
     );
+}
+
+/// The model itself, on rulesets written for it, against pf.conf(5): the last matching
+/// rule decides unless a matching rule is `quick`; an address restricts a rule to its
+/// family, also negated; tables hold either family, and `pfctl -T replace` changes them;
+/// `set skip` interfaces are not filtered; what pfctl would refuse, or what the model does
+/// not know, is refused.
+#[test]
+fn the_pf_model_follows_pf_conf_5() {
+    use pf_model::{Packet, Ruleset, Verdict, Vm};
+    use std::net::IpAddr;
+    let vm = Vm {
+        interfaces: vec![("em0", "192.0.2.1".parse().unwrap())],
+    };
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    let tcp = |src: &str, port| Packet::inbound("em0", "tcp", ip(src), ip("192.0.2.1"), port);
+    let tcp6 = |src: &str, port| Packet::inbound("em0", "tcp", ip(src), ip("2001:db8::1"), port);
+    let decide = |conf: &str, p: Packet| Ruleset::parse(conf).decide(&vm, &p).0;
+    use Verdict::{Block, Pass};
+
+    let last = "block in all\npass in proto tcp to any port { 22, 80 }\n";
+    assert_eq!(decide(last, tcp("198.51.100.7", 22)), Pass);
+    assert_eq!(decide(last, tcp("198.51.100.7", 23)), Block);
+    let quick = "block in quick all\npass in proto tcp to any port 22\n";
+    assert_eq!(decide(quick, tcp("198.51.100.7", 22)), Block);
+    assert_eq!(decide("", tcp("198.51.100.7", 22)), Pass);
+    // Direction and interface.
+    assert_eq!(decide("block out all\n", tcp("198.51.100.7", 22)), Pass);
+    assert_eq!(
+        decide("block in on em1 all\n", tcp("198.51.100.7", 22)),
+        Pass
+    );
+    assert_eq!(
+        decide("set skip on em0\nblock all\n", tcp("198.51.100.7", 22)),
+        Pass
+    );
+
+    // An IPv4 address (also negated) makes an inet rule; `any` and tables match both.
+    let v4 = "block in all\npass in from 10.0.0.0/8\n";
+    assert_eq!(decide(v4, tcp("10.1.2.3", 22)), Pass);
+    assert_eq!(decide(v4, tcp6("2001:db8::5", 22)), Block);
+    let not_v4 = "block in all\npass in from ! 10.0.0.0/8\n";
+    assert_eq!(decide(not_v4, tcp("192.0.2.9", 22)), Pass);
+    assert_eq!(decide(not_v4, tcp6("2001:db8::5", 22)), Block);
+    assert_eq!(decide("block in inet6 all\n", tcp("10.1.2.3", 22)), Pass);
+    let table = "table <t> persist { 2001:db8::/32 10.1.0.0/16, 192.0.2.77 }\n\
+                 block in all\npass in proto tcp from <t> to any port 22\n";
+    assert_eq!(decide(table, tcp6("2001:db8:ffff::5", 22)), Pass);
+    assert_eq!(decide(table, tcp6("2001:db9::5", 22)), Block);
+    assert_eq!(decide(table, tcp("10.1.200.3", 22)), Pass);
+    assert_eq!(decide(table, tcp("192.0.2.77", 22)), Pass);
+    assert_eq!(decide(table, tcp("192.0.2.78", 22)), Block);
+    assert_eq!(decide(table, tcp("10.1.200.3", 23)), Block);
+    let mut replaced = Ruleset::parse(table);
+    replaced.replace_table("t", &["2001:db9::/32"]);
+    assert_eq!(replaced.decide(&vm, &tcp6("2001:db9::5", 22)).0, Pass);
+    assert_eq!(replaced.decide(&vm, &tcp6("2001:db8::5", 22)).0, Block);
+    // A table no line defines is empty (pfctl creates it).
+    assert_eq!(
+        decide("block in all\npass in from <none>\n", tcp("10.1.2.3", 22)),
+        Block
+    );
+    // ICMPv6 types.
+    let ping = "block in all\npass in inet6 proto icmp6 icmp6-type echoreq\n";
+    let icmp = |kind| Packet::icmp6_in("em0", ip("2001:db8::5"), ip("2001:db8::1"), kind);
+    assert_eq!(decide(ping, icmp("echoreq")), Pass);
+    assert_eq!(decide(ping, icmp("routeradv")), Block);
+    assert_eq!(decide(ping, tcp6("2001:db8::5", 22)), Block);
+
+    for refused in [
+        "pass in from any to any port 22",
+        "pass in proto icmp6 from any to any port 22",
+        "pass in proto tcp from any to any port ssh",
+        "pass in proto tcp from any port 1024 to any",
+        "pass in proto tcp from any to any port 1024:2048",
+        "pass in proto icmp6 icmp6-type echoreq",
+        "pass in proto sctp all",
+        "pass in all label \"x\"",
+        "pass in log all",
+        "pass in on ! em0 all",
+        "pass in from example.org",
+        "pass in all keep state (max 10)",
+        "pass in proto tcp all flags S/SAFR",
+        "block return in all",
+        "antispoof for em0",
+        "anchor \"x\"",
+        "set block-policy return",
+        "table <t> { ! 10.0.0.1 }",
+        "table <t> file \"/etc/t\"",
+        "pass in from { 10.0.0.1 \\",
+    ] {
+        let result = std::panic::catch_unwind(|| Ruleset::parse(refused));
+        assert!(result.is_err(), "the model read {refused:?}");
+    }
+}
+
+const PEERS: [&str; 2] = ["200:1111:2222:3333:4444:5555:6666:7777", "201:abcd::1"];
+/// Not in the table: a neighbour of a peer's address, another node, a /64 subnet address.
+const STRANGERS: [&str; 3] = [
+    "200:1111:2222:3333:4444:5555:6666:7778",
+    "203::9",
+    "300:1111:2222:3333::1",
+];
+const JAIL_YGG: &str = "202:aaaa:bbbb::1";
+const JAIL_V4: &str = "10.17.89.10";
+const JAIL_LINK_LOCAL: &str = "fe80::3b";
+/// The ports and protocols every rendering is probed on.
+const PROBES: [(&str, u16); 12] = [
+    ("tcp", 22),
+    ("tcp", 53),
+    ("tcp", 80),
+    ("tcp", 443),
+    ("tcp", 5432),
+    ("tcp", 8080),
+    ("udp", 53),
+    ("udp", 80),
+    ("udp", 5432),
+    ("udp", 51820),
+    ("tcp", 65535),
+    ("udp", 1),
+];
+
+/// A vm jail as its pf sees it: the mesh interface, its epair on the VM's bridge, lo0.
+fn jail_machine() -> pf_model::Vm {
+    pf_model::Vm {
+        interfaces: vec![
+            ("ygg0", JAIL_YGG.parse().unwrap()),
+            ("epair3b", JAIL_V4.parse().unwrap()),
+            ("epair3b", JAIL_LINK_LOCAL.parse().unwrap()),
+            ("lo0", "127.0.0.1".parse().unwrap()),
+            ("lo0", "::1".parse().unwrap()),
+        ],
+    }
+}
+
+/// `mesh { allow }` as (protocol, port) pairs; `None`: no allow list.
+type MeshAllow<'a> = Option<&'a [(jrun_core::config::Proto, u16)]>;
+
+fn jail_firewall(peers: &[&str], allow: MeshAllow<'_>) -> jrun_core::net::JailFirewall {
+    use jrun_core::config::{JailName, MeshPort};
+    let mut fw = jrun_core::net::JailFirewall::new(
+        JailName::new("web").unwrap(),
+        peers.iter().map(|p| p.parse().unwrap()),
+    );
+    fw.mesh_allow = allow.map(|ports| {
+        ports
+            .iter()
+            .map(|(proto, port)| MeshPort::new(*proto, *port).unwrap())
+            .collect()
+    });
+    fw
+}
+
+/// Asks the model what a jail's ruleset does with mesh traffic: a peer reaches exactly
+/// `open` (every port when `None`) and may ping; nobody else reaches anything on ygg0, nor
+/// does IPv4 there; traffic on the epair (IPv4 and IPv6), out of the jail and on lo0 passes.
+fn check_jail_rules(rules: &pf_model::Ruleset, conf: &str, open: Option<&[(&str, u16)]>) {
+    use pf_model::{Packet, Verdict};
+    use std::net::IpAddr;
+    let vm = jail_machine();
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    let check = |p: Packet, want: Verdict| {
+        let (got, rule) = rules.decide(&vm, &p);
+        assert_eq!(got, want, "{p:?} decided by {rule:?}\n{conf}");
+    };
+    for (proto, port) in PROBES {
+        let reachable = open.is_none_or(|o| o.contains(&(proto, port)));
+        for peer in PEERS {
+            let p = Packet::inbound("ygg0", proto, ip(peer), ip(JAIL_YGG), port);
+            check(
+                p,
+                if reachable {
+                    Verdict::Pass
+                } else {
+                    Verdict::Block
+                },
+            );
+        }
+        for stranger in STRANGERS {
+            let p = Packet::inbound("ygg0", proto, ip(stranger), ip(JAIL_YGG), port);
+            check(p, Verdict::Block);
+            // Off the mesh interface the jail's pf does not judge by peer (the VM does).
+            let p = Packet::inbound("epair3b", proto, ip(stranger), ip(JAIL_YGG), port);
+            check(p, Verdict::Pass);
+            // The jail's own connections to anyone on the mesh.
+            let p = Packet::inbound("ygg0", proto, ip(JAIL_YGG), ip(stranger), port).outbound();
+            check(p, Verdict::Pass);
+        }
+        // IPv4 on the mesh interface, even from the bridge network.
+        let p = Packet::inbound("ygg0", proto, ip("10.17.89.1"), ip(JAIL_V4), port);
+        check(p, Verdict::Block);
+        // The jail's own bridge interface: IPv4 from the VM and the world, IPv6 link-local.
+        for src in ["10.17.89.1", "10.17.89.11", "198.51.100.7"] {
+            check(
+                Packet::inbound("epair3b", proto, ip(src), ip(JAIL_V4), port),
+                Verdict::Pass,
+            );
+        }
+        check(
+            Packet::inbound("epair3b", proto, ip("fe80::1"), ip(JAIL_LINK_LOCAL), port),
+            Verdict::Pass,
+        );
+        check(
+            Packet::inbound("epair3b", proto, ip(JAIL_V4), ip("198.51.100.7"), port).outbound(),
+            Verdict::Pass,
+        );
+        check(
+            Packet::inbound("lo0", proto, ip("::1"), ip("::1"), port),
+            Verdict::Pass,
+        );
+    }
+    for peer in PEERS {
+        check(
+            Packet::icmp6_in("ygg0", ip(peer), ip(JAIL_YGG), "echoreq"),
+            Verdict::Pass,
+        );
+    }
+    for stranger in STRANGERS {
+        check(
+            Packet::icmp6_in("ygg0", ip(stranger), ip(JAIL_YGG), "echoreq"),
+            Verdict::Block,
+        );
+    }
+}
+
+/// Issue 15: a vm jail's pf.conf, asked through the pf model, admits on the mesh interface
+/// only the addresses in `<mesh_peers>` and, with `mesh { allow }`, only to those ports —
+/// with the table as rendered and as `jrun pair` replaces it live — and leaves the jail's
+/// bridge interface, its outgoing traffic and lo0 alone.
+#[test]
+fn jail_pf_admits_exactly_the_peers_to_the_allowed_ports() {
+    use jrun_core::config::Proto::{Tcp, Udp};
+    use jrun_vm::render::jail_pf_conf;
+    use pf_model::Ruleset;
+    // A jail's `mesh { allow }`, and what a peer should then reach (`None`: all).
+    type Case = (MeshAllow<'static>, Option<&'static [(&'static str, u16)]>);
+    let cases: [Case; 3] = [
+        (None, None),
+        // allow = [80, "5432/tcp"];
+        (
+            Some(&[(Tcp, 80), (Tcp, 5432)]),
+            Some(&[("tcp", 80), ("tcp", 5432)]),
+        ),
+        // allow = ["53/udp", 80, "51820/udp"];
+        (
+            Some(&[(Udp, 53), (Tcp, 80), (Udp, 51820)]),
+            Some(&[("udp", 53), ("tcp", 80), ("udp", 51820)]),
+        ),
+    ];
+    for (allow, open) in cases {
+        // The table as rendered.
+        let conf = jail_pf_conf(&jail_firewall(&PEERS, allow));
+        check_jail_rules(&Ruleset::parse(&conf), &conf, open);
+        // Rendered before any pairing, then filled live (`pfctl -t mesh_peers -T replace`).
+        let conf = jail_pf_conf(&jail_firewall(&[], allow));
+        let mut rules = Ruleset::parse(&conf);
+        let vm = jail_machine();
+        let p = pf_model::Packet::inbound(
+            "ygg0",
+            "tcp",
+            PEERS[0].parse().unwrap(),
+            JAIL_YGG.parse().unwrap(),
+            80,
+        );
+        assert_eq!(rules.decide(&vm, &p).0, pf_model::Verdict::Block, "{conf}");
+        rules.replace_table("mesh_peers", &PEERS);
+        check_jail_rules(&rules, &conf, open);
+    }
 }
 
 /// Security review finding 12: a jail's `base.txz` is downloaded to a temporary name,
