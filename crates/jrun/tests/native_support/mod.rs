@@ -103,18 +103,49 @@ impl Instance {
         out.trim().to_string()
     }
 
-    /// Like [`Instance::resolve`], but asks again (for up to 10 s) until the answer is
-    /// `expected`, and returns the last answer. A jail's first query right after a
-    /// `stop`/`start`/`up` has been seen to go unanswered under full-suite load.
-    pub fn resolve_until(&self, jail: &str, name: &str, expected: &str) -> String {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            let got = self.resolve(jail, name);
-            if got == expected || std::time::Instant::now() >= deadline {
-                return got;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
+    /// The network namespace of `jail`.
+    pub fn jail_ns(&self, jail: &str) -> String {
+        format!("jrun-{}-j-{jail}", self.id())
+    }
+
+    /// The instance's VM namespace (its bridge, resolver and uplink).
+    pub fn vm_ns(&self) -> String {
+        format!("jrun-{}-vm", self.id())
+    }
+
+    /// One DNS query for `name` from inside `jail`'s namespace straight to the instance's
+    /// resolver, asked once (`+time=1 +tries=1`): the A record, or why there is none.
+    pub fn dig_once(&self, jail: &str, name: &str) -> Result<String, String> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.jail_ns(jail), "dig"])
+            .args(["+time=1", "+tries=1", "+short", name, "@10.17.89.1"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if out.status.success() && !text.is_empty() {
+            Ok(text)
+        } else {
+            Err(format!(
+                "dig exited {}: {text} {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
         }
+    }
+
+    /// The VM namespace's neighbour entries on the bridge that never got an answer
+    /// (INCOMPLETE or FAILED), as `ip neigh` prints them.
+    pub fn unanswered_neighbours(&self) -> Vec<String> {
+        let out = Command::new("ip")
+            .args(["-n", &self.vm_ns(), "-4", "neigh", "show", "dev", "br0"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ip neigh show failed: {out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains("INCOMPLETE") || l.contains("FAILED"))
+            .map(str::to_string)
+            .collect()
     }
 
     /// The DNS status (`NOERROR`, `NXDOMAIN`…) of `name` asked from inside `jail`.
