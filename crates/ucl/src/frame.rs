@@ -22,7 +22,7 @@ use crate::{Key, Kind, Object, Span, Value};
 /// Objects with at least this many keys get a hash index for duplicate detection.
 const INDEX_FROM: usize = 12;
 
-pub(crate) type Entries = Vec<(Key, Value)>;
+pub(crate) type Entries<'a> = Vec<(Key<'a>, Value<'a>)>;
 
 /// FNV-1a: keys come from the user's own config file, and this is much faster than
 /// SipHash on short keys.
@@ -71,21 +71,21 @@ impl Index {
 
 /// An object being filled: either a fresh one, whose entries sit on the scratch stack
 /// from `start`, or a reopened one, which owns its entries.
-pub(crate) struct Frame {
-    owned: Option<Entries>,
+pub(crate) struct Frame<'a> {
+    owned: Option<Entries<'a>>,
     start: usize,
     index: Index,
 }
 
 /// Whether `v` is an implicit array (built from a repeated key), not one written `[...]`.
 /// An implicit array carries its first element's span; a written one starts at `[`.
-fn is_implicit_array(v: &Value) -> bool {
+fn is_implicit_array(v: &Value<'_>) -> bool {
     matches!(&v.kind, Kind::Array(a) if a.first().is_some_and(|f| f.span == v.span))
 }
 
-impl Frame {
+impl<'a> Frame<'a> {
     /// A fresh object whose entries will go on top of `scratch`.
-    pub(crate) fn new(scratch: &Entries) -> Self {
+    pub(crate) fn new(scratch: &Entries<'a>) -> Self {
         Frame {
             owned: None,
             start: scratch.len(),
@@ -94,7 +94,7 @@ impl Frame {
     }
 
     /// This frame's entries: the vector they live in and where they start in it.
-    fn storage<'s>(&'s mut self, scratch: &'s mut Entries) -> (&'s mut Entries, usize) {
+    fn storage<'s>(&'s mut self, scratch: &'s mut Entries<'a>) -> (&'s mut Entries<'a>, usize) {
         match &mut self.owned {
             Some(v) => (v, 0),
             None => (scratch, self.start),
@@ -102,14 +102,14 @@ impl Frame {
     }
 
     /// This frame's entries, read-only.
-    fn entries<'s>(&'s self, scratch: &'s Entries) -> &'s [(Key, Value)] {
+    fn entries<'s>(&'s self, scratch: &'s Entries<'a>) -> &'s [(Key<'a>, Value<'a>)] {
         match &self.owned {
             Some(v) => v,
             None => &scratch[self.start..],
         }
     }
 
-    fn find(&self, scratch: &Entries, name: &str) -> Option<usize> {
+    fn find(&self, scratch: &Entries<'a>, name: &str) -> Option<usize> {
         let entries = self.entries(scratch);
         match &self.index.names {
             Some(names) => names
@@ -119,7 +119,7 @@ impl Frame {
         }
     }
 
-    fn push(&mut self, scratch: &mut Entries, key: Key, value: Value) {
+    fn push(&mut self, scratch: &mut Entries<'a>, key: Key<'a>, value: Value<'a>) {
         let mut index = self.index.names.take();
         let (v, base) = self.storage(scratch);
         v.push((key, value));
@@ -143,7 +143,7 @@ impl Frame {
     }
 
     /// Adds `key = value`, turning a repeated key into an implicit array.
-    pub(crate) fn insert(&mut self, scratch: &mut Entries, key: Key, value: Value) {
+    pub(crate) fn insert(&mut self, scratch: &mut Entries<'a>, key: Key<'a>, value: Value<'a>) {
         let Some(at) = self.find(scratch, &key.name) else {
             self.push(scratch, key, value);
             return;
@@ -172,7 +172,7 @@ impl Frame {
 
     /// Opens the object at `key` for more entries: the existing object if `key` already
     /// holds one (libucl merges sections), or a new one.
-    pub(crate) fn open_child(&mut self, scratch: &mut Entries, key: &Key) -> Child {
+    pub(crate) fn open_child(&mut self, scratch: &mut Entries<'a>, key: &Key<'a>) -> Child<'a> {
         if let Some(at) = self.find(scratch, &key.name) {
             let index = self.index.children.remove(&at);
             let (v, base) = self.storage(scratch);
@@ -197,9 +197,9 @@ impl Frame {
     /// Puts a child opened with [`Frame::open_child`] back, as the value of `key`.
     pub(crate) fn close_child(
         &mut self,
-        scratch: &mut Entries,
-        key: Key,
-        child: Child,
+        scratch: &mut Entries<'a>,
+        key: Key<'a>,
+        child: Child<'a>,
         span: Span,
     ) {
         let Child {
@@ -235,7 +235,7 @@ impl Frame {
     }
 
     /// The finished object. Its entries leave the scratch stack in one exact allocation.
-    pub(crate) fn into_value(self, scratch: &mut Entries, span: Span) -> Value {
+    pub(crate) fn into_value(self, scratch: &mut Entries<'a>, span: Span) -> Value<'a> {
         let entries = match self.owned {
             Some(v) => v,
             None => scratch.drain(self.start..).collect(),
@@ -248,7 +248,7 @@ impl Frame {
 }
 
 /// An object opened for filling, and where it goes back.
-pub(crate) struct Child {
-    pub(crate) frame: Frame,
+pub(crate) struct Child<'a> {
+    pub(crate) frame: Frame<'a>,
     reopened: Option<usize>,
 }

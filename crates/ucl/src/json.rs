@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use crate::{Kind, Value};
 
-impl Value {
+impl Value<'_> {
     /// The value as indented JSON (two spaces), keys in the order they appeared.
     pub fn to_json(&self) -> String {
         let mut out = String::new();
@@ -30,7 +30,7 @@ fn newline(out: &mut String, indent: Option<usize>) {
     }
 }
 
-fn write_value(out: &mut String, v: &Value, indent: Option<usize>) {
+fn write_value(out: &mut String, v: &Value<'_>, indent: Option<usize>) {
     let inner = indent.map(|n| n + 1);
     match &v.kind {
         Kind::Null => out.push_str("null"),

@@ -67,7 +67,7 @@ pub use value::{Key, Kind, Object, Span, Value};
 /// `[` is a top-level array, as in libucl and JSON.
 ///
 /// An input longer than [`MAX_INPUT`] bytes is an error.
-pub fn parse(src: &str) -> Result<Value, Error> {
+pub fn parse(src: &str) -> Result<Value<'_>, Error> {
     check_size(src.len())?;
     parser::Parser::new(src).document()
 }

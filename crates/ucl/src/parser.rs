@@ -1,5 +1,7 @@
 //! The grammar: documents, objects, entries, arrays and scalar values.
 
+use std::borrow::Cow;
+
 use crate::frame::{Entries, Frame};
 use crate::number::parse_number;
 use crate::scan::{continues_key, is_atom_stop, is_key_start, Cursor};
@@ -17,7 +19,7 @@ pub(crate) struct Parser<'a> {
     /// each part is not scanned again.
     multipart_until: usize,
     /// Entries of all open fresh objects (see [`Frame`]).
-    scratch: Entries,
+    scratch: Entries<'a>,
 }
 
 impl<'a> Parser<'a> {
@@ -34,7 +36,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    pub(crate) fn document(mut self) -> Result<Value, Error> {
+    pub(crate) fn document(mut self) -> Result<Value<'a>, Error> {
         self.cur.skip_space()?;
         let value = match self.cur.peek() {
             Some(b'{') => self.braced_object()?,
@@ -71,7 +73,7 @@ impl<'a> Parser<'a> {
     }
 
     /// `{ ... }` where a value is expected (in an array, or at the top).
-    fn braced_object(&mut self) -> Result<Value, Error> {
+    fn braced_object(&mut self) -> Result<Value<'a>, Error> {
         let open = self.cur.pos;
         self.enter()?;
         self.cur.pos += 1;
@@ -83,7 +85,7 @@ impl<'a> Parser<'a> {
     }
 
     /// Entries up to the closing `}` (consumed) or, at the top level, the end.
-    fn object_body(&mut self, frame: &mut Frame, open: Option<usize>) -> Result<(), Error> {
+    fn object_body(&mut self, frame: &mut Frame<'a>, open: Option<usize>) -> Result<(), Error> {
         loop {
             self.cur.skip_space()?;
             match self.cur.peek() {
@@ -141,7 +143,7 @@ impl<'a> Parser<'a> {
 
     /// One `key [=|:] value` (or `key key2 ... { }`). Returns whether the value was an
     /// object or array.
-    fn entry(&mut self, frame: &mut Frame) -> Result<bool, Error> {
+    fn entry(&mut self, frame: &mut Frame<'a>) -> Result<bool, Error> {
         let key = self.key()?;
         self.cur.skip_space()?;
         let mut separator = false;
@@ -190,7 +192,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn key(&mut self) -> Result<Key, Error> {
+    fn key(&mut self) -> Result<Key<'a>, Error> {
         let start = self.cur.pos;
         let name = match self.cur.peek() {
             Some(b'"') => self.cur.double_quoted()?.0,
@@ -217,7 +219,7 @@ impl<'a> Parser<'a> {
                         )))
                     }
                 }
-                name.to_owned()
+                Cow::Borrowed(name)
             }
             Some(b'.') => {
                 return Err(self
@@ -281,7 +283,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn array(&mut self) -> Result<Value, Error> {
+    fn array(&mut self) -> Result<Value<'a>, Error> {
         let open = self.cur.pos;
         self.enter()?;
         self.cur.pos += 1;
@@ -329,7 +331,7 @@ impl<'a> Parser<'a> {
     }
 
     /// A string, number, boolean or null.
-    fn scalar(&mut self, key: Option<&str>) -> Result<Value, Error> {
+    fn scalar(&mut self, key: Option<&str>) -> Result<Value<'a>, Error> {
         let (text, span) = match self.cur.peek() {
             Some(b'"') => self.cur.double_quoted()?,
             Some(b'\'') => self.cur.single_quoted()?,
@@ -346,7 +348,7 @@ impl<'a> Parser<'a> {
     }
 
     /// An unquoted value: up to a separator, a comment or a closing bracket.
-    fn atom(&mut self, key: Option<&str>) -> Result<Value, Error> {
+    fn atom(&mut self, key: Option<&str>) -> Result<Value<'a>, Error> {
         let b = self.cur.bytes;
         let start = self.cur.pos;
         let mut i = start;
@@ -395,11 +397,11 @@ impl<'a> Parser<'a> {
         let kind = if text == "null" {
             Kind::Null
         } else if escaped {
-            Kind::String(unescape_atom(&self.cur, start, end)?)
+            Kind::String(Cow::Owned(unescape_atom(&self.cur, start, end)?))
         } else if let Some(number) = parse_number(text) {
             number.map_err(|_| Error::new(format!("number out of range: {text}"), span))?
         } else {
-            boolean(text).map_or_else(|| Kind::String(text.to_owned()), Kind::Bool)
+            boolean(text).map_or_else(|| Kind::String(Cow::Borrowed(text)), Kind::Bool)
         };
         Ok(Value { kind, span })
     }
