@@ -144,7 +144,19 @@ impl<'a> Frame<'a> {
 
     /// Adds `key = value`, turning a repeated key into an implicit array.
     pub(crate) fn insert(&mut self, scratch: &mut Entries<'a>, key: Key<'a>, value: Value<'a>) {
-        let Some(at) = self.find(scratch, &key.name) else {
+        let found = self.find(scratch, &key.name);
+        self.insert_found(scratch, found, key, value);
+    }
+
+    /// [`Frame::insert`] with the key's position already looked up.
+    fn insert_found(
+        &mut self,
+        scratch: &mut Entries<'a>,
+        found: Option<usize>,
+        key: Key<'a>,
+        value: Value<'a>,
+    ) {
+        let Some(at) = found else {
             self.push(scratch, key, value);
             return;
         };
@@ -173,7 +185,8 @@ impl<'a> Frame<'a> {
     /// Opens the object at `key` for more entries: the existing object if `key` already
     /// holds one (libucl merges sections), or a new one.
     pub(crate) fn open_child(&mut self, scratch: &mut Entries<'a>, key: &Key<'a>) -> Child<'a> {
-        if let Some(at) = self.find(scratch, &key.name) {
+        let found = self.find(scratch, &key.name);
+        if let Some(at) = found {
             let index = self.index.children.remove(&at);
             let (v, base) = self.storage(scratch);
             if let Kind::Object(obj) = &mut v[base + at].1.kind {
@@ -185,12 +198,14 @@ impl<'a> Frame<'a> {
                         index: index.unwrap_or_default(),
                     },
                     reopened: Some(at),
+                    found,
                 };
             }
         }
         Child {
             frame: Frame::new(scratch),
             reopened: None,
+            found,
         }
     }
 
@@ -205,6 +220,7 @@ impl<'a> Frame<'a> {
         let Child {
             mut frame,
             reopened,
+            found,
         } = child;
         let index = std::mem::take(&mut frame.index);
         match reopened {
@@ -221,13 +237,12 @@ impl<'a> Frame<'a> {
             }
             None => {
                 let value = frame.into_value(scratch, span);
-                let existing = self.find(scratch, &key.name);
-                let at = existing.unwrap_or_else(|| {
+                let at = found.unwrap_or_else(|| {
                     let (v, base) = self.storage(scratch);
                     v.len() - base
                 });
-                self.insert(scratch, key, value);
-                if existing.is_none() && !index.is_empty() {
+                self.insert_found(scratch, found, key, value);
+                if found.is_none() && !index.is_empty() {
                     self.index.children.insert(at, index);
                 }
             }
@@ -248,7 +263,13 @@ impl<'a> Frame<'a> {
 }
 
 /// An object opened for filling, and where it goes back.
+///
+/// The parent cannot change while the child is open (nothing else is parsed into it, and
+/// its entries on the scratch stack lie below the child's), so the key's position found
+/// when opening still holds when closing.
 pub(crate) struct Child<'a> {
     pub(crate) frame: Frame<'a>,
     reopened: Option<usize>,
+    /// Where the key already was in the parent, if it was.
+    found: Option<usize>,
 }

@@ -35,9 +35,7 @@ fn write_value(out: &mut String, v: &Value<'_>, indent: Option<usize>) {
     match &v.kind {
         Kind::Null => out.push_str("null"),
         Kind::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Kind::Int(i) => {
-            let _ = write!(out, "{i}");
-        }
+        Kind::Int(i) => out.push_str(itoa::Buffer::new().format(*i)),
         // `{:?}` keeps a fraction or an exponent ("1.0", "1e-7"): valid JSON numbers.
         Kind::Float(f) | Kind::Time(f) => {
             let _ = write!(out, "{f:?}");
@@ -80,26 +78,41 @@ fn write_value(out: &mut String, v: &Value<'_>, indent: Option<usize>) {
     }
 }
 
+/// Bytes that need an escape in a JSON string: controls, `"` and `\\` (everything else,
+/// multi-byte characters included, is copied as is).
+static NEEDS_ESCAPE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
 fn write_string(out: &mut String, s: &str) {
     out.push('"');
+    let bytes = s.as_bytes();
     let mut run = 0;
-    for (i, c) in s.char_indices() {
-        let esc = match c {
-            '"' => "\\\"",
-            '\\' => "\\\\",
-            '\n' => "\\n",
-            '\r' => "\\r",
-            '\t' => "\\t",
-            c if (c as u32) < 0x20 => "",
-            _ => continue,
-        };
-        out.push_str(&s[run..i]);
-        if esc.is_empty() {
-            let _ = write!(out, "\\u{:04x}", c as u32);
-        } else {
-            out.push_str(esc);
+    for (i, &c) in bytes.iter().enumerate() {
+        if !NEEDS_ESCAPE[c as usize] {
+            continue;
         }
-        run = i + c.len_utf8();
+        // `i` is at an ASCII byte, so both slices end on character boundaries.
+        out.push_str(&s[run..i]);
+        match c {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            _ => {
+                let _ = write!(out, "\\u{c:04x}");
+            }
+        }
+        run = i + 1;
     }
     out.push_str(&s[run..]);
     out.push('"');

@@ -20,6 +20,8 @@ pub(crate) struct Parser<'a> {
     multipart_until: usize,
     /// Entries of all open fresh objects (see [`Frame`]).
     scratch: Entries<'a>,
+    /// Items of all open arrays, likewise: each array gets one exact allocation.
+    items: Vec<Value<'a>>,
 }
 
 impl<'a> Parser<'a> {
@@ -33,6 +35,7 @@ impl<'a> Parser<'a> {
             depth: 0,
             multipart_until: 0,
             scratch: Vec::new(),
+            items: Vec::new(),
         }
     }
 
@@ -287,7 +290,7 @@ impl<'a> Parser<'a> {
         let open = self.cur.pos;
         self.enter()?;
         self.cur.pos += 1;
-        let mut items = Vec::new();
+        let base = self.items.len();
         loop {
             self.cur.skip_space()?;
             match self.cur.peek() {
@@ -309,21 +312,24 @@ impl<'a> Parser<'a> {
                     )))
                 }
                 Some(b'{') => {
-                    items.push(self.braced_object()?);
+                    let v = self.braced_object()?;
+                    self.items.push(v);
                     self.after_value(true)?;
                 }
                 Some(b'[') => {
-                    items.push(self.array()?);
+                    let v = self.array()?;
+                    self.items.push(v);
                     self.after_value(true)?;
                 }
                 Some(_) => {
-                    items.push(self.scalar(None)?);
+                    let v = self.scalar(None)?;
+                    self.items.push(v);
                     self.after_value(false)?;
                 }
             }
         }
         self.leave();
-        items.shrink_to_fit();
+        let items = self.items.drain(base..).collect();
         Ok(Value {
             kind: Kind::Array(items),
             span: Span::new(open, self.cur.pos),
