@@ -253,7 +253,7 @@ impl<'a> Frame<'a> {
     pub(crate) fn into_value(self, scratch: &mut Entries<'a>, span: Span) -> Value<'a> {
         let entries = match self.owned {
             Some(v) => v,
-            None => scratch.drain(self.start..).collect(),
+            None => take_top(scratch, self.start),
         };
         Value {
             kind: Kind::Object(Object { entries }),
@@ -272,4 +272,16 @@ pub(crate) struct Child<'a> {
     reopened: Option<usize>,
     /// Where the key already was in the parent, if it was.
     found: Option<usize>,
+}
+
+/// The elements of `stack` from `start` on, moved (one copy) into an exactly sized vector.
+/// (`split_off(0)` would hand over the stack's whole allocation instead.)
+pub(crate) fn take_top<T>(stack: &mut Vec<T>, start: usize) -> Vec<T> {
+    if start == 0 {
+        let mut all = Vec::with_capacity(stack.len());
+        all.append(stack);
+        all
+    } else {
+        stack.split_off(start)
+    }
 }

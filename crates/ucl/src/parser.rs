@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use crate::frame::{Entries, Frame};
+use crate::frame::{take_top, Entries, Frame};
 use crate::number::parse_number;
 use crate::scan::{continues_key, is_atom_stop, is_key_start, Cursor};
 use crate::strings::unescape_atom;
@@ -329,7 +329,7 @@ impl<'a> Parser<'a> {
             }
         }
         self.leave();
-        let items = self.items.drain(base..).collect();
+        let items = take_top(&mut self.items, base);
         Ok(Value {
             kind: Kind::Array(items),
             span: Span::new(open, self.cur.pos),
