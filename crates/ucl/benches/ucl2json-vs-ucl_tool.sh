@@ -6,7 +6,8 @@
 #
 # ucl_tool is built with cc -O2 from the same C sources as the differential test
 # (LIBUCL_SRC, or cargo's registry after tests/libucl/fetch-source.sh); everything goes
-# under the target directory. Usage: sh crates/ucl/benches/ucl2json-vs-ucl_tool.sh [RUNS]
+# under the target directory. UCL2JSON=path times another ucl2json build instead.
+# Usage: sh crates/ucl/benches/ucl2json-vs-ucl_tool.sh [RUNS]
 set -eu
 runs=${1:-5}
 root=$(cd "$(dirname "$0")/../../.." && pwd)
@@ -24,7 +25,7 @@ cc -O2 -w -I"$src/include" -I"$src/src" -I"$src/uthash" -I"$src/klib" \
 
 cargo build --quiet --release -p ucl --bin ucl2json --example gen-jails
 "$target/release/examples/gen-jails" 40000 > "$out/jails.ucl"
-ucl2json=$target/release/ucl2json
+ucl2json=${UCL2JSON:-$target/release/ucl2json}
 ucl_tool=$out/ucl_tool
 input=$out/jails.ucl
 

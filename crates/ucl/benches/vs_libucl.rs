@@ -128,7 +128,9 @@ fn in_child(f: impl FnOnce() -> (Duration, Duration)) -> (Duration, Duration) {
         "the measuring child failed (status {status})"
     );
     let at = |i: usize| {
-        Duration::from_nanos(u64::from_le_bytes(msg[i..i + 8].try_into().expect("8 bytes")))
+        Duration::from_nanos(u64::from_le_bytes(
+            msg[i..i + 8].try_into().expect("8 bytes"),
+        ))
     };
     (at(0), at(8))
 }

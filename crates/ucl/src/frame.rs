@@ -122,6 +122,11 @@ impl<'a> Frame<'a> {
     fn push(&mut self, scratch: &mut Entries<'a>, key: Key<'a>, value: Value<'a>) {
         let mut index = self.index.names.take();
         let (v, base) = self.storage(scratch);
+        if v.len() == v.capacity() {
+            // Grow by half, not double: a large reopened object (`jail`, one entry per
+            // jail) would otherwise carry up to its own size again in spare room.
+            v.reserve_exact(v.len() / 2 + 4);
+        }
         v.push((key, value));
         let entries = &v[base..];
         let hash_at = |&i: &u32| name_hash(&entries[i as usize].0.name);

@@ -8,24 +8,29 @@ use crate::{Kind, Value};
 impl Value<'_> {
     /// The value as indented JSON (two spaces), keys in the order they appeared.
     pub fn to_json(&self) -> String {
-        let mut out = String::new();
+        // About the size of the source text it came from, to start with.
+        let mut out = String::with_capacity(self.span.len() + 64);
         write_value(&mut out, self, Some(0));
         out
     }
 
     /// The value as JSON on one line.
     pub fn to_json_compact(&self) -> String {
-        let mut out = String::new();
+        let mut out = String::with_capacity(self.span.len() + 64);
         write_value(&mut out, self, None);
         out
     }
 }
 
 fn newline(out: &mut String, indent: Option<usize>) {
+    const SPACES: &str = "                                                                ";
     if let Some(n) = indent {
         out.push('\n');
-        for _ in 0..n {
-            out.push_str("  ");
+        let mut width = 2 * n;
+        while width > 0 {
+            let step = width.min(SPACES.len());
+            out.push_str(&SPACES[..step]);
+            width -= step;
         }
     }
 }

@@ -51,6 +51,7 @@
 mod error;
 mod frame;
 mod json;
+mod name;
 mod number;
 mod parser;
 mod scan;
@@ -58,6 +59,7 @@ mod strings;
 mod value;
 
 pub use error::{Error, Location};
+pub use name::Name;
 pub use parser::MAX_DEPTH;
 pub use value::{Key, Kind, Object, Span, Value};
 

@@ -6,7 +6,7 @@ use crate::frame::{take_top, Entries, Frame};
 use crate::number::parse_number;
 use crate::scan::{continues_key, is_atom_stop, is_key_start, Cursor};
 use crate::strings::unescape_atom;
-use crate::{Error, Key, Kind, Span, Value};
+use crate::{Error, Key, Kind, Name, Span, Value};
 
 /// How deeply objects and arrays may nest before the parser gives up (instead of
 /// exhausting the stack).
@@ -198,8 +198,8 @@ impl<'a> Parser<'a> {
     fn key(&mut self) -> Result<Key<'a>, Error> {
         let start = self.cur.pos;
         let name = match self.cur.peek() {
-            Some(b'"') => self.cur.double_quoted()?.0,
-            Some(b'\'') => self.cur.single_quoted()?.0,
+            Some(b'"') => name(self.cur.double_quoted()?.0),
+            Some(b'\'') => name(self.cur.single_quoted()?.0),
             Some(c) if is_key_start(c) => {
                 let b = self.cur.bytes;
                 let mut i = start + 1;
@@ -222,7 +222,7 @@ impl<'a> Parser<'a> {
                         )))
                     }
                 }
-                Cow::Borrowed(name)
+                Name::borrowed(name)
             }
             Some(b'.') => {
                 return Err(self
@@ -410,6 +410,13 @@ impl<'a> Parser<'a> {
             boolean(text).map_or_else(|| Kind::String(Cow::Borrowed(text)), Kind::Bool)
         };
         Ok(Value { kind, span })
+    }
+}
+
+fn name(text: Cow<'_, str>) -> Name<'_> {
+    match text {
+        Cow::Borrowed(s) => Name::borrowed(s),
+        Cow::Owned(s) => Name::owned(s),
     }
 }
 

@@ -1,6 +1,8 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
+use crate::Name;
+
 /// A byte range `start..end` of the source text.
 ///
 /// Offsets are stored as `u32` (every value in the tree carries one, so this keeps
@@ -89,7 +91,7 @@ pub enum Kind<'a> {
 /// An object key and where it was written (the first time, for merged keys).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Key<'a> {
-    pub name: Cow<'a, str>,
+    pub name: Name<'a>,
     pub span: Span,
 }
 
@@ -97,7 +99,7 @@ impl Key<'_> {
     /// The key with its name copied out of the source.
     pub fn into_owned(self) -> Key<'static> {
         Key {
-            name: Cow::Owned(self.name.into_owned()),
+            name: self.name.into_owned(),
             span: self.span,
         }
     }

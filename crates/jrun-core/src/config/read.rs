@@ -81,7 +81,12 @@ impl<'s> Reader<'s> {
     }
 
     /// The object inside `v`, or a type error.
-    pub(crate) fn object<'v>(&mut self, at: &str, key: &str, v: &'v Value<'v>) -> Option<&'v Object<'v>> {
+    pub(crate) fn object<'v>(
+        &mut self,
+        at: &str,
+        key: &str,
+        v: &'v Value<'v>,
+    ) -> Option<&'v Object<'v>> {
         match &v.kind {
             Kind::Object(o) => Some(o),
             _ => {
