@@ -34,32 +34,42 @@ input=$out/jails.ucl
 "$ucl2json" "$input" > "$out/ucl2json.json"
 
 now() { date +%s%N; }
-# Milliseconds one run of "$@" takes, output discarded.
+# One run of "$@", output discarded: appends its wall milliseconds to the file $1 and
+# its CPU milliseconds (user + system, from GNU time, 10 ms steps) to $1.cpu.
 time_ms() {
+    log=$1
+    shift
     t0=$(now)
-    "$@" > /dev/null
+    /usr/bin/time -f "%U %S" -o "$out/time.txt" "$@" > /dev/null
     t1=$(now)
-    echo $(( (t1 - t0) / 1000000 ))
+    echo $(( (t1 - t0) / 1000000 )) >> "$log"
+    awk '{ printf "%d\n", ($1 + $2) * 1000 + 0.5 }' "$out/time.txt" >> "$log.cpu"
 }
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 : > "$out/ours.ms"
 : > "$out/theirs.ms"
+: > "$out/ours.ms.cpu"
+: > "$out/theirs.ms.cpu"
 i=0
 while [ "$i" -lt "$runs" ]; do
     if [ $((i % 2)) -eq 0 ]; then
-        time_ms "$ucl_tool" -i "$input" -f compact_json >> "$out/theirs.ms"
-        time_ms "$ucl2json" "$input" >> "$out/ours.ms"
+        time_ms "$out/theirs.ms" "$ucl_tool" -i "$input" -f compact_json
+        time_ms "$out/ours.ms" "$ucl2json" "$input"
     else
-        time_ms "$ucl2json" "$input" >> "$out/ours.ms"
-        time_ms "$ucl_tool" -i "$input" -f compact_json >> "$out/theirs.ms"
+        time_ms "$out/ours.ms" "$ucl2json" "$input"
+        time_ms "$out/theirs.ms" "$ucl_tool" -i "$input" -f compact_json
     fi
     i=$((i + 1))
 done
 ours=$(median < "$out/ours.ms")
 theirs=$(median < "$out/theirs.ms")
+ours_cpu=$(median < "$out/ours.ms.cpu")
+theirs_cpu=$(median < "$out/theirs.ms.cpu")
 size=$(wc -c < "$input")
 verdict=$(awk -v o="$ours" -v t="$theirs" 'BEGIN { print (o <= t / 2) ? "ok" : "MISSED" }')
 ratio=$(awk -v o="$ours" -v t="$theirs" 'BEGIN { printf "%.2f", o / t }')
 echo "input: $size bytes; $runs interleaved runs each (ms): ours $(tr '\n' ' ' < "$out/ours.ms"), ucl_tool $(tr '\n' ' ' < "$out/theirs.ms")"
-echo "ucl2json $ours ms, ucl_tool -f compact_json $theirs ms: ucl2json/ucl_tool = $ratio (target <= 0.50: $verdict)"
+cpu_ratio=$(awk -v o="$ours_cpu" -v t="$theirs_cpu" 'BEGIN { printf "%.2f", o / t }')
+echo "CPU time (user + system), medians: ucl2json $ours_cpu ms, ucl_tool $theirs_cpu ms: ucl2json/ucl_tool = $cpu_ratio"
+echo "wall time, medians: ucl2json $ours ms, ucl_tool -f compact_json $theirs ms: ucl2json/ucl_tool = $ratio (target <= 0.50: $verdict)"

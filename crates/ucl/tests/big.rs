@@ -43,3 +43,16 @@ fn an_error_deep_in_the_bench_config_has_its_line_and_column() {
         "the mistake is deep in the file (line {line})"
     );
 }
+
+#[test]
+fn streamed_json_is_the_same_text_as_to_json() {
+    let src = jails::generate(2_000);
+    let doc = ucl::parse(&src).expect("parses");
+    let mut streamed = Vec::new();
+    doc.write_json(&mut streamed).expect("writes to a Vec");
+    assert!(
+        streamed.len() > 256 << 10,
+        "large enough to be written in parts"
+    );
+    assert_eq!(String::from_utf8(streamed).expect("UTF-8"), doc.to_json());
+}
