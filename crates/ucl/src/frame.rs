@@ -22,7 +22,7 @@ use crate::{Key, Kind, Object, Span, Value};
 /// Objects with at least this many keys get a hash index for duplicate detection.
 const INDEX_FROM: usize = 12;
 
-pub(crate) type Entries = Vec<(Key, Value)>;
+pub(crate) type Entries<'a> = Vec<(Key<'a>, Value<'a>)>;
 
 /// FNV-1a: keys come from the user's own config file, and this is much faster than
 /// SipHash on short keys.
@@ -71,21 +71,21 @@ impl Index {
 
 /// An object being filled: either a fresh one, whose entries sit on the scratch stack
 /// from `start`, or a reopened one, which owns its entries.
-pub(crate) struct Frame {
-    owned: Option<Entries>,
+pub(crate) struct Frame<'a> {
+    owned: Option<Entries<'a>>,
     start: usize,
     index: Index,
 }
 
 /// Whether `v` is an implicit array (built from a repeated key), not one written `[...]`.
 /// An implicit array carries its first element's span; a written one starts at `[`.
-fn is_implicit_array(v: &Value) -> bool {
+fn is_implicit_array(v: &Value<'_>) -> bool {
     matches!(&v.kind, Kind::Array(a) if a.first().is_some_and(|f| f.span == v.span))
 }
 
-impl Frame {
+impl<'a> Frame<'a> {
     /// A fresh object whose entries will go on top of `scratch`.
-    pub(crate) fn new(scratch: &Entries) -> Self {
+    pub(crate) fn new(scratch: &Entries<'a>) -> Self {
         Frame {
             owned: None,
             start: scratch.len(),
@@ -94,7 +94,7 @@ impl Frame {
     }
 
     /// This frame's entries: the vector they live in and where they start in it.
-    fn storage<'s>(&'s mut self, scratch: &'s mut Entries) -> (&'s mut Entries, usize) {
+    fn storage<'s>(&'s mut self, scratch: &'s mut Entries<'a>) -> (&'s mut Entries<'a>, usize) {
         match &mut self.owned {
             Some(v) => (v, 0),
             None => (scratch, self.start),
@@ -102,14 +102,14 @@ impl Frame {
     }
 
     /// This frame's entries, read-only.
-    fn entries<'s>(&'s self, scratch: &'s Entries) -> &'s [(Key, Value)] {
+    fn entries<'s>(&'s self, scratch: &'s Entries<'a>) -> &'s [(Key<'a>, Value<'a>)] {
         match &self.owned {
             Some(v) => v,
             None => &scratch[self.start..],
         }
     }
 
-    fn find(&self, scratch: &Entries, name: &str) -> Option<usize> {
+    fn find(&self, scratch: &Entries<'a>, name: &str) -> Option<usize> {
         let entries = self.entries(scratch);
         match &self.index.names {
             Some(names) => names
@@ -119,9 +119,14 @@ impl Frame {
         }
     }
 
-    fn push(&mut self, scratch: &mut Entries, key: Key, value: Value) {
+    fn push(&mut self, scratch: &mut Entries<'a>, key: Key<'a>, value: Value<'a>) {
         let mut index = self.index.names.take();
         let (v, base) = self.storage(scratch);
+        if v.len() == v.capacity() {
+            // Grow by half, not double: a large reopened object (`jail`, one entry per
+            // jail) would otherwise carry up to its own size again in spare room.
+            v.reserve_exact(v.len() / 2 + 4);
+        }
         v.push((key, value));
         let entries = &v[base..];
         let hash_at = |&i: &u32| name_hash(&entries[i as usize].0.name);
@@ -143,8 +148,20 @@ impl Frame {
     }
 
     /// Adds `key = value`, turning a repeated key into an implicit array.
-    pub(crate) fn insert(&mut self, scratch: &mut Entries, key: Key, value: Value) {
-        let Some(at) = self.find(scratch, &key.name) else {
+    pub(crate) fn insert(&mut self, scratch: &mut Entries<'a>, key: Key<'a>, value: Value<'a>) {
+        let found = self.find(scratch, &key.name);
+        self.insert_found(scratch, found, key, value);
+    }
+
+    /// [`Frame::insert`] with the key's position already looked up.
+    fn insert_found(
+        &mut self,
+        scratch: &mut Entries<'a>,
+        found: Option<usize>,
+        key: Key<'a>,
+        value: Value<'a>,
+    ) {
+        let Some(at) = found else {
             self.push(scratch, key, value);
             return;
         };
@@ -172,8 +189,9 @@ impl Frame {
 
     /// Opens the object at `key` for more entries: the existing object if `key` already
     /// holds one (libucl merges sections), or a new one.
-    pub(crate) fn open_child(&mut self, scratch: &mut Entries, key: &Key) -> Child {
-        if let Some(at) = self.find(scratch, &key.name) {
+    pub(crate) fn open_child(&mut self, scratch: &mut Entries<'a>, key: &Key<'a>) -> Child<'a> {
+        let found = self.find(scratch, &key.name);
+        if let Some(at) = found {
             let index = self.index.children.remove(&at);
             let (v, base) = self.storage(scratch);
             if let Kind::Object(obj) = &mut v[base + at].1.kind {
@@ -185,26 +203,29 @@ impl Frame {
                         index: index.unwrap_or_default(),
                     },
                     reopened: Some(at),
+                    found,
                 };
             }
         }
         Child {
             frame: Frame::new(scratch),
             reopened: None,
+            found,
         }
     }
 
     /// Puts a child opened with [`Frame::open_child`] back, as the value of `key`.
     pub(crate) fn close_child(
         &mut self,
-        scratch: &mut Entries,
-        key: Key,
-        child: Child,
+        scratch: &mut Entries<'a>,
+        key: Key<'a>,
+        child: Child<'a>,
         span: Span,
     ) {
         let Child {
             mut frame,
             reopened,
+            found,
         } = child;
         let index = std::mem::take(&mut frame.index);
         match reopened {
@@ -221,13 +242,12 @@ impl Frame {
             }
             None => {
                 let value = frame.into_value(scratch, span);
-                let existing = self.find(scratch, &key.name);
-                let at = existing.unwrap_or_else(|| {
+                let at = found.unwrap_or_else(|| {
                     let (v, base) = self.storage(scratch);
                     v.len() - base
                 });
-                self.insert(scratch, key, value);
-                if existing.is_none() && !index.is_empty() {
+                self.insert_found(scratch, found, key, value);
+                if found.is_none() && !index.is_empty() {
                     self.index.children.insert(at, index);
                 }
             }
@@ -235,10 +255,10 @@ impl Frame {
     }
 
     /// The finished object. Its entries leave the scratch stack in one exact allocation.
-    pub(crate) fn into_value(self, scratch: &mut Entries, span: Span) -> Value {
+    pub(crate) fn into_value(self, scratch: &mut Entries<'a>, span: Span) -> Value<'a> {
         let entries = match self.owned {
             Some(v) => v,
-            None => scratch.drain(self.start..).collect(),
+            None => take_top(scratch, self.start),
         };
         Value {
             kind: Kind::Object(Object { entries }),
@@ -248,7 +268,25 @@ impl Frame {
 }
 
 /// An object opened for filling, and where it goes back.
-pub(crate) struct Child {
-    pub(crate) frame: Frame,
+///
+/// The parent cannot change while the child is open (nothing else is parsed into it, and
+/// its entries on the scratch stack lie below the child's), so the key's position found
+/// when opening still holds when closing.
+pub(crate) struct Child<'a> {
+    pub(crate) frame: Frame<'a>,
     reopened: Option<usize>,
+    /// Where the key already was in the parent, if it was.
+    found: Option<usize>,
+}
+
+/// The elements of `stack` from `start` on, moved (one copy) into an exactly sized vector.
+/// (`split_off(0)` would hand over the stack's whole allocation instead.)
+pub(crate) fn take_top<T>(stack: &mut Vec<T>, start: usize) -> Vec<T> {
+    if start == 0 {
+        let mut all = Vec::with_capacity(stack.len());
+        all.append(stack);
+        all
+    } else {
+        stack.split_off(start)
+    }
 }

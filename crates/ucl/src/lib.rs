@@ -51,6 +51,7 @@
 mod error;
 mod frame;
 mod json;
+mod name;
 mod number;
 mod parser;
 mod scan;
@@ -58,6 +59,7 @@ mod strings;
 mod value;
 
 pub use error::{Error, Location};
+pub use name::Name;
 pub use parser::MAX_DEPTH;
 pub use value::{Key, Kind, Object, Span, Value};
 
@@ -67,7 +69,7 @@ pub use value::{Key, Kind, Object, Span, Value};
 /// `[` is a top-level array, as in libucl and JSON.
 ///
 /// An input longer than [`MAX_INPUT`] bytes is an error.
-pub fn parse(src: &str) -> Result<Value, Error> {
+pub fn parse(src: &str) -> Result<Value<'_>, Error> {
     check_size(src.len())?;
     parser::Parser::new(src).document()
 }

@@ -60,7 +60,7 @@ fn digits_len(b: &[u8]) -> usize {
 /// Reads `text` (an atom with surrounding blanks already removed) as a number.
 ///
 /// `None`: not a number, the caller makes it a string.
-pub(crate) fn parse_number(text: &str) -> Option<Result<Kind, NumberError>> {
+pub(crate) fn parse_number(text: &str) -> Option<Result<Kind<'static>, NumberError>> {
     let b = text.as_bytes();
     let (neg, body) = match b.first()? {
         b'-' => (true, &text[1..]),
@@ -120,7 +120,7 @@ pub(crate) fn parse_number(text: &str) -> Option<Result<Kind, NumberError>> {
     Some(scale_int(value, suffix))
 }
 
-fn scale_int(v: i64, suffix: Suffix) -> Result<Kind, NumberError> {
+fn scale_int(v: i64, suffix: Suffix) -> Result<Kind<'static>, NumberError> {
     match suffix {
         Suffix::None => Ok(Kind::Int(v)),
         Suffix::Decimal(m) | Suffix::Binary(m) => v
@@ -131,7 +131,7 @@ fn scale_int(v: i64, suffix: Suffix) -> Result<Kind, NumberError> {
     }
 }
 
-fn scale_float(v: f64, suffix: Suffix) -> Result<Kind, NumberError> {
+fn scale_float(v: f64, suffix: Suffix) -> Result<Kind<'static>, NumberError> {
     let scaled = match suffix {
         Suffix::None => return Ok(Kind::Float(v)),
         Suffix::Decimal(m) => Kind::Float(v * m as f64),
@@ -155,7 +155,7 @@ fn scale_float(v: f64, suffix: Suffix) -> Result<Kind, NumberError> {
 mod tests {
     use super::*;
 
-    fn num(s: &str) -> Option<Kind> {
+    fn num(s: &str) -> Option<Kind<'static>> {
         parse_number(s).map(|r| r.expect("in range"))
     }
 

@@ -1,10 +1,12 @@
 //! The grammar: documents, objects, entries, arrays and scalar values.
 
-use crate::frame::{Entries, Frame};
+use std::borrow::Cow;
+
+use crate::frame::{take_top, Entries, Frame};
 use crate::number::parse_number;
 use crate::scan::{continues_key, is_atom_stop, is_key_start, Cursor};
 use crate::strings::unescape_atom;
-use crate::{Error, Key, Kind, Span, Value};
+use crate::{Error, Key, Kind, Name, Span, Value};
 
 /// How deeply objects and arrays may nest before the parser gives up (instead of
 /// exhausting the stack).
@@ -17,7 +19,9 @@ pub(crate) struct Parser<'a> {
     /// each part is not scanned again.
     multipart_until: usize,
     /// Entries of all open fresh objects (see [`Frame`]).
-    scratch: Entries,
+    scratch: Entries<'a>,
+    /// Items of all open arrays, likewise: each array gets one exact allocation.
+    items: Vec<Value<'a>>,
 }
 
 impl<'a> Parser<'a> {
@@ -31,10 +35,11 @@ impl<'a> Parser<'a> {
             depth: 0,
             multipart_until: 0,
             scratch: Vec::new(),
+            items: Vec::new(),
         }
     }
 
-    pub(crate) fn document(mut self) -> Result<Value, Error> {
+    pub(crate) fn document(mut self) -> Result<Value<'a>, Error> {
         self.cur.skip_space()?;
         let value = match self.cur.peek() {
             Some(b'{') => self.braced_object()?,
@@ -71,7 +76,7 @@ impl<'a> Parser<'a> {
     }
 
     /// `{ ... }` where a value is expected (in an array, or at the top).
-    fn braced_object(&mut self) -> Result<Value, Error> {
+    fn braced_object(&mut self) -> Result<Value<'a>, Error> {
         let open = self.cur.pos;
         self.enter()?;
         self.cur.pos += 1;
@@ -83,7 +88,7 @@ impl<'a> Parser<'a> {
     }
 
     /// Entries up to the closing `}` (consumed) or, at the top level, the end.
-    fn object_body(&mut self, frame: &mut Frame, open: Option<usize>) -> Result<(), Error> {
+    fn object_body(&mut self, frame: &mut Frame<'a>, open: Option<usize>) -> Result<(), Error> {
         loop {
             self.cur.skip_space()?;
             match self.cur.peek() {
@@ -141,7 +146,7 @@ impl<'a> Parser<'a> {
 
     /// One `key [=|:] value` (or `key key2 ... { }`). Returns whether the value was an
     /// object or array.
-    fn entry(&mut self, frame: &mut Frame) -> Result<bool, Error> {
+    fn entry(&mut self, frame: &mut Frame<'a>) -> Result<bool, Error> {
         let key = self.key()?;
         self.cur.skip_space()?;
         let mut separator = false;
@@ -190,11 +195,11 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn key(&mut self) -> Result<Key, Error> {
+    fn key(&mut self) -> Result<Key<'a>, Error> {
         let start = self.cur.pos;
         let name = match self.cur.peek() {
-            Some(b'"') => self.cur.double_quoted()?.0,
-            Some(b'\'') => self.cur.single_quoted()?.0,
+            Some(b'"') => name(self.cur.double_quoted()?.0),
+            Some(b'\'') => name(self.cur.single_quoted()?.0),
             Some(c) if is_key_start(c) => {
                 let b = self.cur.bytes;
                 let mut i = start + 1;
@@ -217,7 +222,7 @@ impl<'a> Parser<'a> {
                         )))
                     }
                 }
-                name.to_owned()
+                Name::borrowed(name)
             }
             Some(b'.') => {
                 return Err(self
@@ -281,11 +286,11 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn array(&mut self) -> Result<Value, Error> {
+    fn array(&mut self) -> Result<Value<'a>, Error> {
         let open = self.cur.pos;
         self.enter()?;
         self.cur.pos += 1;
-        let mut items = Vec::new();
+        let base = self.items.len();
         loop {
             self.cur.skip_space()?;
             match self.cur.peek() {
@@ -307,21 +312,24 @@ impl<'a> Parser<'a> {
                     )))
                 }
                 Some(b'{') => {
-                    items.push(self.braced_object()?);
+                    let v = self.braced_object()?;
+                    self.items.push(v);
                     self.after_value(true)?;
                 }
                 Some(b'[') => {
-                    items.push(self.array()?);
+                    let v = self.array()?;
+                    self.items.push(v);
                     self.after_value(true)?;
                 }
                 Some(_) => {
-                    items.push(self.scalar(None)?);
+                    let v = self.scalar(None)?;
+                    self.items.push(v);
                     self.after_value(false)?;
                 }
             }
         }
         self.leave();
-        items.shrink_to_fit();
+        let items = take_top(&mut self.items, base);
         Ok(Value {
             kind: Kind::Array(items),
             span: Span::new(open, self.cur.pos),
@@ -329,7 +337,7 @@ impl<'a> Parser<'a> {
     }
 
     /// A string, number, boolean or null.
-    fn scalar(&mut self, key: Option<&str>) -> Result<Value, Error> {
+    fn scalar(&mut self, key: Option<&str>) -> Result<Value<'a>, Error> {
         let (text, span) = match self.cur.peek() {
             Some(b'"') => self.cur.double_quoted()?,
             Some(b'\'') => self.cur.single_quoted()?,
@@ -346,7 +354,7 @@ impl<'a> Parser<'a> {
     }
 
     /// An unquoted value: up to a separator, a comment or a closing bracket.
-    fn atom(&mut self, key: Option<&str>) -> Result<Value, Error> {
+    fn atom(&mut self, key: Option<&str>) -> Result<Value<'a>, Error> {
         let b = self.cur.bytes;
         let start = self.cur.pos;
         let mut i = start;
@@ -395,13 +403,20 @@ impl<'a> Parser<'a> {
         let kind = if text == "null" {
             Kind::Null
         } else if escaped {
-            Kind::String(unescape_atom(&self.cur, start, end)?)
+            Kind::String(Cow::Owned(unescape_atom(&self.cur, start, end)?))
         } else if let Some(number) = parse_number(text) {
             number.map_err(|_| Error::new(format!("number out of range: {text}"), span))?
         } else {
-            boolean(text).map_or_else(|| Kind::String(text.to_owned()), Kind::Bool)
+            boolean(text).map_or_else(|| Kind::String(Cow::Borrowed(text)), Kind::Bool)
         };
         Ok(Value { kind, span })
+    }
+}
+
+fn name(text: Cow<'_, str>) -> Name<'_> {
+    match text {
+        Cow::Borrowed(s) => Name::borrowed(s),
+        Cow::Owned(s) => Name::owned(s),
     }
 }
 

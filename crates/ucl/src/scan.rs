@@ -172,7 +172,17 @@ impl<'a> Cursor<'a> {
 
     /// Skips blanks, newlines and comments. Returns whether it crossed a newline or a
     /// comment (either of which separates two entries).
+    #[inline]
     pub(crate) fn skip_space(&mut self) -> Result<bool, Error> {
+        // Most calls stop at once or after a few blanks: no loop over the cases for them.
+        self.skip_blanks();
+        match self.peek() {
+            Some(b'\n' | b'\r' | b'#' | b'/') => self.skip_space_slow(),
+            _ => Ok(false),
+        }
+    }
+
+    fn skip_space_slow(&mut self) -> Result<bool, Error> {
         let mut separated = false;
         loop {
             match self.peek() {

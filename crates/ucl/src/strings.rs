@@ -1,9 +1,11 @@
 //! Quoted strings, heredocs and escapes.
 
+use std::borrow::Cow;
+
 use crate::scan::Cursor;
 use crate::{Error, Span};
 
-impl Cursor<'_> {
+impl<'a> Cursor<'a> {
     fn unterminated(&self, open: usize, quote: char) -> Error {
         Error::new(
             format!(
@@ -15,7 +17,7 @@ impl Cursor<'_> {
     }
 
     /// A double-quoted string with JSON escapes; the cursor is at the opening quote.
-    pub(crate) fn double_quoted(&mut self) -> Result<(String, Span), Error> {
+    pub(crate) fn double_quoted(&mut self) -> Result<(Cow<'a, str>, Span), Error> {
         let open = self.pos;
         let b = self.bytes;
         let mut i = open + 1;
@@ -24,7 +26,7 @@ impl Cursor<'_> {
             match b[i] {
                 b'"' => {
                     self.pos = i + 1;
-                    let text = self.src[open + 1..i].to_owned();
+                    let text = Cow::Borrowed(&self.src[open + 1..i]);
                     return Ok((text, Span::new(open, i + 1)));
                 }
                 b'\\' => break,
@@ -45,7 +47,7 @@ impl Cursor<'_> {
                 b'"' => {
                     out.push_str(&self.src[run..i]);
                     self.pos = i + 1;
-                    return Ok((out, Span::new(open, i + 1)));
+                    return Ok((Cow::Owned(out), Span::new(open, i + 1)));
                 }
                 b'\\' => {
                     out.push_str(&self.src[run..i]);
@@ -155,7 +157,7 @@ impl Cursor<'_> {
 
     /// A single-quoted string; the cursor is at the opening quote. As libucl: `\'` is a
     /// quote, a backslash before a newline joins the lines, other backslashes stay.
-    pub(crate) fn single_quoted(&mut self) -> Result<(String, Span), Error> {
+    pub(crate) fn single_quoted(&mut self) -> Result<(Cow<'a, str>, Span), Error> {
         let open = self.pos;
         let b = self.bytes;
         let mut i = open + 1;
@@ -168,9 +170,9 @@ impl Cursor<'_> {
                     let text = match out {
                         Some(mut s) => {
                             s.push_str(&self.src[run..i]);
-                            s
+                            Cow::Owned(s)
                         }
-                        None => self.src[open + 1..i].to_owned(),
+                        None => Cow::Borrowed(&self.src[open + 1..i]),
                     };
                     return Ok((text, Span::new(open, i + 1)));
                 }
@@ -202,7 +204,7 @@ impl Cursor<'_> {
     /// A heredoc `<<TERM` (uppercase letters, then a newline) if one starts here.
     /// The text runs up to a line that is exactly `TERM` (optionally followed by `;` or
     /// `,`); the newline before that line is not part of it.
-    pub(crate) fn heredoc(&mut self) -> Result<Option<(String, Span)>, Error> {
+    pub(crate) fn heredoc(&mut self) -> Result<Option<(Cow<'a, str>, Span)>, Error> {
         let b = self.bytes;
         let open = self.pos;
         let mut i = open + 2;
@@ -234,7 +236,7 @@ impl Cursor<'_> {
                         body_end -= 1;
                     }
                     self.pos = after;
-                    let text = self.src[body_start..body_end].to_owned();
+                    let text = Cow::Borrowed(&self.src[body_start..body_end]);
                     return Ok(Some((text, Span::new(open, after))));
                 }
             }

@@ -1,4 +1,7 @@
+use std::borrow::Cow;
 use std::ops::Range;
+
+use crate::Name;
 
 /// A byte range `start..end` of the source text.
 ///
@@ -62,41 +65,55 @@ impl Span {
 ///
 /// For an implicit array (a key given more than once) the span covers the first value;
 /// each element keeps its own span.
+///
+/// Strings and keys borrow from the source text where they are written without
+/// escapes (most are), so parsing copies no text; [`Value::into_owned`] detaches a
+/// tree from the source.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Value {
-    pub kind: Kind,
+pub struct Value<'a> {
+    pub kind: Kind<'a>,
     pub span: Span,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Kind {
+pub enum Kind<'a> {
     Null,
     Bool(bool),
     Int(i64),
     Float(f64),
     /// A time value (`10s`, `5min`) in seconds, as libucl's `UCL_TIME`.
     Time(f64),
-    String(String),
-    Array(Vec<Value>),
-    Object(Object),
+    String(Cow<'a, str>),
+    Array(Vec<Value<'a>>),
+    Object(Object<'a>),
 }
 
 /// An object key and where it was written (the first time, for merged keys).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Key {
-    pub name: String,
+pub struct Key<'a> {
+    pub name: Name<'a>,
     pub span: Span,
+}
+
+impl Key<'_> {
+    /// The key with its name copied out of the source.
+    pub fn into_owned(self) -> Key<'static> {
+        Key {
+            name: self.name.into_owned(),
+            span: self.span,
+        }
+    }
 }
 
 /// An object: keys in the order they first appeared.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Object {
-    pub entries: Vec<(Key, Value)>,
+pub struct Object<'a> {
+    pub entries: Vec<(Key<'a>, Value<'a>)>,
 }
 
-impl Object {
+impl<'a> Object<'a> {
     /// The value of `name`, if present.
-    pub fn get(&self, name: &str) -> Option<&Value> {
+    pub fn get(&self, name: &str) -> Option<&Value<'a>> {
         self.entries
             .iter()
             .find(|(k, _)| k.name == name)
@@ -104,14 +121,14 @@ impl Object {
     }
 
     /// The key and value of `name`, if present.
-    pub fn get_entry(&self, name: &str) -> Option<(&Key, &Value)> {
+    pub fn get_entry(&self, name: &str) -> Option<(&Key<'a>, &Value<'a>)> {
         self.entries
             .iter()
             .find(|(k, _)| k.name == name)
             .map(|(k, v)| (k, v))
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&Key, &Value)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&Key<'a>, &Value<'a>)> {
         self.entries.iter().map(|(k, v)| (k, v))
     }
 
@@ -124,8 +141,32 @@ impl Object {
     }
 }
 
-impl Value {
-    pub fn as_object(&self) -> Option<&Object> {
+impl<'a> Value<'a> {
+    /// The tree with every string copied out of the source, so that it may outlive it.
+    pub fn into_owned(self) -> Value<'static> {
+        let kind = match self.kind {
+            Kind::Null => Kind::Null,
+            Kind::Bool(b) => Kind::Bool(b),
+            Kind::Int(i) => Kind::Int(i),
+            Kind::Float(f) => Kind::Float(f),
+            Kind::Time(t) => Kind::Time(t),
+            Kind::String(s) => Kind::String(Cow::Owned(s.into_owned())),
+            Kind::Array(items) => Kind::Array(items.into_iter().map(Value::into_owned).collect()),
+            Kind::Object(o) => Kind::Object(Object {
+                entries: o
+                    .entries
+                    .into_iter()
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect(),
+            }),
+        };
+        Value {
+            kind,
+            span: self.span,
+        }
+    }
+
+    pub fn as_object(&self) -> Option<&Object<'a>> {
         match &self.kind {
             Kind::Object(o) => Some(o),
             _ => None,

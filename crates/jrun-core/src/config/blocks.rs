@@ -64,7 +64,7 @@ pub(crate) fn forwards(
             (proto, host, inner, host_span)
         {
             out.push(ForwardItem {
-                name: k.name.clone(),
+                name: k.name.to_string(),
                 proto,
                 host,
                 host_span,
@@ -81,8 +81,8 @@ pub(crate) fn items<'v>(
     r: &mut Reader<'_>,
     at: &str,
     key: &str,
-    v: &'v Value,
-) -> Vec<(&'v Key, &'v Object)> {
+    v: &'v Value<'v>,
+) -> Vec<(&'v Key<'v>, &'v Object<'v>)> {
     let Some(obj) = r.object(at, key, v) else {
         return Vec::new();
     };
@@ -244,7 +244,7 @@ pub(crate) fn exec(r: &mut Reader<'_>, at: &str, key: &Key, obj: &Object) -> Opt
         Some(v) => exec_user(r, at, v).map(Some),
     };
     Some(Exec {
-        name: key.name.clone(),
+        name: key.name.to_string(),
         cmd: cmd?.to_string(),
         dir: dir?,
         env,
@@ -256,7 +256,7 @@ pub(crate) fn exec(r: &mut Reader<'_>, at: &str, key: &Key, obj: &Object) -> Opt
 /// `user = "www";` or a uid, `user = 1001;` (also quoted).
 fn exec_user(r: &mut Reader<'_>, at: &str, v: &Value) -> Option<ExecUser> {
     let text = match &v.kind {
-        Kind::String(s) => s.clone(),
+        Kind::String(s) => s.to_string(),
         Kind::Int(n) => n.to_string(),
         _ => {
             r.wrong_type(at, "user", v, "a user name or a uid");
@@ -394,7 +394,7 @@ pub(crate) fn setup(
         .map(|v| r.string_map(at, "vars", v, values::check_script))
         .unwrap_or_default();
     Some(SetupStep {
-        name: key.name.clone(),
+        name: key.name.to_string(),
         kind: kind?,
         source: source?,
         vars,

@@ -89,7 +89,7 @@ pub(crate) fn document(
         .map(|v| jail_entries(r, v))
         .unwrap_or_default();
     let names = Names {
-        all: entries.iter().map(|(k, _)| k.name.clone()).collect(),
+        all: entries.iter().map(|(k, _)| k.name.to_string()).collect(),
     };
     for (key, body) in entries {
         let at = format!("jail `{}`", key.name);
@@ -128,7 +128,7 @@ pub(crate) fn document(
 
 /// The `jail` value: `jail "a" { } jail "b" { }` merges into one object of jails; a jail
 /// declared twice comes back as an implicit array, which is refused.
-fn jail_entries<'v>(r: &mut Reader<'_>, v: &'v Value) -> Vec<(&'v Key, &'v Value)> {
+fn jail_entries<'v>(r: &mut Reader<'_>, v: &'v Value<'v>) -> Vec<(&'v Key<'v>, &'v Value<'v>)> {
     let Some(obj) = r.object("", "jail", v) else {
         return Vec::new();
     };
@@ -271,7 +271,7 @@ fn jail(
                     r.push(duplicate_target(&mat, &jail, v.span, &prev.name));
                 } else {
                     mounts.push(Mount {
-                        name: k.name.clone(),
+                        name: k.name.to_string(),
                         host,
                         jail,
                     });
@@ -498,7 +498,7 @@ fn base(r: &mut Reader<'_>, dirs: &Dirs<'_>, obj: &Object, sites: &mut Sites) ->
                     r.push(duplicate_target(&mat, &target, v.span, &prev.name));
                 } else {
                     out.mounts.push(BaseMount {
-                        name: k.name.clone(),
+                        name: k.name.to_string(),
                         host,
                         target,
                     });

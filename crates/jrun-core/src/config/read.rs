@@ -81,7 +81,12 @@ impl<'s> Reader<'s> {
     }
 
     /// The object inside `v`, or a type error.
-    pub(crate) fn object<'v>(&mut self, at: &str, key: &str, v: &'v Value) -> Option<&'v Object> {
+    pub(crate) fn object<'v>(
+        &mut self,
+        at: &str,
+        key: &str,
+        v: &'v Value<'v>,
+    ) -> Option<&'v Object<'v>> {
         match &v.kind {
             Kind::Object(o) => Some(o),
             _ => {
@@ -94,7 +99,7 @@ impl<'s> Reader<'s> {
     /// Refuses keys outside `allowed`, with a "did you mean" hint.
     pub(crate) fn known_keys(&mut self, at: &str, obj: &Object, allowed: &[&str], what: &str) {
         for (k, _) in obj.iter() {
-            if allowed.contains(&k.name.as_str()) {
+            if allowed.contains(&&*k.name) {
                 continue;
             }
             let help = match did_you_mean(&k.name, allowed) {
@@ -116,11 +121,11 @@ impl<'s> Reader<'s> {
     pub(crate) fn required<'v>(
         &mut self,
         at: &str,
-        obj: &'v Object,
+        obj: &'v Object<'v>,
         key: &str,
         block: Span,
         example: &str,
-    ) -> Option<&'v Value> {
+    ) -> Option<&'v Value<'v>> {
         let v = obj.get(key);
         if v.is_none() {
             self.push(
@@ -135,7 +140,7 @@ impl<'s> Reader<'s> {
         v
     }
 
-    pub(crate) fn string<'v>(&mut self, at: &str, key: &str, v: &'v Value) -> Option<&'v str> {
+    pub(crate) fn string<'v>(&mut self, at: &str, key: &str, v: &'v Value<'v>) -> Option<&'v str> {
         self.checked(at, key, v, values::check_text)
     }
 
@@ -144,7 +149,7 @@ impl<'s> Reader<'s> {
         &mut self,
         at: &str,
         key: &str,
-        v: &'v Value,
+        v: &'v Value<'v>,
         check: fn(&str) -> Result<(), String>,
     ) -> Option<&'v str> {
         match &v.kind {
@@ -164,13 +169,13 @@ impl<'s> Reader<'s> {
 
     /// A non-empty shell script (`cmd`, a health check's `test`): as [`Self::text`], and
     /// it may run over several lines (each reaches `/bin/sh -c` as written).
-    pub(crate) fn script<'v>(&mut self, at: &str, key: &str, v: &'v Value) -> Option<&'v str> {
+    pub(crate) fn script<'v>(&mut self, at: &str, key: &str, v: &'v Value<'v>) -> Option<&'v str> {
         let s = self.checked(at, key, v, values::check_script)?;
         self.non_empty(at, key, v, s)
     }
 
     /// A non-empty string.
-    pub(crate) fn text<'v>(&mut self, at: &str, key: &str, v: &'v Value) -> Option<&'v str> {
+    pub(crate) fn text<'v>(&mut self, at: &str, key: &str, v: &'v Value<'v>) -> Option<&'v str> {
         let s = self.string(at, key, v)?;
         self.non_empty(at, key, v, s)
     }
@@ -311,7 +316,7 @@ impl<'s> Reader<'s> {
                 continue;
             }
             let text = match &v.kind {
-                Kind::String(s) => Some(s.clone()),
+                Kind::String(s) => Some(s.to_string()),
                 Kind::Int(n) => Some(n.to_string()),
                 Kind::Float(f) => Some(f.to_string()),
                 Kind::Bool(b) => Some(b.to_string()),
@@ -321,7 +326,7 @@ impl<'s> Reader<'s> {
                 None => self.wrong_type(at, &k.name, v, "a string"),
                 Some(t) => match check(&t) {
                     Ok(()) => {
-                        out.insert(k.name.clone(), t);
+                        out.insert(k.name.to_string(), t);
                     }
                     Err(why) => self.bad_value(at, &k.name, v.span, &why, "remove it"),
                 },

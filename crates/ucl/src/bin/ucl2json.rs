@@ -1,10 +1,10 @@
 //! `ucl2json [FILE|-]`: prints a UCL document as JSON.
 //!
 //! Exit status: 0 on success; 2 on a syntax error (`FILE:LINE:COL: message` on
-//! stderr), on a file that cannot be read, and on input that is not UTF-8 (reported
-//! at the first invalid byte).
+//! stderr), on a file that cannot be read, on input that is not UTF-8 (reported
+//! at the first invalid byte), and on output that cannot be written.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -51,8 +51,21 @@ fn main() -> ExitCode {
     };
     match ucl::parse(&text) {
         Ok(value) => {
-            println!("{}", value.to_json());
-            ExitCode::SUCCESS
+            let mut out = std::io::stdout().lock();
+            let written = value
+                .write_json(&mut out)
+                .and_then(|()| out.write_all(b"\n"))
+                .and_then(|()| out.flush());
+            // The process ends here, and the kernel takes its memory back at once: freeing
+            // the tree node by node would only add time (libucl's ucl_tool does not either).
+            std::mem::forget(value);
+            match written {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ucl2json: cannot write the output: {e}");
+                    ExitCode::from(2)
+                }
+            }
         }
         Err(err) => {
             let loc = err.location(&text);

@@ -12,11 +12,11 @@ pub fn to_model(v: &ucl::Value) -> Json {
         ucl::Kind::Float(f) | ucl::Kind::Time(f) => {
             Json::Number(Number::from_f64(*f).expect("parser yields finite floats"))
         }
-        ucl::Kind::String(s) => Json::String(s.clone()),
+        ucl::Kind::String(s) => Json::String(s.to_string()),
         ucl::Kind::Array(a) => Json::Array(a.iter().map(to_model).collect()),
         ucl::Kind::Object(o) => Json::Object(
             o.iter()
-                .map(|(k, v)| (k.name.clone(), to_model(v)))
+                .map(|(k, v)| (k.name.to_string(), to_model(v)))
                 .collect::<Map<_, _>>(),
         ),
     }
