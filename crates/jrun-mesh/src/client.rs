@@ -652,6 +652,8 @@ impl Mailbox for RelayMailbox<'_> {
                     waited: self.options.deadline,
                 });
             }
+            let wait = self.wait();
+            let asked = Instant::now();
             let pause = match self
                 .client
                 .v2_messages(
@@ -659,16 +661,19 @@ impl Mailbox for RelayMailbox<'_> {
                     self.nameplate,
                     self.token.as_ref(),
                     self.inbox.len(),
-                    self.wait(),
+                    wait,
                 )
                 .await
             {
-                Ok(new) => {
-                    // An empty answer: the relay's wait ran out; ask again at once.
+                // The relay's wait ran out: ask again at once.
+                Ok(new) if !new.is_empty() || asked.elapsed() >= wait => {
                     self.take(new)?;
                     interval = self.options.first_interval;
                     continue;
                 }
+                // Empty before the wait ran out (a relay with a shorter cap, or one that
+                // does not wait): pause as between polls rather than spin.
+                Ok(_) => interval,
                 Err(ClientError::Busy { retry_after, .. }) => retry_after.max(interval),
                 // A relay that restarts or a network that blips is no reason to give up
                 // a pairing that may still go through.
