@@ -10,7 +10,7 @@ use reqwest::{Response, StatusCode};
 use tokio::time::Instant;
 use url::{Host, Url};
 
-use crate::pair_v2::{self, Allocated, Message, Offer, Phase, Posted, Side, V2Code, V2Error};
+use crate::pair_v2::{self, Allocated, Message, Messages, Offer, Phase, Side, V2Code, V2Error};
 use crate::protocol::CreatorToken;
 use crate::protocol::{
     self, Created, MessageError, PollStatus, Roster, MAX_ROSTER_JAILS, TOKEN_OPT_IN_HEADER,
@@ -22,6 +22,17 @@ const MAX_ANSWER_BYTES: usize = 256 * 1024;
 
 /// The most characters of a relay's own words shown to the user.
 const MAX_RELAY_TEXT_CHARS: usize = 200;
+
+/// How long a v2 request asks the relay to hold its answer for the peer's next message:
+/// under `jrun relay`'s default cap, so that the relay, not a timeout, ends the wait.
+pub const V2_WAIT: Duration = Duration::from_secs(25);
+
+/// How long an answer may take beyond the wait the request asked for.
+const ANSWER_TIME: Duration = Duration::from_secs(15);
+
+/// The most messages a side sends in a pairing (`pake`, `confirm`, `roster`, `ack`), plus
+/// an `abort`.
+const MAX_PEER_MESSAGES: usize = 5;
 
 /// The longest a client waits for a peer to join (a longer deadline is cut to this).
 pub const MAX_DEADLINE: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -274,9 +285,9 @@ impl RelayClient {
         protocol::parse_roster(&body, self.max_jails).map_err(|e| self.garbage(e))
     }
 
-    /// Whether the relay speaks pairing v2 (`GET /v2`). A relay that does not know the
-    /// route (Jailrun's, or an older jrun) answers an error status: `false`.
-    pub async fn offers_v2(&self) -> Result<bool, ClientError> {
+    /// The relay's pairing v2 offer (`GET /v2`), if it speaks v2. A relay that does not
+    /// know the route (Jailrun's, or an older jrun) answers an error status: `None`.
+    pub async fn offers_v2(&self) -> Result<Option<Offer>, ClientError> {
         let response = self
             .http
             .get(self.endpoint("v2"))
@@ -285,8 +296,9 @@ impl RelayClient {
             .map_err(|e| self.unreachable(e))?;
         match self.answer(response, None).await {
             Ok(body) => Ok(serde_json::from_slice::<Offer>(&body)
-                .is_ok_and(|offer| offer.versions.contains(&2))),
-            Err(ClientError::Refused { status, .. }) if status.is_client_error() => Ok(false),
+                .ok()
+                .filter(|offer| offer.versions.contains(&2))),
+            Err(ClientError::Refused { status, .. }) if status.is_client_error() => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -314,18 +326,33 @@ impl RelayClient {
         HeaderValue::from_str(&format!("Bearer {}", token.as_str())).expect("a token is hex digits")
     }
 
-    /// Posts one v2 message; `code` names the pairing in errors.
+    fn messages_url(&self, nameplate: u32, after: usize, wait: Duration) -> Url {
+        self.endpoint(&format!(
+            "v2/nameplate/{nameplate}/messages?after={after}&wait={}",
+            wait.as_secs()
+        ))
+    }
+
+    /// Posts this side's `messages` in one request (`code` names the pairing in errors)
+    /// and returns side b's token, when this post claimed it, and the peer's messages from
+    /// index `after` on — after the relay waited up to `wait` for one.
     pub async fn v2_post(
         &self,
         code: &PairCode,
         nameplate: u32,
         token: Option<&CreatorToken>,
-        message: &Message,
-    ) -> Result<Posted, ClientError> {
-        let body = serde_json::to_vec(&message.to_wire()).expect("messages serialise");
+        messages: &[Message],
+        after: usize,
+        wait: Duration,
+    ) -> Result<(Option<CreatorToken>, Vec<Message>), ClientError> {
+        let body = serde_json::to_vec(&Messages {
+            messages: messages.iter().map(Message::to_wire).collect(),
+        })
+        .expect("messages serialise");
         let mut request = self
             .http
-            .post(self.endpoint(&format!("v2/nameplate/{nameplate}/messages")))
+            .post(self.messages_url(nameplate, after, wait))
+            .timeout(wait + ANSWER_TIME)
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(t) = token {
             request = request.header(AUTHORIZATION, Self::bearer(t));
@@ -336,26 +363,29 @@ impl RelayClient {
             .await
             .map_err(|e| self.unreachable(e))?;
         let body = self.answer(response, Some(code)).await?;
-        serde_json::from_slice(&body).map_err(|e| self.garbage_text(format!("post answer: {e}")))
+        pair_v2::parse_posted(&body, MAX_PEER_MESSAGES).map_err(|e| self.garbage(e))
     }
 
-    /// The messages of a v2 nameplate from index `after` on.
+    /// The peer's messages of a v2 nameplate from index `after` on, once there is one or
+    /// `wait` passed. Without a token (a joiner before its first post): side a's PAKE.
     pub async fn v2_messages(
         &self,
         code: &PairCode,
         nameplate: u32,
-        token: &CreatorToken,
+        token: Option<&CreatorToken>,
         after: usize,
+        wait: Duration,
     ) -> Result<Vec<Message>, ClientError> {
-        let response = self
+        let mut request = self
             .http
-            .get(self.endpoint(&format!("v2/nameplate/{nameplate}/messages?after={after}")))
-            .header(AUTHORIZATION, Self::bearer(token))
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
+            .get(self.messages_url(nameplate, after, wait))
+            .timeout(wait + ANSWER_TIME);
+        if let Some(t) = token {
+            request = request.header(AUTHORIZATION, Self::bearer(t));
+        }
+        let response = request.send().await.map_err(|e| self.unreachable(e))?;
         let body = self.answer(response, Some(code)).await?;
-        pair_v2::parse_messages(&body, 12).map_err(|e| self.garbage(e))
+        pair_v2::parse_messages(&body, MAX_PEER_MESSAGES).map_err(|e| self.garbage(e))
     }
 
     fn endpoint(&self, path: &str) -> Url {
@@ -468,26 +498,30 @@ impl RelayClient {
     }
 }
 
-/// One side's view of a v2 nameplate: posts this side's messages, waits for the peer's.
+/// One side's view of a v2 nameplate: sends this side's messages, waits for the peer's.
 pub trait Mailbox {
-    /// Posts this side's message of `phase`.
-    fn post(
+    /// Sends this side's next `messages` in one request. With `wait`, the relay holds the
+    /// answer until the peer sent more (for a while); what comes back is kept for
+    /// [`Mailbox::receive`].
+    fn send(
         &mut self,
-        phase: Phase,
-        body: Vec<u8>,
+        messages: Vec<(Phase, Vec<u8>)>,
+        wait: bool,
     ) -> impl Future<Output = Result<(), ClientError>>;
-    /// Waits for the peer's message of `phase`; [`V2Error::PeerAborted`] if the peer gave up.
+    /// The peer's message of `phase`, once it arrived; [`V2Error::PeerAborted`] if the
+    /// peer gave up first.
     fn receive(&mut self, phase: Phase) -> impl Future<Output = Result<Vec<u8>, ClientError>>;
 }
 
-/// A [`Mailbox`] on a relay over HTTP, polling for the peer's messages.
+/// A [`Mailbox`] on a relay over HTTP: each request waits at the relay for the peer's
+/// next messages (long poll), so a pairing takes six requests when nothing goes wrong.
 pub struct RelayMailbox<'a> {
     client: &'a RelayClient,
     code: PairCode,
     nameplate: u32,
     side: Side,
     token: Option<CreatorToken>,
-    cursor: usize,
+    /// The peer's messages so far, in order; its length is the read cursor.
     inbox: Vec<Message>,
     options: PollOptions,
     deadline: Instant,
@@ -528,83 +562,137 @@ impl<'a> RelayMailbox<'a> {
             nameplate: code.nameplate(),
             side,
             token,
-            cursor: 0,
             inbox: Vec::new(),
             options,
             deadline,
         }
     }
+
+    /// How long the next request may wait at the relay: [`V2_WAIT`], or what is left.
+    fn wait(&self) -> Duration {
+        V2_WAIT.min(self.deadline.saturating_duration_since(Instant::now()))
+    }
+
+    /// Keeps the peer's messages of an answer; a relay that hands this side its own (or,
+    /// to a joiner that has not posted yet, anything but a's PAKE) breaks the protocol.
+    fn take(&mut self, messages: Vec<Message>) -> Result<(), ClientError> {
+        let peer = self.side.peer();
+        let joining = self.token.is_none();
+        if messages
+            .iter()
+            .any(|m| m.side != peer || (joining && m.phase != Phase::Pake))
+        {
+            return Err(self
+                .client
+                .garbage_text("the relay handed over a message that is not the peer's".into()));
+        }
+        if self.inbox.len() + messages.len() > MAX_PEER_MESSAGES {
+            return Err(self.client.garbage_text("too many messages".into()));
+        }
+        self.inbox.extend(messages);
+        Ok(())
+    }
 }
 
 impl Mailbox for RelayMailbox<'_> {
-    async fn post(&mut self, phase: Phase, body: Vec<u8>) -> Result<(), ClientError> {
-        let message = Message {
-            side: self.side,
-            phase,
-            body,
-        };
-        let posted = self
+    async fn send(
+        &mut self,
+        messages: Vec<(Phase, Vec<u8>)>,
+        wait: bool,
+    ) -> Result<(), ClientError> {
+        let messages: Vec<Message> = messages
+            .into_iter()
+            .map(|(phase, body)| Message {
+                side: self.side,
+                phase,
+                body,
+            })
+            .collect();
+        let wait = if wait { self.wait() } else { Duration::ZERO };
+        let (issued, peer) = self
             .client
-            .v2_post(&self.code, self.nameplate, self.token.as_ref(), &message)
+            .v2_post(
+                &self.code,
+                self.nameplate,
+                self.token.as_ref(),
+                &messages,
+                self.inbox.len(),
+                wait,
+            )
             .await?;
         if self.token.is_none() {
-            self.token = Some(posted.token.ok_or_else(|| {
+            self.token = Some(issued.ok_or_else(|| {
                 self.client
                     .garbage_text("the relay handed out no token for side b".into())
             })?);
         }
-        Ok(())
+        self.take(peer)
     }
 
     async fn receive(&mut self, phase: Phase) -> Result<Vec<u8>, ClientError> {
-        let peer = self.side.peer();
         let mut interval = self.options.first_interval;
         loop {
-            for m in self.inbox.iter().filter(|m| m.side == peer) {
+            for m in &self.inbox {
                 if m.phase == phase {
                     return Ok(m.body.clone());
                 }
                 if m.phase == Phase::Abort {
                     return Err(V2Error::PeerAborted.into());
                 }
-                if m.phase == Phase::Done {
+                if m.phase.is_final() {
                     return Err(V2Error::Malformed(format!(
                         "the peer ended without sending its {phase:?} message"
                     ))
                     .into());
                 }
             }
-            let token = self.token.clone().ok_or(V2Error::OutOfOrder)?;
-            let pause = match self
-                .client
-                .v2_messages(&self.code, self.nameplate, &token, self.cursor)
-                .await
-            {
-                Ok(new) if !new.is_empty() => {
-                    self.cursor += new.len();
-                    self.inbox.extend(new);
-                    continue;
-                }
-                Ok(_) => interval,
-                Err(ClientError::Busy { retry_after, .. }) => retry_after.max(interval),
-                Err(ClientError::Unreachable { .. }) => interval,
-                Err(e) => return Err(e),
-            };
-            if Instant::now() + pause >= self.deadline {
+            if Instant::now() >= self.deadline {
                 return Err(ClientError::TimedOut {
                     code: self.code.clone(),
                     waited: self.options.deadline,
                 });
             }
-            tokio::time::sleep(pause).await;
+            let wait = self.wait();
+            let asked = Instant::now();
+            let pause = match self
+                .client
+                .v2_messages(
+                    &self.code,
+                    self.nameplate,
+                    self.token.as_ref(),
+                    self.inbox.len(),
+                    wait,
+                )
+                .await
+            {
+                // The relay's wait ran out: ask again at once.
+                Ok(new) if !new.is_empty() || asked.elapsed() >= wait => {
+                    self.take(new)?;
+                    interval = self.options.first_interval;
+                    continue;
+                }
+                // Empty before the wait ran out (a relay with a shorter cap, or one that
+                // does not wait): pause as between polls rather than spin.
+                Ok(_) => interval,
+                Err(ClientError::Busy { retry_after, .. }) => retry_after.max(interval),
+                // A relay that restarts or a network that blips is no reason to give up
+                // a pairing that may still go through.
+                Err(ClientError::Unreachable { .. }) => interval,
+                Err(e) => return Err(e),
+            };
+            let wake = (Instant::now() + pause).min(self.deadline);
+            tokio::time::sleep_until(wake).await;
             interval = interval.saturating_mul(2).min(self.options.max_interval);
         }
     }
 }
 
-/// Runs one side of a v2 pairing over `mailbox`: PAKE, key confirmation, sealed signed
-/// rosters, acknowledgements. Returns the peer's verified roster. Whatever fails, this
-/// side tells the peer it gave up (best effort), so the peer stops too.
+/// Runs one side of a v2 pairing over `mailbox` (docs/pairing.md): the creator sends its
+/// PAKE message, then its confirmation, sealed roster and ack together; the joiner its
+/// PAKE message, confirmation and sealed roster together, then its ack. Returns the peer's
+/// verified roster once the peer's ack verified. Whatever fails, this side tells the peer
+/// it gave up (best effort, with its confirmation if the peer has not had it, so that the
+/// peer too can tell a wrong code), so the peer stops too.
 pub async fn exchange_v2(
     mailbox: &mut impl Mailbox,
     side: Side,
@@ -612,39 +700,82 @@ pub async fn exchange_v2(
     jails: &[(crate::DnsLabel, crate::Identity)],
     max_jails: usize,
 ) -> Result<Roster, ClientError> {
-    let result = exchange_steps(mailbox, side, code, jails, max_jails).await;
-    let end = if result.is_ok() {
-        Phase::Done
-    } else {
-        Phase::Abort
+    let mut unsent_confirm = None;
+    let result = match side {
+        Side::A => creator_steps(mailbox, code, jails, max_jails, &mut unsent_confirm).await,
+        Side::B => joiner_steps(mailbox, code, jails, max_jails).await,
     };
-    // The relay forgets the nameplate once both sides ended; a lost "end" only waits
-    // for the TTL.
-    let _ = mailbox.post(end, Vec::new()).await;
+    if let Err(e) = &result {
+        // The peer's abort already ended the nameplate.
+        if !matches!(e, ClientError::Pairing(V2Error::PeerAborted)) {
+            let mut last: Vec<_> = unsent_confirm
+                .map(|c| (Phase::Confirm, c))
+                .into_iter()
+                .collect();
+            last.push((Phase::Abort, Vec::new()));
+            let _ = mailbox.send(last, false).await;
+        }
+    }
     result
 }
 
-async fn exchange_steps(
+async fn creator_steps(
     mailbox: &mut impl Mailbox,
-    side: Side,
+    code: &V2Code,
+    jails: &[(crate::DnsLabel, crate::Identity)],
+    max_jails: usize,
+    unsent_confirm: &mut Option<Vec<u8>>,
+) -> Result<Roster, ClientError> {
+    let (mut session, pake) = pair_v2::Session::start(Side::A, code);
+    mailbox.send(vec![(Phase::Pake, pake)], true).await?;
+    let peer_pake = mailbox.receive(Phase::Pake).await?;
+    let confirm = session.receive_pake(&peer_pake)?;
+    *unsent_confirm = Some(confirm.clone());
+    session.receive_confirm(&mailbox.receive(Phase::Confirm).await?)?;
+    let roster = session.open_roster(&mailbox.receive(Phase::Roster).await?, max_jails)?;
+    let sealed = session.seal_roster(jails)?;
+    let ack = session.ack()?;
+    *unsent_confirm = None;
+    mailbox
+        .send(
+            vec![
+                (Phase::Confirm, confirm),
+                (Phase::Roster, sealed),
+                (Phase::Ack, ack),
+            ],
+            true,
+        )
+        .await?;
+    session.receive_ack(&mailbox.receive(Phase::Ack).await?)?;
+    Ok(roster)
+}
+
+async fn joiner_steps(
+    mailbox: &mut impl Mailbox,
     code: &V2Code,
     jails: &[(crate::DnsLabel, crate::Identity)],
     max_jails: usize,
 ) -> Result<Roster, ClientError> {
-    let (mut session, pake) = pair_v2::Session::start(side, code);
-    mailbox.post(Phase::Pake, pake).await?;
+    let (mut session, pake) = pair_v2::Session::start(Side::B, code);
     let peer_pake = mailbox.receive(Phase::Pake).await?;
     let confirm = session.receive_pake(&peer_pake)?;
-    mailbox.post(Phase::Confirm, confirm).await?;
-    let peer_confirm = mailbox.receive(Phase::Confirm).await?;
-    session.receive_confirm(&peer_confirm)?;
     let sealed = session.seal_roster(jails)?;
-    mailbox.post(Phase::Roster, sealed).await?;
-    let peer_roster = mailbox.receive(Phase::Roster).await?;
-    let roster = session.open_roster(&peer_roster, max_jails)?;
-    mailbox.post(Phase::Ack, session.ack()?).await?;
-    let peer_ack = mailbox.receive(Phase::Ack).await?;
-    session.receive_ack(&peer_ack)?;
+    mailbox
+        .send(
+            vec![
+                (Phase::Pake, pake),
+                (Phase::Confirm, confirm),
+                (Phase::Roster, sealed),
+            ],
+            true,
+        )
+        .await?;
+    session.receive_confirm(&mailbox.receive(Phase::Confirm).await?)?;
+    let roster = session.open_roster(&mailbox.receive(Phase::Roster).await?, max_jails)?;
+    session.receive_ack(&mailbox.receive(Phase::Ack).await?)?;
+    mailbox
+        .send(vec![(Phase::Ack, session.ack()?)], false)
+        .await?;
     Ok(roster)
 }
 

@@ -7,12 +7,16 @@
 //! cryptography as a sans-I/O [`Session`]; the HTTP driver lives in the client.
 //!
 //! ```text
-//! GET  /v2                                  → {"versions":[2]}
-//! POST /v2/nameplate                        → {"nameplate":4821,"token":"<32 hex>"}
-//! POST /v2/nameplate/{n}/messages {"side":"a"|"b","phase":…,"body":"<base64>"}
-//!                                           → {} (or {"token":…} to the side-b claim)
-//! GET  /v2/nameplate/{n}/messages?after=K   → {"messages":[{"side","phase","body"},…]}
+//! GET  /v2                                    → {"versions":[2],"max_body_bytes":16384}
+//! POST /v2/nameplate                          → {"nameplate":4821,"token":"<32 hex>"}
+//! POST /v2/nameplate/{n}/messages?after=K&wait=S  {"messages":[{"side","phase","body"},…]}
+//!                                             → {"messages":[the peer's, from K on]}
+//!                                               (+ "token" to the post that claims side b)
+//! GET  /v2/nameplate/{n}/messages?after=K&wait=S  → {"messages":[the peer's, from K on]}
 //! ```
+//!
+//! `wait=S` holds the answer until the peer has a message past `K` or `S` seconds (capped
+//! by the relay) passed. A pairing is six requests (docs/pairing.md).
 
 use std::collections::HashSet;
 use std::fmt;
@@ -90,7 +94,8 @@ impl Side {
     }
 }
 
-/// The steps of the exchange, each at most one message per side.
+/// The steps of the exchange, each at most one message per side. A side's last message is
+/// its `ack` or an `abort`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
@@ -104,22 +109,33 @@ pub enum Phase {
     Ack,
     /// This side gave up (empty body); unauthenticated, so it can only stop a pairing.
     Abort,
-    /// This side has read everything it needs (empty body).
-    Done,
 }
 
 impl Phase {
-    /// Whether this phase ends a side's part (the relay forgets a nameplate once both ended).
+    /// Whether this phase ends a side's part: nothing follows it from that side, and the
+    /// relay forgets a nameplate once each side's last message reached the peer.
     pub fn is_final(self) -> bool {
-        matches!(self, Phase::Abort | Phase::Done)
+        matches!(self, Phase::Ack | Phase::Abort)
     }
 }
+
+/// The longest wait (`wait=` seconds) `jrun relay` grants unless told otherwise
+/// (`--max-wait`); a client asks for less, so that an answer always comes before its own
+/// timeout.
+pub const RELAY_DEFAULT_MAX_WAIT_SECS: u64 = 30;
+
+/// The most messages one post carries: a side's messages before it next waits.
+pub const MAX_BATCH: usize = 3;
 
 /// `GET /v2`: the versions the relay speaks beyond v1.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Offer {
     /// Protocol versions, e.g. `[2]`.
     pub versions: Vec<u32>,
+    /// The relay's largest request body (`jrun relay --max-body`), so that a client
+    /// checks its roster against the real limit; absent from older relays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<usize>,
 }
 
 /// `POST /v2/nameplate`: a fresh nameplate and side a's token.
@@ -144,20 +160,24 @@ pub struct WireMessage {
     pub body: String,
 }
 
-/// The answer to a post: side b's token when the post claimed side b.
+/// The answer to a post: side b's token when the post claimed side b, and the peer's
+/// messages from the poster's cursor on (after waiting for one, if asked to).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Posted {
     /// Side b's secret, handed out once, to the post that claimed side b.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<CreatorToken>,
+    /// The peer's messages from index `after` on.
+    #[serde(default)]
+    pub messages: Vec<WireMessage>,
 }
 
-/// The answer to `GET …/messages`.
+/// A post's body, and the answer to `GET …/messages`: messages in the order sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Messages {
-    /// The messages from index `after` on, in the order the relay received them.
+    /// The messages (an answer: the peer's, from index `after` on).
     pub messages: Vec<WireMessage>,
 }
 
@@ -195,7 +215,7 @@ pub fn decode_message(wire: WireMessage) -> Result<Message, MessageError> {
             message: format!("larger than {MAX_MESSAGE_BYTES} bytes"),
         });
     }
-    if wire.phase.is_final() && !body.is_empty() {
+    if wire.phase == Phase::Abort && !body.is_empty() {
         return Err(MessageError {
             field: Some("body".into()),
             message: "must be empty for this phase".into(),
@@ -208,14 +228,48 @@ pub fn decode_message(wire: WireMessage) -> Result<Message, MessageError> {
     })
 }
 
-/// Parses a posted message (`POST …/messages`).
-pub fn parse_post(body: &[u8]) -> Result<Message, MessageError> {
-    decode_message(protocol::decode_plain(body)?)
+/// Parses a post's body (`POST …/messages`): one to [`MAX_BATCH`] messages of one side,
+/// nothing after a final one.
+pub fn parse_post(body: &[u8]) -> Result<Vec<Message>, MessageError> {
+    let list = parse_messages(body, MAX_BATCH)?;
+    let bad = |message: &str| MessageError {
+        field: Some("messages".into()),
+        message: message.into(),
+    };
+    let Some(first) = list.first() else {
+        return Err(bad("no message"));
+    };
+    if list.iter().any(|m| m.side != first.side) {
+        return Err(bad("messages of both sides"));
+    }
+    if list[..list.len() - 1].iter().any(|m| m.phase.is_final()) {
+        return Err(bad("a message after this side's last one"));
+    }
+    Ok(list)
 }
 
 /// Parses the relay's list of messages; at most `max` of them.
 pub fn parse_messages(body: &[u8], max: usize) -> Result<Vec<Message>, MessageError> {
-    let list: Messages = protocol::decode_plain(body)?;
+    parse_list(protocol::decode_plain(body)?, max)
+}
+
+/// Parses a post's answer: side b's token (if handed out) and the peer's messages, at most
+/// `max`.
+pub fn parse_posted(
+    body: &[u8],
+    max: usize,
+) -> Result<(Option<CreatorToken>, Vec<Message>), MessageError> {
+    let posted: Posted = protocol::decode_plain(body)?;
+    let list = parse_list(
+        Messages {
+            messages: posted.messages,
+        },
+        max,
+    )?;
+    Ok((posted.token, list))
+}
+
+fn parse_list(list: Messages, max: usize) -> Result<Vec<Message>, MessageError> {
     if list.messages.len() > max {
         return Err(MessageError {
             field: Some("messages".into()),
@@ -450,32 +504,69 @@ pub fn roster_message_bytes<'a>(names: impl IntoIterator<Item = &'a DnsLabel>) -
     NONCE_BYTES + plain_bytes(names) + TAG_BYTES
 }
 
-/// The request body that posts a roster message for jails of these names: what a relay's
-/// `--max-body` limits.
+/// The bodies of the messages a side posts together with its roster: the joiner's PAKE
+/// and confirmation before it, the creator's confirmation before it and ack after it.
+const PAKE_BYTES: usize = 33;
+const MAC_BYTES: usize = 32;
+
+/// The request body of the post that carries a roster message for jails of these names
+/// (the larger of the two sides' posts): what a relay's `--max-body` limits.
 pub fn roster_post_bytes<'a>(names: impl IntoIterator<Item = &'a DnsLabel>) -> usize {
-    let envelope = Message {
-        side: Side::A,
-        phase: Phase::Roster,
-        body: Vec::new(),
+    let envelope = |side: Side, others: [(Phase, usize); 2]| {
+        let mut list: Vec<WireMessage> = others
+            .iter()
+            .map(|&(phase, len)| {
+                Message {
+                    side,
+                    phase,
+                    body: vec![0; len],
+                }
+                .to_wire()
+            })
+            .collect();
+        list.push(
+            Message {
+                side,
+                phase: Phase::Roster,
+                body: Vec::new(),
+            }
+            .to_wire(),
+        );
+        serde_json::to_vec(&Messages { messages: list })
+            .expect("messages serialise")
+            .len()
     };
-    let envelope = serde_json::to_vec(&envelope.to_wire())
-        .expect("messages serialise")
-        .len();
-    envelope + roster_message_bytes(names).div_ceil(3) * 4
+    let a = envelope(
+        Side::A,
+        [(Phase::Confirm, MAC_BYTES), (Phase::Ack, MAC_BYTES)],
+    );
+    let b = envelope(
+        Side::B,
+        [(Phase::Pake, PAKE_BYTES), (Phase::Confirm, MAC_BYTES)],
+    );
+    a.max(b) + roster_message_bytes(names).div_ceil(3) * 4
 }
 
-/// Refuses, before anything is sent, a roster whose post a relay with the default body
-/// limit ([`RELAY_DEFAULT_MAX_BODY`]) would refuse.
+/// Refuses, before anything is sent, a roster whose post the relay would refuse: `limit`
+/// is the relay's body limit as its `GET /v2` states it, else [`RELAY_DEFAULT_MAX_BODY`].
 pub fn check_roster_fits<'a>(
     names: impl IntoIterator<Item = &'a DnsLabel> + Clone,
+    limit: Option<usize>,
 ) -> Result<(), V2Error> {
     let bytes = roster_post_bytes(names.clone());
-    if bytes > RELAY_DEFAULT_MAX_BODY {
+    let (limit, what) = match limit {
+        Some(limit) => (limit, "this relay accepts (`jrun relay --max-body`)"),
+        None => (
+            RELAY_DEFAULT_MAX_BODY,
+            "a relay accepts by default (`jrun relay --max-body`)",
+        ),
+    };
+    if bytes > limit {
         return Err(V2Error::RosterTooLarge {
             jails: names.into_iter().count(),
             bytes,
-            limit: RELAY_DEFAULT_MAX_BODY,
-            what: "a relay accepts by default (`jrun relay --max-body`)",
+            limit,
+            what,
         });
     }
     Ok(())
@@ -631,12 +722,12 @@ impl Session {
         format!("{PROTOCOL}|{}|{}|roster", self.nameplate, side.as_str()).into_bytes()
     }
 
-    /// This side's roster, every entry signed by its jail's key, sealed. Only after the
-    /// peer's confirmation verified.
+    /// This side's roster, every entry signed by its jail's key, sealed. Right after the
+    /// PAKE, before the peer's confirmation: the box key comes from the PAKE, so a peer
+    /// with a wrong code cannot open it, and learns from it no more than from this side's
+    /// confirmation (the joiner sends both in one post; docs/pairing.md).
     pub fn seal_roster(&mut self, jails: &[(DnsLabel, Identity)]) -> Result<Vec<u8>, V2Error> {
-        if !self.confirmed {
-            return Err(V2Error::OutOfOrder);
-        }
+        self.keys()?;
         let bytes = roster_message_bytes(jails.iter().map(|(name, _)| name));
         if bytes > MAX_MESSAGE_BYTES {
             return Err(V2Error::RosterTooLarge {

@@ -2,6 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::PathRejection;
@@ -12,14 +13,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use jrun_mesh::pair_v2::{self, Allocated, Messages, Offer, Posted};
+use jrun_mesh::pair_v2::{self, Allocated, Messages, Offer, Posted, Side};
 use jrun_mesh::protocol::{
     self, Created, CreatorToken, PollAnswer, PollStatus, Roster, TOKEN_OPT_IN_HEADER,
 };
 use jrun_mesh::PairCode;
 use tracing::{debug, info};
 
-use crate::mailbox::{Mailboxes, PostError};
+use crate::mailbox::{Mailboxes, PostError, ReadError, Reader};
 
 use crate::api_error::ApiError;
 use crate::rate_limit::{client_key, LookupBudget, RequestLimits};
@@ -263,24 +264,28 @@ async fn join(
         JoinError::NotFound => ApiError::no_pairing(),
         JoinError::AlreadyJoined => ApiError::new(StatusCode::CONFLICT, e.to_string()),
         JoinError::Full => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-            .retry_after(std::time::Duration::from_secs(60)),
+            .retry_after(Duration::from_secs(60)),
     })?;
     state.lookups.refund();
     info!(%client, jails, "pairing joined");
     Ok(Json(Roster::clone(&creators)))
 }
 
-/// `GET /v2`: the versions beyond v1 this relay speaks (a v1-only relay answers 404).
-async fn offer() -> Json<Offer> {
-    Json(Offer { versions: vec![2] })
+/// `GET /v2`: the versions beyond v1 this relay speaks (a v1-only relay answers 404), and
+/// its body limit, which a client checks its roster against before sending it.
+async fn offer(State(state): State<Arc<AppState>>) -> Json<Offer> {
+    Json(Offer {
+        versions: vec![2],
+        max_body_bytes: Some(state.config.max_body_bytes),
+    })
 }
 
 fn store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::Full => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-            .retry_after(std::time::Duration::from_secs(60)),
+            .retry_after(Duration::from_secs(60)),
         StoreError::ClientFull => ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string())
-            .retry_after(std::time::Duration::from_secs(60)),
+            .retry_after(Duration::from_secs(60)),
         StoreError::Rng => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
@@ -316,15 +321,45 @@ fn v2_gone() -> ApiError {
     )
 }
 
-/// Whether a request carries a token of this nameplate (then it spends no lookup budget).
-fn v2_authorized(state: &AppState, nameplate: Option<u32>, token: Option<&CreatorToken>) -> bool {
-    match (nameplate, token) {
-        (Some(n), Some(t)) => state.mailboxes.holds_token(n, t),
-        _ => false,
+/// The side whose token a request carries, if it carries one of this nameplate's (then
+/// it spends no lookup budget).
+fn v2_side(state: &AppState, nameplate: Option<u32>, token: Option<&CreatorToken>) -> Option<Side> {
+    state.mailboxes.side_of(nameplate?, token?)
+}
+
+/// `after=K` (the peer's messages the client already holds) and `wait=S` (how long to
+/// wait for one more, capped by `--max-wait`) of a query.
+fn cursor_and_wait(state: &AppState, query: Option<&str>) -> Result<(usize, Duration), ApiError> {
+    let param = |name: &str| {
+        query
+            .unwrap_or("")
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+    };
+    let number = |name: &str| {
+        param(name)
+            .map_or(Ok(0), |v| v.parse::<u64>())
+            .map_err(|_| {
+                ApiError::new(StatusCode::BAD_REQUEST, format!("{name}= must be a number"))
+            })
+    };
+    let after = usize::try_from(number("after")?).unwrap_or(usize::MAX);
+    let wait = Duration::from_secs(number("wait")?).min(state.config.max_wait);
+    Ok((after, wait))
+}
+
+fn read_error(e: ReadError) -> ApiError {
+    match e {
+        ReadError::NotFound => v2_gone(),
+        ReadError::Claimed => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+        ReadError::Busy => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            .retry_after(Duration::from_secs(1)),
     }
 }
 
-/// `POST /v2/nameplate/{n}/messages`: appends one opaque message.
+/// `POST /v2/nameplate/{n}/messages?after=K&wait=S`: appends one side's messages, then
+/// answers the peer's from index K on, waiting up to S seconds for one if there is none
+/// (at once, without waiting, when too many requests wait already).
 async fn post_message(
     State(state): State<Arc<AppState>>,
     path: Result<Path<String>, PathRejection>,
@@ -332,32 +367,45 @@ async fn post_message(
 ) -> Result<Json<Posted>, ApiError> {
     let nameplate = nameplate_of(path);
     let token = bearer_token(request.headers());
+    let (after, wait) = cursor_and_wait(&state, request.uri().query())?;
     let (parts, body) = request.into_parts();
     let bytes = read_body(&state, &parts.headers, body).await?;
-    let message = pair_v2::parse_post(&bytes).map_err(ApiError::bad_message)?;
-    let authorized = v2_authorized(&state, nameplate, token.as_ref());
+    let batch = pair_v2::parse_post(&bytes).map_err(ApiError::bad_message)?;
+    let authorized = v2_side(&state, nameplate, token.as_ref()).is_some();
     if !authorized {
         spend_lookup(&state)?;
     }
     let nameplate = nameplate.ok_or_else(v2_gone)?;
-    let phase = message.phase;
-    let issued = state
+    let phases: Vec<_> = batch.iter().map(|m| m.phase).collect();
+    let (side, issued) = state
         .mailboxes
-        .post(nameplate, token.as_ref(), message)
+        .post(nameplate, token.as_ref(), batch)
         .map_err(|e| match e {
             PostError::NotFound => v2_gone(),
             PostError::Conflict => ApiError::new(StatusCode::CONFLICT, e.to_string()),
             PostError::Full => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-                .retry_after(std::time::Duration::from_secs(60)),
+                .retry_after(Duration::from_secs(60)),
         })?;
     if !authorized {
         state.lookups.refund();
     }
-    debug!(?phase, "v2 message");
-    Ok(Json(Posted { token: issued }))
+    debug!(?phases, "v2 messages");
+    // The post went through: whatever the read finds (even the nameplate forgotten,
+    // after this side's last message), the answer is a success.
+    let messages = state
+        .mailboxes
+        .read(nameplate, Reader::Side(side), after, wait, true)
+        .await
+        .unwrap_or_default();
+    Ok(Json(Posted {
+        token: issued,
+        messages: messages.iter().map(|m| m.to_wire()).collect(),
+    }))
 }
 
-/// `GET /v2/nameplate/{n}/messages?after=K`: the messages from index K on.
+/// `GET /v2/nameplate/{n}/messages?after=K&wait=S`: the peer's messages from index K on,
+/// waiting up to S seconds for one. Without a token: side a's PAKE message, while side b
+/// is unclaimed (what a joiner needs before its first post).
 async fn messages(
     State(state): State<Arc<AppState>>,
     path: Result<Path<String>, PathRejection>,
@@ -365,29 +413,33 @@ async fn messages(
 ) -> Result<Json<Messages>, ApiError> {
     let nameplate = nameplate_of(path);
     let token = bearer_token(request.headers());
-    let after = request
-        .uri()
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("after="))
-        .map_or(Ok(0), |v| v.parse::<usize>())
-        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "after= must be a number"))?;
-    let authorized = v2_authorized(&state, nameplate, token.as_ref());
-    if !authorized {
+    let (after, wait) = cursor_and_wait(&state, request.uri().query())?;
+    let side = v2_side(&state, nameplate, token.as_ref());
+    if side.is_none() {
         spend_lookup(&state)?;
     }
-    let list = match (nameplate, &token) {
-        (Some(n), Some(t)) => state.mailboxes.messages(n, t, after),
-        _ => None,
-    }
-    .ok_or_else(v2_gone)?;
-    if !authorized {
+    let reader = match (side, &token) {
+        (Some(side), _) => Reader::Side(side),
+        (None, None) => Reader::Joiner,
+        (None, Some(_)) => return Err(v2_gone()),
+    };
+    let nameplate = nameplate.ok_or_else(v2_gone)?;
+    let list = state
+        .mailboxes
+        .read(nameplate, reader, after, wait, false)
+        .await
+        .map_err(read_error)?;
+    // A joiner's lookup found its nameplate (a wrong one fails above, unrefunded).
+    if side.is_none() {
         state.lookups.refund();
     }
-    Ok(Json(Messages {
+    Ok(Json(wire_list(&list)))
+}
+
+fn wire_list(list: &[pair_v2::Message]) -> Messages {
+    Messages {
         messages: list.iter().map(|m| m.to_wire()).collect(),
-    }))
+    }
 }
 
 #[cfg(test)]

@@ -67,6 +67,13 @@ pub struct RelayConfig {
     pub behind_proxy: bool,
     /// With `behind_proxy`: the proxies' addresses. Empty: any loopback address.
     pub trusted_proxies: Vec<IpAddr>,
+    /// The longest a pairing v2 request may wait for the peer's next message (`wait=`
+    /// asks for less or up to this): a client cannot hold a connection longer.
+    pub max_wait: Duration,
+    /// The most pairing v2 requests waiting at once, relay-wide (more: a read is answered
+    /// 503, a post at once without waiting). Each also holds one of its client's and
+    /// network's connections (`max_connections_per_client`, `…_per_network`).
+    pub max_parked: usize,
 }
 
 impl RelayConfig {
@@ -107,6 +114,8 @@ impl Default for RelayConfig {
             max_connection_lifetime: Duration::from_secs(60),
             behind_proxy: false,
             trusted_proxies: Vec::new(),
+            max_wait: Duration::from_secs(jrun_mesh::pair_v2::RELAY_DEFAULT_MAX_WAIT_SECS),
+            max_parked: 1024,
         }
     }
 }

@@ -1,23 +1,28 @@
-//! Pairing v2's nameplates: opaque messages per nameplate, at most one per side and phase,
-//! under the same TTL and memory limits as v1's pairings, forgotten once both sides ended
-//! (`done` or `abort`) or the TTL ran out since the last message.
+//! Pairing v2's nameplates: opaque messages per nameplate and side, at most one per side
+//! and phase, under the same TTL and memory limits as v1's pairings. A read may wait for
+//! the peer's next message (long poll) without holding any lock: each nameplate has a
+//! `watch` channel that every post bumps. A nameplate is forgotten once neither side needs
+//! anything more from it — each side gave up or was handed the peer's last message — or
+//! when the TTL ran out since the last message.
 
 use std::collections::{HashMap, VecDeque};
 use std::mem::size_of;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use jrun_mesh::pair_v2::{Message, Phase, Side, NAMEPLATE_MAX, NAMEPLATE_MIN};
 use jrun_mesh::protocol::CreatorToken;
+use tokio::sync::watch;
 
 use crate::clock::Clock;
 use crate::rate_limit::network_key;
 use crate::store::StoreError;
 use crate::{RelayConfig, MAX_TTL};
 
-/// The most messages a nameplate holds: one per side and phase.
-pub const MAX_MESSAGES: usize = 12;
+/// The most messages a side posts: pake, confirm, roster, then ack or abort.
+pub const MAX_MESSAGES_PER_SIDE: usize = 4;
 
 /// Why a post was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,7 +30,7 @@ pub enum PostError {
     /// No such nameplate, or a token that is not this side's (told apart from nothing).
     #[error("no pairing with this nameplate: it expired, ended, or the token is wrong")]
     NotFound,
-    /// This side already posted this phase, or side b is already claimed.
+    /// This side already posted this phase or ended, or side b is already claimed.
     #[error("this side already sent that message (someone else may have claimed the pairing)")]
     Conflict,
     /// The messages take all the memory the relay allows.
@@ -33,13 +38,62 @@ pub enum PostError {
     Full,
 }
 
+/// Why a read was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    /// No such nameplate (or it was forgotten while waiting).
+    #[error("no pairing with this nameplate: it expired or ended")]
+    NotFound,
+    /// A joiner without a token, but side b is already claimed.
+    #[error("this pairing was already joined by someone else")]
+    Claimed,
+    /// Too many requests are waiting relay-wide.
+    #[error("the relay is holding too many waiting requests; try again in a moment")]
+    Busy,
+}
+
+/// Who reads: a side (by its token), or a joiner that has not claimed side b yet and may
+/// read only side a's PAKE message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    /// A holder of this side's token: reads the peer's messages.
+    Side(Side),
+    /// No token: side a's PAKE message, while side b is unclaimed.
+    Joiner,
+}
+
 struct Channel {
     creator: IpAddr,
     tokens: [Option<CreatorToken>; 2],
-    messages: Vec<Message>,
-    ended: [bool; 2],
+    /// Each side's messages, in the order posted.
+    messages: [Vec<Message>; 2],
+    /// Side `s` was handed the peer's last message (`ack` or `abort`).
+    got_final: [bool; 2],
     expires_at: Instant,
     bytes: usize,
+    /// Bumped by every post; dropped (waking every reader) when the nameplate goes.
+    changed: watch::Sender<()>,
+}
+
+impl Channel {
+    fn ended(&self, side: Side) -> bool {
+        self.messages[side.index()]
+            .last()
+            .is_some_and(|m| m.phase.is_final())
+    }
+
+    fn aborted(&self, side: Side) -> bool {
+        self.messages[side.index()]
+            .last()
+            .is_some_and(|m| m.phase == Phase::Abort)
+    }
+
+    /// Neither side will read again: each gave up or holds the peer's last message.
+    fn finished(&self) -> bool {
+        [Side::A, Side::B]
+            .into_iter()
+            .all(|s| self.aborted(s) || self.got_final[s.index()])
+    }
 }
 
 #[derive(Default)]
@@ -56,12 +110,27 @@ pub struct Mailboxes {
     inner: Mutex<Inner>,
     clock: Arc<dyn Clock>,
     config: RelayConfig,
+    parked: AtomicUsize,
 }
 
 const CHANNEL_BYTES: usize = size_of::<(u32, Channel)>() + size_of::<(Instant, u32)>() + 64;
 
 fn message_bytes(m: &Message) -> usize {
     size_of::<Message>() + m.body.len()
+}
+
+/// One waiting request, counted against `max_parked` until dropped.
+struct Parked<'a>(&'a AtomicUsize);
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+enum Read {
+    Ready(Vec<Message>),
+    Empty(watch::Receiver<()>),
 }
 
 impl Mailboxes {
@@ -72,6 +141,7 @@ impl Mailboxes {
             inner: Mutex::new(Inner::default()),
             clock,
             config,
+            parked: AtomicUsize::new(0),
         }
     }
 
@@ -87,6 +157,11 @@ impl Mailboxes {
         let mut inner = self.lock();
         self.sweep(&mut inner);
         inner.bytes
+    }
+
+    /// How many reads are waiting now.
+    pub fn parked(&self) -> usize {
+        self.parked.load(Ordering::Relaxed)
     }
 
     /// A fresh nameplate for `creator`, with side a's token. The same limits as v1's
@@ -135,10 +210,11 @@ impl Mailboxes {
             Channel {
                 creator,
                 tokens: [Some(token.clone()), None],
-                messages: Vec::new(),
-                ended: [false, false],
+                messages: [Vec::new(), Vec::new()],
+                got_final: [false, false],
                 expires_at,
                 bytes: CHANNEL_BYTES,
+                changed: watch::Sender::new(()),
             },
         );
         *inner.pending_by_client.entry(creator).or_default() += 1;
@@ -148,25 +224,33 @@ impl Mailboxes {
         Ok((nameplate, token))
     }
 
-    /// Whether `token` is one of the nameplate's side tokens.
-    pub fn holds_token(&self, nameplate: u32, token: &CreatorToken) -> bool {
+    /// The side whose token `token` is, if it is one of the nameplate's.
+    pub fn side_of(&self, nameplate: u32, token: &CreatorToken) -> Option<Side> {
         let mut inner = self.lock();
         self.sweep(&mut inner);
-        inner
-            .channels
-            .get(&nameplate)
-            .is_some_and(|c| c.tokens.iter().any(|t| t.as_ref() == Some(token)))
+        let channel = inner.channels.get(&nameplate)?;
+        [Side::A, Side::B]
+            .into_iter()
+            .find(|s| channel.tokens[s.index()].as_ref() == Some(token))
     }
 
-    /// Appends a message. Side a posts with its token. Side b's first post (its PAKE
-    /// message, without a token) claims side b and is answered with b's token; later posts
-    /// of b carry it. Returns the token handed out, if any.
+    /// Whether `token` is one of the nameplate's side tokens.
+    pub fn holds_token(&self, nameplate: u32, token: &CreatorToken) -> bool {
+        self.side_of(nameplate, token).is_some()
+    }
+
+    /// Appends one side's messages (all of one side, as `pair_v2::parse_post` checks), all
+    /// or none. Side a posts with its token. Side b's first post, without a token and
+    /// starting with its PAKE message, claims side b and is answered with b's token; later
+    /// posts of b carry it. Returns the side that posted and the token handed out, if any.
     pub fn post(
         &self,
         nameplate: u32,
         token: Option<&CreatorToken>,
-        message: Message,
-    ) -> Result<Option<CreatorToken>, PostError> {
+        batch: Vec<Message>,
+    ) -> Result<(Side, Option<CreatorToken>), PostError> {
+        let first = batch.first().ok_or(PostError::Conflict)?;
+        let (side, claims) = (first.side, first.phase == Phase::Pake);
         let mut inner = self.lock();
         self.sweep(&mut inner);
         let expires_at = self.clock.now() + self.config.ttl;
@@ -175,71 +259,125 @@ impl Mailboxes {
             .channels
             .get_mut(&nameplate)
             .ok_or(PostError::NotFound)?;
-        let side = message.side.index();
         let mut issued = None;
-        match (&channel.tokens[side], token) {
+        match (&channel.tokens[side.index()], token) {
             (Some(expected), Some(t)) if expected == t => {}
-            (None, None) if message.side == Side::B && message.phase == Phase::Pake => {
-                let t = CreatorToken::random().map_err(|_| PostError::Full)?;
-                channel.tokens[side] = Some(t.clone());
-                issued = Some(t);
+            (None, None) if side == Side::B && claims => {
+                issued = Some(CreatorToken::random().map_err(|_| PostError::Full)?);
             }
             // Side b already claimed by someone: the first joiner wins, as in v1.
-            (Some(_), None) if message.side == Side::B && message.phase == Phase::Pake => {
-                return Err(PostError::Conflict)
-            }
+            (Some(_), None) if side == Side::B && claims => return Err(PostError::Conflict),
             _ => return Err(PostError::NotFound),
         }
-        if channel
-            .messages
-            .iter()
-            .any(|m| m.side == message.side && m.phase == message.phase)
-            || channel.ended[side]
-            || channel.messages.len() >= MAX_MESSAGES
-        {
-            if issued.is_some() {
-                channel.tokens[side] = None;
-            }
+        let mine = &channel.messages[side.index()];
+        let repeated = batch.iter().enumerate().any(|(i, m)| {
+            m.side != side
+                || mine.iter().any(|old| old.phase == m.phase)
+                || batch[..i].iter().any(|earlier| earlier.phase == m.phase)
+        });
+        if repeated || channel.ended(side) || mine.len() + batch.len() > MAX_MESSAGES_PER_SIDE {
             return Err(PostError::Conflict);
         }
-        let bytes = message_bytes(&message);
+        let bytes: usize = batch.iter().map(message_bytes).sum();
         if used.saturating_add(bytes) > self.config.max_pending_bytes {
-            if issued.is_some() {
-                channel.tokens[side] = None;
-            }
             return Err(PostError::Full);
         }
-        if message.phase.is_final() {
-            channel.ended[side] = true;
+        if let Some(t) = &issued {
+            channel.tokens[side.index()] = Some(t.clone());
         }
-        channel.messages.push(message);
+        channel.messages[side.index()].extend(batch);
         channel.bytes += bytes;
         channel.expires_at = expires_at;
-        let both_ended = channel.ended == [true, true];
+        channel.changed.send_replace(());
+        let finished = channel.finished();
         inner.bytes += bytes;
-        if both_ended {
+        if finished {
             remove(&mut inner, nameplate);
         } else {
             inner.deadlines.push_back((expires_at, nameplate));
         }
-        Ok(issued)
+        Ok((side, issued))
     }
 
-    /// The messages from index `after` on, for a holder of either side's token; `None`
-    /// for an unknown nameplate or a wrong token.
-    pub fn messages(
+    /// What `reader` may read from index `after` on: the peer's messages for a side, side
+    /// a's PAKE message for a joiner. With a `wait`, an empty answer is held until there is
+    /// something to read or the wait ran out; `park_or_skip` says what to do when too many
+    /// reads are waiting already: `true` answers at once (possibly empty), `false` refuses
+    /// ([`ReadError::Busy`]).
+    pub async fn read(
         &self,
         nameplate: u32,
-        token: &CreatorToken,
+        reader: Reader,
         after: usize,
-    ) -> Option<Vec<Message>> {
+        wait: Duration,
+        park_or_skip: bool,
+    ) -> Result<Vec<Message>, ReadError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut parked = None;
+        loop {
+            let mut changed = match self.try_read(nameplate, reader, after)? {
+                Read::Ready(list) => return Ok(list),
+                Read::Empty(changed) => changed,
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(Vec::new());
+            }
+            if parked.is_none() {
+                match self.park() {
+                    Some(p) => parked = Some(p),
+                    None if park_or_skip => return Ok(Vec::new()),
+                    None => return Err(ReadError::Busy),
+                }
+            }
+            // A post bumps the channel; forgetting it drops the sender (an error here):
+            // either way, look again.
+            let _ = tokio::time::timeout_at(deadline, changed.changed()).await;
+        }
+    }
+
+    fn park(&self) -> Option<Parked<'_>> {
+        let before = self.parked.fetch_add(1, Ordering::Relaxed);
+        let parked = Parked(&self.parked);
+        (before < self.config.max_parked).then_some(parked)
+    }
+
+    fn try_read(&self, nameplate: u32, reader: Reader, after: usize) -> Result<Read, ReadError> {
         let mut inner = self.lock();
         self.sweep(&mut inner);
-        let channel = inner.channels.get(&nameplate)?;
-        if !channel.tokens.iter().any(|t| t.as_ref() == Some(token)) {
-            return None;
+        let channel = inner
+            .channels
+            .get_mut(&nameplate)
+            .ok_or(ReadError::NotFound)?;
+        let list: Vec<Message> = match reader {
+            Reader::Side(side) => channel.messages[side.peer().index()]
+                .iter()
+                .skip(after)
+                .cloned()
+                .collect(),
+            Reader::Joiner => {
+                if channel.tokens[Side::B.index()].is_some() {
+                    return Err(ReadError::Claimed);
+                }
+                channel.messages[Side::A.index()]
+                    .iter()
+                    .filter(|m| m.phase == Phase::Pake)
+                    .skip(after)
+                    .cloned()
+                    .collect()
+            }
+        };
+        if list.is_empty() {
+            return Ok(Read::Empty(channel.changed.subscribe()));
         }
-        Some(channel.messages.iter().skip(after).cloned().collect())
+        if let Reader::Side(side) = reader {
+            if list.iter().any(|m| m.phase.is_final()) {
+                channel.got_final[side.index()] = true;
+                if channel.finished() {
+                    remove(&mut inner, nameplate);
+                }
+            }
+        }
+        Ok(Read::Ready(list))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -282,9 +420,9 @@ fn remove(inner: &mut Inner, nameplate: u32) {
 mod tests {
     use super::*;
     use crate::ManualClock;
-    use std::time::Duration;
 
     const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    const NOW: Duration = Duration::ZERO;
 
     fn msg(side: Side, phase: Phase, body: &[u8]) -> Message {
         Message {
@@ -294,74 +432,251 @@ mod tests {
         }
     }
 
-    fn boxes(config: RelayConfig) -> (Mailboxes, Arc<ManualClock>) {
+    fn boxes(config: RelayConfig) -> (Arc<Mailboxes>, Arc<ManualClock>) {
         let clock = Arc::new(ManualClock::new());
-        (Mailboxes::new(config, clock.clone()), clock)
+        (Arc::new(Mailboxes::new(config, clock.clone())), clock)
     }
 
-    #[test]
-    fn lifecycle_claims_and_forgetting() {
+    fn phases(list: &[Message]) -> Vec<(Side, Phase)> {
+        list.iter().map(|m| (m.side, m.phase)).collect()
+    }
+
+    #[tokio::test]
+    async fn claims_batches_and_forgetting_once_both_last_messages_were_delivered() {
         let (m, _) = boxes(RelayConfig::default());
         let (n, ta) = m.allocate(A).unwrap();
         assert!((NAMEPLATE_MIN..=9999).contains(&n));
-        m.post(n, Some(&ta), msg(Side::A, Phase::Pake, b"pa"))
+        m.post(n, Some(&ta), vec![msg(Side::A, Phase::Pake, b"pa")])
             .unwrap();
-        // Side a's messages need a's token; b's first post claims b.
+        // A joiner reads a's PAKE without a token.
+        let got = m.read(n, Reader::Joiner, 0, NOW, false).await.unwrap();
+        assert_eq!(phases(&got), [(Side::A, Phase::Pake)]);
+        // Side a's messages need a's token; b's first post, its PAKE first, claims b.
         assert_eq!(
-            m.post(n, None, msg(Side::A, Phase::Confirm, b"x")),
+            m.post(n, None, vec![msg(Side::A, Phase::Confirm, b"x")]),
             Err(PostError::NotFound)
         );
         assert_eq!(
-            m.post(n, None, msg(Side::B, Phase::Confirm, b"x")),
+            m.post(n, None, vec![msg(Side::B, Phase::Confirm, b"x")]),
             Err(PostError::NotFound)
         );
-        let tb = m
-            .post(n, None, msg(Side::B, Phase::Pake, b"pb"))
+        let b_first = vec![
+            msg(Side::B, Phase::Pake, b"pb"),
+            msg(Side::B, Phase::Confirm, b"cb"),
+            msg(Side::B, Phase::Roster, b"rb"),
+        ];
+        let (side, tb) = m.post(n, None, b_first).unwrap();
+        let tb = tb.unwrap();
+        assert_eq!(side, Side::B);
+        assert_eq!(m.side_of(n, &tb), Some(Side::B));
+        assert_eq!(
+            m.post(n, None, vec![msg(Side::B, Phase::Pake, b"pc")]),
+            Err(PostError::Conflict)
+        );
+        assert_eq!(
+            m.read(n, Reader::Joiner, 0, NOW, false).await,
+            Err(ReadError::Claimed)
+        );
+        // A token posts only its own side, each phase once, all of a batch or nothing.
+        assert_eq!(
+            m.post(n, Some(&ta), vec![msg(Side::B, Phase::Ack, b"x")]),
+            Err(PostError::NotFound)
+        );
+        assert_eq!(
+            m.post(
+                n,
+                Some(&ta),
+                vec![
+                    msg(Side::A, Phase::Confirm, b"x"),
+                    msg(Side::A, Phase::Pake, b"again")
+                ]
+            ),
+            Err(PostError::Conflict)
+        );
+        let got = m
+            .read(n, Reader::Side(Side::A), 0, NOW, false)
+            .await
+            .unwrap();
+        assert_eq!(phases(&got).len(), 3);
+        assert_eq!(
+            m.read(n, Reader::Side(Side::A), 1, NOW, false)
+                .await
+                .unwrap()[0]
+                .body,
+            b"cb"
+        );
+        assert!(m
+            .read(n, Reader::Side(Side::B), 1, NOW, false)
+            .await
             .unwrap()
-            .unwrap();
+            .is_empty());
+        m.post(
+            n,
+            Some(&ta),
+            vec![
+                msg(Side::A, Phase::Confirm, b"ca"),
+                msg(Side::A, Phase::Roster, b"ra"),
+                msg(Side::A, Phase::Ack, b"aa"),
+            ],
+        )
+        .unwrap();
+        // a ended: nothing more from it.
         assert_eq!(
-            m.post(n, None, msg(Side::B, Phase::Pake, b"pc")),
+            m.post(n, Some(&ta), vec![msg(Side::A, Phase::Abort, b"")]),
             Err(PostError::Conflict)
         );
-        assert_eq!(
-            m.post(n, Some(&ta), msg(Side::B, Phase::Confirm, b"x")),
-            Err(PostError::NotFound)
-        );
-        assert_eq!(
-            m.post(n, Some(&ta), msg(Side::A, Phase::Pake, b"again")),
-            Err(PostError::Conflict)
-        );
-        let all = m.messages(n, &tb, 0).unwrap();
-        assert_eq!(all.len(), 2);
-        assert_eq!(m.messages(n, &ta, 1).unwrap()[0].body, b"pb");
-        assert_eq!(m.messages(n, &CreatorToken::random().unwrap(), 0), None);
-        assert_eq!(m.messages(n + 1, &ta, 0), None);
-        m.post(n, Some(&ta), msg(Side::A, Phase::Done, b""))
+        // b is handed a's last message; then b's ack reaches a: forgotten, memory back.
+        let got = m
+            .read(n, Reader::Side(Side::B), 1, NOW, false)
+            .await
             .unwrap();
-        assert_eq!(m.pending(), 1);
         assert_eq!(
-            m.post(n, Some(&ta), msg(Side::A, Phase::Ack, b"late")),
-            Err(PostError::Conflict)
+            phases(&got),
+            [
+                (Side::A, Phase::Confirm),
+                (Side::A, Phase::Roster),
+                (Side::A, Phase::Ack)
+            ]
         );
-        m.post(n, Some(&tb), msg(Side::B, Phase::Abort, b""))
+        m.post(n, Some(&tb), vec![msg(Side::B, Phase::Ack, b"ab")])
             .unwrap();
-        // Both ended: forgotten, memory back.
+        assert_eq!(m.pending(), 1, "a has not read b's ack yet");
+        let got = m
+            .read(n, Reader::Side(Side::A), 3, NOW, false)
+            .await
+            .unwrap();
+        assert_eq!(phases(&got), [(Side::B, Phase::Ack)]);
         assert_eq!(m.pending(), 0);
         assert_eq!(m.bytes(), 0);
-        assert_eq!(m.messages(n, &ta, 0), None);
+        assert_eq!(
+            m.read(n, Reader::Side(Side::A), 0, NOW, false).await,
+            Err(ReadError::NotFound)
+        );
     }
 
-    #[test]
-    fn the_ttl_runs_from_the_last_message() {
+    #[tokio::test]
+    async fn a_wait_ends_with_the_peers_post_or_empty_when_it_runs_out() {
+        let (m, _) = boxes(RelayConfig::default());
+        let (n, ta) = m.allocate(A).unwrap();
+        let started = tokio::time::Instant::now();
+        let got = m
+            .read(n, Reader::Joiner, 0, Duration::from_millis(50), false)
+            .await
+            .unwrap();
+        assert!(got.is_empty());
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        assert_eq!(m.parked(), 0);
+        let waiting = {
+            let m = m.clone();
+            tokio::spawn(async move {
+                m.read(n, Reader::Joiner, 0, Duration::from_secs(600), false)
+                    .await
+            })
+        };
+        while m.parked() == 0 {
+            tokio::task::yield_now().await;
+        }
+        m.post(n, Some(&ta), vec![msg(Side::A, Phase::Pake, b"pa")])
+            .unwrap();
+        let got = waiting.await.unwrap().unwrap();
+        assert_eq!(phases(&got), [(Side::A, Phase::Pake)]);
+        assert_eq!(m.parked(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_abort_wakes_the_waiting_peer_and_the_nameplate_goes() {
+        let (m, _) = boxes(RelayConfig::default());
+        let (n, ta) = m.allocate(A).unwrap();
+        m.post(n, Some(&ta), vec![msg(Side::A, Phase::Pake, b"pa")])
+            .unwrap();
+        let (_, tb) = m
+            .post(n, None, vec![msg(Side::B, Phase::Pake, b"pb")])
+            .unwrap();
+        assert!(tb.is_some());
+        let waiting = {
+            let m = m.clone();
+            tokio::spawn(async move {
+                m.read(n, Reader::Side(Side::B), 1, Duration::from_secs(600), false)
+                    .await
+            })
+        };
+        while m.parked() == 0 {
+            tokio::task::yield_now().await;
+        }
+        m.post(
+            n,
+            Some(&ta),
+            vec![
+                msg(Side::A, Phase::Confirm, b"ca"),
+                msg(Side::A, Phase::Abort, b""),
+            ],
+        )
+        .unwrap();
+        let got = waiting.await.unwrap().unwrap();
+        assert_eq!(
+            phases(&got),
+            [(Side::A, Phase::Confirm), (Side::A, Phase::Abort)]
+        );
+        assert_eq!(m.pending(), 0);
+        assert_eq!(m.bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn waiting_reads_are_capped_relay_wide() {
+        let config = RelayConfig {
+            max_parked: 1,
+            ..RelayConfig::default()
+        };
+        let (m, _) = boxes(config);
+        let (n, _) = m.allocate(A).unwrap();
+        let first = {
+            let m = m.clone();
+            tokio::spawn(async move {
+                m.read(n, Reader::Joiner, 0, Duration::from_secs(600), false)
+                    .await
+            })
+        };
+        while m.parked() == 0 {
+            tokio::task::yield_now().await;
+        }
+        let long = Duration::from_secs(600);
+        assert_eq!(
+            m.read(n, Reader::Joiner, 0, long, false).await,
+            Err(ReadError::Busy)
+        );
+        // A post's read answers at once instead.
+        assert_eq!(
+            m.read(n, Reader::Joiner, 0, long, true).await,
+            Ok(Vec::new())
+        );
+        assert_eq!(m.parked(), 1);
+        first.abort();
+        let _ = first.await;
+        assert_eq!(m.parked(), 0);
+        assert_eq!(
+            m.read(n, Reader::Joiner, 0, Duration::from_millis(1), false)
+                .await,
+            Ok(Vec::new())
+        );
+    }
+
+    #[tokio::test]
+    async fn the_ttl_runs_from_the_last_message() {
         let (m, clock) = boxes(RelayConfig::default());
         let (n, ta) = m.allocate(A).unwrap();
         clock.advance(Duration::from_secs(500));
-        m.post(n, Some(&ta), msg(Side::A, Phase::Pake, b"pa"))
+        m.post(n, Some(&ta), vec![msg(Side::A, Phase::Pake, b"pa")])
             .unwrap();
         clock.advance(Duration::from_secs(500));
-        assert!(m.messages(n, &ta, 0).is_some());
+        assert!(m
+            .read(n, Reader::Side(Side::A), 0, NOW, false)
+            .await
+            .is_ok());
         clock.advance(Duration::from_secs(100));
-        assert_eq!(m.messages(n, &ta, 0), None);
+        assert_eq!(
+            m.read(n, Reader::Side(Side::A), 0, NOW, false).await,
+            Err(ReadError::NotFound)
+        );
         assert_eq!(m.pending(), 0);
         assert_eq!(m.bytes(), 0);
     }
@@ -391,10 +706,10 @@ mod tests {
         let (m, _) = boxes(config);
         let (n, ta) = m.allocate(A).unwrap();
         assert_eq!(
-            m.post(n, Some(&ta), msg(Side::A, Phase::Roster, &[0; 500])),
+            m.post(n, Some(&ta), vec![msg(Side::A, Phase::Roster, &[0; 500])]),
             Err(PostError::Full)
         );
-        m.post(n, Some(&ta), msg(Side::A, Phase::Pake, &[0; 33]))
+        m.post(n, Some(&ta), vec![msg(Side::A, Phase::Pake, &[0; 33])])
             .unwrap();
         assert_eq!(m.allocate(A), Err(StoreError::Full));
     }

@@ -41,8 +41,12 @@ struct Tampering<M> {
 }
 
 impl<M: Mailbox> Mailbox for Tampering<M> {
-    async fn post(&mut self, phase: Phase, body: Vec<u8>) -> Result<(), ClientError> {
-        self.inner.post(phase, body).await
+    async fn send(
+        &mut self,
+        messages: Vec<(Phase, Vec<u8>)>,
+        wait: bool,
+    ) -> Result<(), ClientError> {
+        self.inner.send(messages, wait).await
     }
     async fn receive(&mut self, phase: Phase) -> Result<Vec<u8>, ClientError> {
         let mut body = self.inner.receive(phase).await?;
@@ -58,7 +62,8 @@ async fn pair(
 ) -> (Result<Roster, ClientError>, Result<Roster, ClientError>) {
     let a = RelayClient::new(&relay.url).unwrap();
     let b = RelayClient::new(&relay.url).unwrap();
-    assert!(a.offers_v2().await.unwrap());
+    let offer = a.offers_v2().await.unwrap().expect("the relay offers v2");
+    assert_eq!(offer.max_body_bytes, Some(relaxed().max_body_bytes));
     let (code, mut box_a) = RelayMailbox::create(&a, fast()).await.unwrap();
     let code_b = joiner_code(&code);
     let ja = jails(&["web", "db"], 1);
@@ -148,13 +153,16 @@ async fn an_altered_ack_makes_the_receiver_abort() {
         }
     })
     .await;
-    // B refuses; A had already received B's good ack, which is the limit of any
-    // two-party protocol (documented): the relay cannot make A accept a forged roster.
+    // B refuses a's ack; a waits for b's, gets b's abort instead: neither side applies.
     assert!(matches!(
         b.unwrap_err(),
         ClientError::Pairing(V2Error::Tampered)
     ));
-    assert!(a.is_ok());
+    assert!(matches!(
+        a.unwrap_err(),
+        ClientError::Pairing(V2Error::PeerAborted)
+    ));
+    assert_eq!(relay.relay.mailboxes().pending(), 0);
 }
 
 #[tokio::test]

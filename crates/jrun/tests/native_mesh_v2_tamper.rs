@@ -1,8 +1,9 @@
 //! Native, end to end (root): a relay that tampers with pairing v2. Two instances pair
 //! through a man in the middle on 127.0.0.1 that passes every request on to a real
-//! `jrun relay` but changes, per scenario, one message: a bit of a sealed roster, a sealed
-//! roster another pairing carried, a side's own roster reflected back to it, one bit of a
-//! PAKE message, one bit of a key confirmation. Each time both `jrun pair` exit non-zero
+//! `jrun relay` but changes, per scenario, one message inside a posted batch or inside the
+//! peer's messages an answer hands over: a bit of a sealed roster, a sealed roster another
+//! pairing carried, a side's own roster reflected back to it, one bit of a PAKE message,
+//! one bit of a key confirmation. Each time both `jrun pair` exit non-zero
 //! saying why, and neither instance changed: the jail's `mesh_peers` set, the resolver's
 //! records and `jrun pair --list --json` are byte-identical to before. Then the same man
 //! in the middle, passing everything on untouched, lets them pair: the failures were the
@@ -13,7 +14,7 @@ mod native_support;
 
 use std::sync::{Arc, Mutex};
 
-use jrun_mesh::pair_v2::{self, Message, Messages, Phase, Side};
+use jrun_mesh::pair_v2::{self, Message, Messages, Phase, Posted, Side};
 use native_support::fake_relay::{forward, HttpStub, Request};
 use native_support::pairing::{instance, pair, snapshot, unwrapped, Pairing, Relay};
 
@@ -93,35 +94,41 @@ impl Mitm {
         let (t, s, upstream) = (tamper.clone(), seen.clone(), upstream.to_string());
         let stub = HttpStub::serve(move |request: &Request| {
             let tamper = *t.lock().unwrap();
-            let mut seen = s.lock().unwrap();
             let method = request.line.split(' ').next().unwrap_or("");
-            match (method, nameplate(request.path())) {
-                ("POST", Some(n)) => {
-                    let body = on_post(tamper, n, &request.body, &mut seen);
-                    let (status, answer) = forward(&upstream, request, &body);
-                    if status.starts_with("200") && request.header("authorization").is_none() {
-                        seen.learn_token(&answer, Side::B);
-                    }
+            let n = nameplate(request.path());
+            // Requests wait at the relay for the peer's: the lock is not held meanwhile.
+            let body = match (method, n) {
+                ("POST", Some(n)) => on_post(tamper, n, &request.body, &mut s.lock().unwrap()),
+                _ => request.body.clone(),
+            };
+            let (status, answer) = forward(&upstream, request, &body);
+            let mut seen = s.lock().unwrap();
+            if !status.starts_with("200") {
+                return (status, answer);
+            }
+            let token = request.header("authorization");
+            if method == "POST" && request.path() == "/v2/nameplate" {
+                seen.learn_token(&answer, Side::A);
+                return (status, answer);
+            }
+            let Some(n) = n else {
+                return (status, answer);
+            };
+            // Without a token it is the joiner: its first read, or the post that claims
+            // side b (whose answer carries b's token).
+            let to = match token {
+                None => {
+                    seen.learn_token(&answer, Side::B);
+                    Some(Side::B)
+                }
+                Some(_) => seen.side_of(request),
+            };
+            match to {
+                Some(to) => {
+                    let answer = on_deliver(tamper, n, to, &answer, &mut seen);
                     (status, answer)
                 }
-                ("GET", Some(n)) => {
-                    let (status, answer) = forward(&upstream, request, &[]);
-                    let to = seen.side_of(request);
-                    match (status.starts_with("200"), to) {
-                        (true, Some(to)) => {
-                            let answer = on_deliver(tamper, n, to, &answer, &mut seen);
-                            (status, answer)
-                        }
-                        _ => (status, answer),
-                    }
-                }
-                _ => {
-                    let (status, answer) = forward(&upstream, request, &request.body);
-                    if method == "POST" && request.path() == "/v2/nameplate" {
-                        seen.learn_token(&answer, Side::A);
-                    }
-                    (status, answer)
-                }
+                None => (status, answer),
             }
         });
         Mitm { stub, tamper, seen }
@@ -137,27 +144,42 @@ impl Mitm {
     }
 }
 
-/// A posted message, changed or not; every one is recorded as the client sent it.
+/// A post's batch of messages, with one changed or not; every one is recorded as the
+/// client sent it.
 fn on_post(tamper: Tamper, n: u32, body: &[u8], seen: &mut Seen) -> Vec<u8> {
-    let Ok(mut m) = pair_v2::parse_post(body) else {
+    let Ok(mut batch) = pair_v2::parse_post(body) else {
         return body.to_vec();
     };
-    seen.posted.push((n, m.clone()));
-    let flip = match (tamper, m.phase) {
-        (Tamper::FlipRoster(side), Phase::Roster) if side == m.side => Some((m.body.len() / 2, 1)),
-        (Tamper::FlipPake(side), Phase::Pake) if side == m.side => Some((m.body.len() - 1, 0x80)),
-        (Tamper::FlipConfirm(side), Phase::Confirm) if side == m.side => Some((0, 1)),
-        _ => None,
-    };
-    let Some((at, bit)) = flip else {
+    seen.posted.extend(batch.iter().map(|m| (n, m.clone())));
+    let mut changed = false;
+    for m in &mut batch {
+        let flip = match (tamper, m.phase) {
+            (Tamper::FlipRoster(side), Phase::Roster) if side == m.side => {
+                Some((m.body.len() / 2, 1))
+            }
+            (Tamper::FlipPake(side), Phase::Pake) if side == m.side => {
+                Some((m.body.len() - 1, 0x80))
+            }
+            (Tamper::FlipConfirm(side), Phase::Confirm) if side == m.side => Some((0, 1)),
+            _ => None,
+        };
+        if let Some((at, bit)) = flip {
+            m.body[at] ^= bit;
+            seen.altered += 1;
+            changed = true;
+        }
+    }
+    if !changed {
         return body.to_vec();
-    };
-    m.body[at] ^= bit;
-    seen.altered += 1;
-    serde_json::to_vec(&m.to_wire()).unwrap()
+    }
+    serde_json::to_vec(&Messages {
+        messages: batch.iter().map(Message::to_wire).collect(),
+    })
+    .unwrap()
 }
 
-/// The messages side `to` fetches, changed or not.
+/// The peer's messages handed to side `to` (in the answer to a read or to a post), changed
+/// or not.
 fn on_deliver(tamper: Tamper, n: u32, to: Side, answer: &str, seen: &mut Seen) -> String {
     let (from, replacement) = match (tamper, to) {
         (Tamper::ReplayOldRosterToA, Side::A) => (
@@ -167,7 +189,7 @@ fn on_deliver(tamper: Tamper, n: u32, to: Side, answer: &str, seen: &mut Seen) -
         (Tamper::ReflectRosterToB, Side::B) => (Side::A, roster_of(seen, Side::B, |m| m == n)),
         _ => return answer.to_string(),
     };
-    let mut list = pair_v2::parse_messages(answer.as_bytes(), 12).unwrap();
+    let (token, mut list) = pair_v2::parse_posted(answer.as_bytes(), 5).unwrap();
     if let Some(i) = list
         .iter()
         .position(|m| m.side == from && m.phase == Phase::Roster)
@@ -182,7 +204,8 @@ fn on_deliver(tamper: Tamper, n: u32, to: Side, answer: &str, seen: &mut Seen) -
             None => list.truncate(i),
         }
     }
-    serde_json::to_string(&Messages {
+    serde_json::to_string(&Posted {
+        token,
         messages: list.iter().map(Message::to_wire).collect(),
     })
     .unwrap()

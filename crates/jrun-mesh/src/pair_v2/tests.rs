@@ -374,6 +374,17 @@ fn steps_out_of_order_are_refused() {
         a.receive_confirm(&[0; 32]).unwrap_err(),
         V2Error::OutOfOrder
     );
+    // After the PAKE a side may seal (the joiner sends its roster with its confirmation)
+    // but opens the peer's roster only once the peer's confirmation verified.
+    let (mut b, pb) = Session::start(Side::B, &c);
+    let (mut a2, pa) = Session::start(Side::A, &c);
+    b.receive_pake(&pa).unwrap();
+    a2.receive_pake(&pb).unwrap();
+    let sealed = b.seal_roster(&jails("b", 1)).unwrap();
+    assert_eq!(
+        a2.open_roster(&sealed, 256).unwrap_err(),
+        V2Error::OutOfOrder
+    );
     assert!(matches!(
         a.receive_pake(b"short"),
         Err(V2Error::Malformed(_))
@@ -408,15 +419,33 @@ fn wire_messages_are_bounded_and_strict() {
         phase: Phase::Pake,
         body: vec![1, 2, 3],
     };
-    let json = serde_json::to_vec(&m.to_wire()).unwrap();
-    assert_eq!(parse_post(&json).unwrap(), m);
-    assert!(parse_post(br#"{"side":"c","phase":"pake","body":""}"#).is_err());
-    assert!(parse_post(br#"{"side":"a","phase":"pake","body":"!!"}"#).is_err());
-    assert!(parse_post(br#"{"side":"a","phase":"done","body":"AA=="}"#).is_err());
-    assert!(parse_post(br#"{"side":"a","phase":"pake","body":"","x":1}"#).is_err());
+    let batch = |list: &[&str]| format!(r#"{{"messages":[{}]}}"#, list.join(","));
+    let json = String::from_utf8(serde_json::to_vec(&m.to_wire()).unwrap()).unwrap();
+    assert_eq!(parse_post(batch(&[&json]).as_bytes()).unwrap(), [m]);
+    let posted = |list: &[&str]| parse_post(batch(list).as_bytes());
+    assert_eq!(posted(&[&json, &json, &json]).unwrap().len(), 3);
+    assert!(posted(&[&json, &json, &json, &json]).is_err(), "at most 3");
+    assert!(posted(&[]).is_err());
+    assert!(parse_post(json.as_bytes()).is_err(), "a bare message");
+    let ack_a = r#"{"side":"a","phase":"ack","body":"AA=="}"#;
+    let pake_a = r#"{"side":"a","phase":"pake","body":"AA=="}"#;
+    let abort_a = r#"{"side":"a","phase":"abort","body":""}"#;
+    assert!(posted(&[pake_a, ack_a]).is_ok());
+    assert!(posted(&[pake_a, abort_a]).is_ok());
+    assert!(posted(&[ack_a, pake_a]).is_err(), "nothing after the last");
+    assert!(posted(&[pake_a, &json]).is_err(), "one side a post");
+    assert!(posted(&[r#"{"side":"c","phase":"pake","body":""}"#]).is_err());
+    assert!(posted(&[r#"{"side":"a","phase":"pake","body":"!!"}"#]).is_err());
+    assert!(posted(&[r#"{"side":"a","phase":"abort","body":"AA=="}"#]).is_err());
+    assert!(posted(&[r#"{"side":"a","phase":"done","body":""}"#]).is_err());
+    assert!(posted(&[r#"{"side":"a","phase":"pake","body":"","x":1}"#]).is_err());
     let big = B64.encode(vec![0u8; MAX_MESSAGE_BYTES + 1]);
     let body = format!(r#"{{"side":"a","phase":"roster","body":"{big}"}}"#);
-    assert!(parse_post(body.as_bytes()).is_err());
+    assert!(posted(&[&body]).is_err());
+    // An answer: a token for the claim, the peer's messages.
+    let (token, list) = parse_posted(br#"{"messages":[]}"#, 5).unwrap();
+    assert_eq!((token, list), (None, vec![]));
+    assert!(parse_posted(batch(&[pake_a, pake_a]).as_bytes(), 1).is_err());
 }
 
 /// A confirmed pair of sessions, ready to seal rosters.
@@ -459,15 +488,37 @@ fn v1_post_bytes(jails: &[(DnsLabel, Identity)]) -> usize {
     serde_json::to_vec(&roster).unwrap().len()
 }
 
-/// The body of the `POST` that carries `jails` as a real sealed v2 roster.
+/// The body of the larger of the two `POST`s that carry `jails` as a real sealed v2
+/// roster: the creator's confirm, roster and ack, the joiner's PAKE, confirm and roster.
 fn v2_post_bytes(session: &mut Session, jails: &[(DnsLabel, Identity)]) -> usize {
     let body = session.seal_roster(jails).unwrap();
-    let post = Message {
-        side: Side::A,
-        phase: Phase::Roster,
-        body,
+    let c = code("4821-zebra-night-climb");
+    let (_, pake) = Session::start(Side::B, &c);
+    let post = |side, phases: [(Phase, Vec<u8>); 3]| {
+        let messages = phases
+            .into_iter()
+            .map(|(phase, body)| Message { side, phase, body }.to_wire())
+            .collect();
+        serde_json::to_vec(&Messages { messages }).unwrap().len()
     };
-    serde_json::to_vec(&post.to_wire()).unwrap().len()
+    let mac = vec![0; 32];
+    let a = post(
+        Side::A,
+        [
+            (Phase::Confirm, mac.clone()),
+            (Phase::Roster, body.clone()),
+            (Phase::Ack, mac.clone()),
+        ],
+    );
+    let b = post(
+        Side::B,
+        [
+            (Phase::Pake, pake),
+            (Phase::Confirm, mac),
+            (Phase::Roster, body),
+        ],
+    );
+    a.max(b)
 }
 
 /// The most jails (of names `name_len` long, at most 256) whose post fits in `limit`.
@@ -520,8 +571,8 @@ fn the_post_size_is_known_before_anything_is_sealed_or_sent() {
     });
     let jails = named_jails(fits + 1, 20);
     let names: Vec<&DnsLabel> = jails.iter().map(|(name, _)| name).collect();
-    check_roster_fits(names[..fits].iter().copied()).unwrap();
-    let err = check_roster_fits(names.iter().copied()).unwrap_err();
+    check_roster_fits(names[..fits].iter().copied(), None).unwrap();
+    let err = check_roster_fits(names.iter().copied(), None).unwrap_err();
     let V2Error::RosterTooLarge {
         jails: n,
         bytes,
@@ -538,6 +589,15 @@ fn the_post_size_is_known_before_anything_is_sealed_or_sent() {
         text.contains("16384 bytes") && text.contains("--max-body") && text.contains("--share"),
         "{text}"
     );
+    // The limit the relay states is the one checked.
+    let (all, some) = (names.iter().copied(), names[..fits].iter().copied());
+    check_roster_fits(all, Some(64 * 1024)).unwrap();
+    let err = check_roster_fits(some, Some(1024)).unwrap_err();
+    assert!(
+        matches!(err, V2Error::RosterTooLarge { limit: 1024, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("this relay accepts"), "{err}");
 }
 
 #[test]

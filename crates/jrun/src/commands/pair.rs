@@ -154,7 +154,8 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         .enable_all()
         .build()
         .into_diagnostic()?;
-    let offers_v2 = tokio.block_on(client.offers_v2()).map_err(client_report)?;
+    let offer = tokio.block_on(client.offers_v2()).map_err(client_report)?;
+    let offers_v2 = offer.is_some();
     // A v2 code (a nameplate of four or more digits, then three list words) on a relay
     // that speaks v2; anything else is v1, as Jailrun's clients and relays speak it.
     let v2_code = match &joining {
@@ -174,8 +175,10 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         );
     }
     let identities = if use_v2 {
-        // A roster the relay would refuse fails here, before a code is handed out.
-        pair_v2::check_roster_fits(roster.jails.iter().map(|j| &j.name))
+        // A roster the relay would refuse fails here, before a code is handed out: against
+        // the body limit the relay states (an older relay's is assumed the default).
+        let limit = offer.as_ref().and_then(|o| o.max_body_bytes);
+        pair_v2::check_roster_fits(roster.jails.iter().map(|j| &j.name), limit)
             .map_err(|e| miette!("{e}"))?;
         jail_identities(&keys, &roster).map_err(report)?
     } else {
@@ -183,10 +186,11 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     };
     // At most a second between polls: once the peer joined, this side applies the
     // pairing within about a second (a relay allows 10 requests a second per client). v2
-    // waits for several messages in a row, each usually there within milliseconds.
+    // does not poll: its requests wait at the relay for the peer's messages; the pauses
+    // only space retries after a busy or unreachable relay.
     let options = PollOptions {
         deadline: args.timeout,
-        first_interval: Duration::from_millis(if use_v2 { 50 } else { 250 }),
+        first_interval: Duration::from_millis(250),
         max_interval: Duration::from_secs(1),
     };
 

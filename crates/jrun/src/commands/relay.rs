@@ -77,6 +77,14 @@ pub struct Args {
     /// its request in flight is answered.
     #[arg(long, default_value = "60s", value_parser = parse_relay_duration)]
     pub max_connection_lifetime: Duration,
+    /// Longest a pairing v2 request may wait for the peer's next message (e.g. 30s);
+    /// keep it under --max-connection-lifetime.
+    #[arg(long, default_value = "30s", value_parser = parse_relay_duration)]
+    pub max_wait: Duration,
+    /// Most pairing v2 requests waiting at once (each also holds one of its client's
+    /// --max-connections-per-client).
+    #[arg(long, default_value_t = 1024)]
+    pub max_parked: usize,
     /// The relay sits behind a reverse proxy: for connections from the proxy (any
     /// loopback address, or the --trusted-proxy addresses), limits count the client
     /// named last in X-Forwarded-For. Anyone who can connect from such an address can
@@ -167,6 +175,8 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         max_connection_lifetime: args.max_connection_lifetime,
         behind_proxy: args.behind_proxy || !args.trusted_proxy.is_empty(),
         trusted_proxies: args.trusted_proxy.clone(),
+        max_wait: args.max_wait,
+        max_parked: args.max_parked,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

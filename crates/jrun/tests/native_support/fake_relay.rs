@@ -1,6 +1,7 @@
 //! Relays written in the tests: a tiny HTTP server on 127.0.0.1 whose answers a test
-//! chooses, one request per connection; it may pass requests on to a real relay
-//! ([`forward`]) and change them, or the answers, on the way.
+//! chooses, one request per connection, each connection on its own thread (pairing v2's
+//! requests wait at the relay for the peer's, so two are in flight at once); it may pass
+//! requests on to a real relay ([`forward`]) and change them, or the answers, on the way.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -45,7 +46,7 @@ pub struct HttpStub {
 }
 
 impl HttpStub {
-    pub fn start(handler: impl Fn(&str, &str) -> Answer + Send + 'static) -> Self {
+    pub fn start(handler: impl Fn(&str, &str) -> Answer + Send + Sync + 'static) -> Self {
         HttpStub::serve(move |request: &Request| {
             let (status, body) = handler(&request.line, &String::from_utf8_lossy(&request.body));
             (status.to_string(), body)
@@ -53,7 +54,8 @@ impl HttpStub {
     }
 
     /// A stub whose handler sees the whole request and may answer any status.
-    pub fn serve(handler: impl Fn(&Request) -> (String, String) + Send + 'static) -> Self {
+    pub fn serve(handler: impl Fn(&Request) -> (String, String) + Send + Sync + 'static) -> Self {
+        let handler = Arc::new(handler);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -66,7 +68,8 @@ impl HttpStub {
                     continue;
                 };
                 stream.set_nonblocking(false).unwrap();
-                let _ = serve_one(stream, &handler);
+                let handler = handler.clone();
+                std::thread::spawn(move || serve_one(stream, &*handler));
             }
         });
         HttpStub {
@@ -155,8 +158,9 @@ pub fn fixed_roster(roster_body: String) -> HttpStub {
 pub fn forward(upstream: &str, request: &Request, body: &[u8]) -> (String, String) {
     let host = upstream.trim_start_matches("http://").trim_end_matches('/');
     let mut stream = TcpStream::connect(host).unwrap();
+    // Longer than any wait a pairing v2 request asks the relay for.
     stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
+        .set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();
     let mut head = format!("{}\r\nhost: {host}\r\n", request.line);
     for name in ["content-type", "authorization"] {
