@@ -61,11 +61,10 @@ pub fn deploy_jail(
                 plumbing::create_jail_ns(&ns).map_err(|e| e.to_string())
             })?;
             run(Step::Link, &mut || {
-                plumbing::create_jail_link(runner, &rt.layout, &ns, jail.ip)
-                    .map_err(|e| e.to_string())
+                plumbing::create_jail_link(&rt.layout, &ns, jail.ip).map_err(|e| e.to_string())
             })?;
             run(Step::Address, &mut || {
-                plumbing::configure_jail_address(runner, &rt.layout, &ns, jail.ip)
+                plumbing::configure_jail_address(&rt.layout, &ns, jail.ip)
                     .map_err(|e| e.to_string())
             })?;
         }

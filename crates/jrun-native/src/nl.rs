@@ -30,6 +30,29 @@ pub struct Request {
     pub dump: bool,
     pub header: Vec<u8>,
     pub attrs: Vec<(u16, Vec<u8>)>,
+    /// Extra NLM_F_* flags (create, exclusive, replace).
+    pub flags: u16,
+}
+
+const NLM_F_REPLACE: u16 = 0x100;
+const NLM_F_EXCL: u16 = 0x200;
+const NLM_F_CREATE: u16 = 0x400;
+
+/// One attribute, encoded (length, type, value, padding): nested attributes are these
+/// concatenated.
+pub fn attr(kind: u16, value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + value.len() + 3);
+    out.extend_from_slice(&((4 + value.len()) as u16).to_ne_bytes());
+    out.extend_from_slice(&kind.to_ne_bytes());
+    out.extend_from_slice(value);
+    pad(&mut out);
+    out
+}
+
+fn c_string(s: &str) -> Vec<u8> {
+    let mut v = s.as_bytes().to_vec();
+    v.push(0);
+    v
 }
 
 impl Request {
@@ -44,7 +67,7 @@ impl Request {
             out.extend_from_slice(value);
             pad(&mut out);
         }
-        let flags = NLM_F_REQUEST | if self.dump { NLM_F_DUMP } else { NLM_F_ACK };
+        let flags = NLM_F_REQUEST | self.flags | if self.dump { NLM_F_DUMP } else { NLM_F_ACK };
         let len = out.len() as u32;
         out[0..4].copy_from_slice(&len.to_ne_bytes());
         out[4..6].copy_from_slice(&self.kind.to_ne_bytes());
@@ -141,6 +164,7 @@ pub fn nft_inet_table_exists(name: &str) -> io::Result<bool> {
         // struct nfgenmsg: family, version (NFNETLINK_V0), resource id.
         header: vec![NFPROTO_INET, 0, 0, 0],
         attrs: vec![(NFTA_TABLE_NAME, table)],
+        flags: 0,
     };
     match transact(SockProtocol::NetlinkNetFilter, &req) {
         Ok(answers) => Ok(!answers.is_empty()),
@@ -162,6 +186,7 @@ pub fn nft_generation() -> io::Result<u32> {
         dump: false,
         header: vec![nix::libc::AF_UNSPEC as u8, 0, 0, 0],
         attrs: vec![],
+        flags: 0,
     };
     transact(SockProtocol::NetlinkNetFilter, &req)?
         .iter()
@@ -192,6 +217,7 @@ pub fn ipv4_addresses(ifname: &str) -> io::Result<Vec<(Ipv4Addr, u8)>> {
         // struct ifaddrmsg: family, prefixlen, flags, scope, index.
         header: vec![nix::libc::AF_INET as u8, 0, 0, 0, 0, 0, 0, 0],
         attrs: vec![],
+        flags: 0,
     };
     let mut out = Vec::new();
     for m in transact(SockProtocol::NetlinkRoute, &req)? {
@@ -230,6 +256,7 @@ pub fn has_ipv4_default_route() -> io::Result<bool> {
         // struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags.
         header: vec![nix::libc::AF_INET as u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
         attrs: vec![],
+        flags: 0,
     };
     Ok(transact(SockProtocol::NetlinkRoute, &req)?
         .iter()
@@ -266,6 +293,7 @@ pub fn delete_neighbour(ifname: &str, ip: Ipv4Addr) -> io::Result<()> {
         dump: false,
         header,
         attrs: vec![(NDA_DST, ip.octets().to_vec())],
+        flags: 0,
     };
     match transact(SockProtocol::NetlinkRoute, &req) {
         Err(e) if is_gone(&e) => Ok(()),
@@ -275,35 +303,178 @@ pub fn delete_neighbour(ifname: &str, ip: Ipv4Addr) -> io::Result<()> {
 
 /// Takes interface `ifname` of the calling thread's network namespace down. Absent is done.
 pub fn set_link_down(ifname: &str) -> io::Result<()> {
+    match set_link_up_or_down(ifname, false) {
+        Err(e) if is_gone(&e) => Ok(()),
+        other => other,
+    }
+}
+
+/// Brings interface `ifname` of the calling thread's network namespace up.
+pub fn set_link_up(ifname: &str) -> io::Result<()> {
+    set_link_up_or_down(ifname, true)
+}
+
+fn set_link_up_or_down(ifname: &str, up: bool) -> io::Result<()> {
     const RTM_NEWLINK: u16 = 16;
     const IFF_UP: u32 = 1;
-    let Some(index) = if_index(ifname) else {
-        return Ok(());
-    };
-    // struct ifinfomsg: family, pad, type, index, flags, change.
-    let mut header = vec![nix::libc::AF_UNSPEC as u8, 0, 0, 0];
-    header.extend_from_slice(&(index as i32).to_ne_bytes());
-    header.extend_from_slice(&0u32.to_ne_bytes());
-    header.extend_from_slice(&IFF_UP.to_ne_bytes());
+    let index = if_index(ifname).ok_or_else(|| no_device(ifname))?;
     let req = Request {
         kind: RTM_NEWLINK,
         dump: false,
-        header,
+        header: ifinfomsg(index, if up { IFF_UP } else { 0 }, IFF_UP),
         attrs: vec![],
+        flags: 0,
     };
-    match transact(SockProtocol::NetlinkRoute, &req) {
-        Err(e) if is_gone(&e) => Ok(()),
-        other => other.map(|_| ()),
-    }
+    transact(SockProtocol::NetlinkRoute, &req).map(|_| ())
+}
+
+fn no_device(ifname: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!(
+            "no interface {ifname}: {}",
+            io::Error::from_raw_os_error(nix::libc::ENODEV)
+        ),
+    )
+}
+
+/// struct ifinfomsg: family, pad, type, index, flags, change.
+fn ifinfomsg(index: u32, flags: u32, change: u32) -> Vec<u8> {
+    let mut h = vec![nix::libc::AF_UNSPEC as u8, 0, 0, 0];
+    h.extend_from_slice(&(index as i32).to_ne_bytes());
+    h.extend_from_slice(&flags.to_ne_bytes());
+    h.extend_from_slice(&change.to_ne_bytes());
+    h
+}
+
+/// Creates veth `name` (up, a port of bridge `master`) in the calling thread's network
+/// namespace, its peer `peer` with MAC `peer_mac` in the namespace `peer_ns` (down): what
+/// `ip link add <name> type veth peer name <peer> address <mac> netns <ns>` and `ip link
+/// set <name> master <master> up` do.
+pub fn add_veth_port(
+    name: &str,
+    master: &str,
+    peer: &str,
+    peer_mac: [u8; 6],
+    peer_ns: &std::fs::File,
+) -> io::Result<()> {
+    const RTM_NEWLINK: u16 = 16;
+    const IFF_UP: u32 = 1;
+    const IFLA_ADDRESS: u16 = 1;
+    const IFLA_IFNAME: u16 = 3;
+    const IFLA_MASTER: u16 = 10;
+    const IFLA_LINKINFO: u16 = 18;
+    const IFLA_NET_NS_FD: u16 = 28;
+    const IFLA_INFO_KIND: u16 = 1;
+    const IFLA_INFO_DATA: u16 = 2;
+    const VETH_INFO_PEER: u16 = 1;
+    let bridge = if_index(master).ok_or_else(|| no_device(master))?;
+    let mut peer_info = ifinfomsg(0, 0, 0);
+    peer_info.extend(attr(IFLA_IFNAME, &c_string(peer)));
+    peer_info.extend(attr(IFLA_ADDRESS, &peer_mac));
+    peer_info.extend(attr(
+        IFLA_NET_NS_FD,
+        &(peer_ns.as_raw_fd() as u32).to_ne_bytes(),
+    ));
+    let mut info = attr(IFLA_INFO_KIND, b"veth");
+    info.extend(attr(IFLA_INFO_DATA, &attr(VETH_INFO_PEER, &peer_info)));
+    let req = Request {
+        kind: RTM_NEWLINK,
+        dump: false,
+        header: ifinfomsg(0, IFF_UP, IFF_UP),
+        attrs: vec![
+            (IFLA_IFNAME, c_string(name)),
+            (IFLA_MASTER, bridge.to_ne_bytes().to_vec()),
+            (IFLA_LINKINFO, info),
+        ],
+        flags: NLM_F_CREATE | NLM_F_EXCL,
+    };
+    transact(SockProtocol::NetlinkRoute, &req).map(|_| ())
+}
+
+/// Adds `ip/prefix` to `ifname` in the calling thread's network namespace (`ip addr add`).
+pub fn add_address(ifname: &str, ip: Ipv4Addr, prefix: u8) -> io::Result<()> {
+    const RTM_NEWADDR: u16 = 20;
+    const IFA_ADDRESS: u16 = 1;
+    const IFA_LOCAL: u16 = 2;
+    let index = if_index(ifname).ok_or_else(|| no_device(ifname))?;
+    // struct ifaddrmsg: family, prefixlen, flags, scope (universe), index.
+    let mut header = vec![nix::libc::AF_INET as u8, prefix, 0, 0];
+    header.extend_from_slice(&index.to_ne_bytes());
+    let req = Request {
+        kind: RTM_NEWADDR,
+        dump: false,
+        header,
+        attrs: vec![
+            (IFA_LOCAL, ip.octets().to_vec()),
+            (IFA_ADDRESS, ip.octets().to_vec()),
+        ],
+        flags: NLM_F_CREATE | NLM_F_EXCL,
+    };
+    transact(SockProtocol::NetlinkRoute, &req).map(|_| ())
+}
+
+/// Adds the IPv4 default route via `gateway` to the main table of the calling thread's
+/// network namespace (`ip route add default via <gateway>`).
+pub fn add_default_route(gateway: Ipv4Addr) -> io::Result<()> {
+    const RTM_NEWROUTE: u16 = 24;
+    const RTA_GATEWAY: u16 = 5;
+    const RT_TABLE_MAIN: u8 = 254;
+    const RTPROT_BOOT: u8 = 3;
+    const RT_SCOPE_UNIVERSE: u8 = 0;
+    const RTN_UNICAST: u8 = 1;
+    // struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags.
+    let mut header = vec![
+        nix::libc::AF_INET as u8,
+        0,
+        0,
+        0,
+        RT_TABLE_MAIN,
+        RTPROT_BOOT,
+        RT_SCOPE_UNIVERSE,
+        RTN_UNICAST,
+    ];
+    header.extend_from_slice(&0u32.to_ne_bytes());
+    let req = Request {
+        kind: RTM_NEWROUTE,
+        dump: false,
+        header,
+        attrs: vec![(RTA_GATEWAY, gateway.octets().to_vec())],
+        flags: NLM_F_CREATE | NLM_F_EXCL,
+    };
+    transact(SockProtocol::NetlinkRoute, &req).map(|_| ())
+}
+
+/// A permanent neighbour entry `ip` → `mac` on `ifname` in the calling thread's network
+/// namespace (`ip neigh replace <ip> lladdr <mac> dev <ifname> nud permanent`).
+pub fn set_permanent_neighbour(ifname: &str, ip: Ipv4Addr, mac: [u8; 6]) -> io::Result<()> {
+    const RTM_NEWNEIGH: u16 = 28;
+    const NDA_DST: u16 = 1;
+    const NDA_LLADDR: u16 = 2;
+    const NUD_PERMANENT: u16 = 0x80;
+    let index = if_index(ifname).ok_or_else(|| no_device(ifname))?;
+    let mut header = vec![nix::libc::AF_INET as u8, 0, 0, 0];
+    header.extend_from_slice(&(index as i32).to_ne_bytes());
+    header.extend_from_slice(&NUD_PERMANENT.to_ne_bytes());
+    header.extend_from_slice(&[0, 0]);
+    let req = Request {
+        kind: RTM_NEWNEIGH,
+        dump: false,
+        header,
+        attrs: vec![(NDA_DST, ip.octets().to_vec()), (NDA_LLADDR, mac.to_vec())],
+        flags: NLM_F_CREATE | NLM_F_REPLACE,
+    };
+    transact(SockProtocol::NetlinkRoute, &req).map(|_| ())
 }
 
 /// "Already gone": what a deletion of something another deletion (or the kernel) took
 /// first answers; done, as netavark treats it.
 pub fn is_gone(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(nix::libc::ENOENT | nix::libc::ENODEV | nix::libc::ESRCH)
-    )
+    e.kind() == io::ErrorKind::NotFound
+        || matches!(
+            e.raw_os_error(),
+            Some(nix::libc::ENOENT | nix::libc::ENODEV | nix::libc::ESRCH)
+        )
 }
 
 #[cfg(test)]

@@ -136,30 +136,19 @@ pub fn create_jail_ns(ns: &str) -> std::io::Result<()> {
     crate::netns::add(ns)
 }
 
-pub fn create_jail_link(
-    runner: &dyn Runner,
-    layout: &Layout,
-    ns: &str,
-    ip: Ipv4Addr,
-) -> Result<(), ExecError> {
+/// The jail's veth pair: its bridge port (up, on the bridge) in the VM namespace, its `eth0`
+/// (with the jail's deterministic MAC) in the jail's; and the bridge's permanent neighbour
+/// entry for the jail. Over netlink, from a thread in the VM namespace.
+pub fn create_jail_link(layout: &Layout, ns: &str, ip: Ipv4Addr) -> std::io::Result<()> {
     let port = Layout::bridge_port(ip, deployment_tag());
-    ip_batch(
-        runner,
-        &layout.vm_ns(),
-        &[
-            format!(
-                "link add {port} type veth peer name {JAIL_IFACE} address {} netns {ns}",
-                jail_mac(layout, ip)
-            ),
-            format!("link set {port} master {BRIDGE} up"),
-            // The bridge never ARPs for its jails (nor, below, a jail for its gateway): a
-            // lost ARP reply under load cost a jail's first DNS answer (issue 16).
-            format!(
-                "neigh replace {ip} lladdr {} dev {BRIDGE} nud permanent",
-                jail_mac(layout, ip)
-            ),
-        ],
-    )
+    let jail_ns = std::fs::File::open(Path::new("/run/netns").join(ns))?;
+    let mac = mac_bytes(&jail_mac(layout, ip));
+    crate::probe::in_netns(&layout.vm_ns(), move || {
+        crate::nl::add_veth_port(&port, BRIDGE, JAIL_IFACE, mac, &jail_ns)?;
+        // The bridge never ARPs for its jails (nor, below, a jail for its gateway): a lost
+        // ARP reply under load cost a jail's first DNS answer (issue 16).
+        crate::nl::set_permanent_neighbour(BRIDGE, ip, mac)
+    })
 }
 
 /// Forgets the bridge's permanent neighbour entry for a jail's address (the jail is gone;
@@ -170,26 +159,26 @@ pub fn forget_jail_neighbour(layout: &Layout, ip: Ipv4Addr) {
     });
 }
 
-pub fn configure_jail_address(
-    runner: &dyn Runner,
-    layout: &Layout,
-    ns: &str,
-    ip: Ipv4Addr,
-) -> Result<(), ExecError> {
-    ip_batch(
-        runner,
-        ns,
-        &[
-            "link set lo up".into(),
-            format!("addr add {ip}/{SUBNET_PREFIX} dev {JAIL_IFACE}"),
-            format!("link set {JAIL_IFACE} up"),
-            format!("route add default via {BRIDGE_IP}"),
-            format!(
-                "neigh replace {BRIDGE_IP} lladdr {} dev {JAIL_IFACE} nud permanent",
-                bridge_mac(layout)
-            ),
-        ],
-    )
+/// The jail's side: loopback and `eth0` up, its address, the default route via the bridge
+/// and a permanent neighbour entry for the gateway. Over netlink, from a thread in `ns`.
+pub fn configure_jail_address(layout: &Layout, ns: &str, ip: Ipv4Addr) -> std::io::Result<()> {
+    let gateway_mac = mac_bytes(&bridge_mac(layout));
+    crate::probe::in_netns(ns, move || {
+        crate::nl::set_link_up("lo")?;
+        crate::nl::add_address(JAIL_IFACE, ip, SUBNET_PREFIX)?;
+        crate::nl::set_link_up(JAIL_IFACE)?;
+        crate::nl::add_default_route(BRIDGE_IP)?;
+        crate::nl::set_permanent_neighbour(JAIL_IFACE, BRIDGE_IP, gateway_mac)
+    })
+}
+
+/// `02:6a:…` as bytes (the MACs jrun makes are always well formed).
+fn mac_bytes(mac: &str) -> [u8; 6] {
+    let mut out = [0u8; 6];
+    for (o, part) in out.iter_mut().zip(mac.split(':')) {
+        *o = u8::from_str_radix(part, 16).expect("a MAC jrun made");
+    }
+    out
 }
 
 /// A tag that differs between deployments (time and pid mixed), for bridge port names.
@@ -426,31 +415,71 @@ mod tests {
     }
 
     #[test]
-    fn jail_plumbing_is_two_batches() {
-        let rec = RecordingRunner::new();
-        let layout = Layout::new(std::path::Path::new("/nonexistent/jrun-test-home"));
-        let ns = layout.jail_ns(&jrun_core::config::JailName::new("web").unwrap());
-        let ip = Ipv4Addr::new(10, 17, 89, 42);
-        create_jail_link(&rec, &layout, &ns, ip).unwrap();
-        configure_jail_address(&rec, &layout, &ns, ip).unwrap();
-        let cmds = rec.commands();
+    fn jail_plumbing_matches_what_ip_shows() {
+        // Real (root): a VM namespace with its bridge, a jail built in it over netlink, and
+        // what `ip` sees afterwards.
+        let home = tempfile::tempdir().unwrap();
+        let layout = Layout::new(home.path());
         let vm = layout.vm_ns();
-        assert_eq!(cmds[0].argv, ["ip", "-n", vm.as_str(), "-batch", "-"]);
-        let batch = String::from_utf8(cmds[0].stdin.clone().unwrap()).unwrap();
-        let port = batch.split_whitespace().nth(2).unwrap().to_string();
-        assert!(port.starts_with("vj42") && port.len() == 8, "{port}");
-        assert_eq!(
-            batch,
-            format!(
-                "link add {port} type veth peer name eth0 address {mac} netns {ns}\nlink set {port} master br0 up\nneigh replace 10.17.89.42 lladdr {mac} dev br0 nud permanent\n",
-                mac = jail_mac(&layout, ip)
-            )
-        );
-        assert_eq!(cmds[1].argv, ["ip", "-n", ns.as_str(), "-batch", "-"]);
-        assert_eq!(
-            String::from_utf8(cmds[1].stdin.clone().unwrap()).unwrap(),
-            format!("link set lo up\naddr add 10.17.89.42/24 dev eth0\nlink set eth0 up\nroute add default via 10.17.89.1\nneigh replace 10.17.89.1 lladdr {} dev eth0 nud permanent\n", bridge_mac(&layout))
-        );
+        let jail = layout.jail_ns(&jrun_core::config::JailName::new("web").unwrap());
+        crate::netns::add(&vm).unwrap();
+        crate::netns::add(&jail).unwrap();
+        let result = std::panic::catch_unwind(|| {
+            let ip = |ns: &str, args: &str| {
+                let mut argv = vec!["ip", "-n", ns];
+                argv.extend(args.split_whitespace());
+                let out = jrun_core::exec::SystemRunner.run(&Cmd::new(argv)).unwrap();
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            };
+            ip(
+                &vm,
+                &format!("link add br0 address {} type bridge", bridge_mac(&layout)),
+            );
+            ip(&vm, "addr add 10.17.89.1/24 dev br0");
+            ip(&vm, "link set br0 up");
+            let addr = Ipv4Addr::new(10, 17, 89, 42);
+            assert!(!jail_ready(&jail, addr));
+            create_jail_link(&layout, &jail, addr).unwrap();
+            configure_jail_address(&layout, &jail, addr).unwrap();
+            assert!(jail_ready(&jail, addr));
+            assert_eq!(jail_address(&jail), Some(addr));
+            let ports = ip(&vm, "-o link show master br0");
+            assert!(ports.contains("vj42") && ports.contains(",UP"), "{ports}");
+            let eth0 = ip(&jail, "-o link show eth0");
+            assert!(eth0.contains(&jail_mac(&layout, addr)), "{eth0}");
+            assert!(eth0.contains(",UP"), "{eth0}");
+            assert!(ip(&jail, "-o addr show dev eth0").contains(" 10.17.89.42/24 "));
+            assert!(ip(&jail, "route show default").contains("via 10.17.89.1 dev eth0"));
+            let gw = ip(&jail, "neigh show 10.17.89.1 dev eth0");
+            assert!(
+                gw.contains(&bridge_mac(&layout)) && gw.contains("PERMANENT"),
+                "{gw}"
+            );
+            let on_bridge = ip(&vm, "neigh show 10.17.89.42 dev br0");
+            assert!(
+                on_bridge.contains(&jail_mac(&layout, addr)) && on_bridge.contains("PERMANENT"),
+                "{on_bridge}"
+            );
+            // The jail answers from its namespace, over the bridge.
+            let ping = jrun_core::exec::SystemRunner.run(&Cmd::new([
+                "ip",
+                "netns",
+                "exec",
+                vm.as_str(),
+                "ping",
+                "-c1",
+                "-W2",
+                "10.17.89.42",
+            ]));
+            assert!(ping.is_ok(), "{ping:?}");
+            forget_jail_neighbour(&layout, addr);
+            assert!(ip(&vm, "neigh show 10.17.89.42 dev br0").trim().is_empty());
+        });
+        let _ = delete_namespace(&jail);
+        let _ = crate::netns::delete(&vm);
+        if let Err(panic) = result {
+            std::panic::resume_unwind(panic);
+        }
     }
 
     /// A real instance's namespaces and host link (root), under a home of its own.
