@@ -131,8 +131,16 @@ impl NativeRuntime {
     }
 }
 
+/// The installed Yggdrasil's version, asked once per process: asking runs the binary, and
+/// an `up` of many jails would otherwise run it once per jail.
+fn ygg_version() -> Result<jrun_mesh::yggdrasil::YggVersion, String> {
+    static VERSION: std::sync::OnceLock<Result<jrun_mesh::yggdrasil::YggVersion, String>> =
+        std::sync::OnceLock::new();
+    VERSION.get_or_init(ygg::detect_version).clone()
+}
+
 fn mesh_node(rt: &NativeRuntime, jail: &JailName) -> Result<(), String> {
-    let version = ygg::detect_version()?;
+    let version = ygg_version()?;
     let node = ygg::jail_node(&rt.layout, version, jail)?;
     let mut s = rt.read_supervision().map_err(|e| e.to_string())?;
     let name = node.child.name.clone();
