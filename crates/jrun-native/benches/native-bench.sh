@@ -113,37 +113,38 @@ declare -A J
 jrun_up() { config "$1"; time_ms "$JRUN" up "$WORK/stack.ucl"; }
 jrun_down() { time_ms "$JRUN" down --yes; }
 
-run_mode() {
+# One round of every jrun measure with the mesh on or off, on an instance of its own.
+jrun_round() {
     local mesh=$1
     export JRUN_MESH_NETWORK=$mesh
     "$JRUN" start >/dev/null
-    for _ in $(seq 1 "$REPS"); do
-        J[up1.$mesh]+=" $(jrun_up 1)"
-        J[down1.$mesh]+=" $(jrun_down)"
-        J[up20.$mesh]+=" $(jrun_up 20)"
-        J[noop20.$mesh]+=" $(jrun_up 20)"
-        J[down20.$mesh]+=" $(jrun_down)"
-        if [ "$mesh" = false ]; then
-            for n in $SIZES; do
-                [ "$n" -eq 20 ] && continue
-                J[up$n.$mesh]+=" $(jrun_up "$n")"
-                J[down$n.$mesh]+=" $(jrun_down)"
-            done
-        fi
-    done
+    J[up1.$mesh]+=" $(jrun_up 1)"
+    J[down1.$mesh]+=" $(jrun_down)"
+    J[up20.$mesh]+=" $(jrun_up 20)"
+    J[noop20.$mesh]+=" $(jrun_up 20)"
+    J[down20.$mesh]+=" $(jrun_down)"
+    if [ "$mesh" = false ]; then
+        for n in $SIZES; do
+            [ "$n" -eq 20 ] && continue
+            J[up$n.$mesh]+=" $(jrun_up "$n")"
+            J[down$n.$mesh]+=" $(jrun_down)"
+        done
+    fi
     "$JRUN" stop >/dev/null
 }
 
+# Rounds of the hand-made baseline and of jrun alternate, so that a change in the
+# machine's load (it is shared) weighs on both sides of every ratio alike.
 BR=""
 for _ in $(seq 1 "$REPS"); do
     BR+=" $(time_ms bridge_alone)"
     for n in $(printf '%s\n' 20 $SIZES | sort -nu); do hand_round "$n"; done
+    case $MESH in
+        off) jrun_round false ;;
+        on) jrun_round true ;;
+        *) jrun_round false; jrun_round true ;;
+    esac
 done
-case $MESH in
-    off) run_mode false ;;
-    on) run_mode true ;;
-    *) run_mode false; run_mode true ;;
-esac
 
 m() { median ${J[$1]:-0}; }
 hc20=$(median ${HC[20]}); hd20=$(median ${HD[20]}); br=$(median $BR)
