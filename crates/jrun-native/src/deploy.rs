@@ -56,16 +56,16 @@ pub fn deploy_jail(
             // Half-made leftovers (an interrupted run) are cleared, then built again.
             run(Step::Namespace, &mut || {
                 if existed {
-                    plumbing::delete_namespace(runner, &ns)?;
+                    plumbing::delete_namespace(&ns)?;
                 }
-                plumbing::create_jail_ns(runner, &ns).map_err(|e| e.to_string())
+                plumbing::create_jail_ns(&ns).map_err(|e| e.to_string())
             })?;
             run(Step::Link, &mut || {
-                plumbing::create_jail_link(runner, &rt.layout, &ns, jail.ip)
-                    .map_err(|e| e.to_string())
+                plumbing::create_jail_link(&rt.layout, &ns, jail.ip).map_err(|e| e.to_string())
             })?;
             run(Step::Address, &mut || {
-                plumbing::configure_jail_address(runner, &ns, jail.ip).map_err(|e| e.to_string())
+                plumbing::configure_jail_address(&rt.layout, &ns, jail.ip)
+                    .map_err(|e| e.to_string())
             })?;
         }
         run(Step::Resolver, &mut || {
@@ -127,12 +127,20 @@ impl NativeRuntime {
     /// and a failure must leave it (and its services) as it was rather than remove it.
     pub fn jail_built(&self, jail: &JailName, ip: std::net::Ipv4Addr) -> bool {
         let ns = self.layout.jail_ns(jail);
-        plumbing::namespace_exists(&ns) && plumbing::jail_ready(self.runner.as_ref(), &ns, ip)
+        plumbing::namespace_exists(&ns) && plumbing::jail_ready(&ns, ip)
     }
 }
 
+/// The installed Yggdrasil's version, asked once per process: asking runs the binary, and
+/// an `up` of many jails would otherwise run it once per jail.
+fn ygg_version() -> Result<jrun_mesh::yggdrasil::YggVersion, String> {
+    static VERSION: std::sync::OnceLock<Result<jrun_mesh::yggdrasil::YggVersion, String>> =
+        std::sync::OnceLock::new();
+    VERSION.get_or_init(ygg::detect_version).clone()
+}
+
 fn mesh_node(rt: &NativeRuntime, jail: &JailName) -> Result<(), String> {
-    let version = ygg::detect_version()?;
+    let version = ygg_version()?;
     let node = ygg::jail_node(&rt.layout, version, jail)?;
     let mut s = rt.read_supervision().map_err(|e| e.to_string())?;
     let name = node.child.name.clone();

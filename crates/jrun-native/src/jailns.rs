@@ -135,33 +135,69 @@ pub fn ensure(runner: &dyn Runner, layout: &Layout, jail: &JailName) -> Result<(
     }
     std::fs::write(&file, b"").map_err(|e| format!("cannot create {}: {e}", file.display()))?;
     let _ = std::fs::remove_file(record_file(layout, jail));
-    let f = file.to_string_lossy();
-    let mnt = format!("--mount={f}");
-    run(runner, &["unshare", &mnt, "--propagation", "slave", "true"])?;
     let resolv = crate::names::Layout::etc_netns(&layout.jail_ns(jail)).join("resolv.conf");
-    let r = resolv.to_string_lossy();
-    let bound = run(
-        runner,
-        &[
-            "nsenter",
-            &mnt,
-            "--",
-            "mount",
-            "--bind",
-            &r,
-            "/etc/resolv.conf",
-        ],
-    );
-    if let Err(e) = bound {
+    if let Err(e) = make_namespace(&file, &resolv) {
         // A namespace without the jail's resolver must not count as made on the next try.
-        let undo = run(runner, &["umount", &f]);
+        let _ = nix::mount::umount(&file);
         let _ = std::fs::remove_file(&file);
-        return Err(match undo {
-            Ok(()) => e,
-            Err(u) => format!("{e}; undoing the namespace also failed: {u}"),
-        });
+        return Err(e);
     }
     Ok(())
+}
+
+/// What `unshare --mount=<file> --propagation slave` and then `nsenter --mount=<file> mount
+/// --bind <resolv> /etc/resolv.conf` do, without the two processes: a thread unshares its
+/// mount namespace, makes it a slave of the host's and binds the resolver; meanwhile this
+/// thread, still in the host's namespace, binds the new namespace's file on `file`.
+fn make_namespace(file: &Path, resolv: &Path) -> Result<(), String> {
+    use nix::mount::{mount, MsFlags};
+    let (made_tx, made_rx) = std::sync::mpsc::channel::<Result<i32, String>>();
+    let (held_tx, held_rx) = std::sync::mpsc::channel::<()>();
+    let resolv = resolv.to_path_buf();
+    let inner = std::thread::spawn(move || {
+        let made = (|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+                .map_err(|e| format!("cannot unshare a mount namespace: {e}"))?;
+            mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                MsFlags::MS_REC | MsFlags::MS_SLAVE,
+                None::<&str>,
+            )
+            .map_err(|e| format!("cannot make the jail's mounts slaves of the host's: {e}"))?;
+            mount(
+                Some(resolv.as_path()),
+                "/etc/resolv.conf",
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| format!("cannot bind {} on /etc/resolv.conf: {e}", resolv.display()))?;
+            Ok(nix::unistd::gettid().as_raw())
+        })();
+        let _ = made_tx.send(made);
+        // Alive until the namespace is held by its file.
+        let _ = held_rx.recv();
+    });
+    let result = made_rx
+        .recv()
+        .map_err(|_| "the mount namespace thread died".to_string())
+        .and_then(|made| made)
+        .and_then(|tid| {
+            let own = format!("/proc/self/task/{tid}/ns/mnt");
+            mount(
+                Some(own.as_str()),
+                file,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| format!("cannot hold the mount namespace at {}: {e}", file.display()))
+        });
+    let _ = held_tx.send(());
+    let _ = inner.join();
+    result
 }
 
 /// Fails naming the first mount (of a jail the plan changes) whose host folder is missing,
@@ -291,10 +327,10 @@ fn remove_created(created: &[PathBuf]) {
 
 /// Drops the jail's mount namespace (its mounts go with it once no process holds it) and
 /// the mount point folders jrun created.
-pub fn remove(runner: &dyn Runner, layout: &Layout, jail: &JailName) -> Result<(), String> {
+pub fn remove(layout: &Layout, jail: &JailName) -> Result<(), String> {
     let file = mntns_file(layout, jail);
     if is_mount_point(&file) {
-        run(runner, &["umount", &file.to_string_lossy()])?;
+        nix::mount::umount(&file).map_err(|e| format!("cannot unmount {}: {e}", file.display()))?;
     }
     let _ = std::fs::remove_file(&file);
     let record = record_file(layout, jail);
@@ -498,26 +534,16 @@ mod tests {
 
     #[test]
     fn a_resolver_bind_that_fails_undoes_the_namespace() {
+        // Real (root): the jail's resolv.conf is missing, so binding it fails inside the new
+        // namespace; nothing of the namespace may stay.
         let home = tempfile::tempdir().unwrap();
         let layout = Layout::new(home.path());
         let jail = JailName::new("web").unwrap();
         let runner = RecordingRunner::new();
-        let mnt = format!("--mount={}", mntns_file(&layout, &jail).display());
-        runner.fail(&["nsenter", &mnt, "--", "mount"], "no resolv.conf");
         let err = ensure(&runner, &layout, &jail).unwrap_err();
-        assert!(err.contains("no resolv.conf"), "{err}");
-        let calls = runner.calls();
-        assert!(calls
-            .iter()
-            .any(|c| c[..2] == ["unshare".to_string(), mnt.clone()]
-                && c.contains(&"slave".to_string())));
-        assert_eq!(
-            calls.last().unwrap(),
-            &[
-                "umount".to_string(),
-                mntns_file(&layout, &jail).display().to_string()
-            ]
-        );
-        assert!(!mntns_file(&layout, &jail).exists());
+        assert!(err.contains("resolv.conf"), "{err}");
+        let file = mntns_file(&layout, &jail);
+        assert!(!file.exists(), "{} left behind", file.display());
+        assert!(!is_mount_point(&file));
     }
 }

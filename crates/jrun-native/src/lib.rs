@@ -15,7 +15,9 @@ pub mod jailns;
 mod link;
 pub mod mesh;
 pub mod names;
+mod netns;
 pub mod nft;
+mod nl;
 mod plumbing;
 mod probe;
 mod procgroup;
@@ -25,6 +27,7 @@ pub mod supervisor;
 mod sweep;
 pub mod unbound;
 pub mod usage;
+mod vmfw;
 mod workload;
 mod ygg;
 

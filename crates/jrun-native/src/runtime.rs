@@ -58,30 +58,26 @@ impl NativeRuntime {
     }
 
     /// Those of `jails` whose firewall table is missing from the kernel (deleted behind
-    /// jrun's back: a jail without it is open to every mesh node). One `nft` per jail, run
-    /// side by side.
+    /// jrun's back: a jail without it is open to every mesh node). Asked over netlink, one
+    /// thread per jail: this runs on every `up`. A jail whose answer cannot be had counts
+    /// as missing its table (it is deployed again).
     pub fn jails_without_firewall(&self, jails: &[JailName]) -> BTreeSet<JailName> {
-        let runner = self.runner.as_ref();
-        std::thread::scope(|scope| {
-            let checks: Vec<_> = jails
-                .iter()
-                .map(|j| {
-                    let ns = self.layout.jail_ns(j);
-                    scope.spawn(move || {
-                        let cmd = jrun_core::exec::Cmd::new([
-                            "ip", "netns", "exec", &ns, "nft", "list", "table", "inet", "jrun",
-                        ]);
-                        (j.clone(), runner.run(&cmd).is_ok())
-                    })
-                })
-                .collect();
-            checks
-                .into_iter()
-                .filter_map(|c| c.join().ok())
-                .filter(|(_, has)| !has)
-                .map(|(j, _)| j)
-                .collect()
-        })
+        let checks: Vec<_> = jails
+            .iter()
+            .map(|j| {
+                let ns = self.layout.jail_ns(j);
+                (
+                    j,
+                    std::thread::spawn(move || {
+                        probe::in_netns(&ns, || crate::nl::nft_inet_table_exists(nft::TABLE))
+                    }),
+                )
+            })
+            .collect();
+        checks
+            .into_iter()
+            .filter_map(|(j, check)| (!matches!(check.join(), Ok(Ok(true)))).then(|| j.clone()))
+            .collect()
     }
 
     pub fn layout(&self) -> &Layout {
@@ -112,12 +108,16 @@ impl NativeRuntime {
     /// cannot be asked or the reload failed as a whole; otherwise its answer, whose
     /// per-item failures each caller filters for its own ([`Response::items_error`]).
     pub(crate) fn write_supervision(&self, s: &Supervision) -> Result<Response, RuntimeError> {
-        s.write(&self.layout.supervision_file())
-            .map_err(|source| RuntimeError::Io {
+        // An unchanged spec is not written again (a durable write costs more than the rest
+        // of a no-op `up`); the supervisor is asked to converge all the same.
+        let path = self.layout.supervision_file();
+        if Supervision::read(&path).ok().as_ref() != Some(s) {
+            s.write(&path).map_err(|source| RuntimeError::Io {
                 what: "cannot write the supervisor's spec".into(),
-                path: self.layout.supervision_file(),
+                path: path.clone(),
                 source,
             })?;
+        }
         let resp = control::request(&self.layout.control_socket(), &Request::Reload)
             .map_err(|e| other("cannot reach the supervisor", e))?;
         if !resp.ok && resp.failures.is_empty() {
@@ -245,7 +245,10 @@ impl Runtime for NativeRuntime {
         }
         let _ = std::fs::remove_file(self.layout.ygg_dir().join(format!("j-{jail}.conf")));
         let ns = self.layout.jail_ns(jail);
-        if let Err(e) = plumbing::delete_namespace(self.runner.as_ref(), &ns) {
+        if let Some(ip) = plumbing::jail_address(&ns) {
+            plumbing::forget_jail_neighbour(&self.layout, ip);
+        }
+        if let Err(e) = plumbing::delete_namespace(&ns) {
             errors.push(e);
         }
         if errors.is_empty() {
@@ -296,17 +299,7 @@ impl Runtime for NativeRuntime {
     fn set_forwards(&self, redirects: &[Redirect]) -> Result<(), RuntimeError> {
         let info = self.require_running()?;
         let ruleset = nft::render_vm(info.link.host, info.link.vm, redirects);
-        // Loaded on every `up`, not compared with a cached copy: the kernel's table may have
-        // been deleted or flushed behind jrun's back, and one atomic `nft -f` costs what
-        // listing it would. The copy in run/ is for people reading it.
-        let saved = self.layout.run_dir().join("vm.nft");
-        plumbing::nft_apply(self.runner.as_ref(), &self.layout.vm_ns(), &ruleset)
-            .map_err(|e| other("cannot load the VM firewall", e))?;
-        unbound::write_atomic(&saved, &ruleset).map_err(|source| RuntimeError::Io {
-            what: "cannot save the VM firewall's copy".into(),
-            path: saved.clone(),
-            source,
-        })?;
+        crate::vmfw::load(self.runner.as_ref(), &self.layout, &ruleset)?;
         let mut s = self.read_supervision()?;
         let mut wanted: Vec<ForwardSpec> = s
             .forwards
@@ -336,9 +329,7 @@ impl Runtime for NativeRuntime {
     }
 
     fn jails_present(&self) -> Result<BTreeSet<JailName>, RuntimeError> {
-        let all = plumbing::list_namespaces(self.runner.as_ref())
-            .map_err(|e| other("cannot list network namespaces", e))?;
-        Ok(all
+        Ok(plumbing::mounted_namespaces()
             .iter()
             .filter_map(|ns| self.layout.jail_of_ns(ns))
             .collect())
@@ -346,13 +337,11 @@ impl Runtime for NativeRuntime {
 
     fn observe_jail(&self, jail: &JailName) -> Result<JailObserved, RuntimeError> {
         let ns = self.layout.jail_ns(jail);
-        let exists = plumbing::list_namespaces(self.runner.as_ref())
-            .map(|all| all.contains(&ns))
-            .unwrap_or(false);
+        let exists = plumbing::namespace_exists(&ns);
         Ok(JailObserved {
             exists,
             ip: if exists {
-                plumbing::jail_address(self.runner.as_ref(), &ns)
+                plumbing::jail_address(&ns)
             } else {
                 None
             },
@@ -367,10 +356,7 @@ impl Runtime for NativeRuntime {
     fn exec_in_jail(&self, jail: &JailName, argv: &[String]) -> Result<i32, RuntimeError> {
         self.require_root("jrun cmd")?;
         let ns = self.layout.jail_ns(jail);
-        let exists = plumbing::list_namespaces(self.runner.as_ref())
-            .map(|all| all.contains(&ns))
-            .unwrap_or(false);
-        if !exists {
+        if !plumbing::namespace_exists(&ns) {
             return Err(RuntimeError::NoSuchJail(jail.to_string()));
         }
         // Inside the jail's mount namespace too, so `jrun cmd` sees its mounts.

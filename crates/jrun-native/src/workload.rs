@@ -179,7 +179,7 @@ impl NativeRuntime {
                 Err(e) => errors.push(format!("services: {e}")),
             }
         }
-        if let Err(e) = jailns::remove(self.runner.as_ref(), &self.layout, jail) {
+        if let Err(e) = jailns::remove(&self.layout, jail) {
             errors.push(format!("mount namespace: {e}"));
         }
         if errors.is_empty() {

@@ -23,7 +23,17 @@ pub(super) fn execute(
     let rt: &dyn Runtime = native;
     let mut outcome = Outcome::default();
     let mut error: Option<String> = None;
-    let save = |lock: &mut StateLock| lock.save().into_diagnostic();
+    // What the state file holds: `up` saves the state just before it calls this. A save
+    // that would write the same again is skipped (each is two fsyncs, most of a no-op up).
+    let mut on_disk = lock.state.clone();
+    let mut save = |lock: &mut StateLock| {
+        if lock.state == on_disk {
+            return Ok(());
+        }
+        lock.save().into_diagnostic()?;
+        on_disk = lock.state.clone();
+        Ok::<(), miette::Report>(())
+    };
 
     for removal in &plan.removals {
         progress.step(removal.name.as_str(), Step::Remove.as_str());
