@@ -153,6 +153,7 @@ pub fn create_jail_link(layout: &Layout, ns: &str, ip: Ipv4Addr) -> std::io::Res
 
 /// Forgets the bridge's permanent neighbour entry for a jail's address (the jail is gone;
 /// a stale entry would make the bridge probe see the address as taken). Absent is fine.
+#[cfg(test)]
 pub fn forget_jail_neighbour(layout: &Layout, ip: Ipv4Addr) {
     let _ = crate::probe::in_netns(&layout.vm_ns(), move || {
         crate::nl::delete_neighbour(BRIDGE, ip)
@@ -308,10 +309,21 @@ pub fn delete_jail_namespaces(layout: &Layout, namespaces: &[String]) -> Vec<Res
     }
     let names: Vec<&str> = namespaces.iter().map(String::as_str).collect();
     kill_namespaces_processes(&names);
-    namespaces
-        .iter()
-        .map(|ns| remove_namespace_files(ns, namespace_exists(ns)))
-        .collect()
+    // In parallel: each unmount waits for an RCU grace period, and concurrent waits
+    // share one.
+    std::thread::scope(|scope| {
+        let removals: Vec<_> = namespaces
+            .iter()
+            .map(|ns| scope.spawn(move || remove_namespace_files(ns, namespace_exists(ns))))
+            .collect();
+        removals
+            .into_iter()
+            .map(|r| {
+                r.join()
+                    .unwrap_or_else(|_| Err("the removal panicked".into()))
+            })
+            .collect()
+    })
 }
 
 /// Deletes a namespace (its veths go with it) and its `/etc/netns` folder. Absent is fine.
@@ -600,9 +612,20 @@ mod tests {
                 assert!(!namespace_exists(ns), "{ns}");
             }
             let status = left.take().unwrap().wait().unwrap();
-            assert!(!status.success(), "the process in the jail was killed: {status:?}");
+            assert!(
+                !status.success(),
+                "the process in the jail was killed: {status:?}"
+            );
             let out = jrun_core::exec::SystemRunner
-                .run(&Cmd::new(["ip", "-n", vm.as_str(), "neigh", "show", "dev", "br0"]))
+                .run(&Cmd::new([
+                    "ip",
+                    "-n",
+                    vm.as_str(),
+                    "neigh",
+                    "show",
+                    "dev",
+                    "br0",
+                ]))
                 .unwrap();
             let neigh = String::from_utf8_lossy(&out.stdout).into_owned();
             assert!(

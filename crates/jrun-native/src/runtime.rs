@@ -303,7 +303,7 @@ impl Runtime for NativeRuntime {
                 e,
             ));
         }
-        if let Err(e) = files.reload(self.runner.as_ref()) {
+        if let Err(e) = files.reload() {
             // Put the old records back: the file must say what the resolver serves, or the
             // next call sees no change and never retries the reload.
             unbound::write_atomic(&files.records(), &old).map_err(io)?;

@@ -230,14 +230,26 @@ impl NativeRuntime {
                         }
                     }
                 }
-                Err(e) => errors.iter_mut().for_each(|errs| errs.push(format!("services: {e}"))),
+                Err(e) => errors
+                    .iter_mut()
+                    .for_each(|errs| errs.push(format!("services: {e}"))),
             }
         }
-        for (jail, errs) in jails.iter().zip(&mut errors) {
-            if let Err(e) = jailns::remove(&self.layout, jail) {
-                errs.push(format!("mount namespace: {e}"));
+        // In parallel: each unmount waits for an RCU grace period, and concurrent waits
+        // share one.
+        std::thread::scope(|scope| {
+            let removals: Vec<_> = jails
+                .iter()
+                .map(|jail| scope.spawn(|| jailns::remove(&self.layout, jail)))
+                .collect();
+            for (errs, removal) in errors.iter_mut().zip(removals) {
+                match removal.join() {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => errs.push(format!("mount namespace: {e}")),
+                    Err(_) => errs.push("mount namespace: the removal panicked".into()),
+                }
             }
-        }
+        });
         jails
             .iter()
             .zip(errors)

@@ -55,7 +55,12 @@ pub fn remove_and_rewire(
             Ok(()) => {
                 // Saved again only when that changed what the state records (a save is
                 // two fsyncs, a good part of a `down`).
-                if let Some(vm) = lock.state.vm.as_mut().filter(|vm| vm.redirects != redirects) {
+                if let Some(vm) = lock
+                    .state
+                    .vm
+                    .as_mut()
+                    .filter(|vm| vm.redirects != redirects)
+                {
                     vm.redirects = redirects;
                     keep_first(lock.save().into_diagnostic());
                 }

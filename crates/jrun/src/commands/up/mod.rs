@@ -116,7 +116,8 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     // planned again), so `status` would show none as deploying, and a crash leaves
     // nothing half-made to flag. Its run then writes the state only if it changed (each
     // save is two fsyncs, most of a no-op `up`).
-    let changes_nothing = plan.removals.is_empty() && plan.jails.iter().all(|j| j.actions.is_empty());
+    let changes_nothing =
+        plan.removals.is_empty() && plan.jails.iter().all(|j| j.actions.is_empty());
     if !changes_nothing {
         lock.state.deploying = Some(std::process::id());
         lock.save().into_diagnostic()?;
