@@ -162,6 +162,22 @@ pub trait Runtime {
     ) -> Result<(), RuntimeError>;
     /// Removes one jail's network and everything it had; absent is fine. Keys are kept.
     fn remove_jail(&self, jail: &JailName) -> Result<(), RuntimeError>;
+    /// Removes several jails ([`Runtime::remove_jail`] each), in order, stopping at the
+    /// first that fails: one result per jail tried, so the jails past the returned ones
+    /// were left alone. A runtime that can share the work between the jails (one
+    /// supervisor reload for all) overrides it; it may then try every jail.
+    fn remove_jails(&self, jails: &[JailName]) -> Vec<Result<(), RuntimeError>> {
+        let mut results = Vec::new();
+        for jail in jails {
+            let result = self.remove_jail(jail);
+            let failed = result.is_err();
+            results.push(result);
+            if failed {
+                break;
+            }
+        }
+        results
+    }
     /// Replaces the resolver's whole record set (reloaded, not restarted).
     fn set_records(&self, records: &DnsRecords) -> Result<(), RuntimeError>;
     /// Applies the mesh pairings: every listed jail's `mesh_peers` set becomes exactly

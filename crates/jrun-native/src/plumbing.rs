@@ -153,6 +153,7 @@ pub fn create_jail_link(layout: &Layout, ns: &str, ip: Ipv4Addr) -> std::io::Res
 
 /// Forgets the bridge's permanent neighbour entry for a jail's address (the jail is gone;
 /// a stale entry would make the bridge probe see the address as taken). Absent is fine.
+#[cfg(test)]
 pub fn forget_jail_neighbour(layout: &Layout, ip: Ipv4Addr) {
     let _ = crate::probe::in_netns(&layout.vm_ns(), move || {
         crate::nl::delete_neighbour(BRIDGE, ip)
@@ -229,11 +230,21 @@ pub fn namespace_exists(ns: &str) -> bool {
 /// Kills every process still running inside `ns` (best effort): those whose network
 /// namespace is the one mounted at `/run/netns/<ns>` (what `ip netns pids` does).
 pub fn kill_namespace_processes(ns: &str) {
+    kill_namespaces_processes(&[ns]);
+}
+
+/// [`kill_namespace_processes`] for several namespaces in one pass over `/proc` (a pass
+/// reads every process's links: once per `down`, not once per jail).
+pub fn kill_namespaces_processes(namespaces: &[&str]) {
     use std::os::unix::fs::MetadataExt;
-    let Ok(target) = std::fs::metadata(Path::new("/run/netns").join(ns)) else {
+    let wanted: BTreeSet<String> = namespaces
+        .iter()
+        .filter_map(|ns| std::fs::metadata(Path::new("/run/netns").join(ns)).ok())
+        .map(|m| format!("net:[{}]", m.ino()))
+        .collect();
+    if wanted.is_empty() {
         return;
-    };
-    let wanted = format!("net:[{}]", target.ino());
+    }
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return;
     };
@@ -246,13 +257,73 @@ pub fn kill_namespace_processes(ns: &str) {
             continue;
         };
         let link = std::fs::read_link(entry.path().join("ns/net"));
-        if link.is_ok_and(|l| l.as_os_str() == wanted.as_str()) {
+        if link.is_ok_and(|l| l.to_str().is_some_and(|l| wanted.contains(l))) {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
     }
+}
+
+/// Deletes jails' namespaces together, as [`delete_namespace`] does one, and drops their
+/// neighbour entries on the bridge: one thread visits every namespace (to read its address
+/// and take its link down), one visits the VM namespace, one pass over `/proc` kills what
+/// is left in them. One result per namespace.
+pub fn delete_jail_namespaces(layout: &Layout, namespaces: &[String]) -> Vec<Result<(), String>> {
+    let present: Vec<String> = namespaces
+        .iter()
+        .filter(|ns| namespace_exists(ns))
+        .cloned()
+        .collect();
+    // Down first: the kernel tears a deleted namespace down asynchronously, and until
+    // then its link would still answer on the bridge (and mislead the next probe).
+    let addresses: Vec<Ipv4Addr> = std::thread::spawn(move || {
+        let mut found = Vec::new();
+        for ns in &present {
+            let Ok(file) = std::fs::File::open(Path::new("/run/netns").join(ns)) else {
+                continue;
+            };
+            if nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).is_err() {
+                continue;
+            }
+            if let Some((ip, _)) = crate::nl::ipv4_addresses(JAIL_IFACE)
+                .ok()
+                .and_then(|a| a.first().copied())
+            {
+                found.push(ip);
+            }
+            let _ = crate::nl::set_link_down(JAIL_IFACE);
+        }
+        found
+    })
+    .join()
+    .unwrap_or_default();
+    if !addresses.is_empty() {
+        let _ = crate::probe::in_netns(&layout.vm_ns(), move || {
+            for ip in addresses {
+                let _ = crate::nl::delete_neighbour(BRIDGE, ip);
+            }
+            Ok(())
+        });
+    }
+    let names: Vec<&str> = namespaces.iter().map(String::as_str).collect();
+    kill_namespaces_processes(&names);
+    // In parallel: each unmount waits for an RCU grace period, and concurrent waits
+    // share one.
+    std::thread::scope(|scope| {
+        let removals: Vec<_> = namespaces
+            .iter()
+            .map(|ns| scope.spawn(move || remove_namespace_files(ns, namespace_exists(ns))))
+            .collect();
+        removals
+            .into_iter()
+            .map(|r| {
+                r.join()
+                    .unwrap_or_else(|_| Err("the removal panicked".into()))
+            })
+            .collect()
+    })
 }
 
 /// Deletes a namespace (its veths go with it) and its `/etc/netns` folder. Absent is fine.
@@ -263,12 +334,20 @@ pub fn delete_namespace(ns: &str) -> Result<(), String> {
 /// [`delete_namespace`] when the caller already knows whether `ns` exists.
 fn delete_namespace_if(ns: &str, exists: bool) -> Result<(), String> {
     kill_namespace_processes(ns);
-    let mut errors = Vec::new();
     if exists {
         // The kernel tears a deleted namespace down asynchronously; until then its link
         // would still answer on the bridge (and mislead the next address probe). Taking the
         // link down first is immediate. Absent (no link yet) is fine.
         let _ = crate::probe::in_netns(ns, || crate::nl::set_link_down(JAIL_IFACE));
+    }
+    remove_namespace_files(ns, exists)
+}
+
+/// Unmounts and removes the namespace's mount point (when `exists`) and its `/etc/netns`
+/// folder.
+fn remove_namespace_files(ns: &str, exists: bool) -> Result<(), String> {
+    let mut errors = Vec::new();
+    if exists {
         if let Err(e) = crate::netns::delete(ns) {
             errors.push(e.to_string());
         }
@@ -476,6 +555,91 @@ mod tests {
             assert!(ip(&vm, "neigh show 10.17.89.42 dev br0").trim().is_empty());
         });
         let _ = delete_namespace(&jail);
+        let _ = crate::netns::delete(&vm);
+        if let Err(panic) = result {
+            std::panic::resume_unwind(panic);
+        }
+    }
+
+    #[test]
+    fn jails_are_deleted_together_with_their_processes_and_neighbour_entries() {
+        // Real (root): two jails on a bridge, a process left in one, and a third name
+        // that has no namespace (absent is done).
+        let home = tempfile::tempdir().unwrap();
+        let layout = Layout::new(home.path());
+        let vm = layout.vm_ns();
+        let names = ["a", "b", "gone"]
+            .map(|n| layout.jail_ns(&jrun_core::config::JailName::new(n).unwrap()));
+        crate::netns::add(&vm).unwrap();
+        let mut left = None;
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let ip = |ns: &str, args: &str| {
+                let mut argv = vec!["ip", "-n", ns];
+                argv.extend(args.split_whitespace());
+                jrun_core::exec::SystemRunner.run(&Cmd::new(argv)).unwrap();
+            };
+            ip(
+                &vm,
+                &format!("link add br0 address {} type bridge", bridge_mac(&layout)),
+            );
+            ip(&vm, "addr add 10.17.89.1/24 dev br0");
+            ip(&vm, "link set br0 up");
+            for (ns, last) in names[..2].iter().zip([43u8, 44]) {
+                crate::netns::add(ns).unwrap();
+                let addr = Ipv4Addr::new(10, 17, 89, last);
+                create_jail_link(&layout, ns, addr).unwrap();
+                configure_jail_address(&layout, ns, addr).unwrap();
+            }
+            let sleeper = std::process::Command::new("ip")
+                .args(["netns", "exec", names[0].as_str(), "sleep", "60"])
+                .spawn()
+                .unwrap();
+            left = Some(sleeper);
+            // `ip netns exec` enters the namespace, then becomes `sleep`.
+            let pid = left.as_ref().unwrap().id();
+            let ours = std::fs::read_link("/proc/self/ns/net").ok();
+            let inside = |pid: u32| {
+                let ns = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok();
+                ns.is_some() && ns != ours
+            };
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while !inside(pid) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            let results = delete_jail_namespaces(&layout, &names);
+            assert!(results.iter().all(Result::is_ok), "{results:?}");
+            for ns in &names {
+                assert!(!namespace_exists(ns), "{ns}");
+            }
+            let status = left.take().unwrap().wait().unwrap();
+            assert!(
+                !status.success(),
+                "the process in the jail was killed: {status:?}"
+            );
+            let out = jrun_core::exec::SystemRunner
+                .run(&Cmd::new([
+                    "ip",
+                    "-n",
+                    vm.as_str(),
+                    "neigh",
+                    "show",
+                    "dev",
+                    "br0",
+                ]))
+                .unwrap();
+            let neigh = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(
+                !neigh.contains("10.17.89.43") && !neigh.contains("10.17.89.44"),
+                "{neigh}"
+            );
+        }));
+        if let Some(mut p) = left {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+        for ns in &names {
+            let _ = delete_namespace(ns);
+        }
         let _ = crate::netns::delete(&vm);
         if let Err(panic) = result {
             std::panic::resume_unwind(panic);

@@ -217,45 +217,69 @@ impl Runtime for NativeRuntime {
     }
 
     fn remove_jail(&self, jail: &JailName) -> Result<(), RuntimeError> {
-        self.require_root("jrun down")?;
-        let step_err = |e: String| RuntimeError::Step {
-            jail: jail.clone(),
-            step: Step::Remove,
-            message: e,
-        };
-        // Services first: none may outlive its jail's namespaces. Each part is best
-        // effort so that one failure (a services reload) never keeps the namespace alive.
-        let mut errors = Vec::new();
-        if let Err(e) = self.remove_workload(jail) {
-            errors.push(e.to_string());
+        self.remove_jails(std::slice::from_ref(jail))
+            .pop()
+            .unwrap_or(Ok(()))
+    }
+
+    /// Every jail is tried, together: their services in one supervisor reload, their
+    /// Yggdrasil nodes in another, their namespaces without a process.
+    fn remove_jails(&self, jails: &[JailName]) -> Vec<Result<(), RuntimeError>> {
+        if self.require_root("jrun down").is_err() {
+            return jails
+                .iter()
+                .map(|_| self.require_root("jrun down"))
+                .collect();
         }
+        // Services first: none may outlive its jail's namespaces. Each part is best
+        // effort so that one failure (a services reload) never keeps a namespace alive.
+        let mut errors: Vec<Vec<String>> = self
+            .remove_workloads(jails)
+            .into_iter()
+            .map(|r| r.err().into_iter().collect())
+            .collect();
         if instance::supervisor_pid(&self.layout).is_some() {
-            let name = ygg::jail_child_name(jail);
+            let names: Vec<String> = jails.iter().map(ygg::jail_child_name).collect();
             let dropped = self.read_supervision().and_then(|mut s| {
-                if s.children.iter().any(|c| c.name == name) {
-                    s.remove_child(&name);
+                let before = s.children.len();
+                for name in &names {
+                    s.remove_child(name);
+                }
+                if s.children.len() != before {
                     // Others' items that fail to start are theirs to report.
                     self.write_supervision(&s)?;
                 }
                 Ok(())
             });
             if let Err(e) = dropped {
-                errors.push(e.to_string());
+                errors.iter_mut().for_each(|errs| errs.push(e.to_string()));
             }
         }
-        let _ = std::fs::remove_file(self.layout.ygg_dir().join(format!("j-{jail}.conf")));
-        let ns = self.layout.jail_ns(jail);
-        if let Some(ip) = plumbing::jail_address(&ns) {
-            plumbing::forget_jail_neighbour(&self.layout, ip);
+        for jail in jails {
+            let _ = std::fs::remove_file(self.layout.ygg_dir().join(format!("j-{jail}.conf")));
         }
-        if let Err(e) = plumbing::delete_namespace(&ns) {
-            errors.push(e);
+        let namespaces: Vec<String> = jails.iter().map(|j| self.layout.jail_ns(j)).collect();
+        let deleted = plumbing::delete_jail_namespaces(&self.layout, &namespaces);
+        for (errs, result) in errors.iter_mut().zip(deleted) {
+            if let Err(e) = result {
+                errs.push(e);
+            }
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(step_err(errors.join("; ")))
-        }
+        jails
+            .iter()
+            .zip(errors)
+            .map(|(jail, errs)| {
+                if errs.is_empty() {
+                    Ok(())
+                } else {
+                    Err(RuntimeError::Step {
+                        jail: jail.clone(),
+                        step: Step::Remove,
+                        message: errs.join("; "),
+                    })
+                }
+            })
+            .collect()
     }
 
     fn set_records(&self, records: &DnsRecords) -> Result<(), RuntimeError> {
@@ -272,14 +296,26 @@ impl Runtime for NativeRuntime {
             source,
         };
         unbound::write_atomic(&files.records(), &text).map_err(io)?;
-        if let Err(e) = files.check(self.runner.as_ref()) {
+        // The file on disk always passed the check (it is put back when a change fails it),
+        // and each record is one self-contained `local-data` line: keeping only some of its
+        // lines (jails removed) cannot make it invalid, so only new lines need the check.
+        let removals_only = {
+            let before: BTreeSet<&str> = old.lines().collect();
+            text.lines().all(|line| before.contains(line))
+        };
+        let checked = if removals_only {
+            Ok(())
+        } else {
+            files.check(self.runner.as_ref())
+        };
+        if let Err(e) = checked {
             unbound::write_atomic(&files.records(), &old).map_err(io)?;
             return Err(other(
                 "the new DNS records do not pass unbound-checkconf",
                 e,
             ));
         }
-        if let Err(e) = files.reload(self.runner.as_ref()) {
+        if let Err(e) = files.reload() {
             // Put the old records back: the file must say what the resolver serves, or the
             // next call sees no change and never retries the reload.
             unbound::write_atomic(&files.records(), &old).map_err(io)?;

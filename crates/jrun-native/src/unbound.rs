@@ -8,7 +8,7 @@ use std::fmt::Write;
 use std::net::SocketAddrV4;
 use std::path::{Path, PathBuf};
 
-use jrun_core::exec::{Cmd, ExecError, Runner};
+use jrun_core::exec::{Cmd, Runner};
 use jrun_core::net::{DnsRecords, RecordData, BRIDGE_IP, ROOT_ZONE, SUBNET, SUBNET_PREFIX};
 
 /// How long a reload may take before the resolver is declared stuck.
@@ -59,12 +59,12 @@ impl UnboundFiles {
     /// Makes a running unbound re-read its config, keeping its process, and returns once it
     /// serves again: `reload` answers before unbound has reopened its ports, and a query sent
     /// in that window (a jail's first, right after `jrun up`) would be lost.
-    pub fn reload(&self, runner: &dyn Runner) -> Result<(), String> {
-        self.control(runner, "reload").map_err(|e| e.to_string())?;
+    pub fn reload(&self) -> Result<(), String> {
+        self.control("reload")?;
         let deadline = std::time::Instant::now() + RELOAD_WAIT;
         loop {
-            match self.control(runner, "status") {
-                Ok(()) => return Ok(()),
+            match self.control("status") {
+                Ok(_) => return Ok(()),
                 Err(e) if std::time::Instant::now() >= deadline => {
                     return Err(format!(
                         "unbound did not answer within {}s of its reload: {e}",
@@ -76,17 +76,39 @@ impl UnboundFiles {
         }
     }
 
-    fn control(&self, runner: &dyn Runner, command: &str) -> Result<(), ExecError> {
-        runner
-            .run(&Cmd::new([
-                "unbound-control".to_string(),
-                "-c".into(),
-                self.conf().display().to_string(),
-                command.into(),
-            ]))
-            .map(|_| ())
+    /// Sends `command` to unbound over its control socket and returns the answer, as
+    /// `unbound-control` does but without its process (and its TLS library's start-up,
+    /// most of a reload's cost): on a local socket with `control-use-cert: no` the
+    /// protocol is plain text, `UBCT1 <command>` and a newline, then the answer until
+    /// unbound closes the connection; an answer starting with `error` is a failure.
+    fn control(&self, command: &str) -> Result<String, String> {
+        use std::io::{Read, Write};
+        let path = self.control_socket();
+        let fail = |e: std::io::Error| format!("unbound control ({}): {e}", path.display());
+        let mut stream = std::os::unix::net::UnixStream::connect(&path).map_err(fail)?;
+        stream
+            .set_read_timeout(Some(CONTROL_TIMEOUT))
+            .map_err(fail)?;
+        stream
+            .set_write_timeout(Some(CONTROL_TIMEOUT))
+            .map_err(fail)?;
+        stream
+            .write_all(format!("UBCT1 {command}\n").as_bytes())
+            .map_err(fail)?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).map_err(fail)?;
+        if answer.starts_with("error") || answer.is_empty() {
+            return Err(format!(
+                "unbound control: `{command}` answered {:?}",
+                answer.trim()
+            ));
+        }
+        Ok(answer)
     }
 }
+
+/// How long one control command may take (a reload answers once it is done).
+const CONTROL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The main config: serve the `jrun.` zone from local data (NXDOMAIN for anything else
 /// under it), forward everything else to `upstream`, answer only the jail subnet.
@@ -193,23 +215,47 @@ mod tests {
         assert!(names.is_empty(), "{names:?}");
     }
 
+    /// A stand-in for unbound's control socket: answers each command with `answer` and
+    /// records the request lines it got.
+    fn fake_control(
+        files: &UnboundFiles,
+        answer: &'static str,
+        count: usize,
+    ) -> std::thread::JoinHandle<Vec<String>> {
+        use std::io::{BufRead, Write};
+        let listener = std::os::unix::net::UnixListener::bind(files.control_socket()).unwrap();
+        std::thread::spawn(move || {
+            let mut got = Vec::new();
+            for _ in 0..count {
+                let (stream, _) = listener.accept().unwrap();
+                let mut line = String::new();
+                std::io::BufReader::new(&stream)
+                    .read_line(&mut line)
+                    .unwrap();
+                got.push(line);
+                (&stream).write_all(answer.as_bytes()).unwrap();
+            }
+            got
+        })
+    }
+
     #[test]
     fn reload_returns_once_unbound_answers_again() {
-        let rec = jrun_core::exec::RecordingRunner::new();
-        let files = UnboundFiles::new("/run/u");
-        files.reload(&rec).unwrap();
-        let words: Vec<String> = rec.calls().iter().map(|c| c[3].clone()).collect();
-        assert_eq!(words, ["reload", "status"]);
+        let dir = tempfile::tempdir().unwrap();
+        let files = UnboundFiles::new(dir.path());
+        let server = fake_control(&files, "ok\n", 2);
+        files.reload().unwrap();
+        assert_eq!(server.join().unwrap(), ["UBCT1 reload\n", "UBCT1 status\n"]);
 
-        let failing = jrun_core::exec::RecordingRunner::new();
-        failing.fail(&["unbound-control"], "connection refused");
-        let err = files.reload(&failing).unwrap_err();
-        assert!(err.contains("connection refused"), "{err}");
-        assert_eq!(
-            failing.calls().len(),
-            1,
-            "no status poll after a failed reload"
-        );
+        // Refused: an error, and no status poll after the failed reload.
+        let dir = tempfile::tempdir().unwrap();
+        let files = UnboundFiles::new(dir.path());
+        let server = fake_control(&files, "error command failed\n", 1);
+        let err = files.reload().unwrap_err();
+        assert!(err.contains("error command failed"), "{err}");
+        assert_eq!(server.join().unwrap(), ["UBCT1 reload\n"]);
+        let gone = UnboundFiles::new(dir.path().join("none"));
+        assert!(gone.reload().is_err());
     }
 
     #[test]

@@ -187,14 +187,19 @@ pub fn run(layout: &Layout) -> Result<(), String> {
                 control::write_response(&stream, &resp);
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(20));
+                // Wait for the next request, but no longer than the next tick: every
+                // command's round trip used to pay up to a fixed sleep here. A signal
+                // interrupts the wait (poll is never restarted), so SIGTERM and SIGHUP
+                // are seen at once too.
+                let next_tick = TICK.saturating_sub(last_tick.elapsed());
+                wait_readable(&listener, next_tick);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "control accept failed");
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
-        if last_tick.elapsed() >= Duration::from_millis(100) {
+        if last_tick.elapsed() >= TICK {
             sup.children.tick();
             sup.services.tick();
             last_tick = Instant::now();
@@ -205,6 +210,20 @@ pub fn run(layout: &Layout) -> Result<(), String> {
     let _ = std::fs::remove_file(layout.pid_file());
     tracing::info!("supervisor stopped");
     Ok(())
+}
+
+/// How often children and services are checked (exits, restarts, health checks).
+const TICK: Duration = Duration::from_millis(100);
+
+/// Blocks until `listener` has a connection to accept or `timeout` passed (or a signal
+/// came).
+fn wait_readable(listener: &UnixListener, timeout: Duration) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+    // At least 1 ms, so a tick that is due cannot turn this into a busy loop.
+    let ms = timeout.as_millis().clamp(1, 100) as u16;
+    let _ = poll(&mut fds, PollTimeout::from(ms));
 }
 
 fn install_signal_handlers() -> Result<(), String> {

@@ -23,8 +23,9 @@ pub(super) fn execute(
     let rt: &dyn Runtime = native;
     let mut outcome = Outcome::default();
     let mut error: Option<String> = None;
-    // What the state file holds: `up` saves the state just before it calls this. A save
-    // that would write the same again is skipped (each is two fsyncs, most of a no-op up).
+    // What the state file holds: `up` saves the state just before it calls this when the
+    // plan changes anything (otherwise `up` saves afterwards if the state differs from its
+    // file). A save that would write the same again is skipped (each is two fsyncs).
     let mut on_disk = lock.state.clone();
     let mut save = |lock: &mut StateLock| {
         if lock.state == on_disk {
@@ -35,20 +36,37 @@ pub(super) fn execute(
         Ok::<(), miette::Report>(())
     };
 
-    for removal in &plan.removals {
-        progress.step(removal.name.as_str(), Step::Remove.as_str());
-        if let Err(e) = rt.remove_jail(&removal.name) {
-            error = Some(e.to_string());
-            progress.done(removal.name.as_str(), "removal failed");
-            break;
+    // The removals together (one supervisor reload for all); a removal is safe to run
+    // again, so a crash before the save below only means the next `up` removes them again.
+    let removing: Vec<JailName> = plan.removals.iter().map(|r| r.name.clone()).collect();
+    for name in &removing {
+        progress.step(name.as_str(), Step::Remove.as_str());
+    }
+    let results = if removing.is_empty() {
+        Vec::new()
+    } else {
+        rt.remove_jails(&removing)
+    };
+    let mut removed = Vec::new();
+    for (name, result) in removing.iter().zip(results) {
+        match result {
+            Ok(()) => {
+                lock.state.forget_jail(name);
+                removed.push(name);
+            }
+            Err(e) => {
+                error.get_or_insert(e.to_string());
+                progress.done(name.as_str(), "removal failed");
+            }
         }
-        lock.state.forget_jail(&removal.name);
-        if let Err(e) = save(lock) {
-            error = Some(format!("{e:?}"));
-            break;
-        }
-        progress.done(removal.name.as_str(), "removed");
-        outcome.removed.push(removal.name.to_string());
+    }
+    if let Err(e) = save(lock) {
+        error.get_or_insert(format!("{e:?}"));
+        removed.clear();
+    }
+    for name in removed {
+        progress.done(name.as_str(), "removed");
+        outcome.removed.push(name.to_string());
     }
 
     let mut deployed_now = Vec::new();

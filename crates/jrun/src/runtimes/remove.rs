@@ -1,4 +1,4 @@
-//! `down`: removing jails. The native runtime removes them one at a time and then rewires
+//! `down`: removing jails. The native runtime removes them together and then rewires
 //! the records and forwards of the jails left; the vm runtime plans the state without them
 //! and applies that plan in one script.
 
@@ -11,7 +11,7 @@ use crate::progress::Progress;
 use crate::wiring;
 
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-/// Removes `names` one by one, stopping at the first failure; then, whatever happened,
+/// Removes `names` (the runtime's default stops at the first failure); then, whatever happened,
 /// rewires the records and forwards for the jails still recorded (a jail that is gone
 /// must not keep its name or its port), and reports the first error.
 pub fn remove_and_rewire(
@@ -25,15 +25,17 @@ pub fn remove_and_rewire(
     let mut first: Option<miette::Report> = None;
     for name in names {
         progress.step(name.as_str(), Step::Remove.as_str());
-        match rt.remove_jail(name) {
+    }
+    // All at once: the runtime shares what it can between them (one supervisor reload).
+    for (name, result) in names.iter().zip(rt.remove_jails(names)) {
+        match result {
             Ok(()) => {
                 lock.state.forget_jail(name);
                 progress.done(name.as_str(), "removed");
             }
             Err(e) => {
                 progress.done(name.as_str(), "failed");
-                first = Some(miette!("cannot remove jail {name}: {e}"));
-                break;
+                first.get_or_insert(miette!("cannot remove jail {name}: {e}"));
             }
         }
     }
@@ -51,10 +53,17 @@ pub fn remove_and_rewire(
         let redirects = wiring::redirects(&lock.state, ssh_port);
         match rt.set_forwards(&redirects) {
             Ok(()) => {
-                if let Some(vm) = lock.state.vm.as_mut() {
+                // Saved again only when that changed what the state records (a save is
+                // two fsyncs, a good part of a `down`).
+                if let Some(vm) = lock
+                    .state
+                    .vm
+                    .as_mut()
+                    .filter(|vm| vm.redirects != redirects)
+                {
                     vm.redirects = redirects;
+                    keep_first(lock.save().into_diagnostic());
                 }
-                keep_first(lock.save().into_diagnostic());
             }
             Err(e) => keep_first(Err(e).into_diagnostic()),
         }

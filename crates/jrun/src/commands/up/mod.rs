@@ -74,11 +74,14 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
 
     let store = StateStore::new(&settings.home);
     let mut lock = store.lock(LockWait::No).into_diagnostic()?;
+    // What the state file holds; reconciling below may change the copy in memory.
+    let mut on_disk = lock.state.clone();
     selected.reconcile(&mut lock.state)?;
     if lock.state.mesh_pending {
         // A pairing change a crash interrupted: finish it before planning.
         crate::pairing::reconcile(rt, &mut lock.state).into_diagnostic()?;
         lock.save().into_diagnostic()?;
+        on_disk = lock.state.clone();
         eprintln!(
             "jrun: finished an interrupted pairing change: the mesh matches `jrun pair --list`"
         );
@@ -108,17 +111,30 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         wait: (!args.no_wait).then_some(args.wait_timeout),
         ssh_port: settings.ssh_port,
     };
-    // `status` shows this run's jails as deploying while it works.
-    lock.state.deploying = Some(std::process::id());
-    lock.save().into_diagnostic()?;
+    // `status` shows this run's jails as deploying while it works. A plan that changes no
+    // jail needs no marker: every jail in it is recorded deployed (one that is not is
+    // planned again), so `status` would show none as deploying, and a crash leaves
+    // nothing half-made to flag. Its run then writes the state only if it changed (each
+    // save is two fsyncs, most of a no-op `up`).
+    let changes_nothing =
+        plan.removals.is_empty() && plan.jails.iter().all(|j| j.actions.is_empty());
+    if !changes_nothing {
+        lock.state.deploying = Some(std::process::id());
+        lock.save().into_diagnostic()?;
+    }
     let mut outcome = selected.apply(&settings, &plan, &opts, &mut lock, &mut progress);
     lock.state.deploying = None;
-    if let Err(e) = lock.save() {
-        outcome.error.get_or_insert(e.to_string());
+    if !changes_nothing || lock.state != on_disk {
+        if let Err(e) = lock.save() {
+            outcome.error.get_or_insert(e.to_string());
+        }
     }
     // Everything is recorded: other commands need not wait for the services.
     drop(lock);
-    if outcome.error.is_none() && !args.no_wait {
+    // A run that deployed, removed and revived nothing started no service: nothing to
+    // wait for (and no round trip to ask).
+    let started_some = outcome.changed || !outcome.revived.is_empty();
+    if outcome.error.is_none() && !args.no_wait && started_some {
         selected.wait_ready(
             &plan,
             since_ms,
