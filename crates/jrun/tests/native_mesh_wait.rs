@@ -102,3 +102,37 @@ fn the_wait_holds_no_lock_and_ctrl_c_changes_nothing() {
     assert!(String::from_utf8_lossy(&garbage.stderr).contains("is not a pairing code"));
     assert_eq!(state(&inst), before);
 }
+
+/// Ctrl-C the moment the code is shown (the pairing's key exchange may still be computing)
+/// cancels too: jrun catches it before it prints the code.
+#[test]
+fn ctrl_c_as_soon_as_the_code_is_shown_cancels() {
+    let (_relay, url) = relay();
+    let mut inst = Instance::new(true);
+    inst.set_env("JRUN_RELAY", &url);
+    inst.start();
+    let cfg = inst.config("jail \"web\" { }\n");
+    inst.up(&cfg);
+    let before = state(&inst);
+    for _ in 0..5 {
+        let mut creator = inst
+            .command(&["pair", "--json", "--timeout", "60s"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(creator.stdout.take().unwrap()).lines();
+        let first: serde_json::Value =
+            serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        assert_eq!(first["event"], "created");
+        let pid = nix::unistd::Pid::from_raw(creator.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+        let status = creator.wait().unwrap();
+        assert_eq!(
+            status.code(),
+            Some(130),
+            "Ctrl-C exits with 130: {status:?}"
+        );
+    }
+    assert_eq!(state(&inst), before);
+}

@@ -197,9 +197,10 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     let (code, direction, remote) = match (joining, v2_code) {
         (Some(_), Some(v2)) => {
             let code = v2.code();
+            let mut interrupt = catch_interrupt(&tokio)?;
             let mut mailbox = RelayMailbox::join(&client, &v2, options);
             let exchange = exchange_v2(&mut mailbox, Side::B, &v2, &identities, MAX_ROSTER_JAILS);
-            match wait(&tokio, &code, None, args.json, exchange) {
+            match wait(&tokio, &mut interrupt, &code, None, args.json, exchange) {
                 Ok(remote) => (code, PairDirection::Joined, remote),
                 Err(e) => return cancelled_or(e, &code),
             }
@@ -217,9 +218,17 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
                 .block_on(RelayMailbox::create(&client, options))
                 .map_err(client_report)?;
             let code = v2.code();
+            let mut interrupt = catch_interrupt(&tokio)?;
             announce(&code, args.json);
             let exchange = exchange_v2(&mut mailbox, Side::A, &v2, &identities, MAX_ROSTER_JAILS);
-            match wait(&tokio, &code, Some(args.timeout), args.json, exchange) {
+            match wait(
+                &tokio,
+                &mut interrupt,
+                &code,
+                Some(args.timeout),
+                args.json,
+                exchange,
+            ) {
                 Ok(remote) => (code, PairDirection::Created, remote),
                 Err(e) => return cancelled_or(e, &code),
             }
@@ -232,9 +241,17 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
                 .block_on(client.create(&roster))
                 .map_err(client_report)?;
             let code = created.code.clone();
+            let mut interrupt = catch_interrupt(&tokio)?;
             announce(&code, args.json);
             let waiting = client.wait_for_join(&created, &options, std::future::pending());
-            match wait(&tokio, &code, Some(args.timeout), args.json, waiting) {
+            match wait(
+                &tokio,
+                &mut interrupt,
+                &code,
+                Some(args.timeout),
+                args.json,
+                waiting,
+            ) {
                 Ok(remote) => (code, PairDirection::Created, remote),
                 Err(ClientError::Cancelled { .. }) => {
                     return cancelled_or(ClientError::Cancelled { code: code.clone() }, &code)
@@ -308,10 +325,19 @@ fn not_applied(why: &str, code: &PairCode, mine: &Roster) -> String {
     )
 }
 
+/// Catches Ctrl-C from now on. The handler is in place when the signal stream is made, not
+/// when it is first polled (as `tokio::signal::ctrl_c` would be): a Ctrl-C right after the
+/// code is shown, while SPAKE2 still computes, cancels the wait instead of killing jrun.
+fn catch_interrupt(tokio: &tokio::runtime::Runtime) -> miette::Result<tokio::signal::unix::Signal> {
+    let _in_runtime = tokio.enter();
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).into_diagnostic()
+}
+
 /// Runs an exchange with the relay (waiting for the peer, or the v2 steps) with a spinner
 /// on a terminal; Ctrl-C cancels. `waiting` is the creator's patience, shown to the user.
 fn wait<T>(
     tokio: &tokio::runtime::Runtime,
+    interrupt: &mut tokio::signal::unix::Signal,
     code: &PairCode,
     waiting: Option<Duration>,
     json: bool,
@@ -333,7 +359,7 @@ fn wait<T>(
     }
     let cancel = async {
         // Without a handler Ctrl-C would kill us mid-write; with it, the wait just ends.
-        if tokio::signal::ctrl_c().await.is_err() {
+        if interrupt.recv().await.is_none() {
             std::future::pending::<()>().await;
         }
     };
