@@ -9,7 +9,6 @@ mod local_env;
 
 mod native_support;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -116,16 +115,6 @@ impl Drop for Relay {
     }
 }
 
-/// A `jrun pair` running in the background; killed on drop if still running.
-struct Creator(Child);
-
-impl Drop for Creator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn up(inst: &Instance, jails: &[&str]) {
     let text: String = jails
         .iter()
@@ -224,32 +213,24 @@ fn refused(from: (&Instance, &str), to: (&Instance, &str), target: &str) {
 
 /// Runs `jrun pair` on `creator` and `jrun pair <code>` on `joiner`; returns the code.
 fn pair(creator: &Instance, joiner: &Instance) -> String {
-    let mut child = Creator(
-        creator
-            .command(&["pair", "--json", "--timeout", "60s"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+    let p = native_support::pairing::pair(creator, joiner, |code| code.to_string());
+    assert!(p.creator_ok, "jrun pair on the creator: {}", p.creator_said);
+    assert!(
+        p.joined.status.success(),
+        "jrun pair on the joiner: {}",
+        p.joiner_said()
     );
-    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
-    let first: serde_json::Value =
-        serde_json::from_str(&lines.next().expect("a line with the code").unwrap()).unwrap();
-    assert_eq!(first["event"], "created");
-    let code = first["code"].as_str().unwrap().to_string();
-    let joined: serde_json::Value =
-        serde_json::from_str(&joiner.ok(&["pair", &code, "--json"])).unwrap();
-    assert_eq!(joined["code"], code.as_str());
-    let last: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let joined: serde_json::Value = serde_json::from_slice(&p.joined.stdout).unwrap();
+    assert_eq!(joined["code"], p.code.as_str());
+    let last: serde_json::Value =
+        serde_json::from_str(p.creator_said.lines().next().unwrap_or_default()).unwrap();
     assert_eq!(last["event"], "paired");
     // jrun's relay speaks v2: both sides used it and read the same fingerprint.
     assert_eq!(last["protocol"], 2, "{last}");
     assert_eq!(joined["protocol"], 2, "{joined}");
     assert_eq!(last["fingerprint"], joined["fingerprint"]);
     assert_eq!(last["fingerprint"].as_str().unwrap().split(' ').count(), 4);
-    let status = child.0.wait().unwrap();
-    assert!(status.success(), "jrun pair on the creator: {status}");
-    code
+    p.code
 }
 
 fn listed(inst: &Instance) -> Vec<String> {

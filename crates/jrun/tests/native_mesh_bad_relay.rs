@@ -6,39 +6,8 @@
 mod local_env;
 mod native_support;
 
-use std::process::Command;
-
-use native_support::{instance_id, Instance};
-
-/// What a pairing could change: each jail's `mesh_peers` set, the resolver's records, the
-/// recorded pairings.
-fn snapshot(inst: &Instance, jails: &[&str]) -> Vec<String> {
-    let id = instance_id(inst.home.path());
-    let mut out = Vec::new();
-    for j in jails {
-        let ns = format!("jrun-{id}-j-{j}");
-        let set = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &ns,
-                "nft",
-                "list",
-                "set",
-                "inet",
-                "jrun",
-                "mesh_peers",
-            ])
-            .output()
-            .unwrap();
-        assert!(set.status.success(), "no mesh_peers set in {ns}");
-        out.push(String::from_utf8_lossy(&set.stdout).into_owned());
-    }
-    let records = inst.home.path().join("run/unbound/records.conf");
-    out.push(std::fs::read_to_string(&records).unwrap());
-    out.push(inst.ok(&["pair", "--list", "--json"]));
-    out
-}
+use native_support::pairing::snapshot;
+use native_support::Instance;
 
 const GOOD: &str = "200:848a:604f:bb7e:4384:65db:8db6:6895";
 

@@ -13,7 +13,7 @@ fn v2_pairs_with_the_right_code_and_a_typo_changes_nothing_on_either_side() {
     let relay = Relay::start();
     let a = instance(&relay.url, "web");
     let b = instance(&relay.url, "app");
-    let (before_a, before_b) = (snapshot(&a, "web"), snapshot(&b, "app"));
+    let (before_a, before_b) = (snapshot(&a, &["web"]), snapshot(&b, &["app"]));
 
     // One word mistyped (still a list word): both sides fail the key confirmation.
     let typo = |code: &str| {
@@ -31,8 +31,8 @@ fn v2_pairs_with_the_right_code_and_a_typo_changes_nothing_on_either_side() {
         let said = unwrapped(said);
         assert!(said.contains("the code does not match"), "{said}");
     }
-    assert_eq!(snapshot(&a, "web"), before_a);
-    assert_eq!(snapshot(&b, "app"), before_b);
+    assert_eq!(snapshot(&a, &["web"]), before_a);
+    assert_eq!(snapshot(&b, &["app"]), before_b);
 
     // The right code: v2 on both sides, the same fingerprint.
     let p = pair(&a, &b, |c| c.to_string());
@@ -46,7 +46,7 @@ fn v2_pairs_with_the_right_code_and_a_typo_changes_nothing_on_either_side() {
     assert_eq!(pa["fingerprint"], pb["fingerprint"]);
     assert_eq!(pa["jails"][0]["name"], "app");
     assert_eq!(pb["jails"][0]["name"], "web");
-    assert!(snapshot(&a, "web")[1].contains(&format!("app.{}.jrun", p.code)));
+    assert!(snapshot(&a, &["web"])[1].contains(&format!("app.{}.jrun", p.code)));
     // No warning about v1 on either side.
     assert!(!p.joiner_said().contains("warning"));
 }

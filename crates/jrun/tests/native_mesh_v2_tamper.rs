@@ -233,7 +233,7 @@ fn a_tampering_relay_is_refused_on_both_sides_and_changes_nothing() {
     let mitm = Mitm::start(&relay.url);
     let a = instance(&mitm.stub.url(), "web");
     let b = instance(&mitm.stub.url(), "app");
-    let (before_a, before_b) = (snapshot(&a, "web"), snapshot(&b, "app"));
+    let (before_a, before_b) = (snapshot(&a, &["web"]), snapshot(&b, &["app"]));
 
     // (tampering, what a says, what b says). The side that finds the tampering says so
     // (or, for a PAKE or confirmation, that the code does not match: the keys differ);
@@ -252,8 +252,8 @@ fn a_tampering_relay_is_refused_on_both_sides_and_changes_nothing() {
         let p = pair(&a, &b, |c| c.to_string());
         assert_eq!(mitm.altered(), 1, "{tamper:?} changed one message");
         assert_both_refused(&p, said_a, said_b);
-        assert_eq!(snapshot(&a, "web"), before_a, "{tamper:?} changed a");
-        assert_eq!(snapshot(&b, "app"), before_b, "{tamper:?} changed b");
+        assert_eq!(snapshot(&a, &["web"]), before_a, "{tamper:?} changed a");
+        assert_eq!(snapshot(&b, &["app"]), before_b, "{tamper:?} changed b");
     }
 
     // The same path, untouched: they pair.
@@ -261,6 +261,6 @@ fn a_tampering_relay_is_refused_on_both_sides_and_changes_nothing() {
     let p = pair(&a, &b, |c| c.to_string());
     assert!(p.creator_ok, "{}", p.creator_said);
     assert!(p.joined.status.success(), "{}", p.joiner_said());
-    assert!(snapshot(&a, "web")[1].contains(&format!("app.{}.jrun", p.code)));
-    assert!(snapshot(&b, "app")[1].contains(&format!("web.{}.jrun", p.code)));
+    assert!(snapshot(&a, &["web"])[1].contains(&format!("app.{}.jrun", p.code)));
+    assert!(snapshot(&b, &["app"])[1].contains(&format!("web.{}.jrun", p.code)));
 }

@@ -7,46 +7,10 @@ mod local_env;
 mod native_support;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
 
-use native_support::{free_port, Instance};
-
-/// `jrun relay` (no Yggdrasil node), killed on drop.
-struct Relay {
-    child: Child,
-    _home: tempfile::TempDir,
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn relay() -> (Relay, String) {
-    let home = tempfile::tempdir().unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
-    let child = local_env::jrun()
-        .args([
-            "relay",
-            "--listen",
-            &listen,
-            "--home",
-            "/nonexistent-unused",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(&listen).is_err() {
-        assert!(Instant::now() < deadline, "jrun relay did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (Relay { child, _home: home }, format!("http://{listen}"))
-}
+use native_support::pairing::{instance, Relay};
+use native_support::Instance;
 
 fn state(inst: &Instance) -> String {
     std::fs::read_to_string(inst.home.path().join("state.json")).unwrap()
@@ -54,12 +18,8 @@ fn state(inst: &Instance) -> String {
 
 #[test]
 fn the_wait_holds_no_lock_and_ctrl_c_changes_nothing() {
-    let (_relay, url) = relay();
-    let mut inst = Instance::new(true);
-    inst.set_env("JRUN_RELAY", &url);
-    inst.start();
-    let cfg = inst.config("jail \"web\" { }\n");
-    inst.up(&cfg);
+    let relay = Relay::start();
+    let inst = instance(&relay.url, "web");
     let before = state(&inst);
 
     let mut creator = inst
@@ -73,6 +33,7 @@ fn the_wait_holds_no_lock_and_ctrl_c_changes_nothing() {
     assert_eq!(first["event"], "created");
 
     // While it waits, commands that need the lock run (and do not wait for it).
+    let cfg = inst.home.path().join("stack.ucl");
     let out = inst.ok(&["up", cfg.to_str().unwrap()]);
     assert!(out.contains("Nothing to change"), "{out}");
     let down = inst.run(&["pair", "--drop", "1-not-paired-here"]);
@@ -107,12 +68,8 @@ fn the_wait_holds_no_lock_and_ctrl_c_changes_nothing() {
 /// cancels too: jrun catches it before it prints the code.
 #[test]
 fn ctrl_c_as_soon_as_the_code_is_shown_cancels() {
-    let (_relay, url) = relay();
-    let mut inst = Instance::new(true);
-    inst.set_env("JRUN_RELAY", &url);
-    inst.start();
-    let cfg = inst.config("jail \"web\" { }\n");
-    inst.up(&cfg);
+    let relay = Relay::start();
+    let inst = instance(&relay.url, "web");
     let before = state(&inst);
     for _ in 0..5 {
         let mut creator = inst

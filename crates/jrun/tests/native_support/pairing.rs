@@ -66,29 +66,35 @@ pub fn instance(relay_url: &str, jail: &str) -> Instance {
     inst
 }
 
-/// What a pairing could change: the jail's `mesh_peers` set, the records, the pairings.
-pub fn snapshot(inst: &Instance, jail: &str) -> Vec<String> {
-    let ns = format!("jrun-{}-j-{jail}", instance_id(inst.home.path()));
-    let set = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &ns,
-            "nft",
-            "list",
-            "set",
-            "inet",
-            "jrun",
-            "mesh_peers",
-        ])
-        .output()
-        .unwrap();
-    assert!(set.status.success(), "no mesh_peers set in {ns}");
-    vec![
-        String::from_utf8_lossy(&set.stdout).into_owned(),
-        std::fs::read_to_string(inst.home.path().join("run/unbound/records.conf")).unwrap(),
-        inst.ok(&["pair", "--list", "--json"]),
-    ]
+/// What a pairing could change: each jail's `mesh_peers` set, the resolver's records, the
+/// recorded pairings.
+pub fn snapshot(inst: &Instance, jails: &[&str]) -> Vec<String> {
+    let id = instance_id(inst.home.path());
+    let mut out: Vec<String> = jails
+        .iter()
+        .map(|jail| {
+            let ns = format!("jrun-{id}-j-{jail}");
+            let set = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &ns,
+                    "nft",
+                    "list",
+                    "set",
+                    "inet",
+                    "jrun",
+                    "mesh_peers",
+                ])
+                .output()
+                .unwrap();
+            assert!(set.status.success(), "no mesh_peers set in {ns}");
+            String::from_utf8_lossy(&set.stdout).into_owned()
+        })
+        .collect();
+    out.push(std::fs::read_to_string(inst.home.path().join("run/unbound/records.conf")).unwrap());
+    out.push(inst.ok(&["pair", "--list", "--json"]));
+    out
 }
 
 /// How one pairing went.
