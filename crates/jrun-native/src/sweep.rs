@@ -33,7 +33,7 @@ fn ppid(pid: i32) -> Option<i32> {
     f.next()?.parse().ok()
 }
 
-fn in_netns(pid: i32, ino: u64) -> bool {
+pub(crate) fn in_netns(pid: i32, ino: u64) -> bool {
     std::fs::metadata(format!("/proc/{pid}/ns/net")).is_ok_and(|m| m.ino() == ino)
 }
 
@@ -56,21 +56,29 @@ fn orphaned(pid: i32, ino: u64) -> bool {
     false
 }
 
-/// The live processes in the network namespace mounted at `netns` that nothing outside it
-/// owns (the rule above).
-pub fn leftovers(netns: &Path) -> Vec<i32> {
+/// The processes other than this one in the network namespace mounted at `netns`, with
+/// that namespace's inode; nothing when it is gone.
+pub(crate) fn others_in_netns(netns: &Path) -> (u64, Vec<i32>) {
     let Ok(ino) = std::fs::metadata(netns).map(|m| m.ino()) else {
-        return Vec::new();
+        return (0, Vec::new());
     };
     let me = std::process::id() as i32;
     let Ok(procs) = std::fs::read_dir("/proc") else {
-        return Vec::new();
+        return (ino, Vec::new());
     };
-    procs
+    let pids = procs
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| pid != me && in_netns(pid, ino) && orphaned(pid, ino))
-        .collect()
+        .filter(|&pid| pid != me && in_netns(pid, ino))
+        .collect();
+    (ino, pids)
+}
+
+/// The live processes in the network namespace mounted at `netns` that nothing outside it
+/// owns (the rule above).
+pub fn leftovers(netns: &Path) -> Vec<i32> {
+    let (ino, pids) = others_in_netns(netns);
+    pids.into_iter().filter(|&pid| orphaned(pid, ino)).collect()
 }
 
 /// Kills the leftovers in the namespace mounted at `netns` and waits (briefly) until they

@@ -6,8 +6,9 @@
 //! the supervisor or init (an orphan), was started by a service and then detached. A
 //! `jrun cmd` or setup step is not one: its ancestry leaves the jail at a jrun process.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+
+use crate::sweep::in_netns;
 
 /// The environment variable naming the service (`<jail>/<exec>`) that started a process;
 /// every service gets it, and what it starts inherits it.
@@ -44,23 +45,11 @@ fn ids(pid: i32) -> Option<(i32, i32)> {
     Some((f.get(1)?.parse().ok()?, f.get(2)?.parse().ok()?))
 }
 
-fn in_netns(pid: i32, ino: u64) -> bool {
-    std::fs::metadata(format!("/proc/{pid}/ns/net")).is_ok_and(|m| m.ino() == ino)
-}
-
 /// The processes in the network namespace at `netns` that escaped a service's group.
 pub fn escaped(netns: &Path) -> Vec<i32> {
-    let Ok(ino) = std::fs::metadata(netns).map(|m| m.ino()) else {
-        return Vec::new();
-    };
     let me = std::process::id() as i32;
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    procs
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| pid != me && in_netns(pid, ino))
+    let (ino, pids) = crate::sweep::others_in_netns(netns);
+    pids.into_iter()
         .filter(|&pid| {
             let Some((_, pgid)) = ids(pid) else {
                 return false;
