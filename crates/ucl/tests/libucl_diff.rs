@@ -69,27 +69,7 @@ const DIVERGENCES: &[(&str, &str)] = &[
     (r#"a = "\u00e9\u4e2d""#, "\\u escapes"),
 ];
 
-fn libucl_source() -> PathBuf {
-    if let Some(dir) = std::env::var_os("LIBUCL_SRC") {
-        return PathBuf::from(dir);
-    }
-    let home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))
-        .expect("CARGO_HOME or HOME is set");
-    let registry = home.join("registry/src");
-    for entry in std::fs::read_dir(&registry).into_iter().flatten().flatten() {
-        let dir = entry.path().join("libucl-sys-0.1.5/libucl");
-        if dir.join("src/ucl_parser.c").is_file() {
-            return dir;
-        }
-    }
-    panic!(
-        "libucl's sources were not found in {}: run `sh crates/ucl/tests/libucl/fetch-source.sh` \
-         or set LIBUCL_SRC",
-        registry.display()
-    );
-}
+include!("libucl/source.rs");
 
 fn build_harness(out: &Path) -> PathBuf {
     let src = libucl_source();
