@@ -406,7 +406,16 @@ fn an_address_a_jail_answers_on_besides_its_own_is_seen_in_use() {
     assert_eq!((a.as_str(), b.as_str()), ("10.17.89.10", "10.17.89.11"));
     // Jail b also answers for .12 and .13, the next addresses the pool would hand out.
     for extra in ["10.17.89.12/24", "10.17.89.13/24"] {
-        sh(&["ip", "-n", &inst.jail_ns("b"), "addr", "add", extra, "dev", "eth0"]);
+        sh(&[
+            "ip",
+            "-n",
+            &inst.jail_ns("b"),
+            "addr",
+            "add",
+            extra,
+            "dev",
+            "eth0",
+        ]);
     }
     for round in 0..5 {
         let new = format!("n{round}");
