@@ -220,8 +220,9 @@ fn start_inner(rt: &NativeRuntime, link: Link, host_lock: Flock<File>) -> Result
         .map_err(|e| other("cannot create the VM namespace", e))?;
     drop(host_lock);
     let ruleset = nft::render_vm(link.host, link.vm, &[]);
-    plumbing::nft_apply(runner, &layout.vm_ns(), &ruleset)
-        .map_err(|e| other("cannot load the VM firewall", e))?;
+    // Through `vmfw` (run/ was emptied above, so it loads) to record what it loaded: the
+    // first `up` then does not load the same ruleset again.
+    crate::vmfw::load(runner, layout, &ruleset)?;
 
     let upstream = match rt.options.dns_upstream {
         Some(u) => u,

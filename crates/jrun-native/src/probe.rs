@@ -73,6 +73,10 @@ fn arp_sweep() -> std::io::Result<BTreeSet<Ipv4Addr>> {
                 .flatten()
         })
         .collect();
+    if last_questions.as_ref().is_some_and(Vec::is_empty) {
+        // No port: nothing on the bridge can answer.
+        return Ok(BTreeSet::new());
+    }
     // Datagram packet socket: the kernel writes the Ethernet header, we the ARP payload.
     let socket = Socket::new(
         Domain::from(libc::AF_PACKET),
