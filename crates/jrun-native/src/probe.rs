@@ -88,8 +88,9 @@ fn arp_sweep() -> std::io::Result<BTreeSet<Ipv4Addr>> {
     let own_mac = mac_of(&socket.local_addr()?);
     let broadcast = link_addr(index, [0xff; 6]);
     // One CPU for every request: a veth queues what it is sent on the sending CPU's
-    // backlog, so requests sent from two CPUs could be answered out of order.
-    pin_to_this_cpu()?;
+    // backlog, so requests sent from two CPUs could be answered out of order. Unpinned
+    // (a cpuset that refuses it), only the window ends the probe.
+    let in_order = pin_to_this_cpu().is_ok();
     for last in POOL {
         let target = Ipv4Addr::new(
             SUBNET.octets()[0],
@@ -110,7 +111,7 @@ fn arp_sweep() -> std::io::Result<BTreeSet<Ipv4Addr>> {
     let deadline = Instant::now() + ANSWER_WINDOW;
     let mut buf = [0u8; 64];
     loop {
-        if last_questions.is_some() && owed.values().all(|n| *n == 0) {
+        if in_order && last_questions.is_some() && owed.values().all(|n| *n == 0) {
             break;
         }
         let left = deadline.saturating_duration_since(Instant::now());
