@@ -77,7 +77,7 @@ pub fn deploy_jail(
                 .map_err(|e| e.to_string())
         })?;
         if info.ygg_version.is_some() {
-            run(Step::Mesh, &mut || mesh_node(rt, &jail.name))?;
+            run(Step::Mesh, &mut || mesh_node(rt, info, &jail.name))?;
         }
         Ok(())
     })();
@@ -139,8 +139,11 @@ fn ygg_version() -> Result<jrun_mesh::yggdrasil::YggVersion, String> {
     VERSION.get_or_init(ygg::detect_version).clone()
 }
 
-fn mesh_node(rt: &NativeRuntime, jail: &JailName) -> Result<(), String> {
-    let version = ygg_version()?;
+fn mesh_node(rt: &NativeRuntime, info: &InstanceInfo, jail: &JailName) -> Result<(), String> {
+    let version = match info.ygg_version_unchanged() {
+        Some(v) => v,
+        None => ygg_version()?,
+    };
     let node = ygg::jail_node(&rt.layout, version, jail)?;
     let mut s = rt.read_supervision().map_err(|e| e.to_string())?;
     let name = node.child.name.clone();

@@ -35,6 +35,51 @@ pub struct InstanceInfo {
     pub started_at: u64,
     /// Whether Yggdrasil nodes run (`JRUN_MESH_NETWORK`), and for which version.
     pub ygg_version: Option<String>,
+    /// The Yggdrasil binary that version was asked of ([`ygg_binary_stamp`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ygg_binary: Option<String>,
+}
+
+/// What tells one installed Yggdrasil binary from another (device, inode, size, change
+/// time): a package upgrade replaces the file.
+pub fn ygg_binary_stamp() -> Option<String> {
+    file_stamp(Path::new(ygg::YGGDRASIL))
+}
+
+fn file_stamp(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some(format!(
+        "{}:{}:{}:{}.{}",
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.ctime(),
+        m.ctime_nsec()
+    ))
+}
+
+impl InstanceInfo {
+    /// The Yggdrasil version `start` found, while the binary it asked is still the one
+    /// installed: asking again runs the binary and then dpkg (Debian's build does not say
+    /// its version), most of a one-jail `up`'s mesh step.
+    pub fn ygg_version_unchanged(&self) -> Option<jrun_mesh::yggdrasil::YggVersion> {
+        self.ygg_version_if_stamp(ygg_binary_stamp())
+    }
+
+    fn ygg_version_if_stamp(
+        &self,
+        stamp: Option<String>,
+    ) -> Option<jrun_mesh::yggdrasil::YggVersion> {
+        use jrun_mesh::yggdrasil::YggVersion;
+        let recorded = self.ygg_version.as_deref()?;
+        if self.ygg_binary.is_none() || self.ygg_binary != stamp {
+            return None;
+        }
+        [YggVersion::V0_4, YggVersion::V0_5]
+            .into_iter()
+            .find(|v| format!("{v:?}") == recorded)
+    }
 }
 
 impl InstanceInfo {
@@ -175,8 +220,9 @@ fn start_inner(rt: &NativeRuntime, link: Link, host_lock: Flock<File>) -> Result
         .map_err(|e| other("cannot create the VM namespace", e))?;
     drop(host_lock);
     let ruleset = nft::render_vm(link.host, link.vm, &[]);
-    plumbing::nft_apply(runner, &layout.vm_ns(), &ruleset)
-        .map_err(|e| other("cannot load the VM firewall", e))?;
+    // Through `vmfw` (run/ was emptied above, so it loads) to record what it loaded: the
+    // first `up` then does not load the same ruleset again.
+    crate::vmfw::load(runner, layout, &ruleset)?;
 
     let upstream = match rt.options.dns_upstream {
         Some(u) => u,
@@ -206,8 +252,10 @@ fn start_inner(rt: &NativeRuntime, link: Link, host_lock: Flock<File>) -> Result
         ]
         .concat(),
     }];
-    let mut ygg_version = None;
+    let (mut ygg_version, mut ygg_binary) = (None, None);
     if rt.options.mesh {
+        // Before asking: a binary replaced in between must not pass for the one asked.
+        ygg_binary = ygg_binary_stamp();
         let version = ygg::detect_version().map_err(|e| other("cannot run Yggdrasil", e))?;
         let node = ygg::vm_node(layout, version, rt.options.relay_peer.as_deref(), link.host)
             .map_err(|e| other("cannot configure the VM's Yggdrasil node", e))?;
@@ -239,6 +287,7 @@ fn start_inner(rt: &NativeRuntime, link: Link, host_lock: Flock<File>) -> Result
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
         ygg_version,
+        ygg_binary,
     };
     write(
         &layout.instance_file(),
@@ -464,6 +513,51 @@ fn write(path: &Path, text: &str) -> Result<(), RuntimeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_recorded_yggdrasil_version_holds_only_for_the_binary_it_was_asked_of() {
+        use jrun_mesh::yggdrasil::YggVersion;
+        let dir = tempfile::tempdir().unwrap();
+        let binary = dir.path().join("yggdrasil");
+        std::fs::write(&binary, "old").unwrap();
+        let info = |version: Option<YggVersion>, stamp: Option<String>| InstanceInfo {
+            id: "abc123def456".into(),
+            link: Link {
+                host: Ipv4Addr::new(10, 200, 90, 1),
+                vm: Ipv4Addr::new(10, 200, 90, 2),
+            },
+            dns_relay: "10.200.90.1:5353".parse().unwrap(),
+            upstream: "127.0.0.1:53".parse().unwrap(),
+            started_at: 0,
+            ygg_version: version.map(|v| format!("{v:?}")),
+            ygg_binary: stamp,
+        };
+        let asked = file_stamp(&binary);
+        assert!(asked.is_some());
+        for v in [YggVersion::V0_4, YggVersion::V0_5] {
+            assert_eq!(
+                info(Some(v), asked.clone()).ygg_version_if_stamp(file_stamp(&binary)),
+                Some(v)
+            );
+        }
+        // No mesh, or an instance.json from before the stamp: ask the binary.
+        assert_eq!(
+            info(None, asked.clone()).ygg_version_if_stamp(asked.clone()),
+            None
+        );
+        let old = info(Some(YggVersion::V0_4), None);
+        assert_eq!(old.ygg_version_if_stamp(asked.clone()), None);
+        // The binary replaced (an upgrade writes a new file), or gone.
+        std::fs::remove_file(&binary).unwrap();
+        std::fs::write(&binary, "newer").unwrap();
+        let recorded = info(Some(YggVersion::V0_4), asked);
+        assert_eq!(recorded.ygg_version_if_stamp(file_stamp(&binary)), None);
+        assert_eq!(recorded.ygg_version_if_stamp(None), None);
+        // The field is optional in the file, both ways.
+        let text = serde_json::to_string(&old).unwrap();
+        assert!(!text.contains("ygg_binary"), "{text}");
+        assert_eq!(serde_json::from_str::<InstanceInfo>(&text).unwrap(), old);
+    }
 
     #[test]
     fn home_must_be_plain() {

@@ -121,17 +121,34 @@ fn run(runner: &dyn Runner, argv: &[&str]) -> Result<(), String> {
 }
 
 /// Creates the jail's mount namespace if it does not exist yet, with the jail's resolver.
-pub fn ensure(runner: &dyn Runner, layout: &Layout, jail: &JailName) -> Result<(), String> {
+pub fn ensure(layout: &Layout, jail: &JailName) -> Result<(), String> {
     let dir = mntns_dir(layout);
     let file = mntns_file(layout, jail);
     if is_mount_point(&file) {
         return Ok(());
     }
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let d = dir.to_string_lossy();
     if !is_mount_point(&dir) {
-        run(runner, &["mount", "--bind", &d, &d])?;
-        run(runner, &["mount", "--make-private", &d])?;
+        // `mount --bind <dir> <dir>` then `mount --make-private <dir>`, without the two
+        // processes (the first `up` of an instance pays for them).
+        use nix::mount::{mount, MsFlags};
+        mount(
+            Some(dir.as_path()),
+            &dir,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .and_then(|()| {
+            mount(
+                None::<&str>,
+                &dir,
+                None::<&str>,
+                MsFlags::MS_PRIVATE,
+                None::<&str>,
+            )
+        })
+        .map_err(|e| format!("cannot make {} a private mount: {e}", dir.display()))?;
     }
     std::fs::write(&file, b"").map_err(|e| format!("cannot create {}: {e}", file.display()))?;
     let _ = std::fs::remove_file(record_file(layout, jail));
@@ -539,11 +556,15 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         let layout = Layout::new(home.path());
         let jail = JailName::new("web").unwrap();
-        let runner = RecordingRunner::new();
-        let err = ensure(&runner, &layout, &jail).unwrap_err();
+        let err = ensure(&layout, &jail).unwrap_err();
         assert!(err.contains("resolv.conf"), "{err}");
         let file = mntns_file(&layout, &jail);
         assert!(!file.exists(), "{} left behind", file.display());
         assert!(!is_mount_point(&file));
+        // The folder holding the namespaces was made a mount of its own, as `stop` expects
+        // (and undoes).
+        let dir = mntns_dir(&layout);
+        assert!(is_mount_point(&dir));
+        nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH).unwrap();
     }
 }

@@ -98,6 +98,20 @@ impl Layout {
         format!("vj{}{tag:04x}", ip.octets()[3])
     }
 
+    /// The jail address whose port [`Self::bridge_port`] named `port`, if it names one.
+    pub fn bridge_port_address(port: &str) -> Option<Ipv4Addr> {
+        let rest = port.strip_prefix("vj")?;
+        let (last, tag) = rest.split_at_checked(rest.len().checked_sub(4)?)?;
+        if !tag.bytes().all(|b| b.is_ascii_hexdigit())
+            || last.is_empty()
+            || !last.bytes().all(|b| b.is_ascii_digit())
+        {
+            return None;
+        }
+        let [a, b, c, _] = jrun_core::net::SUBNET.octets();
+        Some(Ipv4Addr::new(a, b, c, last.parse().ok()?))
+    }
+
     pub fn run_dir(&self) -> PathBuf {
         self.home.join("run")
     }
@@ -171,5 +185,21 @@ mod tests {
             "vj250beef"
         );
         assert!(Layout::bridge_port(Ipv4Addr::new(10, 17, 89, 250), 0xffff).len() <= 15);
+        for (ip, tag) in [(250, 0xbeef), (5, 0), (10, 0x12ab)] {
+            let ip = Ipv4Addr::new(10, 17, 89, ip);
+            let name = Layout::bridge_port(ip, tag);
+            assert_eq!(Layout::bridge_port_address(&name), Some(ip), "{name}");
+        }
+        for other in [
+            "fx",
+            "vj",
+            "vjbeef",
+            "vj256beef",
+            "vj1xbeef",
+            "vj10beeg",
+            "uplink",
+        ] {
+            assert_eq!(Layout::bridge_port_address(other), None, "{other}");
+        }
     }
 }

@@ -272,6 +272,65 @@ pub fn has_ipv4_default_route() -> io::Result<bool> {
 }
 
 /// The index of interface `ifname` in the calling thread's network namespace.
+/// A port of a bridge: its name and whether it is one end of a veth pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgePort {
+    pub name: String,
+    pub veth: bool,
+}
+
+/// The ports of bridge `bridge` in the calling thread's network namespace that can carry
+/// traffic now (up, with a carrier).
+pub fn bridge_ports(bridge: &str) -> io::Result<Vec<BridgePort>> {
+    const RTM_NEWLINK: u16 = 16;
+    const RTM_GETLINK: u16 = 18;
+    const IFLA_IFNAME: u16 = 3;
+    const IFLA_MASTER: u16 = 10;
+    const IFLA_LINKINFO: u16 = 18;
+    const IFLA_INFO_KIND: u16 = 1;
+    const IFF_UP: u32 = 0x1;
+    const IFF_LOWER_UP: u32 = 0x1_0000;
+    let Some(master) = if_index(bridge) else {
+        return Err(io::Error::from_raw_os_error(nix::libc::ENODEV));
+    };
+    let req = Request {
+        kind: RTM_GETLINK,
+        dump: true,
+        // struct ifinfomsg: family, pad, type, index, flags, change.
+        header: vec![0; 16],
+        attrs: vec![],
+        flags: 0,
+    };
+    let mut out = Vec::new();
+    for m in transact(SockProtocol::NetlinkRoute, &req)? {
+        if m.kind != RTM_NEWLINK || m.body.len() < 16 {
+            continue;
+        }
+        let flags = u32::from_ne_bytes(m.body[8..12].try_into().expect("4 bytes"));
+        let attrs = attrs(&m.body, 16);
+        let find = |kind: u16| attrs.iter().find(|(k, _)| *k == kind).map(|(_, v)| *v);
+        let on_bridge = find(IFLA_MASTER)
+            .and_then(|v| <[u8; 4]>::try_from(v).ok())
+            .is_some_and(|v| u32::from_ne_bytes(v) == master);
+        if !on_bridge || flags & (IFF_UP | IFF_LOWER_UP) != IFF_UP | IFF_LOWER_UP {
+            continue;
+        }
+        let text = |v: &[u8]| {
+            String::from_utf8_lossy(v.split(|b| *b == 0).next().unwrap_or(v)).into_owned()
+        };
+        let veth = find(IFLA_LINKINFO).is_some_and(|info| {
+            self::attrs(info, 0)
+                .iter()
+                .any(|(k, v)| *k == IFLA_INFO_KIND && text(v) == "veth")
+        });
+        out.push(BridgePort {
+            name: find(IFLA_IFNAME).map(text).unwrap_or_default(),
+            veth,
+        });
+    }
+    Ok(out)
+}
+
 fn if_index(ifname: &str) -> Option<u32> {
     nix::net::if_::if_nametoindex(ifname).ok()
 }

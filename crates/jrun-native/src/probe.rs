@@ -9,7 +9,7 @@
 //! them). Requests sent from this thread are each delivered before the next is sent, and
 //! nothing is ever retransmitted.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::Read;
 use std::net::Ipv4Addr;
@@ -18,10 +18,11 @@ use std::time::{Duration, Instant};
 use jrun_core::exec::Runner;
 use jrun_core::net::{in_subnet, BRIDGE_IP, POOL, SUBNET};
 use nix::libc;
-use nix::sched::{setns, CloneFlags};
+use nix::sched::{sched_getcpu, sched_setaffinity, setns, CloneFlags, CpuSet};
+use nix::unistd::Pid;
 use socket2::{Domain, Protocol, SockAddr, SockAddrStorage, Socket, Type};
 
-use crate::names::BRIDGE;
+use crate::names::{Layout, BRIDGE};
 
 /// How long neighbours get to answer the ARP requests.
 const ANSWER_WINDOW: Duration = Duration::from_millis(100);
@@ -46,14 +47,35 @@ pub fn addresses_in_use(_runner: &dyn Runner, vm_ns: &str) -> Result<BTreeSet<Ip
     in_netns(vm_ns, arp_sweep).map_err(|e| format!("cannot probe the bridge in {vm_ns}: {e}"))
 }
 
-/// Asks every pool address on the bridge once, then collects replies for
+/// Asks every pool address on the bridge once, then collects replies for up to
 /// [`ANSWER_WINDOW`]. Runs inside the VM namespace.
+///
+/// The window is for whatever answers on the bridge at its own pace. When every port that
+/// can carry an answer is one jrun made for a jail (a veth to a namespace on this machine),
+/// each of those jails is asked for its own address once more after the sweep; a port's
+/// requests are delivered, and its answers come back, in the order they were sent (one
+/// queue each way, all sent from one CPU), so once every jail has answered that last
+/// question nothing is left to hear and the probe ends. A bridge with no such port ends at
+/// once; a port jrun did not make (a foreign namespace, a tap, a NIC) means the window.
 fn arp_sweep() -> std::io::Result<BTreeSet<Ipv4Addr>> {
     let bridge = std::ffi::CString::new(BRIDGE).expect("no NUL in the bridge's name");
     // SAFETY: `bridge` is a NUL-terminated string that outlives the call.
     let index = unsafe { libc::if_nametoindex(bridge.as_ptr()) };
     if index == 0 {
         return Err(std::io::Error::last_os_error());
+    }
+    // `None`: some port is not a jail's, so only the window ends the probe.
+    let last_questions: Option<Vec<Ipv4Addr>> = crate::nl::bridge_ports(BRIDGE)?
+        .iter()
+        .map(|p| {
+            p.veth
+                .then(|| Layout::bridge_port_address(&p.name))
+                .flatten()
+        })
+        .collect();
+    if last_questions.as_ref().is_some_and(Vec::is_empty) {
+        // No port: nothing on the bridge can answer.
+        return Ok(BTreeSet::new());
     }
     // Datagram packet socket: the kernel writes the Ethernet header, we the ARP payload.
     let socket = Socket::new(
@@ -65,6 +87,10 @@ fn arp_sweep() -> std::io::Result<BTreeSet<Ipv4Addr>> {
     // Bound to the bridge, the socket's own address is the bridge's MAC: the replies' target.
     let own_mac = mac_of(&socket.local_addr()?);
     let broadcast = link_addr(index, [0xff; 6]);
+    // One CPU for every request: a veth queues what it is sent on the sending CPU's
+    // backlog, so requests sent from two CPUs could be answered out of order. Unpinned
+    // (a cpuset that refuses it), only the window ends the probe.
+    let in_order = pin_to_this_cpu().is_ok();
     for last in POOL {
         let target = Ipv4Addr::new(
             SUBNET.octets()[0],
@@ -74,17 +100,36 @@ fn arp_sweep() -> std::io::Result<BTreeSet<Ipv4Addr>> {
         );
         socket.send_to(&arp_request(own_mac, target), &broadcast)?;
     }
+    // How many answers each jail still owes: the sweep's (its address is in the pool) and
+    // the last question's.
+    let mut owed: BTreeMap<Ipv4Addr, usize> = BTreeMap::new();
+    for jail in last_questions.iter().flatten() {
+        socket.send_to(&arp_request(own_mac, *jail), &broadcast)?;
+        *owed.entry(*jail).or_default() += 1 + usize::from(in_pool(*jail));
+    }
     let mut answered = BTreeSet::new();
     let deadline = Instant::now() + ANSWER_WINDOW;
     let mut buf = [0u8; 64];
     loop {
+        if in_order && last_questions.is_some() && owed.values().all(|n| *n == 0) {
+            break;
+        }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             break;
         }
         socket.set_read_timeout(Some(left))?;
         match (&socket).read(&mut buf) {
-            Ok(n) => answered.extend(replier(&buf[..n])),
+            Ok(n) => {
+                if let Some(sender) = replier(&buf[..n]) {
+                    if let Some(n) = owed.get_mut(&sender) {
+                        *n = n.saturating_sub(1);
+                    }
+                    if in_pool(sender) {
+                        answered.insert(sender);
+                    }
+                }
+            }
             Err(e)
                 if matches!(
                     e.kind(),
@@ -96,6 +141,18 @@ fn arp_sweep() -> std::io::Result<BTreeSet<Ipv4Addr>> {
         }
     }
     Ok(answered)
+}
+
+/// Keeps the calling thread (the probe's own) on the CPU it runs on.
+fn pin_to_this_cpu() -> std::io::Result<()> {
+    let mut set = CpuSet::new();
+    set.set(sched_getcpu()?)?;
+    sched_setaffinity(Pid::from_raw(0), &set)?;
+    Ok(())
+}
+
+fn in_pool(ip: Ipv4Addr) -> bool {
+    in_subnet(ip) && POOL.contains(&ip.octets()[3])
 }
 
 const ETH_P_ARP: u16 = 0x0806;
@@ -146,7 +203,7 @@ fn arp_request(own_mac: [u8; 6], target: Ipv4Addr) -> [u8; ARP_LEN] {
     p
 }
 
-/// The pool address that sent `packet`, when it is an ARP reply to the bridge's address.
+/// The subnet address that sent `packet`, when it is an ARP reply to the bridge's address.
 fn replier(packet: &[u8]) -> Option<Ipv4Addr> {
     let p: &[u8; ARP_LEN] = packet.get(..ARP_LEN)?.try_into().ok()?;
     let field = |at: usize| u16::from_be_bytes([p[at], p[at + 1]]);
@@ -155,11 +212,7 @@ fn replier(packet: &[u8]) -> Option<Ipv4Addr> {
     }
     let sender = Ipv4Addr::new(p[14], p[15], p[16], p[17]);
     let target = Ipv4Addr::new(p[24], p[25], p[26], p[27]);
-    (field(6) == ARP_REPLY
-        && target == BRIDGE_IP
-        && in_subnet(sender)
-        && POOL.contains(&sender.octets()[3]))
-    .then_some(sender)
+    (field(6) == ARP_REPLY && target == BRIDGE_IP && in_subnet(sender)).then_some(sender)
 }
 
 #[cfg(test)]
@@ -194,17 +247,18 @@ mod tests {
     }
 
     #[test]
-    fn only_replies_to_the_bridge_from_the_pool_count() {
+    fn only_replies_to_the_bridge_from_the_subnet_count() {
         let jail = Ipv4Addr::new(10, 17, 89, 12);
         assert_eq!(replier(&reply(jail, BRIDGE_IP)), Some(jail));
         // Our own requests, as the packet socket sees them go out.
         assert_eq!(replier(&arp_request(MAC, jail)), None);
-        // A reply to someone else, one from outside the pool, a short packet.
+        // A reply to someone else, one from outside the subnet, a short packet.
         assert_eq!(replier(&reply(jail, Ipv4Addr::new(10, 17, 89, 13))), None);
-        assert_eq!(
-            replier(&reply(Ipv4Addr::new(10, 17, 89, 1), BRIDGE_IP)),
-            None
-        );
+        // A jail at a static address outside the pool answers its last question, but no
+        // sweep asks for its address.
+        let outside = Ipv4Addr::new(10, 17, 89, 5);
+        assert_eq!(replier(&reply(outside, BRIDGE_IP)), Some(outside));
+        assert!(!in_pool(outside) && in_pool(jail));
         assert_eq!(
             replier(&reply(Ipv4Addr::new(10, 17, 88, 12), BRIDGE_IP)),
             None

@@ -296,6 +296,12 @@ impl Runtime for NativeRuntime {
             source,
         };
         unbound::write_atomic(&files.records(), &text).map_err(io)?;
+        // Records come from validated types and unbound parses each one it is handed: the
+        // running resolver takes the difference without a check or a reload. Only when
+        // it refuses (or cannot be asked) is the file checked and the resolver reloaded.
+        if files.apply_records(&old, &text).is_ok() {
+            return Ok(());
+        }
         // The file on disk always passed the check (it is put back when a change fails it),
         // and each record is one self-contained `local-data` line: keeping only some of its
         // lines (jails removed) cannot make it invalid, so only new lines need the check.

@@ -1,9 +1,13 @@
 //! The instance's resolver: unbound inside the VM namespace on the bridge address.
 //!
 //! `unbound.conf` is written once at `start`; the record set lives in `records.conf`, which
-//! the main file includes, so a record change rewrites only that file, checks the whole
-//! config with `unbound-checkconf` and reloads unbound over its private control socket.
+//! the main file includes. A record change rewrites only that file (what a restarted unbound
+//! serves) and hands the difference to the running unbound over its private control socket
+//! (`local_datas_remove`, `local_datas`): no `unbound-checkconf` process and no reload, which
+//! would stop answering while unbound re-reads everything. When that fails, the whole
+//! config is checked and unbound reloaded from the file.
 
+use std::collections::BTreeSet;
 use std::fmt::Write;
 use std::net::SocketAddrV4;
 use std::path::{Path, PathBuf};
@@ -82,6 +86,12 @@ impl UnboundFiles {
     /// protocol is plain text, `UBCT1 <command>` and a newline, then the answer until
     /// unbound closes the connection; an answer starting with `error` is a failure.
     fn control(&self, command: &str) -> Result<String, String> {
+        self.control_with(command, &[])
+    }
+
+    /// [`Self::control`] for a command that reads lines after its own (`local_datas`):
+    /// each line, then the end-of-transmission line `unbound-control` sends (`\x04`).
+    fn control_with(&self, command: &str, lines: &[String]) -> Result<String, String> {
         use std::io::{Read, Write};
         let path = self.control_socket();
         let fail = |e: std::io::Error| format!("unbound control ({}): {e}", path.display());
@@ -92,9 +102,15 @@ impl UnboundFiles {
         stream
             .set_write_timeout(Some(CONTROL_TIMEOUT))
             .map_err(fail)?;
-        stream
-            .write_all(format!("UBCT1 {command}\n").as_bytes())
-            .map_err(fail)?;
+        let mut request = format!("UBCT1 {command}\n");
+        if !lines.is_empty() {
+            for line in lines {
+                request.push_str(line);
+                request.push('\n');
+            }
+            request.push_str("\x04\n");
+        }
+        stream.write_all(request.as_bytes()).map_err(fail)?;
         let mut answer = String::new();
         stream.read_to_string(&mut answer).map_err(fail)?;
         if answer.starts_with("error") || answer.is_empty() {
@@ -105,6 +121,60 @@ impl UnboundFiles {
         }
         Ok(answer)
     }
+}
+
+impl UnboundFiles {
+    /// Makes the running unbound serve `new` instead of `old` (two renderings of
+    /// [`render_records`]) without a reload: the names of records that went away are
+    /// removed (which drops every record of a name, so a name that keeps some has them
+    /// added back), then the new records are added. A name whose address changes is
+    /// unanswered (NXDOMAIN) between the two commands, a moment instead of a reload's.
+    pub fn apply_records(&self, old: &str, new: &str) -> Result<(), String> {
+        let (remove, add) = record_changes(old, new);
+        if !remove.is_empty() {
+            let answer = self.control_with("local_datas_remove", &remove)?;
+            expect_count(&answer, "removed", remove.len())?;
+        }
+        if !add.is_empty() {
+            let answer = self.control_with("local_datas", &add)?;
+            expect_count(&answer, "added", add.len())?;
+        }
+        Ok(())
+    }
+}
+
+/// `Ok` when unbound's whole answer is `<verb> <count> datas`: it reports each line it
+/// could not take on a line of its own before that count.
+fn expect_count(answer: &str, verb: &str, count: usize) -> Result<(), String> {
+    if answer.trim_end() == format!("{verb} {count} datas") {
+        Ok(())
+    } else {
+        Err(format!(
+            "unbound control: expected `{verb} {count} datas`, got {:?}",
+            answer.trim()
+        ))
+    }
+}
+
+/// The records (as unbound's `local_data` takes them) of a records file.
+fn records_of(text: &str) -> BTreeSet<&str> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("local-data: \"")?.strip_suffix('"'))
+        .collect()
+}
+
+/// What turns the records of `old` into those of `new`: the names to remove, then the
+/// records to add.
+fn record_changes(old: &str, new: &str) -> (Vec<String>, Vec<String>) {
+    let (old, new) = (records_of(old), records_of(new));
+    let name = |rr: &str| rr.split(' ').next().unwrap_or_default().to_string();
+    let removed: BTreeSet<String> = old.difference(&new).map(|rr| name(rr)).collect();
+    let add = new
+        .iter()
+        .filter(|rr| !old.contains(*rr) || removed.contains(&name(rr)))
+        .map(|rr| rr.to_string())
+        .collect();
+    (removed.into_iter().collect(), add)
 }
 
 /// How long one control command may take (a reload answers once it is done).
@@ -159,7 +229,8 @@ pub fn render_records(records: &DnsRecords) -> String {
             RecordData::A(ip) => ("A", ip.to_string()),
             RecordData::Aaaa(a) => ("AAAA", a.to_string()),
         };
-        // Writing to a String cannot fail.
+        // Writing to a String cannot fail. The quoted part is also what `local_datas`
+        // takes, one record a line ([`record_changes`] reads it back).
         let _ = writeln!(out, "local-data: \"{}. 300 IN {kind} {data}\"", r.name);
     }
     out
@@ -256,6 +327,88 @@ mod tests {
         assert_eq!(server.join().unwrap(), ["UBCT1 reload\n"]);
         let gone = UnboundFiles::new(dir.path().join("none"));
         assert!(gone.reload().is_err());
+    }
+
+    #[test]
+    fn a_change_removes_the_names_that_lost_records_and_adds_what_they_keep() {
+        let file = |rrs: &[&str]| {
+            rrs.iter()
+                .map(|rr| format!("local-data: \"{rr}\"\n"))
+                .collect::<String>()
+        };
+        let a = "a.local.jrun. 300 IN A 10.17.89.10";
+        let b = "b.local.jrun. 300 IN A 10.17.89.11";
+        let b2 = "b.local.jrun. 300 IN A 10.17.89.12";
+        let p = "db.81-zephyr-night-climb.jrun. 300 IN AAAA 200::1";
+        let p2 = "db.81-zephyr-night-climb.jrun. 300 IN AAAA 200::2";
+        // Added only: nothing removed.
+        assert_eq!(
+            record_changes(&file(&[a]), &file(&[a, b])),
+            (vec![], vec![b.to_string()])
+        );
+        // Removed only.
+        assert_eq!(
+            record_changes(&file(&[a, b]), &file(&[a])),
+            (vec!["b.local.jrun.".to_string()], vec![])
+        );
+        // A name whose record changes is removed and added again; one that loses one of
+        // two records gets the other back.
+        assert_eq!(
+            record_changes(&file(&[a, b, p, p2]), &file(&[a, b2, p])),
+            (
+                vec![
+                    "b.local.jrun.".to_string(),
+                    "db.81-zephyr-night-climb.jrun.".to_string()
+                ],
+                vec![b2.to_string(), p.to_string()]
+            )
+        );
+        // The header line is no record; an unchanged file is no change.
+        let whole = render_records(&records());
+        assert_eq!(record_changes(&whole, &whole), (vec![], vec![]));
+        assert_eq!(records_of(&whole).len(), 2);
+    }
+
+    #[test]
+    fn records_reach_unbound_as_lines_ended_like_unbound_control_ends_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = UnboundFiles::new(dir.path());
+        let old = "local-data: \"a.local.jrun. 300 IN A 10.17.89.10\"\n";
+        let new = "local-data: \"b.local.jrun. 300 IN A 10.17.89.11\"\n";
+        // The stand-in answers as unbound does: one count per command.
+        let listener = std::os::unix::net::UnixListener::bind(files.control_socket()).unwrap();
+        let server = std::thread::spawn(move || {
+            use std::io::{BufRead, Write};
+            let mut got = Vec::new();
+            for answer in ["removed 1 datas\n", "added 1 datas\n"] {
+                let (stream, _) = listener.accept().unwrap();
+                let mut reader = std::io::BufReader::new(&stream);
+                let mut lines = Vec::new();
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    let end = line == "\x04\n";
+                    lines.push(line);
+                    if end {
+                        break;
+                    }
+                }
+                got.push(lines.concat());
+                (&stream).write_all(answer.as_bytes()).unwrap();
+            }
+            got
+        });
+        files.apply_records(old, new).unwrap();
+        assert_eq!(
+            server.join().unwrap(),
+            [
+                "UBCT1 local_datas_remove\na.local.jrun.\n\x04\n",
+                "UBCT1 local_datas\nb.local.jrun. 300 IN A 10.17.89.11\n\x04\n",
+            ]
+        );
+        // A line unbound could not take is a failure (the caller then reloads).
+        assert!(expect_count("error for input line: x\nadded 0 datas\n", "added", 1).is_err());
+        assert!(expect_count("added 2 datas\n", "added", 2).is_ok());
     }
 
     #[test]

@@ -91,7 +91,7 @@ impl NativeRuntime {
         let runner = self.runner.as_ref();
         let fail = |what: &str, e: String| other(format!("jail `{jail}`, {what}"), e);
         progress("mounts");
-        jailns::ensure(runner, &self.layout, jail).map_err(|e| fail("mount namespace", e))?;
+        jailns::ensure(&self.layout, jail).map_err(|e| fail("mount namespace", e))?;
         jailns::apply_mounts(runner, &self.layout, jail, &jp.jail.mounts)
             .map_err(|e| fail("mounts", e))?;
         let run_setup = jp.is_rebuild() || jp.actions.iter().any(|a| a.op == Op::RunSetup);

@@ -392,3 +392,43 @@ fn a_static_ip_something_else_answers_on_is_refused_and_nothing_changes() {
         assert_eq!(inst.jails(), jails_before);
     }
 }
+
+/// With only jails on the bridge, the probe ends once each jail has answered a last
+/// question after the sweep: an address a jail answers on besides its own (added inside
+/// it, behind jrun's back) must still be heard before that, on every round.
+#[test]
+fn an_address_a_jail_answers_on_besides_its_own_is_seen_in_use() {
+    let inst = Instance::new(false);
+    inst.start();
+    let base = "jail \"a\" { }\njail \"b\" { }\n";
+    inst.up(&inst.config(base));
+    let (a, b) = (inst.ip_of("a"), inst.ip_of("b"));
+    assert_eq!((a.as_str(), b.as_str()), ("10.17.89.10", "10.17.89.11"));
+    // Jail b also answers for .12 and .13, the next addresses the pool would hand out.
+    for extra in ["10.17.89.12/24", "10.17.89.13/24"] {
+        sh(&[
+            "ip",
+            "-n",
+            &inst.jail_ns("b"),
+            "addr",
+            "add",
+            extra,
+            "dev",
+            "eth0",
+        ]);
+    }
+    for round in 0..5 {
+        let new = format!("n{round}");
+        inst.up(&inst.config(&format!("{base}jail \"{new}\" {{ }}\n")));
+        assert_eq!(inst.ip_of(&new), "10.17.89.14", "round {round}");
+        inst.ok(&["down", &new]);
+    }
+    // A static address only a jail's extra address answers on is refused.
+    let out = inst.run(&[
+        "up",
+        inst.config(&format!("{base}jail \"s\" {{ ip = \"10.17.89.13\"; }}\n"))
+            .to_str()
+            .unwrap(),
+    ]);
+    assert!(!out.status.success(), "{out:?}");
+}

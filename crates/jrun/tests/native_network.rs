@@ -90,3 +90,57 @@ fn forwards_reach_jails_move_with_the_config_and_refuse_busy_ports() {
     assert!(inst.jails().iter().all(|j| j.0 != "newcomer"));
     assert_eq!(tcp_fetch(moved_port).trim(), "tcp-from-app");
 }
+
+/// How many queries the instance's resolver has answered since it (re)loaded its config:
+/// a reload starts the count again.
+fn resolver_queries(inst: &Instance) -> u64 {
+    let conf = inst.home.path().join("run/unbound/unbound.conf");
+    let out = std::process::Command::new("unbound-control")
+        .arg("-c")
+        .arg(&conf)
+        .arg("stats_noreset")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "unbound-control: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("total.num.queries="))
+        .expect("a total.num.queries line")
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_jail_added_or_removed_changes_the_names_at_once_without_a_resolver_reload() {
+    let inst = Instance::new(false);
+    inst.start();
+    let two = inst.config("jail \"a\" { }\njail \"b\" { }\n");
+    inst.up(&two);
+    assert_eq!(inst.dig_once("a", "b.local.jrun"), Ok(inst.ip_of("b")));
+    let asked = resolver_queries(&inst);
+    assert!(asked > 0);
+
+    // Added to the running instance: its name answers on the first query, from it and
+    // from the others, and the resolver kept its state (no reload).
+    inst.up(&inst.config("jail \"a\" { }\njail \"b\" { }\njail \"c\" { }\n"));
+    let c = inst.ip_of("c");
+    assert_eq!(inst.dig_once("c", "c.local.jrun"), Ok(c.clone()));
+    assert_eq!(inst.dig_once("a", "c.local.jrun"), Ok(c));
+    let after_add = resolver_queries(&inst);
+    assert!(after_add >= asked + 2, "{asked} then {after_add}");
+
+    // Removed: its name is gone at once; the others still answer.
+    inst.ok(&["down", "c"]);
+    assert_eq!(inst.dns_status("a", "c.local.jrun"), "NXDOMAIN");
+    assert_eq!(inst.dig_once("a", "b.local.jrun"), Ok(inst.ip_of("b")));
+    assert!(resolver_queries(&inst) >= after_add + 2);
+
+    // What a restarted resolver reads says the same: the file holds a and b only.
+    let records =
+        std::fs::read_to_string(inst.home.path().join("run/unbound/records.conf")).unwrap();
+    let names: Vec<&str> = records
+        .lines()
+        .filter_map(|l| l.strip_prefix("local-data: \"")?.split('.').next())
+        .collect();
+    assert_eq!(names, ["a", "b"]);
+}
