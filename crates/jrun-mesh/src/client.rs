@@ -10,7 +10,7 @@ use reqwest::{Response, StatusCode};
 use tokio::time::Instant;
 use url::{Host, Url};
 
-use crate::pair_v2::{self, Allocated, Message, Messages, Offer, Phase, Side, V2Code, V2Error};
+use crate::pair_v2::{self, Allocated, Message, Offer, Phase, Side, V2Code, V2Error};
 use crate::protocol::CreatorToken;
 use crate::protocol::{
     self, Created, MessageError, PollStatus, Roster, MAX_ROSTER_JAILS, TOKEN_OPT_IN_HEADER,
@@ -345,15 +345,12 @@ impl RelayClient {
         after: usize,
         wait: Duration,
     ) -> Result<(Option<CreatorToken>, Vec<Message>), ClientError> {
-        let body = serde_json::to_vec(&Messages {
-            messages: messages.iter().map(Message::to_wire).collect(),
-        })
-        .expect("messages serialise");
+        let body = pair_v2::encode_messages(messages);
         let mut request = self
             .http
             .post(self.messages_url(nameplate, after, wait))
             .timeout(wait + ANSWER_TIME)
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            .header(CONTENT_TYPE, HeaderValue::from_static(pair_v2::MEDIA_TYPE));
         if let Some(t) = token {
             request = request.header(AUTHORIZATION, Self::bearer(t));
         }

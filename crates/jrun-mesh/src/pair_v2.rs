@@ -9,11 +9,13 @@
 //! ```text
 //! GET  /v2                                    → {"versions":[2],"max_body_bytes":16384}
 //! POST /v2/nameplate                          → {"nameplate":4821,"token":"<32 hex>"}
-//! POST /v2/nameplate/{n}/messages?after=K&wait=S  {"messages":[{"side","phase","body"},…]}
-//!                                             → {"messages":[the peer's, from K on]}
-//!                                               (+ "token" to the post that claims side b)
-//! GET  /v2/nameplate/{n}/messages?after=K&wait=S  → {"messages":[the peer's, from K on]}
+//! POST /v2/nameplate/{n}/messages?after=K&wait=S  frames (side, phase, length, body)
+//!                                             → token field, the peer's frames from K on
+//!                                               (the token only to the post that claims b)
+//! GET  /v2/nameplate/{n}/messages?after=K&wait=S  → the same, without a token
 //! ```
+//!
+//! Posts and answers are `application/octet-stream`, framed as [`wire`] says.
 //!
 //! `wait=S` holds the answer until the peer has a message past `K` or `S` seconds (capped
 //! by the relay) passed. A pairing is six requests (docs/pairing.md).
@@ -21,8 +23,6 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine as _;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use ed25519_dalek::{Signature, VerifyingKey};
@@ -33,7 +33,13 @@ use sha2::{Digest, Sha256};
 use spake2::{Ed25519Group, Identity as SpakeId, Password, Spake2};
 use zeroize::Zeroizing;
 
-use crate::protocol::{self, CreatorToken, MessageError, Roster, RosterJail};
+pub mod wire;
+pub use wire::{
+    encode_answer, encode_messages, parse_frames, parse_messages, parse_post, parse_posted, Frame,
+    Message, FRAME_HEAD, MEDIA_TYPE,
+};
+
+use crate::protocol::{self, CreatorToken, Roster, RosterJail};
 use crate::{DnsLabel, Identity, PairCode, YggAddress};
 
 /// The protocol's name, bound into the SPAKE2 identities and every derived key.
@@ -146,137 +152,6 @@ pub struct Allocated {
     pub nameplate: u32,
     /// Side a's secret for posting and reading.
     pub token: CreatorToken,
-}
-
-/// One message on the wire: the body is base64.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WireMessage {
-    /// Who sent it.
-    pub side: Side,
-    /// Which step.
-    pub phase: Phase,
-    /// The opaque body, base64 (standard alphabet, padded).
-    pub body: String,
-}
-
-/// The answer to a post: side b's token when the post claimed side b, and the peer's
-/// messages from the poster's cursor on (after waiting for one, if asked to).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct Posted {
-    /// Side b's secret, handed out once, to the post that claimed side b.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token: Option<CreatorToken>,
-    /// The peer's messages from index `after` on.
-    #[serde(default)]
-    pub messages: Vec<WireMessage>,
-}
-
-/// A post's body, and the answer to `GET …/messages`: messages in the order sent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Messages {
-    /// The messages (an answer: the peer's, from index `after` on).
-    pub messages: Vec<WireMessage>,
-}
-
-/// A decoded message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
-    /// Who sent it.
-    pub side: Side,
-    /// Which step.
-    pub phase: Phase,
-    /// The opaque body.
-    pub body: Vec<u8>,
-}
-
-impl Message {
-    /// The wire form.
-    pub fn to_wire(&self) -> WireMessage {
-        WireMessage {
-            side: self.side,
-            phase: self.phase,
-            body: B64.encode(&self.body),
-        }
-    }
-}
-
-/// Decodes and bounds one wire message (the relay and the client apply the same rules).
-pub fn decode_message(wire: WireMessage) -> Result<Message, MessageError> {
-    let body = B64.decode(wire.body.as_bytes()).map_err(|_| MessageError {
-        field: Some("body".into()),
-        message: "not standard base64".into(),
-    })?;
-    if body.len() > MAX_MESSAGE_BYTES {
-        return Err(MessageError {
-            field: Some("body".into()),
-            message: format!("larger than {MAX_MESSAGE_BYTES} bytes"),
-        });
-    }
-    if wire.phase == Phase::Abort && !body.is_empty() {
-        return Err(MessageError {
-            field: Some("body".into()),
-            message: "must be empty for this phase".into(),
-        });
-    }
-    Ok(Message {
-        side: wire.side,
-        phase: wire.phase,
-        body,
-    })
-}
-
-/// Parses a post's body (`POST …/messages`): one to [`MAX_BATCH`] messages of one side,
-/// nothing after a final one.
-pub fn parse_post(body: &[u8]) -> Result<Vec<Message>, MessageError> {
-    let list = parse_messages(body, MAX_BATCH)?;
-    let bad = |message: &str| MessageError {
-        field: Some("messages".into()),
-        message: message.into(),
-    };
-    let Some(first) = list.first() else {
-        return Err(bad("no message"));
-    };
-    if list.iter().any(|m| m.side != first.side) {
-        return Err(bad("messages of both sides"));
-    }
-    if list[..list.len() - 1].iter().any(|m| m.phase.is_final()) {
-        return Err(bad("a message after this side's last one"));
-    }
-    Ok(list)
-}
-
-/// Parses the relay's list of messages; at most `max` of them.
-pub fn parse_messages(body: &[u8], max: usize) -> Result<Vec<Message>, MessageError> {
-    parse_list(protocol::decode_plain(body)?, max)
-}
-
-/// Parses a post's answer: side b's token (if handed out) and the peer's messages, at most
-/// `max`.
-pub fn parse_posted(
-    body: &[u8],
-    max: usize,
-) -> Result<(Option<CreatorToken>, Vec<Message>), MessageError> {
-    let posted: Posted = protocol::decode_plain(body)?;
-    let list = parse_list(
-        Messages {
-            messages: posted.messages,
-        },
-        max,
-    )?;
-    Ok((posted.token, list))
-}
-
-fn parse_list(list: Messages, max: usize) -> Result<Vec<Message>, MessageError> {
-    if list.messages.len() > max {
-        return Err(MessageError {
-            field: Some("messages".into()),
-            message: format!("more than {max} messages"),
-        });
-    }
-    list.messages.into_iter().map(decode_message).collect()
 }
 
 /// A v2 code: the relay's nameplate and three words the creator drew, which never reach
@@ -512,39 +387,9 @@ const MAC_BYTES: usize = 32;
 /// The request body of the post that carries a roster message for jails of these names
 /// (the larger of the two sides' posts): what a relay's `--max-body` limits.
 pub fn roster_post_bytes<'a>(names: impl IntoIterator<Item = &'a DnsLabel>) -> usize {
-    let envelope = |side: Side, others: [(Phase, usize); 2]| {
-        let mut list: Vec<WireMessage> = others
-            .iter()
-            .map(|&(phase, len)| {
-                Message {
-                    side,
-                    phase,
-                    body: vec![0; len],
-                }
-                .to_wire()
-            })
-            .collect();
-        list.push(
-            Message {
-                side,
-                phase: Phase::Roster,
-                body: Vec::new(),
-            }
-            .to_wire(),
-        );
-        serde_json::to_vec(&Messages { messages: list })
-            .expect("messages serialise")
-            .len()
-    };
-    let a = envelope(
-        Side::A,
-        [(Phase::Confirm, MAC_BYTES), (Phase::Ack, MAC_BYTES)],
-    );
-    let b = envelope(
-        Side::B,
-        [(Phase::Pake, PAKE_BYTES), (Phase::Confirm, MAC_BYTES)],
-    );
-    a.max(b) + roster_message_bytes(names).div_ceil(3) * 4
+    // The creator's confirm and ack, or the joiner's PAKE and confirm, with the roster.
+    let others = (MAC_BYTES + MAC_BYTES).max(PAKE_BYTES + MAC_BYTES);
+    3 * FRAME_HEAD + others + roster_message_bytes(names)
 }
 
 /// Refuses, before anything is sent, a roster whose post the relay would refuse: `limit`

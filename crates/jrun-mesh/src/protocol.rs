@@ -179,11 +179,6 @@ impl MessageError {
     }
 }
 
-/// Strict JSON decoding (objects only, naming the field at fault), for pairing v2's messages.
-pub(crate) fn decode_plain<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, MessageError> {
-    decode(body)
-}
-
 /// Strict JSON decoding that names the field where it failed.
 fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, MessageError> {
     let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| MessageError {

@@ -11,8 +11,9 @@
 //! and waits for the joiner's ack; the joiner reads the creator's PAKE (without a token),
 //! posts its PAKE, confirmation and sealed roster (claiming side b) and waits for the
 //! creator's three, then posts its ack — and the relay forgets the nameplate. The bodies
-//! are real: made once by `pair_v2::Session` with 5 jails a side, so the benchmark
-//! measures the relay, not the cryptography. Bare, v1 and v2 run interleaved, in
+//! are real: made once by `pair_v2::Session` with 5 jails a side and framed as jrun frames
+//! them (`application/octet-stream`), so the benchmark measures the relay, not the
+//! cryptography. Bare, v1 and v2 run interleaved, in
 //! [`ROUNDS`] rounds; the figures are the medians.
 //!
 //! Targets (2 cores): ≥ 10,000 v1 pairings/s, p99 < 5 ms per request, RSS < 100 MB;
@@ -27,7 +28,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
-use jrun_mesh::pair_v2::{Allocated, Message, Messages, Phase, Session, Side, V2Code};
+use jrun_mesh::pair_v2::{self, Allocated, Message, Phase, Session, Side, V2Code};
 use jrun_mesh::protocol::{Roster, RosterJail};
 use jrun_mesh::{DnsLabel, Identity};
 use jrun_relay::{Relay, RelayConfig};
@@ -70,7 +71,8 @@ async fn connect(addr: SocketAddr) -> SendRequest<Full<Bytes>> {
     sender
 }
 
-/// Sends one request, returns the body and records its latency in microseconds.
+/// Sends one request with a JSON body (or none), returns the body and records its
+/// latency in microseconds.
 async fn send(
     sender: &mut SendRequest<Full<Bytes>>,
     method: &str,
@@ -78,15 +80,17 @@ async fn send(
     body: Option<&str>,
     latencies: &mut Vec<u32>,
 ) -> Bytes {
+    let body = body.map(|b| ("application/json", b.as_bytes()));
     send_as(sender, method, path, body, None, latencies).await
 }
 
-/// [`send`] with an optional `Authorization: Bearer` token (v2's side tokens).
+/// [`send`] with a body of any type (v2's frames), and an optional `Authorization: Bearer`
+/// token (v2's side tokens).
 async fn send_as(
     sender: &mut SendRequest<Full<Bytes>>,
     method: &str,
     path: &str,
-    body: Option<&str>,
+    body: Option<(&str, &[u8])>,
     bearer: Option<&str>,
     latencies: &mut Vec<u32>,
 ) -> Bytes {
@@ -94,15 +98,14 @@ async fn send_as(
         .method(method)
         .uri(path)
         .header("host", "relay");
-    if body.is_some() {
-        req = req.header("content-type", "application/json");
+    if let Some((content_type, _)) = body {
+        req = req.header("content-type", content_type);
     }
     if let Some(token) = bearer {
         req = req.header("authorization", format!("Bearer {token}"));
     }
-    let req = req
-        .body(Full::new(Bytes::from(body.unwrap_or_default().to_string())))
-        .unwrap();
+    let bytes = body.map_or(&[][..], |(_, b)| b);
+    let req = req.body(Full::new(Bytes::copy_from_slice(bytes))).unwrap();
     let started = Instant::now();
     sender.ready().await.unwrap();
     let response = sender.send_request(req).await.unwrap();
@@ -130,13 +133,13 @@ async fn pairings(addr: SocketAddr, client: usize, count: usize) -> Vec<u32> {
     latencies
 }
 
-/// The JSON bodies of one v2 pairing's posts, in protocol order: the creator's
+/// The bodies of one v2 pairing's posts, in protocol order: the creator's
 /// `[pake]` and `[confirm, roster, ack]`, the joiner's `[pake, confirm, roster]` and
 /// `[ack]`. Made once by two real sessions, with [`V2_JAILS`] jails a side, so their sizes
 /// are those of a real pairing.
 struct V2Bodies {
-    a: [String; 2],
-    b: [String; 2],
+    a: [Vec<u8>; 2],
+    b: [Vec<u8>; 2],
 }
 
 fn v2_jails(prefix: &str) -> Vec<(DnsLabel, Identity)> {
@@ -168,12 +171,12 @@ fn v2_bodies() -> V2Bodies {
     let (ack_a, ack_b) = (a.ack().unwrap(), b.ack().unwrap());
     a.receive_ack(&ack_b).unwrap();
     b.receive_ack(&ack_a).unwrap();
-    let post = |side, list: Vec<(Phase, Vec<u8>)>| -> String {
-        let messages = list
+    let post = |side, list: Vec<(Phase, Vec<u8>)>| -> Vec<u8> {
+        let messages: Vec<Message> = list
             .into_iter()
-            .map(|(phase, body)| Message { side, phase, body }.to_wire())
+            .map(|(phase, body)| Message { side, phase, body })
             .collect();
-        serde_json::to_string(&Messages { messages }).unwrap()
+        pair_v2::encode_messages(&messages)
     };
     V2Bodies {
         a: [
@@ -202,30 +205,16 @@ fn v2_bodies() -> V2Bodies {
 }
 
 /// Checks that an answer carries exactly the peer's `phases`, in order; returns side b's
-/// token if it carries one. It reads the answer's JSON text without decoding the bodies
-/// (as v1's check reads only the poll answer's start), so that the clients' own work does
-/// not take the relay's CPU; the relay checked the bodies when they were posted.
+/// token if it carries one. It checks the frames as a client does, without copying the
+/// bodies out (as v1's check reads only the poll answer's start), so that the clients' own
+/// work does not take the relay's CPU.
 fn expect_messages(answer: &[u8], side: Side, phases: &[Phase]) -> Option<String> {
-    let text = std::str::from_utf8(answer).unwrap();
-    let got: Vec<&str> = text
-        .match_indices(r#"{"side":""#)
-        .map(|(at, head)| {
-            let rest = &text[at + head.len()..];
-            let end = rest.find(r#"","body""#).expect("a whole message");
-            &rest[..end]
-        })
-        .collect();
-    let want: Vec<String> = phases
-        .iter()
-        .map(|p| {
-            let wire = serde_json::to_value(p).unwrap();
-            format!(r#"{}","phase":"{}"#, side.as_str(), wire.as_str().unwrap())
-        })
-        .collect();
-    assert_eq!(got, want, "{text}");
-    assert!(text.ends_with("]}"), "{text}");
-    text.strip_prefix(r#"{"token":""#)
-        .map(|rest| rest[..32].to_string())
+    let token_len = usize::from(answer[0]);
+    let frames = pair_v2::parse_frames(&answer[1 + token_len..], 5).unwrap();
+    let got: Vec<(Side, Phase)> = frames.iter().map(|f| (f.side, f.phase)).collect();
+    let want: Vec<(Side, Phase)> = phases.iter().map(|&p| (side, p)).collect();
+    assert_eq!(got, want);
+    (token_len > 0).then(|| String::from_utf8(answer[1..1 + token_len].to_vec()).unwrap())
 }
 
 /// `count` complete v2 pairings, each side on its own connection, the two sides running
@@ -247,7 +236,7 @@ async fn v2_pairings(addr: SocketAddr, bodies: std::sync::Arc<V2Bodies>, count: 
                 &mut a,
                 "POST",
                 &path(0, 25),
-                Some(&bodies.a[0]),
+                Some((pair_v2::MEDIA_TYPE, &bodies.a[0])),
                 ta,
                 &mut lat_a,
             )
@@ -257,7 +246,7 @@ async fn v2_pairings(addr: SocketAddr, bodies: std::sync::Arc<V2Bodies>, count: 
                 &mut a,
                 "POST",
                 &path(3, 25),
-                Some(&bodies.a[1]),
+                Some((pair_v2::MEDIA_TYPE, &bodies.a[1])),
                 ta,
                 &mut lat_a,
             )
@@ -271,7 +260,7 @@ async fn v2_pairings(addr: SocketAddr, bodies: std::sync::Arc<V2Bodies>, count: 
                 &mut b,
                 "POST",
                 &path(1, 25),
-                Some(&bodies.b[0]),
+                Some((pair_v2::MEDIA_TYPE, &bodies.b[0])),
                 None,
                 &mut lat_b,
             )
@@ -282,7 +271,7 @@ async fn v2_pairings(addr: SocketAddr, bodies: std::sync::Arc<V2Bodies>, count: 
                 &mut b,
                 "POST",
                 &path(4, 0),
-                Some(&bodies.b[1]),
+                Some((pair_v2::MEDIA_TYPE, &bodies.b[1])),
                 Some(&tb),
                 &mut lat_b,
             )
@@ -392,9 +381,9 @@ fn main() {
         drive(CLIENTS, |_| bare_requests(bare_addr, WARMUP_PAIRINGS_PER_CLIENT)).await;
         assert_eq!(relay.mailboxes().pending(), 0, "every v2 nameplate forgotten");
 
-        let sizes: Vec<usize> = bodies.a.iter().chain(&bodies.b).map(String::len).collect();
+        let sizes: Vec<usize> = bodies.a.iter().chain(&bodies.b).map(Vec::len).collect();
         println!("relay load benchmark: {CLIENTS} concurrent clients (one request in flight each, keep-alive) over loopback, 2 worker threads, {ROUNDS} rounds (medians)");
-        println!("  v2 post bodies (JSON bytes; a: [pake], [confirm, roster of {V2_JAILS} jails, ack]; b: [pake, confirm, roster], [ack]): {sizes:?}");
+        println!("  v2 post bodies (bytes of frames; a: [pake], [confirm, roster of {V2_JAILS} jails, ack]; b: [pake, confirm, roster], [ack]): {sizes:?}");
         let (mut bare_rates, mut v1_rates, mut v2_rates) = (Vec::new(), Vec::new(), Vec::new());
         let mut ratios = Vec::new();
         let (mut bare_latencies, mut latencies, mut v2_latencies) = (Vec::new(), Vec::new(), Vec::new());

@@ -13,14 +13,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use jrun_mesh::pair_v2::{self, Allocated, Messages, Offer, Posted, Side};
+use jrun_mesh::pair_v2::{self, Allocated, Offer};
 use jrun_mesh::protocol::{
     self, Created, CreatorToken, PollAnswer, PollStatus, Roster, TOKEN_OPT_IN_HEADER,
 };
 use jrun_mesh::PairCode;
 use tracing::{debug, info};
 
-use crate::mailbox::{Mailboxes, PostError, ReadError, Reader};
+use crate::mailbox::{Mailboxes, PostError, ReadError, Stored};
 
 use crate::api_error::ApiError;
 use crate::rate_limit::{client_key, LookupBudget, RequestLimits};
@@ -140,17 +140,23 @@ fn spend_lookup(state: &AppState) -> Result<(), ApiError> {
     })
 }
 
-/// Reads a JSON body within the size and time limits.
-async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
-    let is_json = headers
+/// Reads a body of media type `mime` (`what` names it in the error) within the size and
+/// time limits.
+async fn read_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    (mime, what): (&str, &str),
+) -> Result<Bytes, ApiError> {
+    let is_mime = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
-    if !is_json {
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case(mime));
+    if !is_mime {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "send the roster as Content-Type: application/json",
+            format!("send {what} as Content-Type: {mime}"),
         ));
     }
     let max = state.config.max_body_bytes;
@@ -184,7 +190,13 @@ async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<
 
 async fn read_roster(state: &AppState, request: Request) -> Result<Roster, ApiError> {
     let (parts, body) = request.into_parts();
-    let bytes = read_body(state, &parts.headers, body).await?;
+    let bytes = read_body(
+        state,
+        &parts.headers,
+        body,
+        ("application/json", "the roster"),
+    )
+    .await?;
     protocol::parse_roster(&bytes, state.config.max_roster_jails).map_err(ApiError::bad_message)
 }
 
@@ -321,12 +333,6 @@ fn v2_gone() -> ApiError {
     )
 }
 
-/// The side whose token a request carries, if it carries one of this nameplate's (then
-/// it spends no lookup budget).
-fn v2_side(state: &AppState, nameplate: Option<u32>, token: Option<&CreatorToken>) -> Option<Side> {
-    state.mailboxes.side_of(nameplate?, token?)
-}
-
 /// `after=K` (the peer's messages the client already holds) and `wait=S` (how long to
 /// wait for one more, capped by `--max-wait`) of a query.
 fn cursor_and_wait(state: &AppState, query: Option<&str>) -> Result<(usize, Duration), ApiError> {
@@ -350,7 +356,7 @@ fn cursor_and_wait(state: &AppState, query: Option<&str>) -> Result<(usize, Dura
 
 fn read_error(e: ReadError) -> ApiError {
     match e {
-        ReadError::NotFound => v2_gone(),
+        ReadError::NotFound | ReadError::Unadmitted => v2_gone(),
         ReadError::Claimed => ApiError::new(StatusCode::CONFLICT, e.to_string()),
         ReadError::Busy => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
             .retry_after(Duration::from_secs(1)),
@@ -359,87 +365,106 @@ fn read_error(e: ReadError) -> ApiError {
 
 /// `POST /v2/nameplate/{n}/messages?after=K&wait=S`: appends one side's messages, then
 /// answers the peer's from index K on, waiting up to S seconds for one if there is none
-/// (at once, without waiting, when too many requests wait already).
+/// (at once, without waiting, when too many requests wait already). A post without one of
+/// the nameplate's tokens (a joiner claiming side b, or a guess) spends a lookup first.
 async fn post_message(
     State(state): State<Arc<AppState>>,
     path: Result<Path<String>, PathRejection>,
     request: Request,
-) -> Result<Json<Posted>, ApiError> {
+) -> Result<Response, ApiError> {
     let nameplate = nameplate_of(path);
     let token = bearer_token(request.headers());
     let (after, wait) = cursor_and_wait(&state, request.uri().query())?;
     let (parts, body) = request.into_parts();
-    let bytes = read_body(&state, &parts.headers, body).await?;
-    let batch = pair_v2::parse_post(&bytes).map_err(ApiError::bad_message)?;
-    let authorized = v2_side(&state, nameplate, token.as_ref()).is_some();
-    if !authorized {
+    let media = (pair_v2::MEDIA_TYPE, "the messages");
+    let bytes = read_body(&state, &parts.headers, body, media).await?;
+    // Kept for as long as the nameplate lives: its own allocation, not a slice of the
+    // connection's read buffer, so that the memory budget counts what it holds.
+    let bytes = Bytes::from(bytes.to_vec());
+    let frames = pair_v2::parse_post(&bytes).map_err(ApiError::bad_message)?;
+    let batch = Stored::from_frames(&bytes, &frames);
+    let mut admitted = false;
+    if token.is_none() || nameplate.is_none() {
         spend_lookup(&state)?;
+        admitted = true;
     }
     let nameplate = nameplate.ok_or_else(v2_gone)?;
-    let phases: Vec<_> = batch.iter().map(|m| m.phase).collect();
-    let (side, issued) = state
-        .mailboxes
-        .post(nameplate, token.as_ref(), batch)
-        .map_err(|e| match e {
-            PostError::NotFound => v2_gone(),
-            PostError::Conflict => ApiError::new(StatusCode::CONFLICT, e.to_string()),
-            PostError::Full => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-                .retry_after(Duration::from_secs(60)),
-        })?;
-    if !authorized {
+    let posted = loop {
+        let posting = state
+            .mailboxes
+            .post(nameplate, token.as_ref(), &batch, admitted, after);
+        match posting {
+            Err(PostError::Unadmitted) => {
+                spend_lookup(&state)?;
+                admitted = true;
+            }
+            Err(e) => return Err(post_error(e)),
+            Ok(posted) => break posted,
+        }
+    };
+    if admitted {
         state.lookups.refund();
     }
-    debug!(?phases, "v2 messages");
-    // The post went through: whatever the read finds (even the nameplate forgotten,
-    // after this side's last message), the answer is a success.
-    let messages = state
-        .mailboxes
-        .read(nameplate, Reader::Side(side), after, wait, true)
-        .await
-        .unwrap_or_default();
-    Ok(Json(Posted {
-        token: issued,
-        messages: messages.iter().map(|m| m.to_wire()).collect(),
-    }))
+    debug!(phases = ?frames.iter().map(|f| f.phase).collect::<Vec<_>>(), "v2 messages");
+    let messages = state.mailboxes.answer(posted.answer, wait).await;
+    Ok(v2_answer(posted.token.as_ref(), &messages))
+}
+
+fn post_error(e: PostError) -> ApiError {
+    match e {
+        PostError::NotFound | PostError::Unadmitted => v2_gone(),
+        PostError::Conflict => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+        PostError::Full => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            .retry_after(Duration::from_secs(60)),
+    }
 }
 
 /// `GET /v2/nameplate/{n}/messages?after=K&wait=S`: the peer's messages from index K on,
 /// waiting up to S seconds for one. Without a token: side a's PAKE message, while side b
-/// is unclaimed (what a joiner needs before its first post).
+/// is unclaimed (what a joiner needs before its first post); that lookup, and one with a
+/// token that is not the nameplate's, spends a lookup.
 async fn messages(
     State(state): State<Arc<AppState>>,
     path: Result<Path<String>, PathRejection>,
     request: Request,
-) -> Result<Json<Messages>, ApiError> {
+) -> Result<Response, ApiError> {
     let nameplate = nameplate_of(path);
     let token = bearer_token(request.headers());
     let (after, wait) = cursor_and_wait(&state, request.uri().query())?;
-    let side = v2_side(&state, nameplate, token.as_ref());
-    if side.is_none() {
+    let mut admitted = false;
+    if token.is_none() || nameplate.is_none() {
         spend_lookup(&state)?;
+        admitted = true;
     }
-    let reader = match (side, &token) {
-        (Some(side), _) => Reader::Side(side),
-        (None, None) => Reader::Joiner,
-        (None, Some(_)) => return Err(v2_gone()),
-    };
     let nameplate = nameplate.ok_or_else(v2_gone)?;
-    let list = state
-        .mailboxes
-        .read(nameplate, reader, after, wait, false)
-        .await
-        .map_err(read_error)?;
+    let list = loop {
+        let fetching = state
+            .mailboxes
+            .fetch(nameplate, token.as_ref(), admitted, after, wait);
+        match fetching.await {
+            Err(ReadError::Unadmitted) => {
+                spend_lookup(&state)?;
+                admitted = true;
+            }
+            Err(e) => return Err(read_error(e)),
+            Ok(list) => break list,
+        }
+    };
     // A joiner's lookup found its nameplate (a wrong one fails above, unrefunded).
-    if side.is_none() {
+    if admitted {
         state.lookups.refund();
     }
-    Ok(Json(wire_list(&list)))
+    Ok(v2_answer(None, &list))
 }
 
-fn wire_list(list: &[pair_v2::Message]) -> Messages {
-    Messages {
-        messages: list.iter().map(|m| m.to_wire()).collect(),
-    }
+/// The frames as they were posted, after the token field.
+fn v2_answer(token: Option<&CreatorToken>, list: &[Stored]) -> Response {
+    let body = pair_v2::encode_answer(token, list.iter().map(|m| &m.wire[..]));
+    (
+        [(header::CONTENT_TYPE, pair_v2::MEDIA_TYPE)],
+        Bytes::from(body),
+    )
+        .into_response()
 }
 
 #[cfg(test)]

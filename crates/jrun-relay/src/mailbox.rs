@@ -1,7 +1,7 @@
 //! Pairing v2's nameplates: opaque messages per nameplate and side, at most one per side
 //! and phase, under the same TTL and memory limits as v1's pairings. A read may wait for
 //! the peer's next message (long poll) without holding any lock: each nameplate has a
-//! `watch` channel that every post bumps. A nameplate is forgotten once neither side needs
+//! `Notify` that every post, and forgetting the nameplate, wakes. A nameplate is forgotten once neither side needs
 //! anything more from it — each side gave up or was handed the peer's last message — or
 //! when the TTL ran out since the last message.
 
@@ -12,9 +12,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use jrun_mesh::pair_v2::{Message, Phase, Side, NAMEPLATE_MAX, NAMEPLATE_MIN};
+use axum::body::Bytes;
+use jrun_mesh::pair_v2::{Frame, Phase, Side, NAMEPLATE_MAX, NAMEPLATE_MIN};
 use jrun_mesh::protocol::CreatorToken;
-use tokio::sync::watch;
+use tokio::sync::futures::OwnedNotified;
+use tokio::sync::Notify;
 
 use crate::clock::Clock;
 use crate::rate_limit::network_key;
@@ -36,6 +38,10 @@ pub enum PostError {
     /// The messages take all the memory the relay allows.
     #[error("the relay is holding too many messages; try again in a few minutes")]
     Full,
+    /// The token is none of this nameplate's (or there is no such nameplate), and the
+    /// caller has not yet spent a lookup on it: nothing was done.
+    #[error("spend a lookup first")]
+    Unadmitted,
 }
 
 /// Why a read was refused.
@@ -50,6 +56,36 @@ pub enum ReadError {
     /// Too many requests are waiting relay-wide.
     #[error("the relay is holding too many waiting requests; try again in a moment")]
     Busy,
+    /// As [`PostError::Unadmitted`]: nothing was read.
+    #[error("spend a lookup first")]
+    Unadmitted,
+}
+
+/// One message as posted: its side and phase, and its frame exactly as it came (checked
+/// once by `pair_v2::parse_post`), which the peer is handed without re-encoding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// Who sent it.
+    pub side: Side,
+    /// Which step.
+    pub phase: Phase,
+    /// The frame: head and body.
+    pub wire: Bytes,
+}
+
+impl Stored {
+    /// The messages of a post's checked `frames`, sharing `body`'s bytes (the frames lie
+    /// in it).
+    pub fn from_frames(body: &Bytes, frames: &[Frame<'_>]) -> Vec<Stored> {
+        frames
+            .iter()
+            .map(|f| Stored {
+                side: f.side,
+                phase: f.phase,
+                wire: body.slice_ref(f.wire),
+            })
+            .collect()
+    }
 }
 
 /// Who reads: a side (by its token), or a joiner that has not claimed side b yet and may
@@ -66,13 +102,14 @@ struct Channel {
     creator: IpAddr,
     tokens: [Option<CreatorToken>; 2],
     /// Each side's messages, in the order posted.
-    messages: [Vec<Message>; 2],
+    messages: [Vec<Stored>; 2],
     /// Side `s` was handed the peer's last message (`ack` or `abort`).
     got_final: [bool; 2],
     expires_at: Instant,
     bytes: usize,
-    /// Bumped by every post; dropped (waking every reader) when the nameplate goes.
-    changed: watch::Sender<()>,
+    /// Wakes every waiting reader on each post, and when the nameplate goes. A reader
+    /// takes its `notified()` under the lock, so that no post slips by unseen.
+    changed: Arc<Notify>,
 }
 
 impl Channel {
@@ -115,8 +152,8 @@ pub struct Mailboxes {
 
 const CHANNEL_BYTES: usize = size_of::<(u32, Channel)>() + size_of::<(Instant, u32)>() + 64;
 
-fn message_bytes(m: &Message) -> usize {
-    size_of::<Message>() + m.body.len()
+fn message_bytes(m: &Stored) -> usize {
+    size_of::<Stored>() + m.wire.len()
 }
 
 /// One waiting request, counted against `max_parked` until dropped.
@@ -128,9 +165,31 @@ impl Drop for Parked<'_> {
     }
 }
 
+/// A post taken: the side that posted, side b's token if this post claimed it, and its
+/// answer to come.
+#[derive(Debug)]
+pub struct Posted {
+    /// The side that posted.
+    pub side: Side,
+    /// Side b's token, handed out to the post that claimed it.
+    pub token: Option<CreatorToken>,
+    /// The peer's messages from the poster's cursor on, for [`Mailboxes::answer`].
+    pub answer: Pending,
+}
+
+/// A read begun under the post's lock: what it found, and where to look again.
+#[derive(Debug)]
+pub struct Pending {
+    first: Read,
+    nameplate: u32,
+    reader: Reader,
+    after: usize,
+}
+
+#[derive(Debug)]
 enum Read {
-    Ready(Vec<Message>),
-    Empty(watch::Receiver<()>),
+    Ready(Vec<Stored>),
+    Empty(OwnedNotified),
 }
 
 impl Mailboxes {
@@ -214,7 +273,7 @@ impl Mailboxes {
                 got_final: [false, false],
                 expires_at,
                 bytes: CHANNEL_BYTES,
-                changed: watch::Sender::new(()),
+                changed: Arc::new(Notify::new()),
             },
         );
         *inner.pending_by_client.entry(creator).or_default() += 1;
@@ -228,10 +287,7 @@ impl Mailboxes {
     pub fn side_of(&self, nameplate: u32, token: &CreatorToken) -> Option<Side> {
         let mut inner = self.lock();
         self.sweep(&mut inner);
-        let channel = inner.channels.get(&nameplate)?;
-        [Side::A, Side::B]
-            .into_iter()
-            .find(|s| channel.tokens[s.index()].as_ref() == Some(token))
+        side_in(inner.channels.get(&nameplate)?, token)
     }
 
     /// Whether `token` is one of the nameplate's side tokens.
@@ -240,25 +296,39 @@ impl Mailboxes {
     }
 
     /// Appends one side's messages (all of one side, as `pair_v2::parse_post` checks), all
-    /// or none. Side a posts with its token. Side b's first post, without a token and
-    /// starting with its PAKE message, claims side b and is answered with b's token; later
-    /// posts of b carry it. Returns the side that posted and the token handed out, if any.
+    /// or none, and takes, under the same lock, what the poster may read of the peer's
+    /// messages from index `after` on ([`Mailboxes::answer`] hands it over, or waits).
+    ///
+    /// Side a posts with its token. Side b's first post, without a token and starting with
+    /// its PAKE message, claims side b and is answered with b's token; later posts of b
+    /// carry it. Unless the caller was `admitted` (it spent a lookup), a token that is none
+    /// of this nameplate's is [`PostError::Unadmitted`] and nothing happens: the common
+    /// post, with its own token, takes the lock once for the post and its answer.
     pub fn post(
         &self,
         nameplate: u32,
         token: Option<&CreatorToken>,
-        batch: Vec<Message>,
-    ) -> Result<(Side, Option<CreatorToken>), PostError> {
+        batch: &[Stored],
+        admitted: bool,
+        after: usize,
+    ) -> Result<Posted, PostError> {
         let first = batch.first().ok_or(PostError::Conflict)?;
         let (side, claims) = (first.side, first.phase == Phase::Pake);
         let mut inner = self.lock();
         self.sweep(&mut inner);
         let expires_at = self.clock.now() + self.config.ttl;
         let used = inner.bytes;
-        let channel = inner
-            .channels
-            .get_mut(&nameplate)
-            .ok_or(PostError::NotFound)?;
+        let unknown = if admitted {
+            PostError::NotFound
+        } else {
+            PostError::Unadmitted
+        };
+        let Some(channel) = inner.channels.get_mut(&nameplate) else {
+            return Err(unknown);
+        };
+        if !admitted && token.and_then(|t| side_in(channel, t)).is_none() {
+            return Err(PostError::Unadmitted);
+        }
         let mut issued = None;
         match (&channel.tokens[side.index()], token) {
             (Some(expected), Some(t)) if expected == t => {}
@@ -285,10 +355,10 @@ impl Mailboxes {
         if let Some(t) = &issued {
             channel.tokens[side.index()] = Some(t.clone());
         }
-        channel.messages[side.index()].extend(batch);
+        channel.messages[side.index()].extend_from_slice(batch);
         channel.bytes += bytes;
         channel.expires_at = expires_at;
-        channel.changed.send_replace(());
+        channel.changed.notify_waiters();
         let finished = channel.finished();
         inner.bytes += bytes;
         if finished {
@@ -296,7 +366,67 @@ impl Mailboxes {
         } else {
             inner.deadlines.push_back((expires_at, nameplate));
         }
-        Ok((side, issued))
+        let reader = Reader::Side(side);
+        // Even with the nameplate gone (after this side's last message), the post went
+        // through: its answer is a success, empty.
+        let first =
+            read_locked(&mut inner, nameplate, reader, after).unwrap_or(Read::Ready(Vec::new()));
+        Ok(Posted {
+            side,
+            token: issued,
+            answer: Pending {
+                first,
+                nameplate,
+                reader,
+                after,
+            },
+        })
+    }
+
+    /// A post's answer: the peer's messages it found, or, if there were none, those that
+    /// arrive within `wait` (none when too many reads wait already, or the nameplate went).
+    pub async fn answer(&self, pending: Pending, wait: Duration) -> Vec<Stored> {
+        let Pending {
+            first,
+            nameplate,
+            reader,
+            after,
+        } = pending;
+        self.wait_for(first, nameplate, reader, after, wait, true)
+            .await
+            .unwrap_or_default()
+    }
+
+    /// A `GET`: the peer's messages from index `after` on for the holder of a side's
+    /// `token`; without a token, side a's PAKE message (a joiner). Waits up to `wait` for
+    /// one. Unless `admitted`, a token that is none of this nameplate's, or none at all, is
+    /// [`ReadError::Unadmitted`] and nothing happens.
+    pub async fn fetch(
+        &self,
+        nameplate: u32,
+        token: Option<&CreatorToken>,
+        admitted: bool,
+        after: usize,
+        wait: Duration,
+    ) -> Result<Vec<Stored>, ReadError> {
+        let (reader, first) = {
+            let mut inner = self.lock();
+            self.sweep(&mut inner);
+            let side = inner
+                .channels
+                .get(&nameplate)
+                .zip(token)
+                .and_then(|(channel, t)| side_in(channel, t));
+            let reader = match (side, token) {
+                (Some(side), _) => Reader::Side(side),
+                _ if !admitted => return Err(ReadError::Unadmitted),
+                (None, None) => Reader::Joiner,
+                (None, Some(_)) => return Err(ReadError::NotFound),
+            };
+            (reader, read_locked(&mut inner, nameplate, reader, after)?)
+        };
+        self.wait_for(first, nameplate, reader, after, wait, false)
+            .await
     }
 
     /// What `reader` may read from index `after` on: the peer's messages for a side, side
@@ -311,14 +441,33 @@ impl Mailboxes {
         after: usize,
         wait: Duration,
         park_or_skip: bool,
-    ) -> Result<Vec<Message>, ReadError> {
+    ) -> Result<Vec<Stored>, ReadError> {
+        let first = self.try_read(nameplate, reader, after)?;
+        self.wait_for(first, nameplate, reader, after, wait, park_or_skip)
+            .await
+    }
+
+    /// Holds an empty `first` read until the channel changes or `wait` runs out, then looks
+    /// again.
+    async fn wait_for(
+        &self,
+        first: Read,
+        nameplate: u32,
+        reader: Reader,
+        after: usize,
+        wait: Duration,
+        park_or_skip: bool,
+    ) -> Result<Vec<Stored>, ReadError> {
+        let mut changed = match first {
+            Read::Ready(list) => return Ok(list),
+            Read::Empty(changed) => changed,
+        };
+        if wait.is_zero() {
+            return Ok(Vec::new());
+        }
         let deadline = tokio::time::Instant::now() + wait;
         let mut parked = None;
         loop {
-            let mut changed = match self.try_read(nameplate, reader, after)? {
-                Read::Ready(list) => return Ok(list),
-                Read::Empty(changed) => changed,
-            };
             if tokio::time::Instant::now() >= deadline {
                 return Ok(Vec::new());
             }
@@ -329,9 +478,12 @@ impl Mailboxes {
                     None => return Err(ReadError::Busy),
                 }
             }
-            // A post bumps the channel; forgetting it drops the sender (an error here):
-            // either way, look again.
-            let _ = tokio::time::timeout_at(deadline, changed.changed()).await;
+            // A post, or forgetting the nameplate: look again.
+            let _ = tokio::time::timeout_at(deadline, changed).await;
+            changed = match self.try_read(nameplate, reader, after)? {
+                Read::Ready(list) => return Ok(list),
+                Read::Empty(changed) => changed,
+            };
         }
     }
 
@@ -344,40 +496,7 @@ impl Mailboxes {
     fn try_read(&self, nameplate: u32, reader: Reader, after: usize) -> Result<Read, ReadError> {
         let mut inner = self.lock();
         self.sweep(&mut inner);
-        let channel = inner
-            .channels
-            .get_mut(&nameplate)
-            .ok_or(ReadError::NotFound)?;
-        let list: Vec<Message> = match reader {
-            Reader::Side(side) => channel.messages[side.peer().index()]
-                .iter()
-                .skip(after)
-                .cloned()
-                .collect(),
-            Reader::Joiner => {
-                if channel.tokens[Side::B.index()].is_some() {
-                    return Err(ReadError::Claimed);
-                }
-                channel.messages[Side::A.index()]
-                    .iter()
-                    .filter(|m| m.phase == Phase::Pake)
-                    .skip(after)
-                    .cloned()
-                    .collect()
-            }
-        };
-        if list.is_empty() {
-            return Ok(Read::Empty(channel.changed.subscribe()));
-        }
-        if let Reader::Side(side) = reader {
-            if list.iter().any(|m| m.phase.is_final()) {
-                channel.got_final[side.index()] = true;
-                if channel.finished() {
-                    remove(&mut inner, nameplate);
-                }
-            }
-        }
-        Ok(Read::Ready(list))
+        read_locked(&mut inner, nameplate, reader, after)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -398,10 +517,61 @@ impl Mailboxes {
     }
 }
 
+/// The side whose token `token` is.
+fn side_in(channel: &Channel, token: &CreatorToken) -> Option<Side> {
+    [Side::A, Side::B]
+        .into_iter()
+        .find(|s| channel.tokens[s.index()].as_ref() == Some(token))
+}
+
+fn read_locked(
+    inner: &mut Inner,
+    nameplate: u32,
+    reader: Reader,
+    after: usize,
+) -> Result<Read, ReadError> {
+    let channel = inner
+        .channels
+        .get_mut(&nameplate)
+        .ok_or(ReadError::NotFound)?;
+    let list: Vec<Stored> = match reader {
+        Reader::Side(side) => channel.messages[side.peer().index()]
+            .iter()
+            .skip(after)
+            .cloned()
+            .collect(),
+        Reader::Joiner => {
+            if channel.tokens[Side::B.index()].is_some() {
+                return Err(ReadError::Claimed);
+            }
+            channel.messages[Side::A.index()]
+                .iter()
+                .filter(|m| m.phase == Phase::Pake)
+                .skip(after)
+                .cloned()
+                .collect()
+        }
+    };
+    if list.is_empty() {
+        return Ok(Read::Empty(channel.changed.clone().notified_owned()));
+    }
+    if let Reader::Side(side) = reader {
+        if list.iter().any(|m| m.phase.is_final()) {
+            channel.got_final[side.index()] = true;
+            if channel.finished() {
+                remove(inner, nameplate);
+            }
+        }
+    }
+    Ok(Read::Ready(list))
+}
+
 fn remove(inner: &mut Inner, nameplate: u32) {
     let Some(channel) = inner.channels.remove(&nameplate) else {
         return;
     };
+    // Its waiting readers look again, and find it gone.
+    channel.changed.notify_waiters();
     inner.bytes -= channel.bytes;
     for (map, key) in [
         (&mut inner.pending_by_client, channel.creator),
@@ -417,300 +587,4 @@ fn remove(inner: &mut Inner, nameplate: u32) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ManualClock;
-
-    const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
-    const NOW: Duration = Duration::ZERO;
-
-    fn msg(side: Side, phase: Phase, body: &[u8]) -> Message {
-        Message {
-            side,
-            phase,
-            body: body.to_vec(),
-        }
-    }
-
-    fn boxes(config: RelayConfig) -> (Arc<Mailboxes>, Arc<ManualClock>) {
-        let clock = Arc::new(ManualClock::new());
-        (Arc::new(Mailboxes::new(config, clock.clone())), clock)
-    }
-
-    fn phases(list: &[Message]) -> Vec<(Side, Phase)> {
-        list.iter().map(|m| (m.side, m.phase)).collect()
-    }
-
-    #[tokio::test]
-    async fn claims_batches_and_forgetting_once_both_last_messages_were_delivered() {
-        let (m, _) = boxes(RelayConfig::default());
-        let (n, ta) = m.allocate(A).unwrap();
-        assert!((NAMEPLATE_MIN..=9999).contains(&n));
-        m.post(n, Some(&ta), vec![msg(Side::A, Phase::Pake, b"pa")])
-            .unwrap();
-        // A joiner reads a's PAKE without a token.
-        let got = m.read(n, Reader::Joiner, 0, NOW, false).await.unwrap();
-        assert_eq!(phases(&got), [(Side::A, Phase::Pake)]);
-        // Side a's messages need a's token; b's first post, its PAKE first, claims b.
-        assert_eq!(
-            m.post(n, None, vec![msg(Side::A, Phase::Confirm, b"x")]),
-            Err(PostError::NotFound)
-        );
-        assert_eq!(
-            m.post(n, None, vec![msg(Side::B, Phase::Confirm, b"x")]),
-            Err(PostError::NotFound)
-        );
-        let b_first = vec![
-            msg(Side::B, Phase::Pake, b"pb"),
-            msg(Side::B, Phase::Confirm, b"cb"),
-            msg(Side::B, Phase::Roster, b"rb"),
-        ];
-        let (side, tb) = m.post(n, None, b_first).unwrap();
-        let tb = tb.unwrap();
-        assert_eq!(side, Side::B);
-        assert_eq!(m.side_of(n, &tb), Some(Side::B));
-        assert_eq!(
-            m.post(n, None, vec![msg(Side::B, Phase::Pake, b"pc")]),
-            Err(PostError::Conflict)
-        );
-        assert_eq!(
-            m.read(n, Reader::Joiner, 0, NOW, false).await,
-            Err(ReadError::Claimed)
-        );
-        // A token posts only its own side, each phase once, all of a batch or nothing.
-        assert_eq!(
-            m.post(n, Some(&ta), vec![msg(Side::B, Phase::Ack, b"x")]),
-            Err(PostError::NotFound)
-        );
-        assert_eq!(
-            m.post(
-                n,
-                Some(&ta),
-                vec![
-                    msg(Side::A, Phase::Confirm, b"x"),
-                    msg(Side::A, Phase::Pake, b"again")
-                ]
-            ),
-            Err(PostError::Conflict)
-        );
-        let got = m
-            .read(n, Reader::Side(Side::A), 0, NOW, false)
-            .await
-            .unwrap();
-        assert_eq!(phases(&got).len(), 3);
-        assert_eq!(
-            m.read(n, Reader::Side(Side::A), 1, NOW, false)
-                .await
-                .unwrap()[0]
-                .body,
-            b"cb"
-        );
-        assert!(m
-            .read(n, Reader::Side(Side::B), 1, NOW, false)
-            .await
-            .unwrap()
-            .is_empty());
-        m.post(
-            n,
-            Some(&ta),
-            vec![
-                msg(Side::A, Phase::Confirm, b"ca"),
-                msg(Side::A, Phase::Roster, b"ra"),
-                msg(Side::A, Phase::Ack, b"aa"),
-            ],
-        )
-        .unwrap();
-        // a ended: nothing more from it.
-        assert_eq!(
-            m.post(n, Some(&ta), vec![msg(Side::A, Phase::Abort, b"")]),
-            Err(PostError::Conflict)
-        );
-        // b is handed a's last message; then b's ack reaches a: forgotten, memory back.
-        let got = m
-            .read(n, Reader::Side(Side::B), 1, NOW, false)
-            .await
-            .unwrap();
-        assert_eq!(
-            phases(&got),
-            [
-                (Side::A, Phase::Confirm),
-                (Side::A, Phase::Roster),
-                (Side::A, Phase::Ack)
-            ]
-        );
-        m.post(n, Some(&tb), vec![msg(Side::B, Phase::Ack, b"ab")])
-            .unwrap();
-        assert_eq!(m.pending(), 1, "a has not read b's ack yet");
-        let got = m
-            .read(n, Reader::Side(Side::A), 3, NOW, false)
-            .await
-            .unwrap();
-        assert_eq!(phases(&got), [(Side::B, Phase::Ack)]);
-        assert_eq!(m.pending(), 0);
-        assert_eq!(m.bytes(), 0);
-        assert_eq!(
-            m.read(n, Reader::Side(Side::A), 0, NOW, false).await,
-            Err(ReadError::NotFound)
-        );
-    }
-
-    #[tokio::test]
-    async fn a_wait_ends_with_the_peers_post_or_empty_when_it_runs_out() {
-        let (m, _) = boxes(RelayConfig::default());
-        let (n, ta) = m.allocate(A).unwrap();
-        let started = tokio::time::Instant::now();
-        let got = m
-            .read(n, Reader::Joiner, 0, Duration::from_millis(50), false)
-            .await
-            .unwrap();
-        assert!(got.is_empty());
-        assert!(started.elapsed() >= Duration::from_millis(50));
-        assert_eq!(m.parked(), 0);
-        let waiting = {
-            let m = m.clone();
-            tokio::spawn(async move {
-                m.read(n, Reader::Joiner, 0, Duration::from_secs(600), false)
-                    .await
-            })
-        };
-        while m.parked() == 0 {
-            tokio::task::yield_now().await;
-        }
-        m.post(n, Some(&ta), vec![msg(Side::A, Phase::Pake, b"pa")])
-            .unwrap();
-        let got = waiting.await.unwrap().unwrap();
-        assert_eq!(phases(&got), [(Side::A, Phase::Pake)]);
-        assert_eq!(m.parked(), 0);
-    }
-
-    #[tokio::test]
-    async fn an_abort_wakes_the_waiting_peer_and_the_nameplate_goes() {
-        let (m, _) = boxes(RelayConfig::default());
-        let (n, ta) = m.allocate(A).unwrap();
-        m.post(n, Some(&ta), vec![msg(Side::A, Phase::Pake, b"pa")])
-            .unwrap();
-        let (_, tb) = m
-            .post(n, None, vec![msg(Side::B, Phase::Pake, b"pb")])
-            .unwrap();
-        assert!(tb.is_some());
-        let waiting = {
-            let m = m.clone();
-            tokio::spawn(async move {
-                m.read(n, Reader::Side(Side::B), 1, Duration::from_secs(600), false)
-                    .await
-            })
-        };
-        while m.parked() == 0 {
-            tokio::task::yield_now().await;
-        }
-        m.post(
-            n,
-            Some(&ta),
-            vec![
-                msg(Side::A, Phase::Confirm, b"ca"),
-                msg(Side::A, Phase::Abort, b""),
-            ],
-        )
-        .unwrap();
-        let got = waiting.await.unwrap().unwrap();
-        assert_eq!(
-            phases(&got),
-            [(Side::A, Phase::Confirm), (Side::A, Phase::Abort)]
-        );
-        assert_eq!(m.pending(), 0);
-        assert_eq!(m.bytes(), 0);
-    }
-
-    #[tokio::test]
-    async fn waiting_reads_are_capped_relay_wide() {
-        let config = RelayConfig {
-            max_parked: 1,
-            ..RelayConfig::default()
-        };
-        let (m, _) = boxes(config);
-        let (n, _) = m.allocate(A).unwrap();
-        let first = {
-            let m = m.clone();
-            tokio::spawn(async move {
-                m.read(n, Reader::Joiner, 0, Duration::from_secs(600), false)
-                    .await
-            })
-        };
-        while m.parked() == 0 {
-            tokio::task::yield_now().await;
-        }
-        let long = Duration::from_secs(600);
-        assert_eq!(
-            m.read(n, Reader::Joiner, 0, long, false).await,
-            Err(ReadError::Busy)
-        );
-        // A post's read answers at once instead.
-        assert_eq!(
-            m.read(n, Reader::Joiner, 0, long, true).await,
-            Ok(Vec::new())
-        );
-        assert_eq!(m.parked(), 1);
-        first.abort();
-        let _ = first.await;
-        assert_eq!(m.parked(), 0);
-        assert_eq!(
-            m.read(n, Reader::Joiner, 0, Duration::from_millis(1), false)
-                .await,
-            Ok(Vec::new())
-        );
-    }
-
-    #[tokio::test]
-    async fn the_ttl_runs_from_the_last_message() {
-        let (m, clock) = boxes(RelayConfig::default());
-        let (n, ta) = m.allocate(A).unwrap();
-        clock.advance(Duration::from_secs(500));
-        m.post(n, Some(&ta), vec![msg(Side::A, Phase::Pake, b"pa")])
-            .unwrap();
-        clock.advance(Duration::from_secs(500));
-        assert!(m
-            .read(n, Reader::Side(Side::A), 0, NOW, false)
-            .await
-            .is_ok());
-        clock.advance(Duration::from_secs(100));
-        assert_eq!(
-            m.read(n, Reader::Side(Side::A), 0, NOW, false).await,
-            Err(ReadError::NotFound)
-        );
-        assert_eq!(m.pending(), 0);
-        assert_eq!(m.bytes(), 0);
-    }
-
-    #[test]
-    fn limits_as_v1() {
-        let config = RelayConfig {
-            max_pending: 3,
-            max_pending_per_client: 2,
-            ..RelayConfig::default()
-        };
-        let (m, clock) = boxes(config);
-        let b: IpAddr = "127.0.0.2".parse().unwrap();
-        m.allocate(A).unwrap();
-        m.allocate(A).unwrap();
-        assert_eq!(m.allocate(A), Err(StoreError::ClientFull));
-        m.allocate(b).unwrap();
-        assert_eq!(m.allocate(b), Err(StoreError::Full));
-        clock.advance(Duration::from_secs(600));
-        assert_eq!(m.pending(), 0);
-        m.allocate(A).unwrap();
-        // Bytes: a budget for one channel and a small message.
-        let config = RelayConfig {
-            max_pending_bytes: CHANNEL_BYTES + 200,
-            ..RelayConfig::default()
-        };
-        let (m, _) = boxes(config);
-        let (n, ta) = m.allocate(A).unwrap();
-        assert_eq!(
-            m.post(n, Some(&ta), vec![msg(Side::A, Phase::Roster, &[0; 500])]),
-            Err(PostError::Full)
-        );
-        m.post(n, Some(&ta), vec![msg(Side::A, Phase::Pake, &[0; 33])])
-            .unwrap();
-        assert_eq!(m.allocate(A), Err(StoreError::Full));
-    }
-}
+mod tests;

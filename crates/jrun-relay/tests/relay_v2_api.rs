@@ -2,6 +2,10 @@
 //! tokens, posts and reads that wait for the peer (capped in time and in number), forgetting
 //! once each side was handed the other's last message or on an abort, the TTL, and v1's
 //! limits applied to v2.
+//!
+//! Messages go as frames (side, phase, 4-byte length, body); the helpers here build and
+//! read them by hand, not with `pair_v2`'s codec, and show an answer as JSON
+//! (`{"token":…,"messages":[{"side","phase","body"}]}`, bodies as text) to compare it.
 
 mod common;
 
@@ -12,9 +16,62 @@ use jrun_relay::RelayConfig;
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{json, Value};
 
+const SIDES: [&str; 2] = ["a", "b"];
+const PHASES: [&str; 5] = ["pake", "confirm", "roster", "ack", "abort"];
+
+/// A name's wire byte: 1 for the first of `names`; an unknown name is 9.
+fn code_of(names: &[&str], name: &str) -> u8 {
+    names
+        .iter()
+        .position(|n| *n == name)
+        .map_or(9, |i| i as u8 + 1)
+}
+
+/// The frames of `(side, phase, body)` messages.
+fn frames(messages: &[(&str, &str, &str)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (side, phase, body) in messages {
+        out.push(code_of(&SIDES, side));
+        out.push(code_of(&PHASES, phase));
+        out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        out.extend_from_slice(body.as_bytes());
+    }
+    out
+}
+
+/// A v2 answer (token field, then frames) as JSON.
+fn answer_json(bytes: &[u8]) -> Value {
+    let len = usize::from(bytes[0]);
+    let mut rest = &bytes[1 + len..];
+    let mut messages = Vec::new();
+    while !rest.is_empty() {
+        let body_len = u32::from_be_bytes(rest[2..6].try_into().unwrap()) as usize;
+        messages.push(json!({
+            "side": SIDES[usize::from(rest[0]) - 1],
+            "phase": PHASES[usize::from(rest[1]) - 1],
+            "body": String::from_utf8(rest[6..6 + body_len].to_vec()).unwrap(),
+        }));
+        rest = &rest[6 + body_len..];
+    }
+    let mut answer = json!({ "messages": messages });
+    if len > 0 {
+        answer["token"] = json!(std::str::from_utf8(&bytes[1..1 + len]).unwrap());
+    }
+    answer
+}
+
+/// The status and the body: JSON as it is, a v2 answer as [`answer_json`] shows it.
 async fn json_of(r: Response) -> (StatusCode, Value) {
     let status = r.status();
-    let text = r.text().await.unwrap();
+    let framed = r
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v == "application/octet-stream");
+    let bytes = r.bytes().await.unwrap();
+    if framed {
+        return (status, answer_json(&bytes));
+    }
+    let text = String::from_utf8_lossy(&bytes);
     (
         status,
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}")),
@@ -47,17 +104,35 @@ async fn post(
     after: usize,
     wait: u64,
 ) -> (StatusCode, Value) {
-    let messages: Vec<Value> = messages
-        .iter()
-        .map(|(side, phase, body)| json!({"side": side, "phase": phase, "body": body}))
-        .collect();
+    let body = frames(messages);
+    post_bytes(
+        relay,
+        n,
+        token,
+        body,
+        "application/octet-stream",
+        after,
+        wait,
+    )
+    .await
+}
+
+async fn post_bytes(
+    relay: &TestRelay,
+    n: u64,
+    token: Option<&str>,
+    body: Vec<u8>,
+    content_type: &str,
+    after: usize,
+    wait: u64,
+) -> (StatusCode, Value) {
     let mut r = Client::new()
         .post(format!(
             "{}/v2/nameplate/{n}/messages?after={after}&wait={wait}",
             relay.url
         ))
-        .header("content-type", "application/json")
-        .body(json!({ "messages": messages }).to_string());
+        .header("content-type", content_type)
+        .body(body);
     if let Some(t) = token {
         r = r.bearer_auth(t);
     }
@@ -201,9 +276,27 @@ async fn the_relay_offers_v2_and_carries_batches_of_opaque_messages() {
     );
     assert!(b2 == b3 && b3 == b4, "{b2} {b3} {b4}");
     // Malformed messages and batches are 400s naming the field; a batch is all or nothing.
-    let (status, err) = send(&relay, n, Some(&ta), "a", "confirm", "not base64!").await;
+    let mut cut = frames(&[("a", "confirm", "AA==")]);
+    cut.pop();
+    let octets = "application/octet-stream";
+    let (status, err) = post_bytes(&relay, n, Some(&ta), cut, octets, 0, 0).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(err["field"], "body");
+    assert_eq!(err["field"], "messages[0]");
+    let mut long = frames(&[("a", "confirm", "")]);
+    long[2..6].copy_from_slice(&u32::MAX.to_be_bytes());
+    let (status, err) = post_bytes(&relay, n, Some(&ta), long, octets, 0, 0).await;
+    assert_eq!(
+        (status, &err["field"]),
+        (StatusCode::BAD_REQUEST, &json!("messages[0]"))
+    );
+    let trailing = [frames(&[("a", "confirm", "AA==")]), vec![1]].concat();
+    let (status, _) = post_bytes(&relay, n, Some(&ta), trailing, octets, 0, 0).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // The messages are frames, not JSON.
+    let json = json!({"messages": [{"side": "a", "phase": "confirm", "body": "AA=="}]});
+    let json = json.to_string().into_bytes();
+    let (status, _) = post_bytes(&relay, n, Some(&ta), json, "application/json", 0, 0).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     for bad in [
         vec![("c", "confirm", "")],
         vec![("a", "done", "")],

@@ -14,7 +14,7 @@ mod native_support;
 
 use std::sync::{Arc, Mutex};
 
-use jrun_mesh::pair_v2::{self, Message, Messages, Phase, Posted, Side};
+use jrun_mesh::pair_v2::{self, Frame, Message, Phase, Side};
 use native_support::fake_relay::{forward, HttpStub, Request};
 use native_support::pairing::{instance, pair, snapshot, unwrapped, Pairing, Relay};
 
@@ -56,10 +56,18 @@ impl Seen {
             .map(|(_, s)| *s)
     }
 
-    fn learn_token(&mut self, answer: &str, side: Side) {
-        let answer: serde_json::Value = serde_json::from_str(answer).unwrap();
-        if let Some(token) = answer["token"].as_str() {
-            self.tokens.push((format!("Bearer {token}"), side));
+    /// Side a's token from the answer to `POST /v2/nameplate` (JSON).
+    fn learn_allocated(&mut self, answer: &[u8]) {
+        let answer: serde_json::Value = serde_json::from_slice(answer).unwrap();
+        let token = answer["token"].as_str().unwrap();
+        self.tokens.push((format!("Bearer {token}"), Side::A));
+    }
+
+    /// Side b's token from the answer to the post that claimed side b (frames).
+    fn learn_claimed(&mut self, answer: &[u8]) {
+        if let Ok((Some(token), _)) = pair_v2::parse_posted(answer, 5) {
+            self.tokens
+                .push((format!("Bearer {}", token.as_str()), Side::B));
         }
     }
 }
@@ -101,24 +109,24 @@ impl Mitm {
                 ("POST", Some(n)) => on_post(tamper, n, &request.body, &mut s.lock().unwrap()),
                 _ => request.body.clone(),
             };
-            let (status, answer) = forward(&upstream, request, &body);
+            let (status, content_type, answer) = forward(&upstream, request, &body);
             let mut seen = s.lock().unwrap();
             if !status.starts_with("200") {
-                return (status, answer);
+                return (status, content_type, answer);
             }
             let token = request.header("authorization");
             if method == "POST" && request.path() == "/v2/nameplate" {
-                seen.learn_token(&answer, Side::A);
-                return (status, answer);
+                seen.learn_allocated(&answer);
+                return (status, content_type, answer);
             }
             let Some(n) = n else {
-                return (status, answer);
+                return (status, content_type, answer);
             };
             // Without a token it is the joiner: its first read, or the post that claims
             // side b (whose answer carries b's token).
             let to = match token {
                 None => {
-                    seen.learn_token(&answer, Side::B);
+                    seen.learn_claimed(&answer);
                     Some(Side::B)
                 }
                 Some(_) => seen.side_of(request),
@@ -126,9 +134,9 @@ impl Mitm {
             match to {
                 Some(to) => {
                     let answer = on_deliver(tamper, n, to, &answer, &mut seen);
-                    (status, answer)
+                    (status, content_type, answer)
                 }
-                None => (status, answer),
+                None => (status, content_type, answer),
             }
         });
         Mitm { stub, tamper, seen }
@@ -147,9 +155,10 @@ impl Mitm {
 /// A post's batch of messages, with one changed or not; every one is recorded as the
 /// client sent it.
 fn on_post(tamper: Tamper, n: u32, body: &[u8], seen: &mut Seen) -> Vec<u8> {
-    let Ok(mut batch) = pair_v2::parse_post(body) else {
+    let Ok(frames) = pair_v2::parse_post(body) else {
         return body.to_vec();
     };
+    let mut batch: Vec<Message> = frames.iter().map(Frame::to_message).collect();
     seen.posted.extend(batch.iter().map(|m| (n, m.clone())));
     let mut changed = false;
     for m in &mut batch {
@@ -172,24 +181,21 @@ fn on_post(tamper: Tamper, n: u32, body: &[u8], seen: &mut Seen) -> Vec<u8> {
     if !changed {
         return body.to_vec();
     }
-    serde_json::to_vec(&Messages {
-        messages: batch.iter().map(Message::to_wire).collect(),
-    })
-    .unwrap()
+    pair_v2::encode_messages(&batch)
 }
 
 /// The peer's messages handed to side `to` (in the answer to a read or to a post), changed
 /// or not.
-fn on_deliver(tamper: Tamper, n: u32, to: Side, answer: &str, seen: &mut Seen) -> String {
+fn on_deliver(tamper: Tamper, n: u32, to: Side, answer: &[u8], seen: &mut Seen) -> Vec<u8> {
     let (from, replacement) = match (tamper, to) {
         (Tamper::ReplayOldRosterToA, Side::A) => (
             Side::B,
             Some(roster_of(seen, Side::B, |m| m != n).expect("b's roster of an earlier pairing")),
         ),
         (Tamper::ReflectRosterToB, Side::B) => (Side::A, roster_of(seen, Side::B, |m| m == n)),
-        _ => return answer.to_string(),
+        _ => return answer.to_vec(),
     };
-    let (token, mut list) = pair_v2::parse_posted(answer.as_bytes(), 5).unwrap();
+    let (token, mut list) = pair_v2::parse_posted(answer, 5).unwrap();
     if let Some(i) = list
         .iter()
         .position(|m| m.side == from && m.phase == Phase::Roster)
@@ -204,11 +210,11 @@ fn on_deliver(tamper: Tamper, n: u32, to: Side, answer: &str, seen: &mut Seen) -
             None => list.truncate(i),
         }
     }
-    serde_json::to_string(&Posted {
-        token,
-        messages: list.iter().map(Message::to_wire).collect(),
-    })
-    .unwrap()
+    let frames: Vec<Vec<u8>> = list
+        .iter()
+        .map(|m| pair_v2::encode_messages(std::slice::from_ref(m)))
+        .collect();
+    pair_v2::encode_answer(token.as_ref(), frames.iter().map(Vec::as_slice))
 }
 
 /// Both sides failed, each saying `a` / `b` (in a's and b's own words).

@@ -412,6 +412,13 @@ fn codes() {
     }
 }
 
+fn frame(side: u8, phase: u8, body: &[u8]) -> Vec<u8> {
+    let mut f = vec![side, phase];
+    f.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    f.extend_from_slice(body);
+    f
+}
+
 #[test]
 fn wire_messages_are_bounded_and_strict() {
     let m = Message {
@@ -419,33 +426,75 @@ fn wire_messages_are_bounded_and_strict() {
         phase: Phase::Pake,
         body: vec![1, 2, 3],
     };
-    let batch = |list: &[&str]| format!(r#"{{"messages":[{}]}}"#, list.join(","));
-    let json = String::from_utf8(serde_json::to_vec(&m.to_wire()).unwrap()).unwrap();
-    assert_eq!(parse_post(batch(&[&json]).as_bytes()).unwrap(), [m]);
-    let posted = |list: &[&str]| parse_post(batch(list).as_bytes());
-    assert_eq!(posted(&[&json, &json, &json]).unwrap().len(), 3);
-    assert!(posted(&[&json, &json, &json, &json]).is_err(), "at most 3");
+    let one = encode_messages(std::slice::from_ref(&m));
+    assert_eq!(one, frame(2, 1, &[1, 2, 3]));
+    let got: Vec<Message> = parse_post(&one)
+        .unwrap()
+        .iter()
+        .map(Frame::to_message)
+        .collect();
+    assert_eq!(got, [m]);
+    assert_eq!(parse_post(&one).unwrap()[0].wire, &one[..]);
+    let posted = |list: &[&[u8]]| parse_post(&list.concat()).map(|l| l.len());
+    assert_eq!(posted(&[&one, &one, &one]), Ok(3));
+    assert!(posted(&[&one, &one, &one, &one]).is_err(), "at most 3");
     assert!(posted(&[]).is_err());
-    assert!(parse_post(json.as_bytes()).is_err(), "a bare message");
-    let ack_a = r#"{"side":"a","phase":"ack","body":"AA=="}"#;
-    let pake_a = r#"{"side":"a","phase":"pake","body":"AA=="}"#;
-    let abort_a = r#"{"side":"a","phase":"abort","body":""}"#;
-    assert!(posted(&[pake_a, ack_a]).is_ok());
-    assert!(posted(&[pake_a, abort_a]).is_ok());
-    assert!(posted(&[ack_a, pake_a]).is_err(), "nothing after the last");
-    assert!(posted(&[pake_a, &json]).is_err(), "one side a post");
-    assert!(posted(&[r#"{"side":"c","phase":"pake","body":""}"#]).is_err());
-    assert!(posted(&[r#"{"side":"a","phase":"pake","body":"!!"}"#]).is_err());
-    assert!(posted(&[r#"{"side":"a","phase":"abort","body":"AA=="}"#]).is_err());
-    assert!(posted(&[r#"{"side":"a","phase":"done","body":""}"#]).is_err());
-    assert!(posted(&[r#"{"side":"a","phase":"pake","body":"","x":1}"#]).is_err());
-    let big = B64.encode(vec![0u8; MAX_MESSAGE_BYTES + 1]);
-    let body = format!(r#"{{"side":"a","phase":"roster","body":"{big}"}}"#);
-    assert!(posted(&[&body]).is_err());
+    let (ack_a, pake_a, abort_a) = (frame(1, 4, &[0]), frame(1, 1, &[0]), frame(1, 5, &[]));
+    assert!(posted(&[&pake_a, &ack_a]).is_ok());
+    assert!(posted(&[&pake_a, &abort_a]).is_ok());
+    assert!(
+        posted(&[&ack_a, &pake_a]).is_err(),
+        "nothing after the last"
+    );
+    assert!(posted(&[&pake_a, &one]).is_err(), "one side a post");
+    assert!(posted(&[&frame(3, 1, &[])]).is_err(), "no side c");
+    assert!(posted(&[&frame(0, 1, &[])]).is_err());
+    assert!(posted(&[&frame(1, 5, &[0])]).is_err(), "an abort is empty");
+    assert!(posted(&[&frame(1, 6, &[])]).is_err(), "no phase 6");
+    assert!(posted(&[&frame(1, 0, &[])]).is_err());
+    // Cut short: in the head, in the body; and bytes after the last frame.
+    assert!(posted(&[&one[..4]]).is_err());
+    assert!(posted(&[&one[..one.len() - 1]]).is_err());
+    assert!(posted(&[&one, &[2]]).is_err());
+    // A length over the limit is refused from the head alone.
+    let mut big = frame(1, 3, &[]);
+    big[2..6].copy_from_slice(&(MAX_MESSAGE_BYTES as u32 + 1).to_be_bytes());
+    assert!(posted(&[&big])
+        .unwrap_err()
+        .to_string()
+        .contains("larger than"));
+    let mut huge = frame(1, 3, &[]);
+    huge[2..6].copy_from_slice(&u32::MAX.to_be_bytes());
+    assert!(posted(&[&huge]).is_err());
     // An answer: a token for the claim, the peer's messages.
-    let (token, list) = parse_posted(br#"{"messages":[]}"#, 5).unwrap();
+    let (token, list) = parse_posted(&[0], 5).unwrap();
     assert_eq!((token, list), (None, vec![]));
-    assert!(parse_posted(batch(&[pake_a, pake_a]).as_bytes(), 1).is_err());
+    assert!(parse_posted(&[], 5).is_err(), "no token field");
+    assert!(parse_posted(&[&[0][..], &pake_a, &pake_a].concat(), 1).is_err());
+    let t = crate::protocol::CreatorToken::random().unwrap();
+    let answer = encode_answer(Some(&t), [&pake_a[..], &ack_a[..]]);
+    let (token, list) = parse_posted(&answer, 5).unwrap();
+    assert_eq!(token, Some(t));
+    assert_eq!(list.len(), 2);
+    assert!(
+        parse_messages(&answer, 5).is_err(),
+        "a read is answered without a token"
+    );
+    assert_eq!(
+        parse_messages(&encode_answer(None, [&pake_a[..]]), 5)
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        parse_posted(&[&[32u8][..], &[b'g'; 32]].concat(), 5).is_err(),
+        "not hex"
+    );
+    assert!(parse_posted(&[&[31u8][..], &[b'a'; 31]].concat(), 5).is_err());
+    assert!(
+        parse_posted(&[&[32u8][..], &[b'a'; 31]].concat(), 5).is_err(),
+        "cut short"
+    );
 }
 
 /// A confirmed pair of sessions, ready to seal rosters.
@@ -495,11 +544,11 @@ fn v2_post_bytes(session: &mut Session, jails: &[(DnsLabel, Identity)]) -> usize
     let c = code("4821-zebra-night-climb");
     let (_, pake) = Session::start(Side::B, &c);
     let post = |side, phases: [(Phase, Vec<u8>); 3]| {
-        let messages = phases
+        let messages: Vec<Message> = phases
             .into_iter()
-            .map(|(phase, body)| Message { side, phase, body }.to_wire())
+            .map(|(phase, body)| Message { side, phase, body })
             .collect();
-        serde_json::to_vec(&Messages { messages }).unwrap().len()
+        encode_messages(&messages).len()
     };
     let mac = vec![0; 32];
     let a = post(

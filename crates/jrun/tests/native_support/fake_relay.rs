@@ -12,6 +12,10 @@ use std::time::Duration;
 /// What a stub answers: a status line's tail (`200 OK`) and a JSON body.
 pub type Answer = (&'static str, String);
 
+/// What a [`HttpStub::serve`] handler answers, and what [`forward`] returns: a status
+/// line's tail, the `Content-Type` and the body.
+pub type Reply = (String, String, Vec<u8>);
+
 /// One request as a stub read it (or an answer as [`forward`] read it).
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -49,12 +53,13 @@ impl HttpStub {
     pub fn start(handler: impl Fn(&str, &str) -> Answer + Send + Sync + 'static) -> Self {
         HttpStub::serve(move |request: &Request| {
             let (status, body) = handler(&request.line, &String::from_utf8_lossy(&request.body));
-            (status.to_string(), body)
+            let json = "application/json".to_string();
+            (status.to_string(), json, body.into_bytes())
         })
     }
 
-    /// A stub whose handler sees the whole request and may answer any status.
-    pub fn serve(handler: impl Fn(&Request) -> (String, String) + Send + Sync + 'static) -> Self {
+    /// A stub whose handler sees the whole request and may answer any status and body.
+    pub fn serve(handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> Self {
         let handler = Arc::new(handler);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -122,19 +127,17 @@ fn read_message(reader: &mut impl BufRead) -> std::io::Result<Request> {
     })
 }
 
-fn serve_one(
-    stream: TcpStream,
-    handler: &impl Fn(&Request) -> (String, String),
-) -> std::io::Result<()> {
+fn serve_one(stream: TcpStream, handler: &impl Fn(&Request) -> Reply) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
-    let (status, reply) = handler(&read_message(&mut reader)?);
+    let (status, content_type, reply) = handler(&read_message(&mut reader)?);
     let mut stream = stream;
     write!(
         stream,
-        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
+        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         reply.len()
-    )
+    )?;
+    stream.write_all(&reply)
 }
 
 /// A v1 relay whose "peer" is always `roster_body`: a creator's poll finds it joined, a
@@ -154,8 +157,8 @@ pub fn fixed_roster(roster_body: String) -> HttpStub {
 
 /// Passes `request` on to the HTTP server at `upstream` (`http://127.0.0.1:<port>`) with
 /// `body` instead of its own, keeping its method, path, `Content-Type` and
-/// `Authorization`; returns the answer's status line tail (`404 Not Found`) and body.
-pub fn forward(upstream: &str, request: &Request, body: &[u8]) -> (String, String) {
+/// `Authorization`; returns the answer's status line tail (`404 Not Found`), type and body.
+pub fn forward(upstream: &str, request: &Request, body: &[u8]) -> Reply {
     let host = upstream.trim_start_matches("http://").trim_end_matches('/');
     let mut stream = TcpStream::connect(host).unwrap();
     // Longer than any wait a pairing v2 request asks the relay for.
@@ -180,5 +183,9 @@ pub fn forward(upstream: &str, request: &Request, body: &[u8]) -> (String, Strin
         .split_once(' ')
         .map_or("", |(_, s)| s)
         .to_string();
-    (status, String::from_utf8(answer.body).unwrap())
+    let content_type = answer
+        .header("content-type")
+        .unwrap_or("application/json")
+        .to_string();
+    (status, content_type, answer.body)
 }
