@@ -16,7 +16,7 @@ use jrun_core::settings::RuntimeKind;
 use crate::instance::{self, InstanceInfo};
 use crate::names::Layout;
 use crate::supervisor::control::{self, Request, Response};
-use crate::supervisor::spec::{ForwardSpec, Supervision};
+use crate::supervisor::spec::{ChildSpec, ForwardSpec, Supervision};
 use crate::unbound::{self, UnboundFiles};
 use crate::{deploy, nft, plumbing, probe, ygg};
 
@@ -39,6 +39,9 @@ pub struct NativeRuntime {
     pub(crate) layout: Layout,
     pub(crate) runner: Arc<dyn Runner>,
     pub(crate) options: NativeOptions,
+    /// Nodes of jails deployed in this run, not started yet (see
+    /// [`NativeRuntime::start_mesh_nodes`]).
+    pub(crate) pending_nodes: std::sync::Mutex<Vec<(JailName, ChildSpec)>>,
 }
 
 pub(crate) fn other(what: impl Into<String>, e: impl std::fmt::Display) -> RuntimeError {
@@ -54,6 +57,7 @@ impl NativeRuntime {
             layout: Layout::new(home),
             runner,
             options,
+            pending_nodes: std::sync::Mutex::default(),
         }
     }
 
@@ -298,6 +302,11 @@ impl Runtime for NativeRuntime {
                 .map(|_| self.require_root("jrun down"))
                 .collect();
         }
+        // A node not started yet never will be.
+        self.pending_nodes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|(jail, _)| !jails.contains(jail));
         let namespaces: Vec<String> = jails.iter().map(|j| self.layout.jail_ns(j)).collect();
         // Links down before the Yggdrasil nodes are killed: each node's exit unregisters its
         // tun device under the kernel's rtnl lock, which every link change waits for too;

@@ -1,6 +1,7 @@
 //! The native runtime behind the commands. `up`: each jail's network, then its workload,
-//! one jail at a time; then the resolver's records and the forwards for every deployed
-//! jail; then the wait for the services it started.
+//! one jail at a time; then the Yggdrasil nodes of every deployed jail, together; then the
+//! resolver's records and the forwards for every deployed jail; then the wait for the
+//! services it started.
 
 use jrun_core::config::JailName;
 use jrun_core::plan::Plan;
@@ -70,6 +71,8 @@ pub(super) fn execute(
     }
 
     let mut deployed_now = Vec::new();
+    // The jails this run builds from nothing: undone when they fail.
+    let mut fresh_jails = std::collections::BTreeSet::new();
     // What was deployed before this run: a jail this run fails on (or never reaches) but
     // whose network is still built at that address keeps its names and forwards.
     let before = lock.state.clone();
@@ -99,6 +102,9 @@ pub(super) fn execute(
             // Only a jail this run builds is undone on failure; one that was already
             // running stays as it was (recorded not deployed, so the next up retries it).
             let fresh = !native.jail_built(jp.name(), jp.ip);
+            if fresh {
+                fresh_jails.insert(jp.name().clone());
+            }
             // The runtime undoes a fresh jail's failed network itself (and says so in its
             // error when that fails too); a failed workload is undone here.
             let mut undo_error = None;
@@ -119,21 +125,30 @@ pub(super) fn execute(
                 Ok(()) => deployed_now.push(jp),
                 Err(e) => {
                     progress.done(name, "failed");
-                    let what = match undo_error {
-                        Some(undo) => format!(
-                            "rolling back jail `{name}` failed too ({undo}); `jrun down {name}` clears what is left, or"
-                        ),
-                        None if fresh && native.jail_namespace_exists(jp.name()) => format!(
-                            "jail `{name}` was not fully rolled back (its namespace is still there); `jrun down {name}` clears it, or"
-                        ),
-                        None if fresh => "the jail was rolled back and".to_string(),
-                        None => "the jail was left running as it was and".to_string(),
-                    };
-                    error = Some(format!("{e}; {what} the next `jrun up` retries it"));
+                    error = Some(failure(native, jp.name(), &e, fresh, undo_error));
                     break;
                 }
             }
         }
+    }
+    // The Yggdrasil nodes of the jails deployed above, started together; a jail whose
+    // node cannot start failed like at any other step.
+    for (jail, result) in native.start_mesh_nodes() {
+        let (Err(e), Some(at)) = (
+            result,
+            deployed_now.iter().position(|jp| *jp.name() == jail),
+        ) else {
+            continue;
+        };
+        deployed_now.remove(at);
+        progress.done(jail.as_str(), "failed");
+        let fresh = fresh_jails.contains(&jail);
+        let undo_error = if fresh {
+            rt.remove_jail(&jail).err()
+        } else {
+            None
+        };
+        error.get_or_insert(failure(native, &jail, &e, fresh, undo_error));
     }
 
     // The resolver and the forwards describe every jail that is (or is now) deployed.
@@ -199,6 +214,28 @@ pub(super) fn execute(
     outcome.changed = !outcome.deployed.is_empty() || !outcome.removed.is_empty();
     outcome.error = error;
     outcome
+}
+
+/// The error of a jail whose deploy failed, saying what became of it (`fresh`: this run
+/// built it, and tried to undo it; `undo_error`: why that failed).
+fn failure(
+    native: &jrun_native::NativeRuntime,
+    jail: &JailName,
+    e: &jrun_core::runtime::RuntimeError,
+    fresh: bool,
+    undo_error: Option<jrun_core::runtime::RuntimeError>,
+) -> String {
+    let what = match undo_error {
+        Some(undo) => format!(
+            "rolling back jail `{jail}` failed too ({undo}); `jrun down {jail}` clears what is left, or"
+        ),
+        None if fresh && native.jail_namespace_exists(jail) => format!(
+            "jail `{jail}` was not fully rolled back (its namespace is still there); `jrun down {jail}` clears it, or"
+        ),
+        None if fresh => "the jail was rolled back and".to_string(),
+        None => "the jail was left running as it was and".to_string(),
+    };
+    format!("{e}; {what} the next `jrun up` retries it")
 }
 
 /// The native runtime's answers while `up` waits: the supervisor's service status, and
