@@ -168,6 +168,7 @@ impl NativeRuntime {
         if nodes.is_empty() {
             return Vec::new();
         }
+        let _spec = self.lock_specs();
         let failed = |jail: &JailName, message: String| RuntimeError::Step {
             jail: jail.clone(),
             step: Step::Mesh,

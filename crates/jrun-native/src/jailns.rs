@@ -129,9 +129,17 @@ pub fn ensure(runner: &dyn Runner, layout: &Layout, jail: &JailName) -> Result<(
     }
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let d = dir.to_string_lossy();
-    if !is_mount_point(&dir) {
-        run(runner, &["mount", "--bind", &d, &d])?;
-        run(runner, &["mount", "--make-private", &d])?;
+    {
+        // Jails deploy side by side: two first ones must not both bind the holder (a
+        // second bind would stack on the first and outlive the instance's teardown).
+        static HOLDER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _holder = HOLDER
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !is_mount_point(&dir) {
+            run(runner, &["mount", "--bind", &d, &d])?;
+            run(runner, &["mount", "--make-private", &d])?;
+        }
     }
     std::fs::write(&file, b"").map_err(|e| format!("cannot create {}: {e}", file.display()))?;
     let _ = std::fs::remove_file(record_file(layout, jail));

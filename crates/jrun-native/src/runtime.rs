@@ -42,6 +42,10 @@ pub struct NativeRuntime {
     /// Nodes of jails deployed in this run, not started yet (see
     /// [`NativeRuntime::start_mesh_nodes`]).
     pub(crate) pending_nodes: std::sync::Mutex<Vec<(JailName, ChildSpec)>>,
+    /// Held while the supervisor's spec files (services, children) are read, changed,
+    /// written and reloaded: jails deploy side by side, and each change is a
+    /// read-modify-write of a file they share.
+    pub(crate) spec_lock: std::sync::Mutex<()>,
 }
 
 pub(crate) fn other(what: impl Into<String>, e: impl std::fmt::Display) -> RuntimeError {
@@ -58,6 +62,7 @@ impl NativeRuntime {
             runner,
             options,
             pending_nodes: std::sync::Mutex::default(),
+            spec_lock: std::sync::Mutex::default(),
         }
     }
 
@@ -82,6 +87,13 @@ impl NativeRuntime {
             .into_iter()
             .filter_map(|(j, check)| (!matches!(check.join(), Ok(Ok(true)))).then(|| j.clone()))
             .collect()
+    }
+
+    /// See [`NativeRuntime::spec_lock`].
+    pub(crate) fn lock_specs(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.spec_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn layout(&self) -> &Layout {
@@ -156,6 +168,7 @@ impl NativeRuntime {
     /// are written, then one reload for all (a node dropped from the spec is killed at once,
     /// see `Children::converge`). The errors of each jail.
     fn stop_jail_processes(&self, jails: &[JailName]) -> Vec<Vec<String>> {
+        let _spec = self.lock_specs();
         let mut errors: Vec<Vec<String>> = vec![Vec::new(); jails.len()];
         let services = self.drop_services(jails);
         let nodes = self.read_supervision().and_then(|mut s| {

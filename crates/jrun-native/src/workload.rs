@@ -234,6 +234,7 @@ impl NativeRuntime {
         jail: &JailName,
         services: Vec<ServiceSpec>,
     ) -> Result<(), RuntimeError> {
+        let _spec = self.lock_specs();
         let path = self.services_file();
         let mut set = ServiceSet::read(&path).map_err(|e| other("services", e))?;
         let before = set.clone();
