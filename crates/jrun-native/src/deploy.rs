@@ -139,23 +139,66 @@ fn ygg_version() -> Result<jrun_mesh::yggdrasil::YggVersion, String> {
     VERSION.get_or_init(ygg::detect_version).clone()
 }
 
+/// Writes the jail's node config; the node starts with the others of this run in
+/// [`NativeRuntime::start_mesh_nodes`].
 fn mesh_node(rt: &NativeRuntime, info: &InstanceInfo, jail: &JailName) -> Result<(), String> {
     let version = match info.ygg_version_unchanged() {
         Some(v) => v,
         None => ygg_version()?,
     };
     let node = ygg::jail_node(&rt.layout, version, jail)?;
-    let mut s = rt.read_supervision().map_err(|e| e.to_string())?;
-    let name = node.child.name.clone();
-    // Reloaded even when unchanged, so a node that could not start before is retried and
-    // its failure reported; others' failures are not this jail's.
-    s.upsert_child(node.child);
-    let resp = rt.write_supervision(&s).map_err(|e| e.to_string())?;
-    match resp.items_error(|key| key == name) {
-        None => Ok(()),
-        Some(e) => Err(format!(
-            "the supervisor could not start its Yggdrasil node: {e}"
-        )),
+    rt.pending_nodes
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push((jail.clone(), node.child));
+    Ok(())
+}
+
+impl NativeRuntime {
+    /// Starts the Yggdrasil nodes of the jails deployed since the last call, all in one
+    /// spec write and one supervisor reload (the reload spawns them and answers once they
+    /// are started), instead of a write and a reload per jail. Each such jail with its
+    /// node's failure, if any. Reloaded even when the spec is unchanged, so a node that
+    /// could not start before is retried and its failure reported; others' failures are
+    /// not these jails'.
+    pub fn start_mesh_nodes(&self) -> Vec<(JailName, Result<(), RuntimeError>)> {
+        let nodes = std::mem::take(
+            &mut *self
+                .pending_nodes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if nodes.is_empty() {
+            return Vec::new();
+        }
+        let _spec = self.lock_specs();
+        let failed = |jail: &JailName, message: String| RuntimeError::Step {
+            jail: jail.clone(),
+            step: Step::Mesh,
+            message,
+        };
+        let reloaded = self.read_supervision().and_then(|mut s| {
+            for (_, child) in &nodes {
+                s.upsert_child(child.clone());
+            }
+            self.write_supervision(&s)
+        });
+        nodes
+            .into_iter()
+            .map(|(jail, child)| {
+                let result = match &reloaded {
+                    Err(e) => Err(failed(&jail, e.to_string())),
+                    Ok(resp) => match resp.items_error(|key| key == child.name) {
+                        None => Ok(()),
+                        Some(e) => Err(failed(
+                            &jail,
+                            format!("the supervisor could not start its Yggdrasil node: {e}"),
+                        )),
+                    },
+                };
+                (jail, result)
+            })
+            .collect()
     }
 }
 

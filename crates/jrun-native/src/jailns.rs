@@ -128,27 +128,35 @@ pub fn ensure(layout: &Layout, jail: &JailName) -> Result<(), String> {
         return Ok(());
     }
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    if !is_mount_point(&dir) {
-        // `mount --bind <dir> <dir>` then `mount --make-private <dir>`, without the two
-        // processes (the first `up` of an instance pays for them).
-        use nix::mount::{mount, MsFlags};
-        mount(
-            Some(dir.as_path()),
-            &dir,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .and_then(|()| {
+    {
+        // Jails deploy side by side: two first ones must not both bind the holder (a
+        // second bind would stack on the first and outlive the instance's teardown).
+        static HOLDER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _holder = HOLDER
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !is_mount_point(&dir) {
+            // `mount --bind <dir> <dir>` then `mount --make-private <dir>`, without the two
+            // processes (the first `up` of an instance pays for them).
+            use nix::mount::{mount, MsFlags};
             mount(
-                None::<&str>,
+                Some(dir.as_path()),
                 &dir,
                 None::<&str>,
-                MsFlags::MS_PRIVATE,
+                MsFlags::MS_BIND,
                 None::<&str>,
             )
-        })
-        .map_err(|e| format!("cannot make {} a private mount: {e}", dir.display()))?;
+            .and_then(|()| {
+                mount(
+                    None::<&str>,
+                    &dir,
+                    None::<&str>,
+                    MsFlags::MS_PRIVATE,
+                    None::<&str>,
+                )
+            })
+            .map_err(|e| format!("cannot make {} a private mount: {e}", dir.display()))?;
+        }
     }
     std::fs::write(&file, b"").map_err(|e| format!("cannot create {}: {e}", file.display()))?;
     let _ = std::fs::remove_file(record_file(layout, jail));

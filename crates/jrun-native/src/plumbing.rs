@@ -266,11 +266,11 @@ pub fn kill_namespaces_processes(namespaces: &[&str]) {
     }
 }
 
-/// Deletes jails' namespaces together, as [`delete_namespace`] does one, and drops their
-/// neighbour entries on the bridge: one thread visits every namespace (to read its address
-/// and take its link down), one visits the VM namespace, one pass over `/proc` kills what
-/// is left in them. One result per namespace.
-pub fn delete_jail_namespaces(layout: &Layout, namespaces: &[String]) -> Vec<Result<(), String>> {
+/// The first half of deleting jails' namespaces together (as [`delete_namespace`] does
+/// one): takes their links down and drops their neighbour entries on the bridge. One thread
+/// visits every namespace (to read its address and take its link down), one visits the VM
+/// namespace. Best effort: a namespace that is gone has nothing to take down.
+pub fn take_jail_links_down(layout: &Layout, namespaces: &[String]) {
     let present: Vec<String> = namespaces
         .iter()
         .filter(|ns| namespace_exists(ns))
@@ -307,6 +307,12 @@ pub fn delete_jail_namespaces(layout: &Layout, namespaces: &[String]) -> Vec<Res
             Ok(())
         });
     }
+}
+
+/// The second half: deletes the namespaces whose links [`take_jail_links_down`] took down.
+/// One pass over `/proc` kills what is left in them, then they are unmounted together.
+/// One result per namespace.
+pub fn delete_downed_namespaces(namespaces: &[String]) -> Vec<Result<(), String>> {
     let names: Vec<&str> = namespaces.iter().map(String::as_str).collect();
     kill_namespaces_processes(&names);
     // In parallel: each unmount waits for an RCU grace period, and concurrent waits
@@ -606,7 +612,8 @@ mod tests {
             while !inside(pid) && std::time::Instant::now() < deadline {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
-            let results = delete_jail_namespaces(&layout, &names);
+            take_jail_links_down(&layout, &names);
+            let results = delete_downed_namespaces(&names);
             assert!(results.iter().all(Result::is_ok), "{results:?}");
             for ns in &names {
                 assert!(!namespace_exists(ns), "{ns}");

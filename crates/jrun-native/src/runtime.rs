@@ -16,7 +16,7 @@ use jrun_core::settings::RuntimeKind;
 use crate::instance::{self, InstanceInfo};
 use crate::names::Layout;
 use crate::supervisor::control::{self, Request, Response};
-use crate::supervisor::spec::{ForwardSpec, Supervision};
+use crate::supervisor::spec::{ChildSpec, ForwardSpec, Supervision};
 use crate::unbound::{self, UnboundFiles};
 use crate::{deploy, nft, plumbing, probe, ygg};
 
@@ -39,6 +39,13 @@ pub struct NativeRuntime {
     pub(crate) layout: Layout,
     pub(crate) runner: Arc<dyn Runner>,
     pub(crate) options: NativeOptions,
+    /// Nodes of jails deployed in this run, not started yet (see
+    /// [`NativeRuntime::start_mesh_nodes`]).
+    pub(crate) pending_nodes: std::sync::Mutex<Vec<(JailName, ChildSpec)>>,
+    /// Held while the supervisor's spec files (services, children) are read, changed,
+    /// written and reloaded: jails deploy side by side, and each change is a
+    /// read-modify-write of a file they share.
+    pub(crate) spec_lock: std::sync::Mutex<()>,
 }
 
 pub(crate) fn other(what: impl Into<String>, e: impl std::fmt::Display) -> RuntimeError {
@@ -54,6 +61,8 @@ impl NativeRuntime {
             layout: Layout::new(home),
             runner,
             options,
+            pending_nodes: std::sync::Mutex::default(),
+            spec_lock: std::sync::Mutex::default(),
         }
     }
 
@@ -78,6 +87,13 @@ impl NativeRuntime {
             .into_iter()
             .filter_map(|(j, check)| (!matches!(check.join(), Ok(Ok(true)))).then(|| j.clone()))
             .collect()
+    }
+
+    /// See [`NativeRuntime::spec_lock`].
+    pub(crate) fn lock_specs(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.spec_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn layout(&self) -> &Layout {
@@ -146,6 +162,74 @@ impl NativeRuntime {
     /// not answer.
     pub fn children(&self) -> Result<Vec<crate::supervisor::ChildStatus>, String> {
         control::request(&self.layout.control_socket(), &Request::Status).map(|r| r.children)
+    }
+
+    /// Has the supervisor stop the services and the Yggdrasil nodes of `jails`: both specs
+    /// are written, then one reload for all (a node dropped from the spec is killed at once,
+    /// see `Children::converge`). The errors of each jail.
+    fn stop_jail_processes(&self, jails: &[JailName]) -> Vec<Vec<String>> {
+        let _spec = self.lock_specs();
+        let mut errors: Vec<Vec<String>> = vec![Vec::new(); jails.len()];
+        let services = self.drop_services(jails);
+        let nodes = self.read_supervision().and_then(|mut s| {
+            let before = s.children.len();
+            for jail in jails {
+                s.remove_child(&ygg::jail_child_name(jail));
+            }
+            if s.children.len() == before {
+                return Ok(false);
+            }
+            let path = self.layout.supervision_file();
+            s.write(&path).map_err(|source| RuntimeError::Io {
+                what: "cannot write the supervisor's spec".into(),
+                path,
+                source,
+            })?;
+            Ok(true)
+        });
+        let with_services = match &services {
+            Ok(with) => with.clone(),
+            Err(e) => {
+                errors.iter_mut().for_each(|errs| errs.push(e.clone()));
+                vec![false; jails.len()]
+            }
+        };
+        if let Err(e) = &nodes {
+            errors.iter_mut().for_each(|errs| errs.push(e.to_string()));
+        }
+        let nodes_dropped = matches!(nodes, Ok(true));
+        if !nodes_dropped && !with_services.contains(&true) {
+            return errors;
+        }
+        // Whose the reload's trouble is: a jail's own services', and the whole reload's
+        // (it could not be asked, or failed as a whole) for every jail it concerned.
+        let concerned = |i: usize| nodes_dropped || with_services[i];
+        match control::request(&self.layout.control_socket(), &Request::Reload) {
+            Err(e) => {
+                for (i, errs) in errors.iter_mut().enumerate() {
+                    if concerned(i) {
+                        errs.push(format!("cannot reach the supervisor: {e}"));
+                    }
+                }
+            }
+            Ok(resp) => {
+                for (i, (jail, errs)) in jails.iter().zip(&mut errors).enumerate() {
+                    if !resp.ok && resp.failures.is_empty() && concerned(i) {
+                        errs.push(format!(
+                            "the supervisor could not apply the change: {}",
+                            resp.error.clone().unwrap_or_default()
+                        ));
+                    } else if with_services[i] {
+                        if let Some(e) = resp.jail_error(jail.as_str()) {
+                            errs.push(format!(
+                                "jail `{jail}`: the supervisor could not start every service: {e}"
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        errors
     }
 }
 
@@ -222,8 +306,8 @@ impl Runtime for NativeRuntime {
             .unwrap_or(Ok(()))
     }
 
-    /// Every jail is tried, together: their services in one supervisor reload, their
-    /// Yggdrasil nodes in another, their namespaces without a process.
+    /// Every jail is tried, together: their services and Yggdrasil nodes stopped in one
+    /// supervisor reload, their namespaces deleted without a process.
     fn remove_jails(&self, jails: &[JailName]) -> Vec<Result<(), RuntimeError>> {
         if self.require_root("jrun down").is_err() {
             return jails
@@ -231,39 +315,40 @@ impl Runtime for NativeRuntime {
                 .map(|_| self.require_root("jrun down"))
                 .collect();
         }
-        // Services first: none may outlive its jail's namespaces. Each part is best
+        // A node not started yet never will be.
+        self.pending_nodes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|(jail, _)| !jails.contains(jail));
+        let namespaces: Vec<String> = jails.iter().map(|j| self.layout.jail_ns(j)).collect();
+        // Links down before the Yggdrasil nodes are killed: each node's exit unregisters its
+        // tun device under the kernel's rtnl lock, which every link change waits for too;
+        // that teardown then overlaps with the steps that need no rtnl (unmounts, the
+        // state's save, the resolver's reload).
+        plumbing::take_jail_links_down(&self.layout, &namespaces);
+        // Processes next: none may outlive its jail's namespaces. Each part is best
         // effort so that one failure (a services reload) never keeps a namespace alive.
-        let mut errors: Vec<Vec<String>> = self
-            .remove_workloads(jails)
-            .into_iter()
-            .map(|r| r.err().into_iter().collect())
-            .collect();
-        if instance::supervisor_pid(&self.layout).is_some() {
-            let names: Vec<String> = jails.iter().map(ygg::jail_child_name).collect();
-            let dropped = self.read_supervision().and_then(|mut s| {
-                let before = s.children.len();
-                for name in &names {
-                    s.remove_child(name);
-                }
-                if s.children.len() != before {
-                    // Others' items that fail to start are theirs to report.
-                    self.write_supervision(&s)?;
-                }
-                Ok(())
-            });
-            if let Err(e) = dropped {
-                errors.iter_mut().for_each(|errs| errs.push(e.to_string()));
-            }
-        }
+        let mut errors: Vec<Vec<String>> = if instance::supervisor_pid(&self.layout).is_some() {
+            self.stop_jail_processes(jails)
+        } else {
+            vec![Vec::new(); jails.len()]
+        };
         for jail in jails {
             let _ = std::fs::remove_file(self.layout.ygg_dir().join(format!("j-{jail}.conf")));
         }
-        let namespaces: Vec<String> = jails.iter().map(|j| self.layout.jail_ns(j)).collect();
-        let deleted = plumbing::delete_jail_namespaces(&self.layout, &namespaces);
-        for (errs, result) in errors.iter_mut().zip(deleted) {
-            if let Err(e) = result {
-                errs.push(e);
-            }
+        // The mount namespaces and the network namespaces side by side: each removal is
+        // mostly a wait on the kernel.
+        let (mounts, networks) = std::thread::scope(|scope| {
+            let networks = scope.spawn(|| plumbing::delete_downed_namespaces(&namespaces));
+            let mounts = self.remove_mount_namespaces(jails);
+            let networks = networks.join().unwrap_or_else(|_| {
+                vec![Err("the removal panicked".to_string()); namespaces.len()]
+            });
+            (mounts, networks)
+        });
+        for ((errs, mount), network) in errors.iter_mut().zip(mounts).zip(networks) {
+            errs.extend(mount.err());
+            errs.extend(network.err());
         }
         jails
             .iter()

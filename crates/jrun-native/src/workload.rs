@@ -189,52 +189,28 @@ impl NativeRuntime {
         }
     }
 
-    /// Stops the services of `jails` (one spec write and one reload for all) and drops
-    /// their mount namespaces, as [`NativeRuntime::remove_workload`] does for one: best
-    /// effort, one result per jail.
-    pub(crate) fn remove_workloads(&self, jails: &[JailName]) -> Vec<Result<(), String>> {
-        let mut errors: Vec<Vec<String>> = vec![Vec::new(); jails.len()];
-        if crate::instance::supervisor_pid(&self.layout).is_some() {
-            let path = self.services_file();
-            match ServiceSet::read(&path) {
-                Ok(mut set) => {
-                    let has = |set: &ServiceSet, j: &JailName| {
-                        set.services.iter().any(|s| s.jail == j.as_str())
-                    };
-                    let with: Vec<bool> = jails.iter().map(|j| has(&set, j)).collect();
-                    if with.contains(&true) {
-                        for jail in jails {
-                            set.replace_jail(jail.as_str(), Vec::new());
-                        }
-                        let reloaded = set
-                            .write(&path)
-                            .map_err(|e| format!("cannot write {}: {e}", path.display()))
-                            .and_then(|()| {
-                                control::request(&self.layout.control_socket(), &Request::Reload)
-                                    .map_err(|e| format!("cannot reach the supervisor: {e}"))
-                            });
-                        for ((jail, errs), with) in jails.iter().zip(&mut errors).zip(&with) {
-                            if !with {
-                                continue;
-                            }
-                            match &reloaded {
-                                Err(e) => errs.push(e.clone()),
-                                Ok(resp) => {
-                                    if let Some(e) = resp.jail_error(jail.as_str()) {
-                                        errs.push(format!(
-                                            "jail `{jail}`: the supervisor could not start every service: {e}"
-                                        ));
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-                Err(e) => errors
-                    .iter_mut()
-                    .for_each(|errs| errs.push(format!("services: {e}"))),
+    /// Writes the services spec without the services of `jails` (untouched when none of
+    /// them has any); the caller has the supervisor reload. Which of `jails` had services.
+    pub(crate) fn drop_services(&self, jails: &[JailName]) -> Result<Vec<bool>, String> {
+        let path = self.services_file();
+        let mut set = ServiceSet::read(&path).map_err(|e| format!("services: {e}"))?;
+        let with: Vec<bool> = jails
+            .iter()
+            .map(|j| set.services.iter().any(|s| s.jail == j.as_str()))
+            .collect();
+        if with.contains(&true) {
+            for jail in jails {
+                set.replace_jail(jail.as_str(), Vec::new());
             }
+            set.write(&path)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         }
+        Ok(with)
+    }
+
+    /// Drops the mount namespaces of `jails` (after their services stopped): best effort,
+    /// one result per jail.
+    pub(crate) fn remove_mount_namespaces(&self, jails: &[JailName]) -> Vec<Result<(), String>> {
         // In parallel: each unmount waits for an RCU grace period, and concurrent waits
         // share one.
         std::thread::scope(|scope| {
@@ -242,25 +218,15 @@ impl NativeRuntime {
                 .iter()
                 .map(|jail| scope.spawn(|| jailns::remove(&self.layout, jail)))
                 .collect();
-            for (errs, removal) in errors.iter_mut().zip(removals) {
-                match removal.join() {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => errs.push(format!("mount namespace: {e}")),
-                    Err(_) => errs.push("mount namespace: the removal panicked".into()),
-                }
-            }
-        });
-        jails
-            .iter()
-            .zip(errors)
-            .map(|(jail, errs)| {
-                if errs.is_empty() {
-                    Ok(())
-                } else {
-                    Err(format!("jail `{jail}`: {}", errs.join("; ")))
-                }
-            })
-            .collect()
+            removals
+                .into_iter()
+                .map(|removal| match removal.join() {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(format!("mount namespace: {e}")),
+                    Err(_) => Err("mount namespace: the removal panicked".into()),
+                })
+                .collect()
+        })
     }
 
     fn set_services(
@@ -268,6 +234,7 @@ impl NativeRuntime {
         jail: &JailName,
         services: Vec<ServiceSpec>,
     ) -> Result<(), RuntimeError> {
+        let _spec = self.lock_specs();
         let path = self.services_file();
         let mut set = ServiceSet::read(&path).map_err(|e| other("services", e))?;
         let before = set.clone();

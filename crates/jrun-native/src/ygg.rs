@@ -68,7 +68,14 @@ pub fn vm_node(
         admin_socket: Some(layout.ygg_dir().join("vm.sock")),
         key: node_key(key),
     };
-    write_node(layout, "vm", &layout.vm_ns(), &config, version)
+    write_node(
+        layout,
+        "vm",
+        &layout.vm_ns(),
+        Enter::WithFiles,
+        &config,
+        version,
+    )
 }
 
 /// Writes a jail node's config (the jail's persistent key) and returns its child.
@@ -87,6 +94,7 @@ pub fn jail_node(layout: &Layout, version: YggVersion, jail: &JailName) -> Resul
         layout,
         &format!("j-{jail}"),
         &layout.jail_ns(jail),
+        Enter::NetOnly,
         &config,
         version,
     )
@@ -137,6 +145,7 @@ fn write_node(
     layout: &Layout,
     name: &str,
     ns: &str,
+    enter: Enter,
     config: &NodeConfig,
     version: YggVersion,
 ) -> Result<Node, String> {
@@ -150,17 +159,44 @@ fn write_node(
     Ok(Node {
         child: ChildSpec {
             name: format!("ygg-{name}"),
-            argv: vec![
-                "ip".into(),
-                "netns".into(),
-                "exec".into(),
-                ns.into(),
-                YGGDRASIL.into(),
-                "-useconffile".into(),
-                path.display().to_string(),
-            ],
+            argv: enter
+                .argv(ns)
+                .into_iter()
+                .chain([
+                    YGGDRASIL.into(),
+                    "-useconffile".into(),
+                    path.display().to_string(),
+                ])
+                .collect(),
         },
     })
+}
+
+/// How a node enters its namespace.
+#[derive(Clone, Copy)]
+enum Enter {
+    /// `ip netns exec`: the namespace's own `/etc/netns` files (its resolv.conf) in a
+    /// mount namespace of the node's own, for a node that resolves names (the VM node may
+    /// dial the relay by name).
+    WithFiles,
+    /// `nsenter --net`: the network namespace alone. A jail node dials an address and
+    /// needs no files of the jail's; without a mount namespace of its own, its exit does
+    /// not tear one down (that teardown waits for an RCU grace period under the kernel's
+    /// mount lock, and a `down` of 20 jails paid for 20 of them).
+    NetOnly,
+}
+
+impl Enter {
+    fn argv(self, ns: &str) -> Vec<String> {
+        match self {
+            Enter::WithFiles => vec!["ip".into(), "netns".into(), "exec".into(), ns.into()],
+            Enter::NetOnly => vec![
+                "nsenter".into(),
+                format!("--net=/run/netns/{ns}"),
+                "--".into(),
+            ],
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
 //! The native runtime behind the commands. `up`: each jail's network, then its workload,
-//! one jail at a time; then the resolver's records and the forwards for every deployed
-//! jail; then the wait for the services it started.
+//! the jails of a dependency level side by side; then the Yggdrasil nodes of every deployed jail, together; then the
+//! resolver's records and the forwards for every deployed jail; then the wait for the
+//! services it started.
 
 use jrun_core::config::JailName;
-use jrun_core::plan::Plan;
+use jrun_core::plan::{JailPlan, Plan};
 use jrun_core::runtime::{JailNetwork, Runtime, Step};
 use jrun_core::state::StateLock;
 use miette::IntoDiagnostic;
@@ -70,6 +71,8 @@ pub(super) fn execute(
     }
 
     let mut deployed_now = Vec::new();
+    // The jails this run builds from nothing: undone when they fail.
+    let mut fresh_jails = std::collections::BTreeSet::new();
     // What was deployed before this run: a jail this run fails on (or never reaches) but
     // whose network is still built at that address keeps its names and forwards.
     let before = lock.state.clone();
@@ -84,56 +87,73 @@ pub(super) fn execute(
         }
     }
     if error.is_none() {
-        for jp in &plan.jails {
-            let name = jp.name().as_str();
-            if jp.actions.is_empty() {
-                outcome.unchanged.push(name.to_string());
-                continue;
-            }
-            let net = JailNetwork {
-                name: jp.name().clone(),
-                ip: jp.ip,
-                redirects: jp.redirects.clone(),
-                firewall: jp.firewall.clone(),
-            };
-            // Only a jail this run builds is undone on failure; one that was already
-            // running stays as it was (recorded not deployed, so the next up retries it).
-            let fresh = !native.jail_built(jp.name(), jp.ip);
-            // The runtime undoes a fresh jail's failed network itself (and says so in its
-            // error when that fails too); a failed workload is undone here.
-            let mut undo_error = None;
-            match rt
-                .deploy_jail(&net, &mut |j, step| {
-                    progress.step(j.as_str(), step.as_str())
+        // A level's jails side by side: each deploy mostly waits on the kernel and on the
+        // processes it runs. A level starts once the one before it is up; after a level
+        // in which a jail failed, none starts (a jail whose dependency failed is not
+        // deployed).
+        for level in levels(&plan.jails) {
+            let changing: Vec<&JailPlan> = level
+                .into_iter()
+                .filter(|jp| {
+                    let unchanged = jp.actions.is_empty();
+                    if unchanged {
+                        outcome.unchanged.push(jp.name().to_string());
+                    }
+                    !unchanged
                 })
-                .and_then(|()| {
-                    // Mounts, setup steps and services.
-                    native
-                        .deploy_workload(jp, &mut |what| progress.step(name, what))
-                        .inspect_err(|_| {
-                            if fresh {
-                                undo_error = rt.remove_jail(jp.name()).err();
-                            }
-                        })
-                }) {
-                Ok(()) => deployed_now.push(jp),
-                Err(e) => {
-                    progress.done(name, "failed");
-                    let what = match undo_error {
-                        Some(undo) => format!(
-                            "rolling back jail `{name}` failed too ({undo}); `jrun down {name}` clears what is left, or"
-                        ),
-                        None if fresh && native.jail_namespace_exists(jp.name()) => format!(
-                            "jail `{name}` was not fully rolled back (its namespace is still there); `jrun down {name}` clears it, or"
-                        ),
-                        None if fresh => "the jail was rolled back and".to_string(),
-                        None => "the jail was left running as it was and".to_string(),
-                    };
-                    error = Some(format!("{e}; {what} the next `jrun up` retries it"));
-                    break;
+                .collect();
+            let shared = std::sync::Mutex::new(&mut *progress);
+            let results: Vec<(bool, Result<(), String>)> = std::thread::scope(|scope| {
+                let deploys: Vec<_> = changing
+                    .iter()
+                    .map(|jp| {
+                        let shared = &shared;
+                        scope.spawn(move || deploy_one(native, jp, shared))
+                    })
+                    .collect();
+                deploys
+                    .into_iter()
+                    .map(|d| {
+                        d.join()
+                            .unwrap_or_else(|_| (false, Err("its deploy panicked".to_string())))
+                    })
+                    .collect()
+            });
+            for (jp, (fresh, result)) in changing.into_iter().zip(results) {
+                if fresh {
+                    fresh_jails.insert(jp.name().clone());
+                }
+                match result {
+                    Ok(()) => deployed_now.push(jp),
+                    Err(e) => {
+                        progress.done(jp.name().as_str(), "failed");
+                        error.get_or_insert(e);
+                    }
                 }
             }
+            if error.is_some() {
+                break;
+            }
         }
+    }
+    // The Yggdrasil nodes of the jails deployed above, started together; a jail whose
+    // node cannot start failed like at any other step.
+    for (jail, result) in native.start_mesh_nodes() {
+        let (Err(e), Some(at)) = (
+            result,
+            deployed_now.iter().position(|jp| *jp.name() == jail),
+        ) else {
+            continue;
+        };
+        deployed_now.remove(at);
+        progress.done(jail.as_str(), "failed");
+        let fresh = fresh_jails.contains(&jail);
+        let undo_error = if fresh {
+            rt.remove_jail(&jail).err()
+        } else {
+            None
+        };
+        error.get_or_insert(failure(native, &jail, &e, fresh, undo_error));
     }
 
     // The resolver and the forwards describe every jail that is (or is now) deployed.
@@ -199,6 +219,91 @@ pub(super) fn execute(
     outcome.changed = !outcome.deployed.is_empty() || !outcome.removed.is_empty();
     outcome.error = error;
     outcome
+}
+
+/// The jails of a plan by dependency level, each in plan order: a jail's level is one more
+/// than the highest of the jails it needs (its `base` and `depends`) in the plan.
+fn levels(jails: &[JailPlan]) -> Vec<Vec<&JailPlan>> {
+    let mut level_of: std::collections::BTreeMap<&JailName, usize> = Default::default();
+    let mut levels: Vec<Vec<&JailPlan>> = Vec::new();
+    // The plan lists dependencies first, so each jail's are placed before it.
+    for jp in jails {
+        let level = jrun_core::plan::dependencies(&jp.jail)
+            .filter_map(|(_, dep)| level_of.get(dep).map(|l| l + 1))
+            .max()
+            .unwrap_or(0);
+        level_of.insert(jp.name(), level);
+        if levels.len() <= level {
+            levels.resize_with(level + 1, Vec::new);
+        }
+        levels[level].push(jp);
+    }
+    levels
+}
+
+/// Deploys one jail's network and workload, undoing a jail this run built when either
+/// fails. Whether it was built by this run (`fresh`), and its error, saying what became of
+/// the jail.
+fn deploy_one(
+    native: &jrun_native::NativeRuntime,
+    jp: &JailPlan,
+    progress: &std::sync::Mutex<&mut Progress>,
+) -> (bool, Result<(), String>) {
+    let name = jp.name().as_str();
+    let step = |jail: &str, what: &str| {
+        progress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .step(jail, what)
+    };
+    let net = JailNetwork {
+        name: jp.name().clone(),
+        ip: jp.ip,
+        redirects: jp.redirects.clone(),
+        firewall: jp.firewall.clone(),
+    };
+    // Only a jail this run builds is undone on failure; one that was already running
+    // stays as it was (recorded not deployed, so the next up retries it).
+    let fresh = !native.jail_built(jp.name(), jp.ip);
+    // The runtime undoes a fresh jail's failed network itself (and says so in its error
+    // when that fails too); a failed workload is undone here.
+    let mut undo_error = None;
+    let result = native
+        .deploy_jail(&net, &mut |j, s| step(j.as_str(), s.as_str()))
+        .and_then(|()| {
+            // Mounts, setup steps and services.
+            native
+                .deploy_workload(jp, &mut |what| step(name, what))
+                .inspect_err(|_| {
+                    if fresh {
+                        undo_error = native.remove_jail(jp.name()).err();
+                    }
+                })
+        });
+    let result = result.map_err(|e| failure(native, jp.name(), &e, fresh, undo_error));
+    (fresh, result)
+}
+
+/// The error of a jail whose deploy failed, saying what became of it (`fresh`: this run
+/// built it, and tried to undo it; `undo_error`: why that failed).
+fn failure(
+    native: &jrun_native::NativeRuntime,
+    jail: &JailName,
+    e: &jrun_core::runtime::RuntimeError,
+    fresh: bool,
+    undo_error: Option<jrun_core::runtime::RuntimeError>,
+) -> String {
+    let what = match undo_error {
+        Some(undo) => format!(
+            "rolling back jail `{jail}` failed too ({undo}); `jrun down {jail}` clears what is left, or"
+        ),
+        None if fresh && native.jail_namespace_exists(jail) => format!(
+            "jail `{jail}` was not fully rolled back (its namespace is still there); `jrun down {jail}` clears it, or"
+        ),
+        None if fresh => "the jail was rolled back and".to_string(),
+        None => "the jail was left running as it was and".to_string(),
+    };
+    format!("{e}; {what} the next `jrun up` retries it")
 }
 
 /// The native runtime's answers while `up` waits: the supervisor's service status, and

@@ -15,7 +15,7 @@ use crate::wiring;
 /// rewires the records and forwards for the jails still recorded (a jail that is gone
 /// must not keep its name or its port), and reports the first error.
 pub fn remove_and_rewire(
-    rt: &dyn Runtime,
+    rt: &(dyn Runtime + Sync),
     lock: &mut StateLock,
     names: &[JailName],
     ssh_port: u16,
@@ -26,8 +26,26 @@ pub fn remove_and_rewire(
     for name in names {
         progress.step(name.as_str(), Step::Remove.as_str());
     }
+    // The records as they will be once every jail is gone, set while they go: the
+    // resolver's reload is mostly a wait on the resolver, and the removal mostly a wait on
+    // the kernel, so together they cost about the longer of the two. Should a removal
+    // fail, the records are set again below for the jails still recorded.
+    let expected = running.then(|| {
+        let mut after = lock.state.clone();
+        for name in names {
+            after.forget_jail(name);
+        }
+        wiring::records(&after)
+    });
     // All at once: the runtime shares what it can between them (one supervisor reload).
-    for (name, result) in names.iter().zip(rt.remove_jails(names)) {
+    let (results, early) = std::thread::scope(|scope| {
+        let early = expected
+            .as_ref()
+            .map(|records| scope.spawn(|| rt.set_records(records)));
+        let results = rt.remove_jails(names);
+        (results, early.map(|h| h.join()))
+    });
+    for (name, result) in names.iter().zip(results) {
         match result {
             Ok(()) => {
                 lock.state.forget_jail(name);
@@ -46,10 +64,11 @@ pub fn remove_and_rewire(
     };
     keep_first(lock.save().into_diagnostic());
     if running {
-        keep_first(
-            rt.set_records(&wiring::records(&lock.state))
-                .into_diagnostic(),
-        );
+        let records = wiring::records(&lock.state);
+        match early {
+            Some(Ok(Ok(()))) if expected.as_ref() == Some(&records) => {}
+            _ => keep_first(rt.set_records(&records).into_diagnostic()),
+        }
         let redirects = wiring::redirects(&lock.state, ssh_port);
         match rt.set_forwards(&redirects) {
             Ok(()) => {
@@ -160,9 +179,9 @@ mod tests {
     /// A running instance whose `remove_jail` fails for one jail; records every rewiring.
     struct FailsOn {
         jail: &'static str,
-        removed: std::cell::RefCell<Vec<String>>,
-        records: std::cell::RefCell<Vec<jrun_core::net::DnsRecords>>,
-        forwards: std::cell::RefCell<Vec<Vec<jrun_core::net::Redirect>>>,
+        removed: std::sync::Mutex<Vec<String>>,
+        records: std::sync::Mutex<Vec<jrun_core::net::DnsRecords>>,
+        forwards: std::sync::Mutex<Vec<Vec<jrun_core::net::Redirect>>>,
     }
 
     fn unused<T>() -> Result<T, jrun_core::runtime::RuntimeError> {
@@ -219,14 +238,14 @@ mod tests {
                     message: "injected".into(),
                 });
             }
-            self.removed.borrow_mut().push(jail.to_string());
+            self.removed.lock().unwrap().push(jail.to_string());
             Ok(())
         }
         fn set_records(
             &self,
             r: &jrun_core::net::DnsRecords,
         ) -> Result<(), jrun_core::runtime::RuntimeError> {
-            self.records.borrow_mut().push(r.clone());
+            self.records.lock().unwrap().push(r.clone());
             Ok(())
         }
         fn apply_mesh(
@@ -240,7 +259,7 @@ mod tests {
             &self,
             r: &[jrun_core::net::Redirect],
         ) -> Result<(), jrun_core::runtime::RuntimeError> {
-            self.forwards.borrow_mut().push(r.to_vec());
+            self.forwards.lock().unwrap().push(r.to_vec());
             Ok(())
         }
         fn jails_present(
@@ -290,16 +309,18 @@ mod tests {
             remove_and_rewire(&rt, &mut lock, &names, 2222, &mut Progress::new(true)).unwrap_err();
         assert!(err.to_string().contains("cannot remove jail b"), "{err}");
         // a went; the removal stopped at b, so b and c stay recorded.
-        assert_eq!(*rt.removed.borrow(), ["a"]);
+        assert_eq!(*rt.removed.lock().unwrap(), ["a"]);
         let left: Vec<&str> = lock.state.jails.keys().map(|j| j.as_str()).collect();
         assert_eq!(left, ["b", "c"]);
         // The wiring was redone without a: no record, no forward on 8010.
-        let records = rt.records.borrow();
-        assert_eq!(records.len(), 1);
-        let text: Vec<String> = records[0].0.iter().map(|r| r.name.to_string()).collect();
+        // The records were set for all three gone while they went, then again for b and c.
+        let records = rt.records.lock().unwrap();
+        assert_eq!(records.len(), 2);
+        assert!(records[0].0.is_empty(), "{:?}", records[0]);
+        let text: Vec<String> = records[1].0.iter().map(|r| r.name.to_string()).collect();
         assert!(!text.iter().any(|n| n.starts_with("a.")), "{text:?}");
         assert!(text.iter().any(|n| n.starts_with("b.")), "{text:?}");
-        let forwards = rt.forwards.borrow();
+        let forwards = rt.forwards.lock().unwrap();
         assert_eq!(forwards.len(), 1);
         let ports: Vec<u16> = forwards[0].iter().map(|r| r.host_port).collect();
         assert_eq!(ports, [8011, 8012]);
