@@ -53,8 +53,16 @@ pub fn load(runner: &dyn Runner, layout: &Layout, ruleset: &str) -> Result<(), R
     let after = generation(layout);
     if let (Some((ino_b, b)), Some((ino_a, a))) = (before, after) {
         if ino_a == ino_b && a == b.wrapping_add(1) {
-            // Not durable on purpose: a lost or torn record only means one more load.
-            let _ = std::fs::write(&gen_file, format!("{ino_a}:{a}"));
+            // Not durable on purpose: a lost or torn record only means one more load. Its
+            // mode is set, not left to the umask: root refuses a home others can write.
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&gen_file)
+                .and_then(|mut f| f.write_all(format!("{ino_a}:{a}").as_bytes()));
         }
     }
     Ok(())

@@ -1,7 +1,7 @@
 //! The native runtime behind the commands. `up`: each jail's network, then its workload,
-//! the jails of a dependency level side by side; then the Yggdrasil nodes of every deployed jail, together; then the
-//! resolver's records and the forwards for every deployed jail; then the wait for the
-//! services it started.
+//! the jails of a dependency level side by side; then the Yggdrasil nodes of every
+//! deployed jail, together; then the resolver's records and the forwards for every
+//! deployed jail; then the wait for the services it started.
 
 use jrun_core::config::JailName;
 use jrun_core::plan::{JailPlan, Plan};
