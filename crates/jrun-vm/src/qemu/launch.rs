@@ -12,6 +12,11 @@ use nix::unistd::Pid;
 use super::QemuSpec;
 use crate::qmp::{Qmp, QmpError};
 
+/// How long QEMU gets to exit once told to quit. It flushes its disk images on the way out
+/// (a kill in the middle can leave one torn), and on a busy machine (the full test suite)
+/// its exit once took longer than the 5 s this was.
+const QUIT_GRACE: Duration = Duration::from_secs(15);
+
 #[derive(Debug, thiserror::Error)]
 pub enum QemuError {
     #[error("could not run {binary}: {source}; install QEMU (Debian: qemu-system-x86 / qemu-system-arm, macOS: brew install qemu)")]
@@ -153,7 +158,7 @@ impl VmProcess {
             pid = self.pid,
             "the guest did not power down in {deadline:?}; quitting QEMU"
         );
-        if self.qmp().and_then(|mut q| q.quit()).is_ok() && self.wait_gone(Duration::from_secs(5)) {
+        if self.qmp().and_then(|mut q| q.quit()).is_ok() && self.wait_gone(QUIT_GRACE) {
             self.cleanup();
             return Ok(StopOutcome::Quit);
         }
