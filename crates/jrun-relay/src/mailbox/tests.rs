@@ -36,6 +36,28 @@ fn phases(list: &[Stored]) -> Vec<(Side, Phase)> {
     list.iter().map(|m| (m.side, m.phase)).collect()
 }
 
+/// A read by `reader` from index `after` that waits (up to 600 s), spawned; returned once
+/// it is parked at the relay.
+async fn parked_read(
+    m: &Arc<Mailboxes>,
+    n: u32,
+    reader: Reader,
+    after: usize,
+) -> tokio::task::JoinHandle<Result<Vec<Stored>, ReadError>> {
+    let before = m.parked();
+    let waiting = {
+        let m = m.clone();
+        tokio::spawn(async move {
+            m.read(n, reader, after, Duration::from_secs(600), false)
+                .await
+        })
+    };
+    while m.parked() == before {
+        tokio::task::yield_now().await;
+    }
+    waiting
+}
+
 #[tokio::test]
 async fn claims_batches_and_forgetting_once_both_last_messages_were_delivered() {
     let (m, _) = boxes(RelayConfig::default());
@@ -199,16 +221,7 @@ async fn a_wait_ends_with_the_peers_post_or_empty_when_it_runs_out() {
     assert!(got.is_empty());
     assert!(started.elapsed() >= Duration::from_millis(50));
     assert_eq!(m.parked(), 0);
-    let waiting = {
-        let m = m.clone();
-        tokio::spawn(async move {
-            m.read(n, Reader::Joiner, 0, Duration::from_secs(600), false)
-                .await
-        })
-    };
-    while m.parked() == 0 {
-        tokio::task::yield_now().await;
-    }
+    let waiting = parked_read(&m, n, Reader::Joiner, 0).await;
     post(&m, n, Some(&ta), vec![msg(Side::A, Phase::Pake, b"pa")]).unwrap();
     let got = waiting.await.unwrap().unwrap();
     assert_eq!(phases(&got), [(Side::A, Phase::Pake)]);
@@ -222,16 +235,7 @@ async fn an_abort_wakes_the_waiting_peer_and_the_nameplate_goes() {
     post(&m, n, Some(&ta), vec![msg(Side::A, Phase::Pake, b"pa")]).unwrap();
     let (_, tb) = post(&m, n, None, vec![msg(Side::B, Phase::Pake, b"pb")]).unwrap();
     assert!(tb.is_some());
-    let waiting = {
-        let m = m.clone();
-        tokio::spawn(async move {
-            m.read(n, Reader::Side(Side::B), 1, Duration::from_secs(600), false)
-                .await
-        })
-    };
-    while m.parked() == 0 {
-        tokio::task::yield_now().await;
-    }
+    let waiting = parked_read(&m, n, Reader::Side(Side::B), 1).await;
     post(
         &m,
         n,
@@ -259,16 +263,7 @@ async fn waiting_reads_are_capped_relay_wide() {
     };
     let (m, _) = boxes(config);
     let (n, _) = m.allocate(A).unwrap();
-    let first = {
-        let m = m.clone();
-        tokio::spawn(async move {
-            m.read(n, Reader::Joiner, 0, Duration::from_secs(600), false)
-                .await
-        })
-    };
-    while m.parked() == 0 {
-        tokio::task::yield_now().await;
-    }
+    let first = parked_read(&m, n, Reader::Joiner, 0).await;
     let long = Duration::from_secs(600);
     assert_eq!(
         m.read(n, Reader::Joiner, 0, long, false).await,
