@@ -18,6 +18,7 @@ pub mod clock;
 mod code;
 mod config;
 pub mod mailbox;
+mod quota;
 mod rate_limit;
 mod server;
 mod store;

@@ -1,11 +1,11 @@
 //! Pairing v2's nameplates: opaque messages per nameplate and side, at most one per side
 //! and phase, under the same TTL and memory limits as v1's pairings. A read may wait for
 //! the peer's next message (long poll) without holding any lock: each nameplate has a
-//! `Notify` that every post, and forgetting the nameplate, wakes. A nameplate is forgotten once neither side needs
-//! anything more from it — each side gave up or was handed the peer's last message — or
-//! when the TTL ran out since the last message.
+//! `Notify` that every post, and forgetting the nameplate, wakes. A nameplate is forgotten
+//! once neither side needs anything more from it — each side gave up or was handed the
+//! peer's last message — or when the TTL ran out since the last message.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::mem::size_of;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,7 +19,7 @@ use tokio::sync::futures::OwnedNotified;
 use tokio::sync::Notify;
 
 use crate::clock::Clock;
-use crate::rate_limit::network_key;
+use crate::quota::Quota;
 use crate::store::StoreError;
 use crate::{RelayConfig, MAX_TTL};
 
@@ -136,10 +136,8 @@ impl Channel {
 #[derive(Default)]
 struct Inner {
     channels: HashMap<u32, Channel>,
-    pending_by_client: HashMap<IpAddr, usize>,
-    pending_by_network: HashMap<IpAddr, usize>,
-    bytes: usize,
-    deadlines: VecDeque<(Instant, u32)>,
+    /// The nameplates' counts, bytes and deadlines, as v1's pairings'.
+    quota: Quota<u32>,
 }
 
 /// The relay's v2 nameplates.
@@ -215,7 +213,7 @@ impl Mailboxes {
     pub fn bytes(&self) -> usize {
         let mut inner = self.lock();
         self.sweep(&mut inner);
-        inner.bytes
+        inner.quota.bytes()
     }
 
     /// How many reads are waiting now.
@@ -229,23 +227,9 @@ impl Mailboxes {
         let token = CreatorToken::random().map_err(|_| StoreError::Rng)?;
         let mut inner = self.lock();
         self.sweep(&mut inner);
-        if inner.channels.len() >= self.config.max_pending {
-            return Err(StoreError::Full);
-        }
-        if inner.pending_by_client.get(&creator).copied().unwrap_or(0)
-            >= self.config.max_pending_per_client
-        {
-            return Err(StoreError::ClientFull);
-        }
-        let network = network_key(creator);
-        if inner.pending_by_network.get(&network).copied().unwrap_or(0)
-            >= self.config.max_pending_per_network
-        {
-            return Err(StoreError::ClientFull);
-        }
-        if inner.bytes.saturating_add(CHANNEL_BYTES) > self.config.max_pending_bytes {
-            return Err(StoreError::Full);
-        }
+        inner
+            .quota
+            .admit(&self.config, inner.channels.len(), creator, CHANNEL_BYTES)?;
         // Four digits while few are live (short codes), six when busy.
         let top = if inner.channels.len() < 4000 {
             9999
@@ -276,10 +260,9 @@ impl Mailboxes {
                 changed: Arc::new(Notify::new()),
             },
         );
-        *inner.pending_by_client.entry(creator).or_default() += 1;
-        *inner.pending_by_network.entry(network).or_default() += 1;
-        inner.bytes += CHANNEL_BYTES;
-        inner.deadlines.push_back((expires_at, nameplate));
+        inner
+            .quota
+            .add(creator, CHANNEL_BYTES, nameplate, expires_at);
         Ok((nameplate, token))
     }
 
@@ -317,13 +300,13 @@ impl Mailboxes {
         let mut inner = self.lock();
         self.sweep(&mut inner);
         let expires_at = self.clock.now() + self.config.ttl;
-        let used = inner.bytes;
         let unknown = if admitted {
             PostError::NotFound
         } else {
             PostError::Unadmitted
         };
-        let Some(channel) = inner.channels.get_mut(&nameplate) else {
+        let Inner { channels, quota } = &mut *inner;
+        let Some(channel) = channels.get_mut(&nameplate) else {
             return Err(unknown);
         };
         if !admitted && token.and_then(|t| side_in(channel, t)).is_none() {
@@ -349,7 +332,7 @@ impl Mailboxes {
             return Err(PostError::Conflict);
         }
         let bytes: usize = batch.iter().map(message_bytes).sum();
-        if used.saturating_add(bytes) > self.config.max_pending_bytes {
+        if !quota.fits(&self.config, bytes) {
             return Err(PostError::Full);
         }
         if let Some(t) = &issued {
@@ -360,11 +343,11 @@ impl Mailboxes {
         channel.expires_at = expires_at;
         channel.changed.notify_waiters();
         let finished = channel.finished();
-        inner.bytes += bytes;
+        quota.grow(bytes);
         if finished {
             remove(&mut inner, nameplate);
         } else {
-            inner.deadlines.push_back((expires_at, nameplate));
+            quota.due(nameplate, expires_at);
         }
         let reader = Reader::Side(side);
         // Even with the nameplate gone (after this side's last message), the post went
@@ -505,11 +488,7 @@ impl Mailboxes {
 
     fn sweep(&self, inner: &mut Inner) {
         let now = self.clock.now();
-        while let Some((deadline, _)) = inner.deadlines.front() {
-            if *deadline > now {
-                break;
-            }
-            let (deadline, n) = inner.deadlines.pop_front().expect("front exists");
+        while let Some((deadline, n)) = inner.quota.pop_expired(now) {
             if inner.channels.get(&n).map(|c| c.expires_at) == Some(deadline) {
                 remove(inner, n);
             }
@@ -572,18 +551,7 @@ fn remove(inner: &mut Inner, nameplate: u32) {
     };
     // Its waiting readers look again, and find it gone.
     channel.changed.notify_waiters();
-    inner.bytes -= channel.bytes;
-    for (map, key) in [
-        (&mut inner.pending_by_client, channel.creator),
-        (&mut inner.pending_by_network, network_key(channel.creator)),
-    ] {
-        if let Some(n) = map.get_mut(&key) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&key);
-            }
-        }
-    }
+    inner.quota.release(channel.creator, channel.bytes);
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The pending pairings: created, joined once, collected once, then gone; expired ones are
 //! swept. Memory stays bounded by `max_pending` pairings and `max_pending_bytes` of rosters.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::mem::size_of;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -12,7 +12,7 @@ use jrun_mesh::PairCode;
 
 use crate::clock::Clock;
 use crate::code::draw_code;
-use crate::rate_limit::network_key;
+use crate::quota::Quota;
 use crate::{RelayConfig, MAX_TTL};
 
 /// Why a pairing could not be created.
@@ -58,14 +58,8 @@ struct Pairing {
 #[derive(Default)]
 struct Inner {
     pairings: HashMap<PairCode, Pairing>,
-    pending_by_client: HashMap<IpAddr, usize>,
-    /// Pending pairings per network (IPv4 /24, IPv6 /48).
-    pending_by_network: HashMap<IpAddr, usize>,
-    /// The sum of the pairings' `bytes`.
-    bytes: usize,
-    /// Deadlines in the order they were set (the TTL is fixed, so this order is also their
-    /// time order); an entry may be stale if the pairing left or got a later deadline.
-    deadlines: VecDeque<(Instant, PairCode)>,
+    /// The pairings' counts, bytes and deadlines.
+    quota: Quota<PairCode>,
 }
 
 /// The relay's pairings, shared by all connections.
@@ -120,22 +114,10 @@ impl Store {
         };
         let mut inner = self.lock();
         self.sweep(&mut inner);
-        if inner.pairings.len() >= self.config.max_pending {
-            return Err(StoreError::Full);
-        }
-        let mine = inner.pending_by_client.get(&creator).copied().unwrap_or(0);
-        if mine >= self.config.max_pending_per_client {
-            return Err(StoreError::ClientFull);
-        }
-        let network = network_key(creator);
-        let ours = inner.pending_by_network.get(&network).copied().unwrap_or(0);
-        if ours >= self.config.max_pending_per_network {
-            return Err(StoreError::ClientFull);
-        }
         let bytes = PAIRING_BYTES + roster_bytes(&roster);
-        if inner.bytes.saturating_add(bytes) > self.config.max_pending_bytes {
-            return Err(StoreError::Full);
-        }
+        inner
+            .quota
+            .admit(&self.config, inner.pairings.len(), creator, bytes)?;
         // Collisions are astronomically rare, but a live code is never handed out twice.
         let code = loop {
             let code = draw_code().map_err(|_| StoreError::Rng)?;
@@ -155,10 +137,7 @@ impl Store {
                 bytes,
             },
         );
-        *inner.pending_by_client.entry(creator).or_default() += 1;
-        *inner.pending_by_network.entry(network).or_default() += 1;
-        inner.bytes += bytes;
-        inner.deadlines.push_back((expires_at, code.clone()));
+        inner.quota.add(creator, bytes, code.clone(), expires_at);
         Ok(Created { code, token })
     }
 
@@ -202,13 +181,13 @@ impl Store {
         let mut inner = self.lock();
         self.sweep(&mut inner);
         let expires_at = self.clock.now() + self.config.ttl;
-        let used = inner.bytes;
-        let pairing = inner.pairings.get_mut(code).ok_or(JoinError::NotFound)?;
+        let Inner { pairings, quota } = &mut *inner;
+        let pairing = pairings.get_mut(code).ok_or(JoinError::NotFound)?;
         if pairing.joiner_roster.is_some() {
             return Err(JoinError::AlreadyJoined);
         }
         let bytes = roster_bytes(&roster);
-        if used.saturating_add(bytes) > self.config.max_pending_bytes {
+        if !quota.fits(&self.config, bytes) {
             return Err(JoinError::Full);
         }
         pairing.joiner_roster = Some(roster);
@@ -216,8 +195,8 @@ impl Store {
         // The creator gets a full TTL to collect, counted from the join.
         pairing.expires_at = expires_at;
         let creator_roster = Arc::clone(&pairing.creator_roster);
-        inner.bytes += bytes;
-        inner.deadlines.push_back((expires_at, code.clone()));
+        quota.grow(bytes);
+        quota.due(code.clone(), expires_at);
         Ok(creator_roster)
     }
 
@@ -229,11 +208,7 @@ impl Store {
 
     fn sweep(&self, inner: &mut Inner) {
         let now = self.clock.now();
-        while let Some((deadline, _)) = inner.deadlines.front() {
-            if *deadline > now {
-                break;
-            }
-            let (deadline, code) = inner.deadlines.pop_front().expect("front exists");
+        while let Some((deadline, code)) = inner.quota.pop_expired(now) {
             let current = inner.pairings.get(&code).map(|p| p.expires_at);
             if current == Some(deadline) {
                 remove(inner, &code);
@@ -268,20 +243,7 @@ fn authorized(pairing: &Pairing, token: Option<&CreatorToken>) -> bool {
 
 fn remove(inner: &mut Inner, code: &PairCode) -> Option<Pairing> {
     let pairing = inner.pairings.remove(code)?;
-    inner.bytes -= pairing.bytes;
-    let net = network_key(pairing.creator);
-    if let Some(n) = inner.pending_by_network.get_mut(&net) {
-        *n -= 1;
-        if *n == 0 {
-            inner.pending_by_network.remove(&net);
-        }
-    }
-    if let Some(n) = inner.pending_by_client.get_mut(&pairing.creator) {
-        *n -= 1;
-        if *n == 0 {
-            inner.pending_by_client.remove(&pairing.creator);
-        }
-    }
+    inner.quota.release(pairing.creator, pairing.bytes);
     Some(pairing)
 }
 
@@ -483,7 +445,7 @@ mod tests {
         // Expiry frees everything.
         clock.advance(Duration::from_secs(600));
         assert_eq!(s.pending(), 0);
-        assert_eq!(s.lock().bytes, 0);
+        assert_eq!(s.lock().quota.bytes(), 0);
     }
 
     #[test]
