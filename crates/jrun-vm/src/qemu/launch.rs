@@ -54,7 +54,8 @@ pub struct VmProcess {
 pub enum StopOutcome {
     /// The guest powered itself off after the ACPI request.
     PoweredDown,
-    /// The guest did not react in time; QEMU was told to quit.
+    /// The guest did not react in time; QEMU was told to quit (over QMP, or by SIGTERM when
+    /// its monitor did not answer) and did.
     Quit,
     /// QEMU did not quit either; it was killed.
     Killed,
@@ -158,9 +159,27 @@ impl VmProcess {
             pid = self.pid,
             "the guest did not power down in {deadline:?}; quitting QEMU"
         );
-        if self.qmp().and_then(|mut q| q.quit()).is_ok() && self.wait_gone(QUIT_GRACE) {
-            self.cleanup();
-            return Ok(StopOutcome::Quit);
+        match self.qmp().and_then(|mut q| q.quit()) {
+            Ok(_) if self.wait_gone(QUIT_GRACE) => {
+                self.cleanup();
+                return Ok(StopOutcome::Quit);
+            }
+            Ok(_) => {}
+            // Its monitor did not answer. QEMU may have been on its way out already (a guest
+            // that powered off at the deadline): then it is gone by now. Otherwise SIGTERM is
+            // QEMU's own orderly quit, disk images flushed, before anything harsher.
+            Err(e) => {
+                if !self.is_alive() {
+                    self.cleanup();
+                    return Ok(StopOutcome::PoweredDown);
+                }
+                tracing::warn!(pid = self.pid, error = %e, "QEMU did not answer quit; sending SIGTERM");
+                let _ = kill(Pid::from_raw(self.pid), Signal::SIGTERM);
+                if self.wait_gone(QUIT_GRACE) {
+                    self.cleanup();
+                    return Ok(StopOutcome::Quit);
+                }
+            }
         }
         let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
         if self.wait_gone(Duration::from_secs(5)) {
@@ -212,6 +231,31 @@ mod tests {
         let spec = crate::qemu::argv::tests_support::spec_in(dir.path());
         let err = Qemu::launch(&spec, Some(Path::new("/nonexistent/qemu"))).unwrap_err();
         assert!(err.to_string().contains("install QEMU"), "{err}");
+    }
+
+    #[test]
+    fn a_vm_whose_monitor_does_not_answer_is_told_to_quit_by_sigterm_not_killed() {
+        use std::os::unix::process::ExitStatusExt;
+        let dir = tempfile::tempdir().unwrap();
+        // Stands in for a QEMU whose QMP socket cannot be reached; a thread reaps it as
+        // init reaps the daemonized QEMU.
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let vm = VmProcess {
+            pid: child.id() as i32,
+            qmp_socket: dir.path().join("qmp"),
+            pidfile: dir.path().join("pid"),
+        };
+        let reaper = std::thread::spawn(move || child.wait().unwrap());
+        let outcome = vm.stop(Duration::from_secs(1), |_| {}).unwrap();
+        assert_eq!(outcome, StopOutcome::Quit);
+        assert_eq!(
+            reaper.join().unwrap().signal(),
+            Some(Signal::SIGTERM as i32)
+        );
+        assert!(!vm.is_alive());
     }
 
     #[test]
