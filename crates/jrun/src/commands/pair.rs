@@ -218,17 +218,8 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
                 .block_on(RelayMailbox::create(&client, options))
                 .map_err(client_report)?;
             let code = v2.code();
-            let mut interrupt = catch_interrupt(&tokio)?;
-            announce(&code, args.json);
             let exchange = exchange_v2(&mut mailbox, Side::A, &v2, &identities, MAX_ROSTER_JAILS);
-            match wait(
-                &tokio,
-                &mut interrupt,
-                &code,
-                Some(args.timeout),
-                args.json,
-                exchange,
-            ) {
+            match announce_and_wait(&tokio, &code, &args, exchange)? {
                 Ok(remote) => (code, PairDirection::Created, remote),
                 Err(e) => return cancelled_or(e, &code),
             }
@@ -241,17 +232,8 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
                 .block_on(client.create(&roster))
                 .map_err(client_report)?;
             let code = created.code.clone();
-            let mut interrupt = catch_interrupt(&tokio)?;
-            announce(&code, args.json);
             let waiting = client.wait_for_join(&created, &options, std::future::pending());
-            match wait(
-                &tokio,
-                &mut interrupt,
-                &code,
-                Some(args.timeout),
-                args.json,
-                waiting,
-            ) {
+            match announce_and_wait(&tokio, &code, &args, waiting)? {
                 Ok(remote) => (code, PairDirection::Created, remote),
                 Err(ClientError::Cancelled { .. }) => {
                     return cancelled_or(ClientError::Cancelled { code: code.clone() }, &code)
@@ -335,6 +317,27 @@ fn catch_interrupt(tokio: &tokio::runtime::Runtime) -> miette::Result<tokio::sig
 
 /// Runs an exchange with the relay (waiting for the peer, or the v2 steps) with a spinner
 /// on a terminal; Ctrl-C cancels. `waiting` is the creator's patience, shown to the user.
+/// The creator's side once it holds a code: Ctrl-C is caught before the code is shown (a
+/// peer may act on it at once), then the code is shown and the exchange awaited for up to
+/// `--timeout`.
+fn announce_and_wait<T>(
+    tokio: &tokio::runtime::Runtime,
+    code: &PairCode,
+    args: &Args,
+    exchange: impl std::future::Future<Output = Result<T, ClientError>>,
+) -> miette::Result<Result<T, ClientError>> {
+    let mut interrupt = catch_interrupt(tokio)?;
+    announce(code, args.json);
+    Ok(wait(
+        tokio,
+        &mut interrupt,
+        code,
+        Some(args.timeout),
+        args.json,
+        exchange,
+    ))
+}
+
 fn wait<T>(
     tokio: &tokio::runtime::Runtime,
     interrupt: &mut tokio::signal::unix::Signal,
