@@ -16,12 +16,11 @@ fn state(inst: &Instance) -> String {
     std::fs::read_to_string(inst.home.path().join("state.json")).unwrap()
 }
 
-#[test]
-fn the_wait_holds_no_lock_and_ctrl_c_changes_nothing() {
-    let relay = Relay::start();
-    let inst = instance(&relay.url, "web");
-    let before = state(&inst);
+type Lines = std::io::Lines<BufReader<std::process::ChildStdout>>;
 
+/// `jrun pair --json` started on `inst`, once it has shown its code; its stdout is kept
+/// open (returned) so that what it prints later is not written to a closed pipe.
+fn creator_showing_its_code(inst: &Instance) -> (std::process::Child, Lines) {
     let mut creator = inst
         .command(&["pair", "--json", "--timeout", "60s"])
         .stdout(Stdio::piped())
@@ -31,6 +30,28 @@ fn the_wait_holds_no_lock_and_ctrl_c_changes_nothing() {
     let mut lines = BufReader::new(creator.stdout.take().unwrap()).lines();
     let first: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
     assert_eq!(first["event"], "created");
+    (creator, lines)
+}
+
+/// Ctrl-C to `child`: it exits with 130.
+fn ctrl_c(child: &mut std::process::Child) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "Ctrl-C exits with 130: {status:?}"
+    );
+}
+
+#[test]
+fn the_wait_holds_no_lock_and_ctrl_c_changes_nothing() {
+    let relay = Relay::start();
+    let inst = instance(&relay.url, "web");
+    let before = state(&inst);
+
+    let (mut creator, _lines) = creator_showing_its_code(&inst);
 
     // While it waits, commands that need the lock run (and do not wait for it).
     let cfg = inst.home.path().join("stack.ucl");
@@ -39,10 +60,7 @@ fn the_wait_holds_no_lock_and_ctrl_c_changes_nothing() {
     let down = inst.run(&["pair", "--drop", "1-not-paired-here"]);
     assert!(String::from_utf8_lossy(&down.stderr).contains("no pairing 1-not-paired-here"));
 
-    let pid = nix::unistd::Pid::from_raw(creator.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
-    let status = creator.wait().unwrap();
-    assert_eq!(status.code(), Some(130), "Ctrl-C exits with 130");
+    ctrl_c(&mut creator);
     let mut err = String::new();
     std::io::Read::read_to_string(&mut creator.stderr.take().unwrap(), &mut err).unwrap();
     assert!(
@@ -72,24 +90,8 @@ fn ctrl_c_as_soon_as_the_code_is_shown_cancels() {
     let inst = instance(&relay.url, "web");
     let before = state(&inst);
     for _ in 0..5 {
-        let mut creator = inst
-            .command(&["pair", "--json", "--timeout", "60s"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(creator.stdout.take().unwrap()).lines();
-        let first: serde_json::Value =
-            serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-        assert_eq!(first["event"], "created");
-        let pid = nix::unistd::Pid::from_raw(creator.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
-        let status = creator.wait().unwrap();
-        assert_eq!(
-            status.code(),
-            Some(130),
-            "Ctrl-C exits with 130: {status:?}"
-        );
+        let (mut creator, _lines) = creator_showing_its_code(&inst);
+        ctrl_c(&mut creator);
     }
     assert_eq!(state(&inst), before);
 }
