@@ -23,7 +23,7 @@ pub use model::{
     Action, JailPlan, JailRemoval, Op, Options, Plan, Probe, Reason, Untouched, VmAction, VmOp,
     VmPlan,
 };
-pub use order::{dependencies, dependency_order, with_dependencies, OrderError};
+pub use order::{dependencies, dependency_order, levels, with_dependencies, OrderError};
 pub use report::Summary;
 
 use crate::config::{Config, JailName};

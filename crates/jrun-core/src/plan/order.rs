@@ -141,6 +141,28 @@ pub fn with_dependencies(
     Ok(scope)
 }
 
+/// `items` (each standing for a jail, dependencies first, as a plan lists them) by
+/// dependency level, each level in the order given: a jail's level is one more than the
+/// highest level among `items` of the jails it needs (its `base` and `depends`), so the
+/// jails of one level need none of each other and can be deployed side by side.
+pub fn levels<T>(items: &[T], jail: impl Fn(&T) -> &Jail) -> Vec<Vec<&T>> {
+    let mut level_of: BTreeMap<&JailName, usize> = BTreeMap::new();
+    let mut levels: Vec<Vec<&T>> = Vec::new();
+    for item in items {
+        let j = jail(item);
+        let level = dependencies(j)
+            .filter_map(|(_, dep)| level_of.get(dep).map(|l| l + 1))
+            .max()
+            .unwrap_or(0);
+        level_of.insert(&j.name, level);
+        if levels.len() <= level {
+            levels.resize_with(level + 1, Vec::new);
+        }
+        levels[level].push(item);
+    }
+    levels
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,6 +170,25 @@ mod tests {
 
     fn names(order: &[&Jail]) -> Vec<String> {
         order.iter().map(|j| j.name.to_string()).collect()
+    }
+
+    #[test]
+    fn levels_put_a_jail_one_above_the_highest_it_needs() {
+        // db and cache need nothing; web needs db; api is cloned from web and needs cache;
+        // lone needs nothing (level 0 although it comes last).
+        let jails = vec![
+            jail("db"),
+            jail("cache"),
+            jail("web").depends(&["db"]),
+            jail("api").base("web").depends(&["cache"]),
+            jail("lone"),
+        ];
+        let got: Vec<Vec<String>> = levels(&jails, |j| j)
+            .iter()
+            .map(|level| names(level))
+            .collect();
+        assert_eq!(got, [vec!["db", "cache", "lone"], vec!["web"], vec!["api"]]);
+        assert!(levels(&[] as &[Jail], |j| j).is_empty());
     }
 
     #[test]

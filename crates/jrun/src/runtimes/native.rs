@@ -91,7 +91,7 @@ pub(super) fn execute(
         // processes it runs. A level starts once the one before it is up; after a level
         // in which a jail failed, none starts (a jail whose dependency failed is not
         // deployed).
-        for level in levels(&plan.jails) {
+        for level in jrun_core::plan::levels(&plan.jails, |jp| &jp.jail) {
             let changing: Vec<&JailPlan> = level
                 .into_iter()
                 .filter(|jp| {
@@ -219,26 +219,6 @@ pub(super) fn execute(
     outcome.changed = !outcome.deployed.is_empty() || !outcome.removed.is_empty();
     outcome.error = error;
     outcome
-}
-
-/// The jails of a plan by dependency level, each in plan order: a jail's level is one more
-/// than the highest of the jails it needs (its `base` and `depends`) in the plan.
-fn levels(jails: &[JailPlan]) -> Vec<Vec<&JailPlan>> {
-    let mut level_of: std::collections::BTreeMap<&JailName, usize> = Default::default();
-    let mut levels: Vec<Vec<&JailPlan>> = Vec::new();
-    // The plan lists dependencies first, so each jail's are placed before it.
-    for jp in jails {
-        let level = jrun_core::plan::dependencies(&jp.jail)
-            .filter_map(|(_, dep)| level_of.get(dep).map(|l| l + 1))
-            .max()
-            .unwrap_or(0);
-        level_of.insert(jp.name(), level);
-        if levels.len() <= level {
-            levels.resize_with(level + 1, Vec::new);
-        }
-        levels[level].push(jp);
-    }
-    levels
 }
 
 /// Deploys one jail's network and workload, undoing a jail this run built when either
